@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# build-test-images.sh — build (or reuse) the shared test images for
+# trustyard's tests into a fixed cache folder.
+#
+# Usage: scripts/build-test-images.sh
+# Env:   TRUSTYARD_TEST_IMAGES  cache folder (default /var/cache/trustyard/test-images)
+#        TRUSTYARD_SHARED_DIR   folder holding tools/make-test-images; used when
+#                               set, otherwise <repo>/../shared (the repo is
+#                               checked out as <something>/main, shared/ beside it)
+# Prints the cache folder on stdout. Skips the build when every image's
+# .info.json already exists. A flock on the cache folder makes parallel callers
+# wait for one build instead of building twice.
+set -euo pipefail
+
+IMAGES=(debian-minbase python-app node-app go-binary multi-arch big-layer)
+OUT="${TRUSTYARD_TEST_IMAGES:-/var/cache/trustyard/test-images}"
+
+log() { printf '[build-test-images] %s\n' "$*" >&2; }
+
+find_tool() {
+  local candidate
+  if [ -n "${TRUSTYARD_SHARED_DIR:-}" ]; then
+    candidate="$TRUSTYARD_SHARED_DIR/tools/make-test-images"
+  else
+    candidate="$(dirname "$0")/../../shared/tools/make-test-images"
+  fi
+  [ -x "$candidate" ] || { log "make-test-images not found at $candidate (set TRUSTYARD_SHARED_DIR)"; return 1; }
+  printf '%s\n' "$candidate"
+}
+
+all_built() {
+  local name
+  for name in "${IMAGES[@]}"; do
+    [ -f "$OUT/$name.info.json" ] || return 1
+  done
+}
+
+build() {
+  local tool
+  tool="$(find_tool)"
+  log "building test images into $OUT (takes a few minutes the first time)"
+  "$tool" "$OUT" "${IMAGES[@]}" >&2
+}
+
+main() {
+  mkdir -p "$OUT"
+  if ! all_built; then
+    exec 9>"$OUT/.build-test-images.lock"
+    flock 9
+    if all_built; then log "built meanwhile by another caller"; else build; fi
+    flock -u 9
+  fi
+  all_built || { log "images still missing in $OUT"; exit 1; }
+  printf '%s\n' "$OUT"
+}
+
+main "$@"

@@ -1,0 +1,3 @@
+"""trustyard: a trusted OCI container registry."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from trustyard.cli.main import main
+
+main()

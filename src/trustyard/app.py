@@ -1,0 +1,101 @@
+"""Composition root: build every object once, from settings, and wire the HTTP edges."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from sqlalchemy import Engine, text
+
+from trustyard.auth.authorize import open_policy
+from trustyard.config import Settings
+from trustyard.content.manifests import ManifestService
+from trustyard.content.stores import ContentStore
+from trustyard.content.uploads import HashStates, UploadService
+from trustyard.db.engine import make_engine
+from trustyard.kit.asgi import Receive, Scope, Send
+from trustyard.registry.app import RegistryApp
+from trustyard.registry.context import RegistryContext
+from trustyard.registry.http import JSON, respond
+from trustyard.storage.filesystem import FilesystemDriver
+from trustyard.storage.interfaces import BlobDriver
+
+log = logging.getLogger(__name__)
+
+
+def make_driver(settings: Settings) -> BlobDriver:
+    return FilesystemDriver(settings.blob_root, fsync=settings.storage.fsync)
+
+
+def make_context(settings: Settings, engine: Engine | None = None) -> RegistryContext:
+    engine = engine or make_engine(settings.effective_database_url)
+    driver = make_driver(settings)
+    store = ContentStore()
+    return RegistryContext(
+        engine=engine,
+        store=store,
+        uploads=UploadService(store, driver, HashStates()),
+        manifests=ManifestService(store),
+        driver=driver,
+        authorize=open_policy,
+        url_prefix=(settings.server.public_url or "").rstrip("/"),
+    )
+
+
+class TrustyardApp:
+    """Top-level ASGI router: /v2 to the registry, /healthz, and 404 for the rest."""
+
+    def __init__(self, ctx: RegistryContext) -> None:
+        self.ctx = ctx
+        self.registry = RegistryApp(ctx)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        if path == "/v2" or path.startswith("/v2/"):
+            await self.registry(scope, receive, send)
+        elif path == "/healthz":
+            await self._health(send)
+        else:
+            body = json.dumps({"detail": "not found"}).encode()
+            await respond(send, 404, [JSON], body)
+
+    async def _health(self, send: Send) -> None:
+        problems = []
+        try:
+            with self.ctx.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:  # any failure means unhealthy
+            problems.append(f"database: {type(exc).__name__}")
+        try:
+            next(iter(self.ctx.driver.iter_uploads()), None)
+        except OSError as exc:
+            problems.append(f"storage: {exc.strerror}")
+        status = 503 if problems else 200
+        body = json.dumps({"status": "fail" if problems else "ok", "problems": problems})
+        await respond(send, status, [JSON], body.encode())
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.ctx.engine.dispose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_app(settings: Settings) -> TrustyardApp:
+    return TrustyardApp(make_context(settings))
+
+
+def asgi_factory() -> TrustyardApp:
+    """Entry point for server worker processes: settings come from TRUSTYARD_* variables."""
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level.upper())
+    return create_app(settings)

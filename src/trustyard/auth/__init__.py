@@ -1,0 +1,1 @@
+"""Access domain (L2a): who may do what."""

@@ -1,0 +1,1 @@
+"""Command line (L4): `trustyard serve`, `migrate`, `fsck`."""

@@ -1,0 +1,120 @@
+"""The `trustyard` command."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from trustyard.config import Settings, load_settings
+from trustyard.db import migrate as migrations
+from trustyard.db.engine import make_engine
+
+app = typer.Typer(help="trustyard: a trusted OCI container registry.", no_args_is_help=True)
+err = Console(stderr=True)
+
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="Folder for blobs and the SQLite database.")
+]
+DatabaseUrl = Annotated[
+    str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: SQLite).")
+]
+
+
+def _settings(data_dir: Path | None, database_url: str | None, **server: object) -> Settings:
+    base = load_settings(data_dir=data_dir, database_url=database_url)
+    wanted = {k: v for k, v in server.items() if v is not None}
+    if wanted:
+        base = base.model_copy(update={"server": base.server.model_copy(update=wanted)})
+    return base
+
+
+def _prepare(settings: Settings) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.effective_database_url)
+    try:
+        migrations.upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (0: one per core).")] = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Run the registry (migrating the database first)."""
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    settings = _settings(data_dir, database_url, host=host, port=port, workers=workers)
+    _prepare(settings)
+    os.environ.update(settings.to_environment())
+    count = settings.server.workers or os.cpu_count() or 1
+    err.print(
+        f"trustyard listening on http://{settings.server.host}:{settings.server.port} "
+        f"({count} workers, data in {settings.data_dir.resolve()})"
+    )
+    Granian(
+        "trustyard.app:asgi_factory",
+        address=settings.server.host,
+        port=settings.server.port,
+        interface=Interfaces.ASGI,
+        workers=count,
+        factory=True,
+        log_access=False,
+        log_level=settings.log_level,  # type: ignore[arg-type]
+        respawn_failed_workers=True,
+        backlog=2048,
+    ).serve()
+
+
+@app.command()
+def migrate(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+    """Bring the metadata database to the newest schema."""
+    settings = _settings(data_dir, database_url)
+    _prepare(settings)
+    err.print(f"database at revision {migrations.head_revision()}")
+
+
+@app.command()
+def fsck(
+    repair: Annotated[bool, typer.Option(help="Remove corrupt and orphaned data.")] = False,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Verify every stored blob against its digest and every manifest's references."""
+    from trustyard.app import make_driver
+    from trustyard.content.fsck import fsck as run_fsck
+    from trustyard.content.stores import ContentStore
+
+    settings = _settings(data_dir, database_url)
+    engine = make_engine(settings.effective_database_url)
+    with err.status("checking...") as status:
+        report = run_fsck(
+            engine,
+            ContentStore(),
+            make_driver(settings),
+            repair=repair,
+            progress=status.update,
+        )
+    for finding in report.findings:
+        mark = "repaired" if finding.repaired else "PROBLEM"
+        typer.echo(f"{mark}\t{finding.kind}\t{finding.subject}\t{finding.detail}")
+    typer.echo(
+        f"checked {report.blobs_checked} blobs and {report.manifests_checked} manifests: "
+        + ("clean" if report.clean else f"{len(report.findings)} problems")
+    )
+    raise typer.Exit(0 if report.clean else 1)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING)
+    app()

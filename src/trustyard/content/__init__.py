@@ -1,0 +1,1 @@
+"""Content domain (L2a): repositories, blobs, uploads, manifests, tags."""

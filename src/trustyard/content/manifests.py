@@ -1,0 +1,144 @@
+"""Manifest and tag logic: validate what is pushed, index what it references."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection
+
+from trustyard.content.interfaces import ManifestRecord, Page, ReferrerRecord
+from trustyard.content.stores import ContentStore
+from trustyard.oci import mediatypes as mt
+from trustyard.oci.digest import DEFAULT_ALGORITHM, Digest, digest_bytes, parse_digest
+from trustyard.oci.errors import ErrorCode, OciError
+from trustyard.oci.manifest import ParsedManifest, parse_manifest
+from trustyard.oci.names import check_tag
+
+
+@dataclass(frozen=True, slots=True)
+class PushedManifest:
+    digest: Digest
+    subject: str | None
+    created: bool
+
+
+def manifest_unknown(reference: str) -> OciError:
+    return OciError(
+        ErrorCode.MANIFEST_UNKNOWN,
+        "manifest unknown to registry",
+        detail={"reference": reference[:200]},
+    )
+
+
+class ManifestService:
+    def __init__(self, store: ContentStore) -> None:
+        self.store = store
+
+    def get(self, conn: Connection, repository: str, reference: str) -> ManifestRecord:
+        if ":" in reference:
+            record = self.store.get_manifest(conn, repository, str(parse_digest(reference)))
+        else:
+            record = self.store.resolve_tag(conn, repository, check_tag(reference))
+        if record is None:
+            raise manifest_unknown(reference)
+        return record
+
+    def put(
+        self,
+        conn: Connection,
+        repository: str,
+        reference: str,
+        body: bytes,
+        content_type: str | None,
+    ) -> PushedManifest:
+        tag: str | None = None
+        if ":" in reference:
+            claimed = parse_digest(reference)
+            digest = digest_bytes(body, claimed.algorithm)
+            if digest != claimed:
+                raise OciError(
+                    ErrorCode.DIGEST_INVALID,
+                    f"manifest body has digest {digest}, not {claimed}",
+                )
+        else:
+            tag = check_tag(reference)
+            digest = digest_bytes(body, DEFAULT_ALGORITHM)
+        parsed = parse_manifest(body, content_type)
+        repository_id = self.store.ensure_repository(conn, repository)
+        manifest_id = self.store.manifest_id(conn, repository_id, str(digest))
+        created = manifest_id is None
+        if manifest_id is None:
+            self._check_references(conn, repository_id, parsed)
+            record = ManifestRecord(
+                str(digest),
+                parsed.media_type,
+                body,
+                str(parsed.subject.digest) if parsed.subject else None,
+            )
+            references = [("blob", str(d.digest)) for d in parsed.blobs if not d.foreign]
+            references += [("manifest", str(d.digest)) for d in parsed.children]
+            manifest_id = self.store.insert_manifest(
+                conn, repository_id, record, parsed.artifact_type, parsed.annotations, references
+            )
+        if tag is not None:
+            self.store.set_tag(conn, repository_id, tag, manifest_id)
+        subject = str(parsed.subject.digest) if parsed.subject else None
+        return PushedManifest(digest, subject, created)
+
+    def _check_references(
+        self, conn: Connection, repository_id: int, parsed: ParsedManifest
+    ) -> None:
+        wanted = [d for d in parsed.blobs if not d.foreign]
+        sizes = self.store.linked_blob_sizes(conn, repository_id, [str(d.digest) for d in wanted])
+        for descriptor in wanted:
+            size = sizes.get(str(descriptor.digest))
+            if size is None:
+                raise OciError(
+                    ErrorCode.MANIFEST_BLOB_UNKNOWN,
+                    f"blob {descriptor.digest} is not in this repository; push it first",
+                    detail={"digest": str(descriptor.digest)},
+                )
+            if size != descriptor.size:
+                raise OciError(
+                    ErrorCode.MANIFEST_INVALID,
+                    f"descriptor of {descriptor.digest} says {descriptor.size} bytes,"
+                    f" the blob has {size}",
+                )
+        children = [str(d.digest) for d in parsed.children]
+        missing = self.store.missing_manifests(conn, repository_id, children)
+        if missing:
+            raise OciError(
+                ErrorCode.MANIFEST_BLOB_UNKNOWN,
+                f"manifest {missing[0]} is not in this repository; push it first",
+                detail={"digest": missing[0]},
+            )
+
+    def delete(self, conn: Connection, repository: str, reference: str) -> None:
+        if ":" in reference:
+            deleted = self.store.delete_manifest(conn, repository, str(parse_digest(reference)))
+        else:
+            deleted = self.store.delete_tag(conn, repository, check_tag(reference))
+        if not deleted:
+            raise manifest_unknown(reference)
+
+    def tags(self, conn: Connection, repository: str, limit: int | None, last: str | None) -> Page:
+        repository_id = self.store.repository_id(conn, repository)
+        if repository_id is None:
+            raise OciError(ErrorCode.NAME_UNKNOWN, detail={"name": repository})
+        return self.store.list_tags(conn, repository_id, limit, last)
+
+    def referrers(
+        self, conn: Connection, repository: str, digest: str, artifact_type: str | None
+    ) -> list[ReferrerRecord]:
+        parse_digest(digest)
+        found = self.store.referrers(conn, repository, digest)
+        if artifact_type is not None:
+            found = [r for r in found if r.artifact_type == artifact_type]
+        return found
+
+
+def acceptable(media_type: str, accept: list[str]) -> bool:
+    """Whether a stored manifest may be served to a client sending these Accept types."""
+    if not accept or media_type not in mt.MANIFEST_TYPES:
+        return True
+    return any(a in ("*/*", "application/*", media_type) for a in accept)

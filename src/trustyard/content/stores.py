@@ -1,0 +1,366 @@
+"""All SQL of the content domain. Functions take the caller's connection; none commits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Select, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from trustyard.content.interfaces import ManifestRecord, Page, ReferrerRecord, UploadRecord
+from trustyard.db.tables import (
+    blobs,
+    manifest_references,
+    manifests,
+    repositories,
+    repository_blobs,
+    tags,
+    uploads,
+)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ContentStore:
+    # --- repositories ------------------------------------------------------------------------
+    def repository_id(self, conn: Connection, name: str) -> int | None:
+        return conn.scalar(select(repositories.c.id).where(repositories.c.name == name))
+
+    def ensure_repository(self, conn: Connection, name: str) -> int:
+        existing = self.repository_id(conn, name)
+        if existing is not None:
+            return existing
+        try:
+            with conn.begin_nested():
+                result = conn.execute(insert(repositories).values(name=name, created_at=now()))
+                return int(result.inserted_primary_key[0])  # type: ignore[index]
+        except IntegrityError:  # created concurrently
+            found = self.repository_id(conn, name)
+            assert found is not None
+            return found
+
+    def catalog(self, conn: Connection, limit: int | None, last: str | None) -> Page:
+        name = _bytewise(conn, repositories.c.name)
+        query = select(repositories.c.name).order_by(name)
+        if last:
+            query = query.where(name > last)
+        return _page(conn, query, limit)
+
+    # --- blobs -------------------------------------------------------------------------------
+    def blob_size(self, conn: Connection, digest: str) -> int | None:
+        return conn.scalar(select(blobs.c.size).where(blobs.c.digest == digest))
+
+    def repository_blob_size(self, conn: Connection, repository: str, digest: str) -> int | None:
+        query = (
+            select(blobs.c.size)
+            .select_from(
+                repository_blobs.join(
+                    repositories, repositories.c.id == repository_blobs.c.repository_id
+                ).join(blobs, blobs.c.digest == repository_blobs.c.digest)
+            )
+            .where(repositories.c.name == repository, repository_blobs.c.digest == digest)
+        )
+        return conn.scalar(query)
+
+    def record_blob(self, conn: Connection, digest: str, size: int) -> None:
+        if self.blob_size(conn, digest) is None:
+            try:
+                with conn.begin_nested():
+                    conn.execute(insert(blobs).values(digest=digest, size=size, created_at=now()))
+            except IntegrityError:
+                pass  # recorded concurrently
+
+    def link_blob(self, conn: Connection, repository_id: int, digest: str) -> None:
+        exists = conn.scalar(
+            select(func.count()).where(
+                repository_blobs.c.repository_id == repository_id,
+                repository_blobs.c.digest == digest,
+            )
+        )
+        if not exists:
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        insert(repository_blobs).values(
+                            repository_id=repository_id, digest=digest, created_at=now()
+                        )
+                    )
+            except IntegrityError:
+                pass
+
+    def unlink_blob(self, conn: Connection, repository: str, digest: str) -> bool:
+        repo_id = self.repository_id(conn, repository)
+        if repo_id is None:
+            return False
+        result = conn.execute(
+            delete(repository_blobs).where(
+                repository_blobs.c.repository_id == repo_id, repository_blobs.c.digest == digest
+            )
+        )
+        return result.rowcount > 0
+
+    def repositories_with_blob(self, conn: Connection, digest: str) -> list[str]:
+        query = (
+            select(repositories.c.name)
+            .select_from(
+                repository_blobs.join(
+                    repositories, repositories.c.id == repository_blobs.c.repository_id
+                )
+            )
+            .where(repository_blobs.c.digest == digest)
+            .order_by(repositories.c.name)
+        )
+        return list(conn.scalars(query))
+
+    def repository_blob_pairs(self, conn: Connection) -> set[tuple[str, str]]:
+        query = select(repositories.c.name, repository_blobs.c.digest).select_from(
+            repository_blobs.join(repositories)
+        )
+        return {(row.name, row.digest) for row in conn.execute(query)}
+
+    def all_blobs(self, conn: Connection) -> Iterator[tuple[str, int]]:
+        for row in conn.execute(select(blobs.c.digest, blobs.c.size).order_by(blobs.c.digest)):
+            yield row.digest, row.size
+
+    # --- uploads -----------------------------------------------------------------------------
+    def create_upload(self, conn: Connection, upload_id: str, repository: str) -> None:
+        stamp = now()
+        conn.execute(
+            insert(uploads).values(
+                id=upload_id, repository=repository, offset=0, created_at=stamp, updated_at=stamp
+            )
+        )
+
+    def get_upload(self, conn: Connection, upload_id: str) -> UploadRecord | None:
+        row = conn.execute(
+            select(uploads.c.id, uploads.c.repository, uploads.c.offset).where(
+                uploads.c.id == upload_id
+            )
+        ).first()
+        return UploadRecord(row.id, row.repository, row.offset) if row else None
+
+    def advance_upload(self, conn: Connection, upload_id: str, old: int, new: int) -> bool:
+        result = conn.execute(
+            update(uploads)
+            .where(uploads.c.id == upload_id, uploads.c.offset == old)
+            .values(offset=new, updated_at=now())
+        )
+        return result.rowcount == 1
+
+    def delete_upload(self, conn: Connection, upload_id: str) -> bool:
+        return conn.execute(delete(uploads).where(uploads.c.id == upload_id)).rowcount > 0
+
+    def upload_ids(self, conn: Connection) -> set[str]:
+        return set(conn.scalars(select(uploads.c.id)))
+
+    # --- manifests ---------------------------------------------------------------------------
+    _MANIFEST_COLUMNS = (
+        manifests.c.digest,
+        manifests.c.media_type,
+        manifests.c.payload,
+        manifests.c.subject_digest,
+    )
+
+    def get_manifest(self, conn: Connection, repository: str, digest: str) -> ManifestRecord | None:
+        row = conn.execute(
+            select(*self._MANIFEST_COLUMNS)
+            .select_from(manifests.join(repositories))
+            .where(repositories.c.name == repository, manifests.c.digest == digest)
+        ).first()
+        return ManifestRecord(*row) if row else None
+
+    def resolve_tag(self, conn: Connection, repository: str, tag: str) -> ManifestRecord | None:
+        row = conn.execute(
+            select(*self._MANIFEST_COLUMNS)
+            .select_from(
+                tags.join(manifests, manifests.c.id == tags.c.manifest_id).join(
+                    repositories, repositories.c.id == tags.c.repository_id
+                )
+            )
+            .where(repositories.c.name == repository, tags.c.name == tag)
+        ).first()
+        return ManifestRecord(*row) if row else None
+
+    def manifest_id(self, conn: Connection, repository_id: int, digest: str) -> int | None:
+        return conn.scalar(
+            select(manifests.c.id).where(
+                manifests.c.repository_id == repository_id, manifests.c.digest == digest
+            )
+        )
+
+    def insert_manifest(
+        self,
+        conn: Connection,
+        repository_id: int,
+        record: ManifestRecord,
+        artifact_type: str | None,
+        annotations: dict[str, str] | None,
+        references: Iterable[tuple[str, str]],
+    ) -> int:
+        result = conn.execute(
+            insert(manifests).values(
+                repository_id=repository_id,
+                digest=record.digest,
+                media_type=record.media_type,
+                artifact_type=artifact_type,
+                subject_digest=record.subject_digest,
+                annotations=json.dumps(annotations) if annotations else None,
+                size=len(record.payload),
+                payload=record.payload,
+                created_at=now(),
+            )
+        )
+        manifest_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        rows = [{"manifest_id": manifest_id, "kind": k, "digest": d} for k, d in set(references)]
+        if rows:
+            conn.execute(insert(manifest_references), rows)
+        return manifest_id
+
+    def missing_manifests(
+        self, conn: Connection, repository_id: int, digests: list[str]
+    ) -> list[str]:
+        if not digests:
+            return []
+        present = set(
+            conn.scalars(
+                select(manifests.c.digest).where(
+                    manifests.c.repository_id == repository_id, manifests.c.digest.in_(digests)
+                )
+            )
+        )
+        return [d for d in digests if d not in present]
+
+    def linked_blob_sizes(
+        self, conn: Connection, repository_id: int, digests: list[str]
+    ) -> dict[str, int]:
+        if not digests:
+            return {}
+        rows = conn.execute(
+            select(blobs.c.digest, blobs.c.size)
+            .select_from(repository_blobs.join(blobs))
+            .where(
+                repository_blobs.c.repository_id == repository_id,
+                repository_blobs.c.digest.in_(digests),
+            )
+        )
+        return {row.digest: row.size for row in rows}
+
+    def delete_manifest(self, conn: Connection, repository: str, digest: str) -> bool:
+        repo_id = self.repository_id(conn, repository)
+        if repo_id is None:
+            return False
+        manifest_id = self.manifest_id(conn, repo_id, digest)
+        if manifest_id is None:
+            return False
+        conn.execute(delete(tags).where(tags.c.manifest_id == manifest_id))
+        conn.execute(
+            delete(manifest_references).where(manifest_references.c.manifest_id == manifest_id)
+        )
+        conn.execute(delete(manifests).where(manifests.c.id == manifest_id))
+        return True
+
+    def referrers(self, conn: Connection, repository: str, digest: str) -> list[ReferrerRecord]:
+        rows = conn.execute(
+            select(
+                manifests.c.digest,
+                manifests.c.media_type,
+                manifests.c.size,
+                manifests.c.artifact_type,
+                manifests.c.annotations,
+            )
+            .select_from(manifests.join(repositories))
+            .where(repositories.c.name == repository, manifests.c.subject_digest == digest)
+            .order_by(manifests.c.created_at, manifests.c.digest)
+        )
+        return [
+            ReferrerRecord(
+                r.digest,
+                r.media_type,
+                r.size,
+                r.artifact_type,
+                json.loads(r.annotations) if r.annotations else None,
+            )
+            for r in rows
+        ]
+
+    def all_manifests(self, conn: Connection) -> Iterator[tuple[str, str, bytes, str]]:
+        query = select(
+            repositories.c.name, manifests.c.digest, manifests.c.payload, manifests.c.media_type
+        ).select_from(manifests.join(repositories))
+        for row in conn.execute(query):
+            yield row.name, row.digest, row.payload, row.media_type
+
+    def all_references(self, conn: Connection) -> Iterator[tuple[str, str, str, str]]:
+        """(repository, manifest digest, kind, referenced digest) for every reference."""
+        query = select(
+            repositories.c.name,
+            manifests.c.digest,
+            manifest_references.c.kind,
+            manifest_references.c.digest.label("target"),
+        ).select_from(manifest_references.join(manifests).join(repositories))
+        for row in conn.execute(query):
+            yield row.name, row.digest, row.kind, row.target
+
+    # --- tags --------------------------------------------------------------------------------
+    def set_tag(self, conn: Connection, repository_id: int, tag: str, manifest_id: int) -> None:
+        changed = conn.execute(
+            update(tags)
+            .where(tags.c.repository_id == repository_id, tags.c.name == tag)
+            .values(manifest_id=manifest_id, updated_at=now())
+        ).rowcount
+        if not changed:
+            conn.execute(
+                insert(tags).values(
+                    repository_id=repository_id,
+                    name=tag,
+                    manifest_id=manifest_id,
+                    updated_at=now(),
+                )
+            )
+
+    def delete_tag(self, conn: Connection, repository: str, tag: str) -> bool:
+        repo_id = self.repository_id(conn, repository)
+        if repo_id is None:
+            return False
+        result = conn.execute(
+            delete(tags).where(tags.c.repository_id == repo_id, tags.c.name == tag)
+        )
+        return result.rowcount > 0
+
+    def list_tags(
+        self, conn: Connection, repository_id: int, limit: int | None, last: str | None
+    ) -> Page:
+        name = _bytewise(conn, tags.c.name)
+        query = select(tags.c.name).where(tags.c.repository_id == repository_id)
+        if last:
+            query = query.where(name > last)
+        return _page(conn, query.order_by(name), limit)
+
+    def dangling_tags(self, conn: Connection) -> list[tuple[str, str]]:
+        query = (
+            select(repositories.c.name, tags.c.name.label("tag"))
+            .select_from(
+                tags.join(repositories, repositories.c.id == tags.c.repository_id).outerjoin(
+                    manifests, manifests.c.id == tags.c.manifest_id
+                )
+            )
+            .where(manifests.c.id.is_(None))
+        )
+        return [(row.name, row.tag) for row in conn.execute(query)]
+
+
+def _bytewise(conn: Connection, column: ColumnElement[str]) -> ColumnElement[str]:
+    """Compare and sort names byte by byte (OCI lexical order) whatever the DB's locale."""
+    return column.collate("C") if conn.dialect.name == "postgresql" else column
+
+
+def _page(conn: Connection, query: Select[Any], limit: int | None) -> Page:
+    if limit is not None:
+        names = list(conn.scalars(query.limit(limit + 1)))
+        return Page(names[:limit], len(names) > limit)
+    return Page(list(conn.scalars(query)), False)

@@ -1,0 +1,167 @@
+"""Parsing and structural validation of image manifests and indexes.
+
+The registry stores manifests byte for byte; this module only reads them to learn what they
+reference (blobs, child manifests, a subject) so the content service can check and index them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from trustyard.oci import mediatypes as mt
+from trustyard.oci.digest import Digest, parse_digest
+from trustyard.oci.errors import ErrorCode, OciError
+
+# Docker "foreign" layers live elsewhere (their descriptor carries `urls`); we do not require them.
+_FOREIGN_LAYER_TYPES = frozenset(
+    {
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Descriptor:
+    media_type: str
+    digest: Digest
+    size: int
+    artifact_type: str | None = None
+    annotations: dict[str, str] | None = None
+    platform: dict[str, Any] | None = None
+    foreign: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "mediaType": self.media_type,
+            "digest": str(self.digest),
+            "size": self.size,
+        }
+        if self.artifact_type:
+            out["artifactType"] = self.artifact_type
+        if self.annotations:
+            out["annotations"] = self.annotations
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedManifest:
+    media_type: str
+    blobs: list[Descriptor] = field(default_factory=list)  # config + layers
+    children: list[Descriptor] = field(default_factory=list)  # manifests of an index
+    subject: Descriptor | None = None
+    artifact_type: str | None = None
+    annotations: dict[str, str] | None = None
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in mt.INDEXES
+
+
+def _invalid(message: str) -> OciError:
+    return OciError(ErrorCode.MANIFEST_INVALID, message)
+
+
+def _descriptor(raw: Any, where: str) -> Descriptor:
+    if not isinstance(raw, dict):
+        raise _invalid(f"{where}: a descriptor must be a JSON object")
+    media_type = raw.get("mediaType")
+    if not isinstance(media_type, str) or not media_type:
+        raise _invalid(f"{where}: mediaType is missing")
+    digest_text = raw.get("digest")
+    if not isinstance(digest_text, str):
+        raise _invalid(f"{where}: digest is missing")
+    try:
+        digest = parse_digest(digest_text)
+    except OciError as exc:
+        raise _invalid(f"{where}: {exc.message}") from None
+    size = raw.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise _invalid(f"{where}: size must be a non-negative integer")
+    artifact_type = raw.get("artifactType")
+    if artifact_type is not None and not isinstance(artifact_type, str):
+        raise _invalid(f"{where}: artifactType must be a string")
+    annotations = _annotations(raw.get("annotations"), where)
+    platform = raw.get("platform")
+    if platform is not None and not isinstance(platform, dict):
+        raise _invalid(f"{where}: platform must be an object")
+    urls = raw.get("urls")
+    foreign = media_type in _FOREIGN_LAYER_TYPES and isinstance(urls, list) and bool(urls)
+    return Descriptor(media_type, digest, size, artifact_type, annotations, platform, foreign)
+
+
+def _annotations(raw: Any, where: str) -> dict[str, str] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in raw.items()
+    ):
+        raise _invalid(f"{where}: annotations must map strings to strings")
+    return raw
+
+
+def _media_type(doc: dict[str, Any], content_type: str | None) -> str:
+    declared = doc.get("mediaType")
+    if declared is not None and not isinstance(declared, str):
+        raise _invalid("mediaType must be a string")
+    header = (content_type or "").split(";")[0].strip() or None
+    if declared and header and header in mt.MANIFEST_TYPES and declared != header:
+        raise _invalid(f"Content-Type {header} does not match the manifest's mediaType {declared}")
+    media_type = declared or header
+    if media_type is None or media_type not in mt.MANIFEST_TYPES:
+        if media_type is None and "manifests" in doc:
+            return mt.OCI_INDEX
+        if media_type is None and "config" in doc:
+            return mt.OCI_MANIFEST
+        raise OciError(
+            ErrorCode.MANIFEST_INVALID,
+            f"unsupported manifest media type {media_type!r}; accepted: "
+            + ", ".join(sorted(mt.MANIFEST_TYPES)),
+        )
+    return media_type
+
+
+def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
+    """Validate the structure of a manifest and return what it references."""
+    if len(body) > mt.MAX_MANIFEST_BYTES:
+        raise OciError(
+            ErrorCode.MANIFEST_INVALID,
+            f"manifest is larger than {mt.MAX_MANIFEST_BYTES} bytes",
+            status=413,
+        )
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError):
+        raise _invalid("manifest is not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise _invalid("manifest must be a JSON object")
+    if doc.get("schemaVersion") != 2:
+        raise _invalid("schemaVersion must be 2 (schema 1 manifests are not supported)")
+    media_type = _media_type(doc, content_type)
+    subject = _descriptor(doc["subject"], "subject") if doc.get("subject") is not None else None
+    artifact_type = doc.get("artifactType")
+    if artifact_type is not None and not isinstance(artifact_type, str):
+        raise _invalid("artifactType must be a string")
+    annotations = _annotations(doc.get("annotations"), "manifest")
+    if media_type in mt.INDEXES:
+        raw_children = doc.get("manifests")
+        if not isinstance(raw_children, list):
+            raise _invalid("an index needs a 'manifests' list")
+        children = [_descriptor(c, f"manifests[{i}]") for i, c in enumerate(raw_children)]
+        return ParsedManifest(media_type, [], children, subject, artifact_type, annotations)
+    config = doc.get("config")
+    if config is None:
+        raise _invalid("an image manifest needs a config descriptor")
+    layers = doc.get("layers")
+    if not isinstance(layers, list):
+        raise _invalid("an image manifest needs a 'layers' list")
+    blobs = [_descriptor(config, "config")]
+    blobs += [_descriptor(layer, f"layers[{i}]") for i, layer in enumerate(layers)]
+    if artifact_type is None and blobs[0].media_type != mt.OCI_EMPTY_JSON:
+        # Referrers report the config type when a manifest has no artifactType.
+        artifact_type = blobs[0].media_type if media_type == mt.OCI_MANIFEST else None
+    return ParsedManifest(media_type, blobs, [], subject, artifact_type, annotations)

@@ -1,0 +1,43 @@
+"""Repository name and tag grammar (OCI distribution spec, "Pulling manifests")."""
+
+from __future__ import annotations
+
+import re
+
+from trustyard.oci.errors import ErrorCode, OciError
+
+_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+_NAME_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+_TAG_RE = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
+
+# Together with the registry host a reference must stay below 255 characters.
+MAX_NAME_LENGTH = 255
+
+
+def is_valid_name(name: str) -> bool:
+    return 0 < len(name) <= MAX_NAME_LENGTH and _NAME_RE.match(name) is not None
+
+
+def check_name(name: str) -> str:
+    if not is_valid_name(name):
+        raise OciError(
+            ErrorCode.NAME_INVALID,
+            "invalid repository name: use lower-case path components separated by '/'",
+            detail={"name": name[:300]},
+        )
+    return name
+
+
+def is_valid_tag(tag: str) -> bool:
+    return _TAG_RE.match(tag) is not None
+
+
+def check_tag(tag: str) -> str:
+    if not is_valid_tag(tag):
+        raise OciError(
+            ErrorCode.TAG_INVALID,
+            "invalid tag: at most 128 characters of [A-Za-z0-9_.-], not starting with '.' or '-'",
+            detail={"tag": tag[:200]},
+            status=400,
+        )
+    return tag

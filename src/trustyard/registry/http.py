@@ -1,0 +1,116 @@
+"""A thin request/response layer over raw ASGI, for the registry's hot paths."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs
+
+from trustyard.kit.asgi import Receive, Scope, Send
+from trustyard.oci.errors import ErrorCode, OciError, error_body
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class ClientGone(Exception):
+    """The client disconnected or stopped sending before the body was complete."""
+
+
+@dataclass
+class Request:
+    scope: Scope
+    receive: Receive
+    body_timeout: float
+    params: dict[str, str] = field(init=False)
+    _headers: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        raw = self.scope.get("query_string", b"").decode("latin-1")
+        self.params = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+        self._headers = {}
+        for key, value in self.scope["headers"]:
+            name = key.decode("latin-1").lower()
+            text = value.decode("latin-1")
+            self._headers[name] = (
+                f"{self._headers[name]}, {text}" if name in self._headers else text
+            )
+
+    @property
+    def method(self) -> str:
+        return str(self.scope["method"])
+
+    def header(self, name: str) -> str | None:
+        return self._headers.get(name)
+
+    @property
+    def content_length(self) -> int | None:
+        value = self.header("content-length")
+        if value is None:
+            return None
+        if not value.isdigit():
+            raise OciError(ErrorCode.SIZE_INVALID, "Content-Length is not a number")
+        return int(value)
+
+    def accept(self) -> list[str]:
+        raw = self.header("accept") or ""
+        return [part.split(";")[0].strip() for part in raw.split(",") if part.strip()]
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """Yield the body as it arrives; a stalled or vanished client raises ClientGone."""
+        declared = self.content_length
+        received = 0
+        while True:
+            try:
+                message = await asyncio.wait_for(self.receive(), self.body_timeout)
+            except TimeoutError:
+                raise ClientGone("client stopped sending the body") from None
+            if message["type"] == "http.disconnect":
+                raise ClientGone("client disconnected")
+            data = message.get("body", b"")
+            if data:
+                received += len(data)
+                if declared is not None and received > declared:
+                    raise OciError(ErrorCode.SIZE_INVALID, "body is longer than Content-Length")
+                yield data
+            if not message.get("more_body", False):
+                break
+        if declared is not None and received != declared:
+            raise ClientGone("body is shorter than Content-Length")
+
+    async def read_body(self, limit: int, too_large: OciError) -> bytes:
+        declared = self.content_length
+        if declared is not None and declared > limit:
+            raise too_large
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in self.chunks():
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            parts.append(chunk)
+        return b"".join(parts)
+
+
+def header_list(pairs: Iterable[tuple[str, str]]) -> Headers:
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in pairs]
+
+
+async def respond(
+    send: Send, status: int, headers: Headers, body: bytes = b"", head: bool = False
+) -> None:
+    all_headers = [*headers]
+    if not any(k == b"content-length" for k, _ in headers):
+        all_headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": all_headers})
+    await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+JSON = (b"content-type", b"application/json")
+API_VERSION = (b"docker-distribution-api-version", b"registry/2.0")
+
+
+async def respond_error(send: Send, error: OciError, extra: Headers | None = None) -> None:
+    body = error_body([error])
+    headers = [JSON, API_VERSION, *(extra or [])]
+    await respond(send, error.status, headers, body)

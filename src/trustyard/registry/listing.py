@@ -1,0 +1,84 @@
+"""Read-only listings: the base endpoint, catalog, tags and referrers."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote
+
+from trustyard.content.interfaces import Page
+from trustyard.db.engine import read_tx
+from trustyard.kit.asgi import Send
+from trustyard.oci import mediatypes as mt
+from trustyard.oci.errors import ErrorCode, OciError
+from trustyard.registry.context import RegistryContext
+from trustyard.registry.http import API_VERSION, JSON, Headers, Request, respond
+
+MAX_PAGE = 10_000
+
+
+def _page_size(req: Request) -> int | None:
+    raw = req.params.get("n")
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit():
+        raise OciError(ErrorCode.PAGINATION_NUMBER_INVALID, "n must be a non-negative integer")
+    return min(int(raw), MAX_PAGE)
+
+
+def _link(ctx: RegistryContext, path: str, limit: int | None, page: Page) -> Headers:
+    if not page.more or not page.items or limit is None:
+        return []
+    url = ctx.location(f"{path}?n={limit}&last={quote(page.items[-1], safe='')}")
+    return [(b"link", f'<{url}>; rel="next"'.encode())]
+
+
+async def base(ctx: RegistryContext, req: Request, send: Send) -> None:
+    await respond(send, 200, [JSON, API_VERSION], b"{}", head=req.method == "HEAD")
+
+
+async def catalog(ctx: RegistryContext, req: Request, send: Send) -> None:
+    limit = _page_size(req)
+    last = req.params.get("last") or None
+    if limit == 0:
+        page = Page([], False)
+    else:
+        with read_tx(ctx.engine) as conn:
+            page = ctx.store.catalog(conn, limit, last)
+    body = json.dumps({"repositories": page.items}).encode()
+    await respond(send, 200, [JSON, API_VERSION, *_link(ctx, "/v2/_catalog", limit, page)], body)
+
+
+async def tags_list(ctx: RegistryContext, req: Request, send: Send, name: str) -> None:
+    limit = _page_size(req)
+    last = req.params.get("last") or None
+    with read_tx(ctx.engine) as conn:
+        page = ctx.manifests.tags(conn, name, limit, last) if limit != 0 else None
+        if page is None:  # n=0 still tells whether the repository exists
+            ctx.manifests.tags(conn, name, 1, None)
+            page = Page([], False)
+    body = json.dumps({"name": name, "tags": page.items}).encode()
+    link = _link(ctx, f"/v2/{name}/tags/list", limit, page)
+    await respond(send, 200, [JSON, API_VERSION, *link], body, head=req.method == "HEAD")
+
+
+async def referrers(ctx: RegistryContext, req: Request, send: Send, name: str, digest: str) -> None:
+    artifact_type = req.params.get("artifactType") or None
+    with read_tx(ctx.engine) as conn:
+        found = ctx.manifests.referrers(conn, name, digest, artifact_type)
+    descriptors = []
+    for ref in found:
+        item: dict[str, object] = {
+            "mediaType": ref.media_type,
+            "digest": ref.digest,
+            "size": ref.size,
+        }
+        if ref.artifact_type:
+            item["artifactType"] = ref.artifact_type
+        if ref.annotations:
+            item["annotations"] = ref.annotations
+        descriptors.append(item)
+    index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": descriptors}
+    headers: Headers = [(b"content-type", mt.OCI_INDEX.encode()), API_VERSION]
+    if artifact_type is not None:
+        headers.append((b"oci-filters-applied", b"artifactType"))
+    await respond(send, 200, headers, json.dumps(index).encode())

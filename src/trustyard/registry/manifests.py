@@ -1,0 +1,61 @@
+"""Manifest GET, HEAD, PUT and DELETE."""
+
+from __future__ import annotations
+
+from trustyard.content.manifests import acceptable
+from trustyard.db.engine import read_tx, write_tx
+from trustyard.kit.asgi import Send
+from trustyard.oci import mediatypes as mt
+from trustyard.oci.errors import ErrorCode, OciError
+from trustyard.registry.context import RegistryContext
+from trustyard.registry.http import API_VERSION, Request, respond
+
+_TOO_LARGE = OciError(
+    ErrorCode.MANIFEST_INVALID,
+    f"manifest is larger than the {mt.MAX_MANIFEST_BYTES} byte limit",
+    status=413,
+)
+
+
+async def get_manifest(
+    ctx: RegistryContext, req: Request, send: Send, name: str, reference: str
+) -> None:
+    with read_tx(ctx.engine) as conn:
+        record = ctx.manifests.get(conn, name, reference)
+    if not acceptable(record.media_type, req.accept()):
+        raise OciError(
+            ErrorCode.MANIFEST_UNKNOWN,
+            f"the manifest is a {record.media_type}, which the Accept header does not allow",
+            detail={"mediaType": record.media_type},
+        )
+    headers = [
+        (b"content-type", record.media_type.encode()),
+        (b"docker-content-digest", record.digest.encode()),
+        (b"etag", f'"{record.digest}"'.encode()),
+        API_VERSION,
+    ]
+    await respond(send, 200, headers, record.payload, head=req.method == "HEAD")
+
+
+async def put_manifest(
+    ctx: RegistryContext, req: Request, send: Send, name: str, reference: str
+) -> None:
+    body = await req.read_body(mt.MAX_MANIFEST_BYTES, _TOO_LARGE)
+    with write_tx(ctx.engine) as conn:
+        pushed = ctx.manifests.put(conn, name, reference, body, req.header("content-type"))
+    headers = [
+        (b"location", ctx.location(f"/v2/{name}/manifests/{pushed.digest}").encode()),
+        (b"docker-content-digest", str(pushed.digest).encode()),
+        API_VERSION,
+    ]
+    if pushed.subject:
+        headers.append((b"oci-subject", pushed.subject.encode()))
+    await respond(send, 201, headers)
+
+
+async def delete_manifest(
+    ctx: RegistryContext, req: Request, send: Send, name: str, reference: str
+) -> None:
+    with write_tx(ctx.engine) as conn:
+        ctx.manifests.delete(conn, name, reference)
+    await respond(send, 202, [API_VERSION])

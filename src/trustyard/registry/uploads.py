@@ -1,0 +1,208 @@
+"""Blob uploads: POST (session, monolithic, mount), PATCH, PUT, GET status, DELETE."""
+
+from __future__ import annotations
+
+import asyncio
+
+from trustyard.auth.authorize import Action, Resource
+from trustyard.content.interfaces import UploadRecord
+from trustyard.content.uploads import ChunkWriter
+from trustyard.db.engine import read_tx, write_tx
+from trustyard.kit.asgi import Send
+from trustyard.oci.digest import Digest, parse_digest
+from trustyard.oci.errors import ErrorCode, OciError
+from trustyard.oci.names import is_valid_name
+from trustyard.oci.ranges import parse_content_range
+from trustyard.registry.context import RegistryContext
+from trustyard.registry.http import (
+    API_VERSION,
+    ClientGone,
+    Headers,
+    Request,
+    respond,
+    respond_error,
+)
+
+
+def _session_headers(ctx: RegistryContext, upload: UploadRecord) -> Headers:
+    end = max(upload.offset - 1, 0)
+    location = ctx.location(f"/v2/{upload.repository}/blobs/uploads/{upload.id}")
+    return [
+        (b"location", location.encode()),
+        (b"range", f"0-{end}".encode()),
+        (b"docker-upload-uuid", upload.id.encode()),
+        (b"blob-upload-session-id", upload.id.encode()),
+        API_VERSION,
+    ]
+
+
+async def _created(ctx: RegistryContext, send: Send, name: str, digest: Digest) -> None:
+    headers = [
+        (b"location", ctx.location(f"/v2/{name}/blobs/{digest}").encode()),
+        (b"docker-content-digest", str(digest).encode()),
+        API_VERSION,
+    ]
+    await respond(send, 201, headers)
+
+
+async def start_upload(ctx: RegistryContext, req: Request, send: Send, name: str) -> None:
+    mount = req.params.get("mount")
+    if mount is not None and await _try_mount(ctx, req, name, mount):
+        await _created(ctx, send, name, parse_digest(mount))
+        return
+    digest_param = req.params.get("digest")
+    expected = parse_digest(digest_param) if digest_param is not None else None
+    with write_tx(ctx.engine) as conn:
+        upload = ctx.uploads.start(conn, name)
+    if expected is None:
+        await respond(send, 202, _session_headers(ctx, upload))
+        return
+    # Monolithic upload: the whole blob is the body of the POST.
+    await _finish(ctx, req, send, upload, expected, start=None)
+
+
+async def _try_mount(ctx: RegistryContext, req: Request, name: str, mount: str) -> bool:
+    """Link an existing blob into `name`; False means fall back to a normal upload."""
+    try:
+        digest = str(parse_digest(mount))
+    except OciError:
+        return False
+    source = req.params.get("from")
+    with read_tx(ctx.engine) as conn:
+        holders = ctx.store.repositories_with_blob(conn, digest)
+    if source is not None:
+        candidates = [source] if source in holders and is_valid_name(source) else []
+    else:  # automatic mount: any repository holding it that the caller may read
+        candidates = holders
+    subject = req.scope["trustyard.subject"]
+    if not any(ctx.authorize(subject, Action.PULL, Resource("repository", c)) for c in candidates):
+        return False
+    with write_tx(ctx.engine) as conn:
+        size = ctx.store.blob_size(conn, digest)
+        if size is None:
+            return False
+        repository_id = ctx.store.ensure_repository(conn, name)
+        ctx.store.link_blob(conn, repository_id, digest)
+    return True
+
+
+async def _write_body(ctx: RegistryContext, req: Request, chunk: ChunkWriter) -> None:
+    try:
+        async for data in req.chunks():
+            chunk.write(data)
+        await asyncio.to_thread(chunk.writer.sync)
+    except BaseException:
+        chunk.writer.close()
+        raise
+
+
+def _chunk_start(req: Request, upload: UploadRecord) -> int | None:
+    header = req.header("content-range")
+    if not header:
+        return None
+    byte_range = parse_content_range(header)
+    declared = req.content_length
+    if declared is not None and declared != byte_range.length:
+        raise OciError(
+            ErrorCode.RANGE_INVALID,
+            f"Content-Range covers {byte_range.length} bytes but Content-Length is {declared}",
+            detail={"offset": upload.offset},
+        )
+    return byte_range.start
+
+
+async def _receive_chunk(
+    ctx: RegistryContext, req: Request, upload: UploadRecord, start: int | None
+) -> ChunkWriter:
+    chunk = await asyncio.to_thread(ctx.uploads.open_chunk, upload, start)
+    await _write_body(ctx, req, chunk)
+    return chunk
+
+
+async def patch_upload(
+    ctx: RegistryContext, req: Request, send: Send, name: str, upload_id: str
+) -> None:
+    with read_tx(ctx.engine) as conn:
+        upload = ctx.uploads.get(conn, name, upload_id)
+    try:
+        start = _chunk_start(req, upload)
+        chunk = await _receive_chunk(ctx, req, upload, start)
+    except OciError as error:
+        if error.code is ErrorCode.RANGE_INVALID:
+            await _range_error(ctx, send, upload, error)
+            return
+        raise
+    try:
+        with write_tx(ctx.engine) as conn:
+            upload = ctx.uploads.record_chunk(conn, chunk)
+    finally:
+        chunk.writer.close()
+    await respond(send, 202, _session_headers(ctx, upload))
+
+
+async def _range_error(
+    ctx: RegistryContext, send: Send, upload: UploadRecord, error: OciError
+) -> None:
+    await respond_error(send, error, _session_headers(ctx, upload))
+
+
+async def put_upload(
+    ctx: RegistryContext, req: Request, send: Send, name: str, upload_id: str
+) -> None:
+    digest_param = req.params.get("digest")
+    if not digest_param:
+        raise OciError(ErrorCode.DIGEST_INVALID, "the digest query parameter is required")
+    expected = parse_digest(digest_param)
+    with read_tx(ctx.engine) as conn:
+        upload = ctx.uploads.get(conn, name, upload_id)
+    try:
+        start = _chunk_start(req, upload)
+    except OciError as error:
+        await _range_error(ctx, send, upload, error)
+        return
+    await _finish(ctx, req, send, upload, expected, start)
+
+
+async def _finish(
+    ctx: RegistryContext,
+    req: Request,
+    send: Send,
+    upload: UploadRecord,
+    expected: Digest,
+    start: int | None,
+) -> None:
+    """Take an optional last chunk, verify the digest, publish the blob, end the session."""
+    chunk = await asyncio.to_thread(ctx.uploads.open_chunk, upload, start, expected.algorithm)
+    try:
+        await _write_body(ctx, req, chunk)
+        await asyncio.to_thread(ctx.uploads.verify, chunk, expected)
+    except OciError:
+        if chunk.size != upload.offset:  # keep what arrived, so the client may retry the PUT
+            with write_tx(ctx.engine) as conn:
+                ctx.uploads.record_chunk(conn, chunk)
+        chunk.writer.close()
+        raise
+    except ClientGone:
+        chunk.writer.close()
+        raise
+    await asyncio.to_thread(ctx.uploads.publish, chunk, expected)
+    with write_tx(ctx.engine) as conn:
+        ctx.uploads.complete(conn, upload, expected, chunk.size)
+    await _created(ctx, send, upload.repository, expected)
+
+
+async def upload_status(
+    ctx: RegistryContext, req: Request, send: Send, name: str, upload_id: str
+) -> None:
+    with read_tx(ctx.engine) as conn:
+        upload = ctx.uploads.get(conn, name, upload_id)
+    await respond(send, 204, _session_headers(ctx, upload))
+
+
+async def cancel_upload(
+    ctx: RegistryContext, req: Request, send: Send, name: str, upload_id: str
+) -> None:
+    with write_tx(ctx.engine) as conn:
+        upload = ctx.uploads.get(conn, name, upload_id)
+        ctx.uploads.cancel(conn, upload)
+    await respond(send, 204, [API_VERSION])

@@ -1,0 +1,1 @@
+"""Blob storage drivers (L1): where blob and upload bytes live."""

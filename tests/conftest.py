@@ -1,0 +1,77 @@
+"""Shared fixtures: real trustyard servers on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.postgres import PostgresCluster
+from tests.support.server import TrustyardServer
+
+BACKENDS = ("sqlite", "postgres")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster()
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def make_database_url(backend: str, request: pytest.FixtureRequest) -> str | None:
+    """None means the default: SQLite inside the server's data folder."""
+    if backend == "sqlite":
+        return None
+    cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
+    return cluster.create_database(f"t_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(scope="session")
+def server(
+    backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TrustyardServer]:
+    """One shared registry per backend; tests use their own repository names."""
+    data_dir = tmp_path_factory.mktemp(f"registry-{backend}")
+    instance = TrustyardServer(data_dir, make_database_url(backend, request))
+    instance.start()
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
+
+@pytest.fixture
+def fresh_server(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[TrustyardServer]:
+    """A registry of the test's own, for tests that kill or restart it."""
+    instance = TrustyardServer(tmp_path / "data", make_database_url(backend, request))
+    instance.start()
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
+
+@pytest.fixture
+def client(server: TrustyardServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        yield http
+
+
+@pytest.fixture
+def repo() -> str:
+    """A repository name no other test uses."""
+    return f"test/r{uuid.uuid4().hex[:10]}"
