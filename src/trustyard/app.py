@@ -9,10 +9,11 @@ from sqlalchemy import Engine, text
 
 from trustyard.auth.authorize import open_policy
 from trustyard.config import Settings
+from trustyard.content.hotreads import HotReads, SqliteHotReads, StoreHotReads
 from trustyard.content.manifests import ManifestService
 from trustyard.content.stores import ContentStore
 from trustyard.content.uploads import HashStates, UploadService
-from trustyard.db.engine import make_engine
+from trustyard.db.engine import is_sqlite, make_engine
 from trustyard.kit.asgi import Receive, Scope, Send
 from trustyard.registry.app import RegistryApp
 from trustyard.registry.context import RegistryContext
@@ -27,6 +28,12 @@ def make_driver(settings: Settings) -> BlobDriver:
     return FilesystemDriver(settings.blob_root, fsync=settings.storage.fsync)
 
 
+def make_hot_reads(engine: Engine, store: ContentStore) -> HotReads:
+    if is_sqlite(engine) and engine.url.database:
+        return SqliteHotReads(engine.url.database)
+    return StoreHotReads(engine, store)
+
+
 def make_context(settings: Settings, engine: Engine | None = None) -> RegistryContext:
     engine = engine or make_engine(settings.effective_database_url)
     driver = make_driver(settings)
@@ -35,7 +42,7 @@ def make_context(settings: Settings, engine: Engine | None = None) -> RegistryCo
         engine=engine,
         store=store,
         uploads=UploadService(store, driver, HashStates()),
-        manifests=ManifestService(store),
+        manifests=ManifestService(store, make_hot_reads(engine, store)),
         driver=driver,
         authorize=open_policy,
         url_prefix=(settings.server.public_url or "").rstrip("/"),

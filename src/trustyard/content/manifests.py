@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
+from trustyard.content.hotreads import HotReads
 from trustyard.content.interfaces import ManifestRecord, Page, ReferrerRecord
 from trustyard.content.stores import ContentStore
 from trustyard.oci import mediatypes as mt
@@ -31,14 +32,16 @@ def manifest_unknown(reference: str) -> OciError:
 
 
 class ManifestService:
-    def __init__(self, store: ContentStore) -> None:
+    def __init__(self, store: ContentStore, hot: HotReads) -> None:
         self.store = store
+        self.hot = hot
 
-    def get(self, conn: Connection, repository: str, reference: str) -> ManifestRecord:
+    def get(self, repository: str, reference: str) -> ManifestRecord:
+        """The manifest a tag or digest names (through the hot-read cache)."""
         if ":" in reference:
-            record = self.store.get_manifest(conn, repository, str(parse_digest(reference)))
+            record = self.hot.manifest(repository, str(parse_digest(reference)), by_digest=True)
         else:
-            record = self.store.resolve_tag(conn, repository, check_tag(reference))
+            record = self.hot.manifest(repository, check_tag(reference), by_digest=False)
         if record is None:
             raise manifest_unknown(reference)
         return record

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Select, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from trustyard.content import queries
 from trustyard.content.interfaces import ManifestRecord, Page, ReferrerRecord, UploadRecord
 from trustyard.db.tables import (
     blobs,
@@ -56,16 +57,7 @@ class ContentStore:
         return conn.scalar(select(blobs.c.size).where(blobs.c.digest == digest))
 
     def repository_blob_size(self, conn: Connection, repository: str, digest: str) -> int | None:
-        query = (
-            select(blobs.c.size)
-            .select_from(
-                repository_blobs.join(
-                    repositories, repositories.c.id == repository_blobs.c.repository_id
-                ).join(blobs, blobs.c.digest == repository_blobs.c.digest)
-            )
-            .where(repositories.c.name == repository, repository_blobs.c.digest == digest)
-        )
-        return conn.scalar(query)
+        return conn.scalar(queries.REPOSITORY_BLOB_SIZE, {"repository": repository, "ref": digest})
 
     def record_blob(self, conn: Connection, digest: str, size: int) -> None:
         if self.blob_size(conn, digest) is None:
@@ -159,31 +151,13 @@ class ContentStore:
         return set(conn.scalars(select(uploads.c.id)))
 
     # --- manifests ---------------------------------------------------------------------------
-    _MANIFEST_COLUMNS = (
-        manifests.c.digest,
-        manifests.c.media_type,
-        manifests.c.payload,
-        manifests.c.subject_digest,
-    )
-
     def get_manifest(self, conn: Connection, repository: str, digest: str) -> ManifestRecord | None:
-        row = conn.execute(
-            select(*self._MANIFEST_COLUMNS)
-            .select_from(manifests.join(repositories))
-            .where(repositories.c.name == repository, manifests.c.digest == digest)
-        ).first()
+        params = {"repository": repository, "ref": digest}
+        row = conn.execute(queries.MANIFEST_BY_DIGEST, params).first()
         return ManifestRecord(*row) if row else None
 
     def resolve_tag(self, conn: Connection, repository: str, tag: str) -> ManifestRecord | None:
-        row = conn.execute(
-            select(*self._MANIFEST_COLUMNS)
-            .select_from(
-                tags.join(manifests, manifests.c.id == tags.c.manifest_id).join(
-                    repositories, repositories.c.id == tags.c.repository_id
-                )
-            )
-            .where(repositories.c.name == repository, tags.c.name == tag)
-        ).first()
+        row = conn.execute(queries.MANIFEST_BY_TAG, {"repository": repository, "ref": tag}).first()
         return ManifestRecord(*row) if row else None
 
     def manifest_id(self, conn: Connection, repository_id: int, digest: str) -> int | None:

@@ -42,6 +42,10 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
     return create_engine(parsed, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
 
 
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
 @contextmanager
 def write_tx(engine: Engine) -> Iterator[Connection]:
     """A transaction that commits on success and rolls back on any exception."""

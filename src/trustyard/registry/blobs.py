@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
-from trustyard.db.engine import read_tx, write_tx
+from trustyard.db.engine import write_tx
 from trustyard.kit.asgi import Scope, Send
 from trustyard.oci.digest import parse_digest
 from trustyard.oci.errors import ErrorCode, OciError
@@ -30,8 +30,7 @@ def _missing_content(digest: str) -> OciError:
 
 async def get_blob(ctx: RegistryContext, req: Request, send: Send, name: str, ref: str) -> None:
     digest = parse_digest(ref)
-    with read_tx(ctx.engine) as conn:
-        size = ctx.store.repository_blob_size(conn, name, str(digest))
+    size = ctx.manifests.hot.blob_size(name, str(digest))
     if size is None:
         raise blob_unknown(ref)
     headers: Headers = [

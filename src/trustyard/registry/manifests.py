@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from trustyard.content.manifests import acceptable
-from trustyard.db.engine import read_tx, write_tx
+from trustyard.db.engine import write_tx
 from trustyard.kit.asgi import Send
 from trustyard.oci import mediatypes as mt
 from trustyard.oci.errors import ErrorCode, OciError
@@ -20,8 +20,7 @@ _TOO_LARGE = OciError(
 async def get_manifest(
     ctx: RegistryContext, req: Request, send: Send, name: str, reference: str
 ) -> None:
-    with read_tx(ctx.engine) as conn:
-        record = ctx.manifests.get(conn, name, reference)
+    record = ctx.manifests.get(name, reference)
     if not acceptable(record.media_type, req.accept()):
         raise OciError(
             ErrorCode.MANIFEST_UNKNOWN,
