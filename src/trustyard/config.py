@@ -34,10 +34,6 @@ class StorageSettings(BaseModel):
     fsync: bool = Field(default=True, description="fsync blobs before acknowledging them")
 
 
-class UploadSettings(BaseModel):
-    max_age_hours: int = Field(default=24 * 7, ge=1)
-
-
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TRUSTYARD_", env_nested_delimiter="__", extra="forbid"
@@ -50,7 +46,6 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     server: ServerSettings = ServerSettings()
     storage: StorageSettings = StorageSettings()
-    uploads: UploadSettings = UploadSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -106,11 +106,15 @@ def fsck(
             progress=status.update,
         )
     for finding in report.findings:
-        mark = "repaired" if finding.repaired else "PROBLEM"
+        mark = "repaired" if finding.repaired else "PROBLEM" if finding.problem else "garbage"
         typer.echo(f"{mark}\t{finding.kind}\t{finding.subject}\t{finding.detail}")
+    verdict = "clean" if report.clean else f"{len(report.problems)} problems"
+    if report.garbage:
+        verdict += (
+            f" ({len(report.garbage)} leftovers of interrupted writes; --repair removes them)"
+        )
     typer.echo(
-        f"checked {report.blobs_checked} blobs and {report.manifests_checked} manifests: "
-        + ("clean" if report.clean else f"{len(report.findings)} problems")
+        f"checked {report.blobs_checked} blobs and {report.manifests_checked} manifests: {verdict}"
     )
     raise typer.Exit(0 if report.clean else 1)
 

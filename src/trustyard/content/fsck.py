@@ -17,6 +17,11 @@ from trustyard.db.tables import blobs, repository_blobs
 from trustyard.oci.digest import digest_bytes, new_hasher, parse_digest
 from trustyard.storage.interfaces import BlobDriver, ContentMissing
 
+# Leftovers of an interrupted write (a crash between the storage rename and the database
+# commit, or a cancelled upload): bytes nothing refers to, never served. Listed, and removed by
+# `repair`, but they do not make the store unclean. Everything else is a problem.
+GARBAGE_KINDS = frozenset({"blob-orphan", "upload-orphan"})
+
 
 @dataclass
 class Finding:
@@ -24,6 +29,10 @@ class Finding:
     subject: str
     detail: str
     repaired: bool = False
+
+    @property
+    def problem(self) -> bool:
+        return self.kind not in GARBAGE_KINDS
 
 
 @dataclass
@@ -33,8 +42,17 @@ class FsckReport:
     findings: list[Finding] = field(default_factory=list)
 
     @property
+    def problems(self) -> list[Finding]:
+        """Unrepaired findings that mean wrong or missing content."""
+        return [f for f in self.findings if f.problem and not f.repaired]
+
+    @property
+    def garbage(self) -> list[Finding]:
+        return [f for f in self.findings if not f.problem and not f.repaired]
+
+    @property
     def clean(self) -> bool:
-        return not [f for f in self.findings if not f.repaired]
+        return not self.problems
 
 
 Progress = Callable[[str], None]
@@ -90,7 +108,13 @@ def fsck(
 
     for stored in driver.iter_blobs():
         if str(stored) not in recorded:
-            finding = Finding("blob-orphan", str(stored), "stored but not recorded")
+            # A later push of the same digest adopts the stored file, so its bytes must be right.
+            damage = _verify_blob(driver, str(stored), driver.stat(stored) or 0)
+            finding = (
+                Finding("blob-orphan", str(stored), "stored but not recorded")
+                if damage is None
+                else Finding("blob-orphan-corrupt", str(stored), f"not recorded, {damage}")
+            )
             if repair:
                 driver.delete(stored)
                 finding.repaired = True

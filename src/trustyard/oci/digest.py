@@ -10,12 +10,13 @@ from typing import Protocol
 from trustyard.oci.errors import ErrorCode, OciError
 
 # Grammar from the OCI image spec (descriptor.md): algorithm ":" encoded.
-_DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
+# Matched with fullmatch: `$` would accept a trailing newline.
+_DIGEST_RE = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
 
 # Registered algorithms and the exact shape of their encoded part.
 _ALGORITHMS: dict[str, re.Pattern[str]] = {
-    "sha256": re.compile(r"^[a-f0-9]{64}$"),
-    "sha512": re.compile(r"^[a-f0-9]{128}$"),
+    "sha256": re.compile(r"[a-f0-9]{64}"),
+    "sha512": re.compile(r"[a-f0-9]{128}"),
 }
 DEFAULT_ALGORITHM = "sha256"
 
@@ -46,7 +47,7 @@ def new_hasher(algorithm: str = DEFAULT_ALGORITHM) -> Hasher:
 
 def parse_digest(text: str) -> Digest:
     """Parse and validate a digest string; unsupported algorithms are DIGEST_INVALID."""
-    if len(text) > 256 or not _DIGEST_RE.match(text):
+    if len(text) > 256 or not _DIGEST_RE.fullmatch(text):
         raise OciError(ErrorCode.DIGEST_INVALID, f"invalid digest {text[:80]!r}")
     algorithm, _, encoded = text.partition(":")
     shape = _ALGORITHMS.get(algorithm)
@@ -56,7 +57,7 @@ def parse_digest(text: str) -> Digest:
             f"unsupported digest algorithm {algorithm!r}; supported: "
             + ", ".join(sorted(_ALGORITHMS)),
         )
-    if not shape.match(encoded):
+    if not shape.fullmatch(encoded):
         raise OciError(ErrorCode.DIGEST_INVALID, f"malformed {algorithm} digest {text[:80]!r}")
     return Digest(algorithm, encoded)
 

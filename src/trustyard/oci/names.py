@@ -7,15 +7,16 @@ import re
 from trustyard.oci.errors import ErrorCode, OciError
 
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-_NAME_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_TAG_RE = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
+# Matched with fullmatch: `$` would accept a trailing newline.
+_NAME_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+_TAG_RE = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 
 # Together with the registry host a reference must stay below 255 characters.
 MAX_NAME_LENGTH = 255
 
 
 def is_valid_name(name: str) -> bool:
-    return 0 < len(name) <= MAX_NAME_LENGTH and _NAME_RE.match(name) is not None
+    return 0 < len(name) <= MAX_NAME_LENGTH and _NAME_RE.fullmatch(name) is not None
 
 
 def check_name(name: str) -> str:
@@ -29,7 +30,7 @@ def check_name(name: str) -> str:
 
 
 def is_valid_tag(tag: str) -> bool:
-    return _TAG_RE.match(tag) is not None
+    return _TAG_RE.fullmatch(tag) is not None
 
 
 def check_tag(tag: str) -> str:

@@ -44,7 +44,7 @@ def parse_range(header: str, size: int) -> ByteRange | None:
         return ByteRange(max(0, size - suffix), size - 1)
     start = int(first)
     end = int(last) if last else size - 1
-    if end < start:
+    if last and end < start:  # invalid: ignore the header (an open range is never invalid)
         return None
     if start >= size:
         raise RangeNotSatisfiable

@@ -60,21 +60,28 @@ class Request:
         """Yield the body as it arrives; a stalled or vanished client raises ClientGone."""
         declared = self.content_length
         received = 0
-        while True:
-            try:
-                message = await asyncio.wait_for(self.receive(), self.body_timeout)
-            except TimeoutError:
-                raise ClientGone("client stopped sending the body") from None
-            if message["type"] == "http.disconnect":
-                raise ClientGone("client disconnected")
-            data = message.get("body", b"")
-            if data:
-                received += len(data)
-                if declared is not None and received > declared:
-                    raise OciError(ErrorCode.SIZE_INVALID, "body is longer than Content-Length")
-                yield data
-            if not message.get("more_body", False):
-                break
+        loop = asyncio.get_running_loop()
+        try:
+            # One timer for the whole body, armed only while waiting for the client.
+            async with asyncio.timeout(None) as timer:
+                while True:
+                    timer.reschedule(loop.time() + self.body_timeout)
+                    message = await self.receive()
+                    timer.reschedule(None)
+                    if message["type"] == "http.disconnect":
+                        raise ClientGone("client disconnected")
+                    data = message.get("body", b"")
+                    if data:
+                        received += len(data)
+                        if declared is not None and received > declared:
+                            raise OciError(
+                                ErrorCode.SIZE_INVALID, "body is longer than Content-Length"
+                            )
+                        yield data
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            raise ClientGone("client stopped sending the body") from None
         if declared is not None and received != declared:
             raise ClientGone("body is shorter than Content-Length")
 

@@ -86,11 +86,15 @@ async def _try_mount(ctx: RegistryContext, req: Request, name: str, mount: str) 
     return True
 
 
-async def _write_body(ctx: RegistryContext, req: Request, chunk: ChunkWriter) -> None:
+async def _write_body(
+    ctx: RegistryContext, req: Request, chunk: ChunkWriter, sync: bool = True
+) -> None:
+    """Append the request body; `sync` makes it durable before the offset is recorded."""
     try:
         async for data in req.chunks():
             chunk.write(data)
-        await asyncio.to_thread(chunk.writer.sync)
+        if sync:
+            await asyncio.to_thread(chunk.writer.sync)
     except BaseException:
         chunk.writer.close()
         raise
@@ -174,10 +178,12 @@ async def _finish(
     """Take an optional last chunk, verify the digest, publish the blob, end the session."""
     chunk = await asyncio.to_thread(ctx.uploads.open_chunk, upload, start, expected.algorithm)
     try:
-        await _write_body(ctx, req, chunk)
+        # No sync here: publishing fsyncs the finished blob once.
+        await _write_body(ctx, req, chunk, sync=False)
         await asyncio.to_thread(ctx.uploads.verify, chunk, expected)
     except OciError:
         if chunk.size != upload.offset:  # keep what arrived, so the client may retry the PUT
+            await asyncio.to_thread(chunk.writer.sync)
             with write_tx(ctx.engine) as conn:
                 ctx.uploads.record_chunk(conn, chunk)
         chunk.writer.close()
