@@ -29,6 +29,7 @@ class ErrorCode(enum.Enum):
     PAGINATION_NUMBER_INVALID = (400, "invalid number of results requested")
     METHOD_UNKNOWN = (405, "the requested method is not supported on this endpoint")
     UNAVAILABLE = (503, "service unavailable")
+    UNKNOWN = (500, "unknown error")
 
     @property
     def status(self) -> int:

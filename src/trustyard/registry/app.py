@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy.exc import OperationalError
+
 from trustyard.auth.authorize import ANONYMOUS, Resource
 from trustyard.kit.asgi import Message, Receive, Scope, Send
 from trustyard.oci.errors import ErrorCode, OciError
@@ -34,11 +36,20 @@ class RegistryApp:
         except OciError as error:
             if not started:
                 await respond_error(send, error)
+        except OperationalError:
+            log.exception("database unavailable during %s %s", request.method, scope["path"])
+            if not started:
+                busy = OciError(ErrorCode.UNAVAILABLE, "the metadata database is busy; retry")
+                await respond_error(send, busy, [(b"retry-after", b"1")])
         except ClientGone as gone:
             log.info("%s %s aborted: %s", request.method, scope["path"], gone)
             if not started:
                 aborted = OciError(ErrorCode.BLOB_UPLOAD_INVALID, f"upload aborted: {gone}")
                 await respond_error(send, aborted)
+        except Exception:
+            log.exception("unexpected failure in %s %s", request.method, scope["path"])
+            if not started:
+                await respond_error(send, OciError(ErrorCode.UNKNOWN, "internal error"))
 
     async def _dispatch(self, request: Request, send: Send) -> None:
         path: str = request.scope["path"]
