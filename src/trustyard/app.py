@@ -46,6 +46,7 @@ def make_context(settings: Settings, engine: Engine | None = None) -> RegistryCo
         driver=driver,
         authorize=open_policy,
         url_prefix=(settings.server.public_url or "").rstrip("/"),
+        body_timeout=settings.server.body_timeout,
     )
 
 

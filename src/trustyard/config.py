@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,15 +21,22 @@ from pydantic_settings import (
 
 
 class ServerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error
+
     host: str = "127.0.0.1"
     port: int = Field(default=5000, ge=0, le=65535)
     workers: int = Field(default=0, ge=0, description="0 means one per CPU core")
     public_url: str | None = Field(
         default=None, description="URL clients use to reach the registry (for Location headers)"
     )
+    body_timeout: float = Field(
+        default=120.0, gt=0, description="seconds a request body may stall before it is dropped"
+    )
 
 
 class StorageSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     driver: Literal["filesystem"] = "filesystem"
     fsync: bool = Field(default=True, description="fsync blobs before acknowledging them")
 
@@ -59,6 +66,8 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         config_file = os.environ.get("TRUSTYARD_CONFIG")
         if config_file:
+            if not Path(config_file).is_file():
+                raise FileNotFoundError(f"TRUSTYARD_CONFIG names {config_file}, which is not a file")
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
         return tuple(sources)
 

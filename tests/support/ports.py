@@ -22,6 +22,13 @@ def free_port(host: str = LOOPBACK) -> int:
         return port
 
 
+def port_in_use(port: int, host: str = LOOPBACK) -> bool:
+    """True when something accepts TCP connections on ``host:port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex((host, port)) == 0
+
+
 def _answers(url: str) -> bool:
     try:
         httpx.get(url, timeout=2.0)

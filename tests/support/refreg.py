@@ -6,14 +6,16 @@ enabled, filesystem storage in a temp folder, a free loopback port.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
 from types import TracebackType
 
 from .images import shared_dir
-from .ports import LOOPBACK, free_port, stop_pid
+from .ports import LOOPBACK, free_port, port_in_use, stop_pid
 
 START_ATTEMPTS = 3
 STOP_GRACE_S = 10.0
@@ -22,6 +24,20 @@ STOP_GRACE_S = 10.0
 def start_script() -> Path:
     """``start-reference-registry`` in the shared tools folder."""
     return shared_dir() / "tools" / "start-reference-registry"
+
+
+def _run_script(argv: list[str], timeout: float) -> tuple[int, str, str]:
+    """Run ``argv`` in its own process group; on timeout SIGKILL that whole group."""
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    ) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            return -1, out, f"timed out after {timeout:.0f}s; {err}"
+    return proc.returncode, out, err
 
 
 def _parse_vars(output: str) -> dict[str, str]:
@@ -105,20 +121,21 @@ class ReferenceRegistry:
         errors: list[str] = []
         for _ in range(START_ATTEMPTS):
             self.port = free_port()
-            pid = self._launch()
+            if port_in_use(self.port):
+                errors.append(f"port {self.port}: taken")
+                continue
+            pid, error = self._launch()
             if pid is not None:
                 return pid
-            errors.append(self._last_error)
+            errors.append(error)
         msg = "start-reference-registry failed:\n" + "\n---\n".join(errors)
         raise RuntimeError(msg)
 
-    def _launch(self) -> int | None:
+    def _launch(self) -> tuple[int | None, str]:
+        """Run the start script once; return (PID, "") or (None, error)."""
         argv = [str(start_script()), str(self.port), str(self.storage), str(self.log_file)]
-        result = subprocess.run(
-            argv, capture_output=True, text=True, timeout=self._timeout, check=False
-        )
-        self._last_error = f"exit {result.returncode}: {result.stderr.strip()}"
-        pid = _parse_vars(result.stdout).get("PID", "")
-        if result.returncode != 0 or not pid.isdigit():
-            return None
-        return int(pid)
+        code, out, err = _run_script(argv, self._timeout)
+        pid = _parse_vars(out).get("PID", "")
+        if code != 0 or not pid.isdigit():
+            return None, f"port {self.port}: exit {code}: {err.strip()}"
+        return int(pid), ""

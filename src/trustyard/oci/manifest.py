@@ -161,7 +161,8 @@ def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
         raise _invalid("an image manifest needs a 'layers' list")
     blobs = [_descriptor(config, "config")]
     blobs += [_descriptor(layer, f"layers[{i}]") for i, layer in enumerate(layers)]
-    if artifact_type is None and blobs[0].media_type != mt.OCI_EMPTY_JSON:
-        # Referrers report the config type when a manifest has no artifactType.
+    if not artifact_type:
+        # distribution-spec, listing referrers: when an image manifest's artifactType is empty
+        # or missing, report the config descriptor's mediaType (the empty JSON type included).
         artifact_type = blobs[0].media_type if media_type == mt.OCI_MANIFEST else None
     return ParsedManifest(media_type, blobs, [], subject, artifact_type, annotations)
