@@ -95,6 +95,7 @@ def fsck(
             linked.add((repository, digest))
         repo_blobs = store.repository_blob_pairs(conn)
 
+    forgotten: set[str] = set()
     for index, (digest_text, size) in enumerate(sorted(recorded.items()), 1):
         note(f"blob {index}/{len(recorded)} {digest_text}")
         problem = _verify_blob(driver, digest_text, size)
@@ -104,7 +105,12 @@ def fsck(
             if repair:
                 _forget_blob(engine, driver, digest_text)
                 finding.repaired = True
+                forgotten.add(digest_text)
             report.findings.append(finding)
+    # A manifest that needed a removed blob is now broken: the checks below must report it.
+    for digest_text in forgotten:
+        del recorded[digest_text]
+    repo_blobs = {pair for pair in repo_blobs if pair[1] not in forgotten}
 
     for stored in driver.iter_blobs():
         if str(stored) not in recorded:

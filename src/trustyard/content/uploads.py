@@ -7,6 +7,7 @@ because another replica took the previous chunk) rebuilds it from the stored byt
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -18,6 +19,9 @@ from trustyard.content.stores import ContentStore
 from trustyard.oci.digest import DEFAULT_ALGORITHM, Digest, Hasher, new_hasher
 from trustyard.oci.errors import ErrorCode, OciError
 from trustyard.storage.interfaces import BlobDriver, UploadBusy, UploadMissing, UploadWriter
+
+# The shape of the ids `start` hands out; anything else is unknown without asking the database.
+_UPLOAD_ID_RE = re.compile(r"[a-f0-9]{32}")
 
 
 class HashStates:
@@ -72,7 +76,9 @@ class UploadService:
         return UploadRecord(upload_id, repository, 0)
 
     def get(self, conn: Connection, repository: str, upload_id: str) -> UploadRecord:
-        record = self.store.get_upload(conn, upload_id)
+        record = (
+            self.store.get_upload(conn, upload_id) if _UPLOAD_ID_RE.fullmatch(upload_id) else None
+        )
         if record is None or record.repository != repository:
             raise OciError(
                 ErrorCode.BLOB_UPLOAD_UNKNOWN,

@@ -7,6 +7,7 @@ reference (blobs, child manifests, a subject) so the content service can check a
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,15 +63,29 @@ class ParsedManifest:
         return self.media_type in mt.INDEXES
 
 
+# RFC 6838 section 4.2 (type "/" subtype), which the image spec requires of every media type
+# and artifactType. It also keeps control characters (NUL above all) out of stored columns.
+_NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+_MEDIA_TYPE_RE = re.compile(rf"{_NAME}/{_NAME}")
+
+
 def _invalid(message: str) -> OciError:
     return OciError(ErrorCode.MANIFEST_INVALID, message)
+
+
+def _type_field(value: Any, where: str) -> str | None:
+    if value is None or value == "":  # the spec treats an empty artifactType as a missing one
+        return None
+    if not isinstance(value, str) or not _MEDIA_TYPE_RE.fullmatch(value):
+        raise _invalid(f"{where} must be a media type such as application/vnd.example+json")
+    return value
 
 
 def _descriptor(raw: Any, where: str) -> Descriptor:
     if not isinstance(raw, dict):
         raise _invalid(f"{where}: a descriptor must be a JSON object")
-    media_type = raw.get("mediaType")
-    if not isinstance(media_type, str) or not media_type:
+    media_type = _type_field(raw.get("mediaType"), f"{where}: mediaType")
+    if media_type is None:
         raise _invalid(f"{where}: mediaType is missing")
     digest_text = raw.get("digest")
     if not isinstance(digest_text, str):
@@ -82,9 +97,7 @@ def _descriptor(raw: Any, where: str) -> Descriptor:
     size = raw.get("size")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise _invalid(f"{where}: size must be a non-negative integer")
-    artifact_type = raw.get("artifactType")
-    if artifact_type is not None and not isinstance(artifact_type, str):
-        raise _invalid(f"{where}: artifactType must be a string")
+    artifact_type = _type_field(raw.get("artifactType"), f"{where}: artifactType")
     annotations = _annotations(raw.get("annotations"), where)
     platform = raw.get("platform")
     if platform is not None and not isinstance(platform, dict):
@@ -143,9 +156,7 @@ def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
         raise _invalid("schemaVersion must be 2 (schema 1 manifests are not supported)")
     media_type = _media_type(doc, content_type)
     subject = _descriptor(doc["subject"], "subject") if doc.get("subject") is not None else None
-    artifact_type = doc.get("artifactType")
-    if artifact_type is not None and not isinstance(artifact_type, str):
-        raise _invalid("artifactType must be a string")
+    artifact_type = _type_field(doc.get("artifactType"), "artifactType")
     annotations = _annotations(doc.get("annotations"), "manifest")
     if media_type in mt.INDEXES:
         raw_children = doc.get("manifests")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from urllib.parse import quote
 
 from trustyard.content.interfaces import Page
@@ -10,6 +11,7 @@ from trustyard.db.engine import read_tx
 from trustyard.kit.asgi import Send
 from trustyard.oci import mediatypes as mt
 from trustyard.oci.errors import ErrorCode, OciError
+from trustyard.oci.names import check_name, check_tag
 from trustyard.registry.context import RegistryContext
 from trustyard.registry.http import API_VERSION, JSON, Headers, Request, respond
 
@@ -25,6 +27,13 @@ def _page_size(req: Request) -> int | None:
     return min(int(raw), MAX_PAGE)
 
 
+def _cursor(req: Request, check: Callable[[str], str]) -> str | None:
+    """`last` must be a proper tag (or repository name): the spec's rule, and it keeps
+    values no database can compare (a NUL byte, say) away from the query."""
+    last = req.params.get("last") or None
+    return check(last) if last is not None else None
+
+
 def _link(ctx: RegistryContext, path: str, limit: int | None, page: Page) -> Headers:
     if not page.more or not page.items or limit is None:
         return []
@@ -38,7 +47,7 @@ async def base(ctx: RegistryContext, req: Request, send: Send) -> None:
 
 async def catalog(ctx: RegistryContext, req: Request, send: Send) -> None:
     limit = _page_size(req)
-    last = req.params.get("last") or None
+    last = _cursor(req, check_name)
     if limit == 0:
         page = Page([], False)
     else:
@@ -50,7 +59,7 @@ async def catalog(ctx: RegistryContext, req: Request, send: Send) -> None:
 
 async def tags_list(ctx: RegistryContext, req: Request, send: Send, name: str) -> None:
     limit = _page_size(req)
-    last = req.params.get("last") or None
+    last = _cursor(req, check_tag)
     with read_tx(ctx.engine) as conn:
         page = ctx.manifests.tags(conn, name, limit, last) if limit != 0 else None
         if page is None:  # n=0 still tells whether the repository exists

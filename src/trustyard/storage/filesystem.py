@@ -15,9 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from trustyard.oci.digest import Digest, parse_digest
+from trustyard.oci.errors import OciError
 from trustyard.storage.interfaces import ContentMissing, UploadBusy, UploadMissing
 
-_UPLOAD_ID_RE = re.compile(r"^[a-f0-9]{32}$")
+_UPLOAD_ID_RE = re.compile(r"[a-f0-9]{32}")  # fullmatch: `$` lets "\n" through
 
 
 def _fsync_dir(path: Path) -> None:
@@ -71,7 +72,7 @@ class FilesystemDriver:
         return self._blobs / digest.algorithm / digest.hex[:2] / digest.hex
 
     def _upload_path(self, upload_id: str) -> Path:
-        if not _UPLOAD_ID_RE.match(upload_id):
+        if not _UPLOAD_ID_RE.fullmatch(upload_id):
             raise UploadMissing(upload_id)
         return self._uploads / upload_id
 
@@ -98,11 +99,20 @@ class FilesystemDriver:
         return True
 
     def iter_blobs(self) -> Iterator[Digest]:
+        # Anything that is not a blob at its own path (a stray file, a temp file) is skipped.
         for algorithm_dir in sorted(self._blobs.iterdir()):
+            if not algorithm_dir.is_dir():
+                continue
             for prefix in sorted(algorithm_dir.iterdir()):
+                if not prefix.is_dir():
+                    continue
                 for blob in sorted(prefix.iterdir()):
-                    with contextlib.suppress(Exception):
-                        yield parse_digest(f"{algorithm_dir.name}:{blob.name}")
+                    try:
+                        digest = parse_digest(f"{algorithm_dir.name}:{blob.name}")
+                    except OciError:
+                        continue
+                    if blob.is_file() and self.blob_path(digest) == blob:
+                        yield digest
 
     # --- uploads -----------------------------------------------------------------------------
     def open_upload(self, upload_id: str, offset: int) -> FileUploadWriter:
@@ -141,8 +151,15 @@ class FilesystemDriver:
         if target.exists():  # deduplicated: identical content is already stored
             source.unlink(missing_ok=True)
             return
-        with open(source, "r+b") as handle:
-            if os.fstat(handle.fileno()).st_size != length:
+        try:
+            handle = open(source, "r+b")  # noqa: SIM115 - closed by the with below
+        except FileNotFoundError:
+            raise UploadMissing(upload_id) from None
+        with handle:
+            stored = os.fstat(handle.fileno()).st_size
+            if stored < length:  # truncate() would pad the blob with zeros
+                raise UploadMissing(f"{upload_id}: {stored} bytes stored, {length} to publish")
+            if stored > length:
                 handle.truncate(length)
             if self.fsync:
                 os.fsync(handle.fileno())
@@ -157,7 +174,7 @@ class FilesystemDriver:
 
     def iter_uploads(self) -> Iterator[str]:
         for path in sorted(self._uploads.iterdir()):
-            if _UPLOAD_ID_RE.match(path.name):
+            if _UPLOAD_ID_RE.fullmatch(path.name):
                 yield path.name
 
 
