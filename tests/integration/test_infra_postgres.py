@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+
 from tests.support.postgres import PostgresCluster, find_pg_bin
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+
 from tests.support.images import image_info, image_layout
 from tests.support.refreg import ReferenceRegistry
 

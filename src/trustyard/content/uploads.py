@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
@@ -18,7 +19,13 @@ from trustyard.content.interfaces import UploadRecord
 from trustyard.content.stores import ContentStore
 from trustyard.oci.digest import DEFAULT_ALGORITHM, Digest, Hasher, new_hasher
 from trustyard.oci.errors import ErrorCode, OciError
-from trustyard.storage.interfaces import BlobDriver, UploadBusy, UploadMissing, UploadWriter
+from trustyard.storage.interfaces import (
+    BlobDriver,
+    UploadBusy,
+    UploadMissing,
+    UploadMoved,
+    UploadWriter,
+)
 
 # The shape of the ids `start` hands out; anything else is unknown without asking the database.
 _UPLOAD_ID_RE = re.compile(r"[a-f0-9]{32}")
@@ -88,11 +95,18 @@ class UploadService:
         return record
 
     def open_chunk(
-        self, upload: UploadRecord, start: int | None, algorithm: str = DEFAULT_ALGORITHM
+        self,
+        upload: UploadRecord,
+        start: int | None,
+        algorithm: str = DEFAULT_ALGORITHM,
+        confirm: Callable[[], bool] | None = None,
     ) -> ChunkWriter:
         """Open the upload for a chunk that must begin at `start` (None: wherever it is).
 
-        Blocking: it may re-read the stored bytes to rebuild the hash; call it off the loop.
+        `confirm` re-checks, under the upload's lock, that `upload.offset` is still the
+        recorded one, so a request that waited behind another can never overwrite bytes that
+        were acknowledged meanwhile. Blocking (it may re-read the stored bytes to rebuild the
+        hash): call it off the event loop.
         """
         if start is not None and start != upload.offset:
             raise OciError(
@@ -101,7 +115,12 @@ class UploadService:
                 detail={"offset": upload.offset},
             )
         try:
-            writer = self.driver.open_upload(upload.id, upload.offset)
+            writer = self.driver.open_upload(upload.id, upload.offset, confirm)
+        except UploadMoved:
+            raise OciError(
+                ErrorCode.RANGE_INVALID,
+                "the upload advanced concurrently; ask for its status and resume from there",
+            ) from None
         except UploadBusy:
             raise OciError(
                 ErrorCode.RANGE_INVALID, "another request is writing to this upload"
@@ -120,6 +139,10 @@ class UploadService:
             writer.close()
             raise
         return ChunkWriter(upload, writer, hasher, algorithm)
+
+    def still_at(self, conn: Connection, upload: UploadRecord) -> bool:
+        current = self.store.get_upload(conn, upload.id)
+        return current is not None and current.offset == upload.offset
 
     def record_chunk(self, conn: Connection, chunk: ChunkWriter) -> UploadRecord:
         """Persist the new offset (after the data was synced) and remember the hash state."""

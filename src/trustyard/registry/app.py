@@ -60,7 +60,9 @@ class RegistryApp:
         handler = route.handlers.get(request.method)
         if handler is None:
             allow = ", ".join(sorted(route.handlers))
-            error = OciError(ErrorCode.METHOD_UNKNOWN, f"{request.method} is not allowed here")
+            error = OciError(
+                ErrorCode.UNSUPPORTED, f"{request.method} is not allowed here", status=405
+            )
             await respond_error(send, error, header_list([("allow", allow)]))
             return
         subject = ANONYMOUS

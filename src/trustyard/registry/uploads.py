@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from trustyard.auth.authorize import Action, Resource
 from trustyard.content.interfaces import UploadRecord
 from trustyard.content.uploads import ChunkWriter
 from trustyard.db.engine import read_tx, write_tx
 from trustyard.kit.asgi import Send
-from trustyard.oci.digest import Digest, parse_digest
+from trustyard.oci.digest import DEFAULT_ALGORITHM, Digest, parse_digest
 from trustyard.oci.errors import ErrorCode, OciError
 from trustyard.oci.names import is_valid_name
 from trustyard.oci.ranges import parse_content_range
@@ -86,6 +87,14 @@ async def _try_mount(ctx: RegistryContext, req: Request, name: str, mount: str) 
     return True
 
 
+def _confirm(ctx: RegistryContext, upload: UploadRecord) -> Callable[[], bool]:
+    def still_at() -> bool:
+        with read_tx(ctx.engine) as conn:
+            return ctx.uploads.still_at(conn, upload)
+
+    return still_at
+
+
 async def _write_body(
     ctx: RegistryContext, req: Request, chunk: ChunkWriter, sync: bool = True
 ) -> None:
@@ -118,7 +127,9 @@ def _chunk_start(req: Request, upload: UploadRecord) -> int | None:
 async def _receive_chunk(
     ctx: RegistryContext, req: Request, upload: UploadRecord, start: int | None
 ) -> ChunkWriter:
-    chunk = await asyncio.to_thread(ctx.uploads.open_chunk, upload, start)
+    chunk = await asyncio.to_thread(
+        ctx.uploads.open_chunk, upload, start, DEFAULT_ALGORITHM, _confirm(ctx, upload)
+    )
     await _write_body(ctx, req, chunk)
     return chunk
 
@@ -147,7 +158,10 @@ async def patch_upload(
 async def _range_error(
     ctx: RegistryContext, send: Send, upload: UploadRecord, error: OciError
 ) -> None:
-    await respond_error(send, error, _session_headers(ctx, upload))
+    """416 with the session's current Range, so the client knows where to resume."""
+    with read_tx(ctx.engine) as conn:
+        current = ctx.store.get_upload(conn, upload.id) or upload
+    await respond_error(send, error, _session_headers(ctx, current))
 
 
 async def put_upload(
@@ -176,7 +190,9 @@ async def _finish(
     start: int | None,
 ) -> None:
     """Take an optional last chunk, verify the digest, publish the blob, end the session."""
-    chunk = await asyncio.to_thread(ctx.uploads.open_chunk, upload, start, expected.algorithm)
+    chunk = await asyncio.to_thread(
+        ctx.uploads.open_chunk, upload, start, expected.algorithm, _confirm(ctx, upload)
+    )
     try:
         # No sync here: publishing fsyncs the finished blob once.
         await _write_body(ctx, req, chunk, sync=False)

@@ -11,12 +11,12 @@ import contextlib
 import fcntl
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from trustyard.oci.digest import Digest, parse_digest
 from trustyard.oci.errors import OciError
-from trustyard.storage.interfaces import ContentMissing, UploadBusy, UploadMissing
+from trustyard.storage.interfaces import ContentMissing, UploadBusy, UploadMissing, UploadMoved
 
 _UPLOAD_ID_RE = re.compile(r"[a-f0-9]{32}")  # fullmatch: `$` lets "\n" through
 
@@ -115,7 +115,9 @@ class FilesystemDriver:
                         yield digest
 
     # --- uploads -----------------------------------------------------------------------------
-    def open_upload(self, upload_id: str, offset: int) -> FileUploadWriter:
+    def open_upload(
+        self, upload_id: str, offset: int, confirm: Callable[[], bool] | None = None
+    ) -> FileUploadWriter:
         path = self._upload_path(upload_id)
         flags = os.O_WRONLY | (os.O_CREAT if offset == 0 else 0)
         try:
@@ -127,6 +129,9 @@ class FilesystemDriver:
         except BlockingIOError:
             os.close(fd)
             raise UploadBusy(upload_id) from None
+        if confirm is not None and not confirm():
+            os.close(fd)
+            raise UploadMoved(upload_id)
         size = os.fstat(fd).st_size
         if size < offset:
             os.close(fd)

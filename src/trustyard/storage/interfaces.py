@@ -6,7 +6,7 @@ to across requests and processes and are published atomically as a blob once ver
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -15,6 +15,10 @@ from trustyard.oci.digest import Digest
 
 class UploadBusy(Exception):
     """Another request is writing to this upload right now."""
+
+
+class UploadMoved(Exception):
+    """The upload advanced while this writer waited for it: its view of the offset is stale."""
 
 
 class ContentMissing(Exception):
@@ -59,11 +63,15 @@ class BlobDriver(Protocol):
     def iter_blobs(self) -> Iterator[Digest]: ...
 
     # Uploads
-    def open_upload(self, upload_id: str, offset: int) -> UploadWriter:
+    def open_upload(
+        self, upload_id: str, offset: int, confirm: Callable[[], bool] | None = None
+    ) -> UploadWriter:
         """Open an upload for appending at `offset` (creating it when offset is 0).
 
-        Data past `offset` (left by a crash mid-chunk) is dropped. Raises UploadMissing when
-        fewer than `offset` bytes exist and UploadBusy when another writer holds it.
+        Once the writer holds the upload exclusively, and before anything changes, `confirm`
+        is asked whether `offset` is still current; False raises UploadMoved. Data past
+        `offset` (left by a crash mid-chunk) is then dropped. Raises UploadMissing when fewer
+        than `offset` bytes exist and UploadBusy when another writer holds it.
         """
         ...
 

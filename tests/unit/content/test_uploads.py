@@ -224,6 +224,26 @@ def test_second_concurrent_chunk_is_range_invalid(registry: Registry) -> None:
         first.writer.close()
 
 
+def test_a_request_that_waited_behind_another_cannot_overwrite_acknowledged_bytes(
+    registry: Registry,
+) -> None:
+    """Request A read the session at offset 3, then B appended and was acknowledged: A's
+    chunk must be refused before it touches the stored bytes (it would truncate them)."""
+    service = registry.process()
+    stale = registry.patch(service, registry.start(service), b"abc")
+    current = registry.patch(registry.process(), stale, b"defg")
+
+    def confirm() -> bool:
+        with read_tx(registry.engine) as conn:
+            return service.still_at(conn, stale)
+
+    with oci_error(ErrorCode.RANGE_INVALID) as caught:
+        service.open_chunk(stale, None, confirm=confirm)
+    assert caught.value.status == 416
+    assert registry.driver.upload_size(stale.id) == current.offset == 7
+    assert b"".join(registry.driver.read_upload(stale.id, 7)) == b"abcdefg"
+
+
 def test_lost_upload_data_is_blob_upload_unknown(registry: Registry) -> None:
     service = registry.process()
     upload = registry.patch(service, registry.start(service), b"abc")
