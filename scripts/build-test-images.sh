@@ -18,14 +18,16 @@ OUT="${TRUSTYARD_TEST_IMAGES:-/var/cache/trustyard/test-images}"
 log() { printf '[build-test-images] %s\n' "$*" >&2; }
 
 find_tool() {
-  local candidate
-  if [ -n "${TRUSTYARD_SHARED_DIR:-}" ]; then
-    candidate="$TRUSTYARD_SHARED_DIR/tools/make-test-images"
-  else
-    candidate="$(dirname "$0")/../../shared/tools/make-test-images"
-  fi
-  [ -x "$candidate" ] || { log "make-test-images not found at $candidate (set TRUSTYARD_SHARED_DIR)"; return 1; }
-  printf '%s\n' "$candidate"
+  local dir
+  # The lab's shared folder: explicit, beside the checkout, or the lab's usual place.
+  for dir in ${TRUSTYARD_SHARED_DIR:+"$TRUSTYARD_SHARED_DIR"} "$(dirname "$0")/../../shared" /work/shared; do
+    if [ -x "$dir/tools/make-test-images" ]; then
+      printf '%s\n' "$dir/tools/make-test-images"
+      return 0
+    fi
+  done
+  log "make-test-images not found (set TRUSTYARD_SHARED_DIR to the shared lab folder)"
+  return 1
 }
 
 all_built() {

@@ -27,17 +27,22 @@ BUILD_TIMEOUT_S = 1800.0
 _built: list[Path] = []
 
 
+LAB_SHARED_DIR = Path("/work/shared")
+
+
 def repo_root() -> Path:
     """The repository checkout (``<something>/main``)."""
     return Path(__file__).resolve().parents[2]
 
 
 def shared_dir() -> Path:
-    """The shared lab folder: ``$TRUSTYARD_SHARED_DIR`` if set, else ``<repo>/../shared``."""
+    """The shared lab folder: ``$TRUSTYARD_SHARED_DIR``, else ``<repo>/../shared`` when it
+    exists, else the lab's usual ``/work/shared``."""
     override = os.environ.get("TRUSTYARD_SHARED_DIR")
     if override:
         return Path(override)
-    return repo_root().parent / "shared"
+    beside = repo_root().parent / "shared"
+    return beside if beside.is_dir() else LAB_SHARED_DIR
 
 
 def images_cache_dir() -> Path:
