@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # install-system-deps.sh — install the Debian packages trustyard's test suite
-# needs (container clients, reference registry, PostgreSQL, load tools).
+# needs (container clients, reference registry, PostgreSQL, OpenLDAP, load tools).
 #
 # Idempotent: a package is installed only when one of the commands (or files)
 # it provides is missing. Runs `apt-get update` only when the package lists
@@ -17,12 +17,14 @@ log() { printf '[install-system-deps] %s\n' "$*" >&2; }
 
 # package -> what it must provide: commands, or absolute paths (globs allowed)
 PACKAGES=(skopeo buildah podman umoci docker-registry postgresql wrk
-          apache2-utils curl debootstrap git ca-certificates)
+          apache2-utils curl debootstrap git ca-certificates slapd ldap-utils)
 provides() {
   case "$1" in
     docker-registry) echo "docker-registry" ;;
     postgresql)      echo "/usr/lib/postgresql/*/bin/initdb /usr/lib/postgresql/*/bin/pg_ctl" ;;
     apache2-utils)   echo "ab htpasswd" ;;
+    slapd)           echo "/usr/sbin/slapd" ;;
+    ldap-utils)      echo "ldapadd ldapmodify" ;;
     ca-certificates) echo "update-ca-certificates /etc/ssl/certs/ca-certificates.crt" ;;
     *)               echo "$1" ;;
   esac
