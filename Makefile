@@ -43,7 +43,7 @@ test: install system-deps test-images lint
 	TRUSTYARD_TEST_IMAGES=$(TEST_IMAGES) $(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 bench: install system-deps test-images
-	$(BIN)/python bench/run_rates.py
+	$(BIN)/python bench/run.py --rates --regbench --memory
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache

@@ -10,6 +10,7 @@ Two implementations of one Protocol:
 
 from __future__ import annotations
 
+import bisect
 import sqlite3
 from typing import Any, Protocol
 
@@ -18,7 +19,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.sql import Select
 
 from trustyard.content import queries
-from trustyard.content.interfaces import ManifestRecord
+from trustyard.content.interfaces import ManifestRecord, Page
 from trustyard.content.stores import ContentStore
 from trustyard.db.engine import read_tx
 
@@ -29,6 +30,10 @@ class HotReads(Protocol):
     ) -> ManifestRecord | None: ...
 
     def blob_size(self, repository: str, digest: str) -> int | None: ...
+
+    def tag_page(self, repository: str, limit: int | None, last: str | None) -> Page | None:
+        """Tags in lexical order after `last`, at most `limit`; None: no such repository."""
+        ...
 
 
 class StoreHotReads:
@@ -45,6 +50,13 @@ class StoreHotReads:
     def blob_size(self, repository: str, digest: str) -> int | None:
         with read_tx(self.engine) as conn:
             return self.store.repository_blob_size(conn, repository, digest)
+
+    def tag_page(self, repository: str, limit: int | None, last: str | None) -> Page | None:
+        with read_tx(self.engine) as conn:
+            repository_id = self.store.repository_id(conn, repository)
+            if repository_id is None:
+                return None
+            return self.store.list_tags(conn, repository_id, limit, last)
 
 
 def _compile(statement: Select[Any]) -> tuple[str, list[str]]:
@@ -66,6 +78,8 @@ class SqliteHotReads:
             "digest": _compile(queries.MANIFEST_BY_DIGEST),
             "tag": _compile(queries.MANIFEST_BY_TAG),
             "blob": _compile(queries.REPOSITORY_BLOB_SIZE),
+            "repository": _compile(queries.REPOSITORY_ID),
+            "tags": _compile(queries.TAG_NAMES),
         }
         self._version: int | None = None
         self._cache: dict[tuple[str, str, str], Any] = {}
@@ -73,7 +87,7 @@ class SqliteHotReads:
         self._max_entries = max_entries
         self._max_bytes = max_bytes
 
-    def _query(self, kind: str, repository: str, ref: str) -> Any:
+    def _query(self, kind: str, repository: str, ref: str = "") -> Any:
         version = self._db.execute("PRAGMA data_version").fetchone()[0]
         if version != self._version:
             self._cache.clear()
@@ -85,13 +99,16 @@ class SqliteHotReads:
             return found
         sql, order = self._sql[kind]
         values = {"repository": repository, "ref": ref}
-        row = self._db.execute(sql, [values[name] for name in order]).fetchone()
+        cursor = self._db.execute(sql, [values[name] for name in order])
+        row: Any = sorted(r[0] for r in cursor) if kind == "tags" else cursor.fetchone()
         if len(self._cache) >= self._max_entries or self._bytes >= self._max_bytes:
             self._cache.clear()
             self._bytes = 0
         self._cache[key] = row
-        if row is not None and kind != "blob":
+        if row is not None and kind in ("digest", "tag"):
             self._bytes += len(row[2])
+        elif kind == "tags":
+            self._bytes += sum(len(name) + 56 for name in row)
         return row
 
     def manifest(self, repository: str, reference: str, by_digest: bool) -> ManifestRecord | None:
@@ -101,3 +118,11 @@ class SqliteHotReads:
     def blob_size(self, repository: str, digest: str) -> int | None:
         row = self._query("blob", repository, digest)
         return int(row[0]) if row is not None else None
+
+    def tag_page(self, repository: str, limit: int | None, last: str | None) -> Page | None:
+        if self._query("repository", repository) is None:
+            return None
+        names: list[str] = self._query("tags", repository)
+        start = bisect.bisect_right(names, last) if last else 0
+        end = len(names) if limit is None else min(start + limit, len(names))
+        return Page(names[start:end], end < len(names))

@@ -124,11 +124,12 @@ class ManifestService:
         if not deleted:
             raise manifest_unknown(reference)
 
-    def tags(self, conn: Connection, repository: str, limit: int | None, last: str | None) -> Page:
-        repository_id = self.store.repository_id(conn, repository)
-        if repository_id is None:
+    def tags(self, repository: str, limit: int | None, last: str | None) -> Page:
+        """A page of tags (through the hot-read cache); n=0 still checks the repository."""
+        page = self.hot.tag_page(repository, limit, last)
+        if page is None:
             raise OciError(ErrorCode.NAME_UNKNOWN, detail={"name": repository})
-        return self.store.list_tags(conn, repository_id, limit, last)
+        return page
 
     def referrers(
         self, conn: Connection, repository: str, digest: str, artifact_type: str | None

@@ -33,6 +33,14 @@ MANIFEST_BY_TAG = (
     .where(repositories.c.name == bindparam("repository"), tags.c.name == bindparam("ref"))
 )
 
+REPOSITORY_ID = select(repositories.c.id).where(repositories.c.name == bindparam("repository"))
+
+TAG_NAMES = (
+    select(tags.c.name)
+    .select_from(tags.join(repositories, repositories.c.id == tags.c.repository_id))
+    .where(repositories.c.name == bindparam("repository"))
+)
+
 REPOSITORY_BLOB_SIZE = (
     select(blobs.c.size)
     .select_from(

@@ -7,8 +7,8 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, delete, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import ColumnElement, Connection, Select, Table, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from trustyard.content import queries
 from trustyard.content.interfaces import ManifestRecord, Page, ReferrerRecord, UploadRecord
@@ -36,14 +36,10 @@ class ContentStore:
         existing = self.repository_id(conn, name)
         if existing is not None:
             return existing
-        try:
-            with conn.begin_nested():
-                result = conn.execute(insert(repositories).values(name=name, created_at=now()))
-                return int(result.inserted_primary_key[0])  # type: ignore[index]
-        except IntegrityError:  # created concurrently
-            found = self.repository_id(conn, name)
-            assert found is not None
-            return found
+        _insert_missing(conn, repositories, {"name": name, "created_at": now()}, ["name"])
+        created = self.repository_id(conn, name)
+        assert created is not None
+        return created
 
     def catalog(self, conn: Connection, limit: int | None, last: str | None) -> Page:
         name = _bytewise(conn, repositories.c.name)
@@ -60,30 +56,12 @@ class ContentStore:
         return conn.scalar(queries.REPOSITORY_BLOB_SIZE, {"repository": repository, "ref": digest})
 
     def record_blob(self, conn: Connection, digest: str, size: int) -> None:
-        if self.blob_size(conn, digest) is None:
-            try:
-                with conn.begin_nested():
-                    conn.execute(insert(blobs).values(digest=digest, size=size, created_at=now()))
-            except IntegrityError:
-                pass  # recorded concurrently
+        values = {"digest": digest, "size": size, "created_at": now()}
+        _insert_missing(conn, blobs, values, ["digest"])
 
     def link_blob(self, conn: Connection, repository_id: int, digest: str) -> None:
-        exists = conn.scalar(
-            select(func.count()).where(
-                repository_blobs.c.repository_id == repository_id,
-                repository_blobs.c.digest == digest,
-            )
-        )
-        if not exists:
-            try:
-                with conn.begin_nested():
-                    conn.execute(
-                        insert(repository_blobs).values(
-                            repository_id=repository_id, digest=digest, created_at=now()
-                        )
-                    )
-            except IntegrityError:
-                pass
+        values = {"repository_id": repository_id, "digest": digest, "created_at": now()}
+        _insert_missing(conn, repository_blobs, values, ["repository_id", "digest"])
 
     def unlink_blob(self, conn: Connection, repository: str, digest: str) -> bool:
         repo_id = self.repository_id(conn, repository)
@@ -326,6 +304,12 @@ class ContentStore:
             .where(manifests.c.id.is_(None))
         )
         return [(row.name, row.tag) for row in conn.execute(query)]
+
+
+def _insert_missing(conn: Connection, table: Table, values: dict[str, Any], key: list[str]) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING: one statement, safe against concurrent inserts."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=key))
 
 
 def _bytewise(conn: Connection, column: ColumnElement[str]) -> ColumnElement[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 
-from trustyard.db.engine import write_tx
 from trustyard.kit.asgi import Scope, Send
 from trustyard.oci.digest import parse_digest
 from trustyard.oci.errors import ErrorCode, OciError
@@ -109,8 +108,7 @@ async def _stream(
 
 async def delete_blob(ctx: RegistryContext, req: Request, send: Send, name: str, ref: str) -> None:
     digest = parse_digest(ref)
-    with write_tx(ctx.engine) as conn:
-        removed = ctx.store.unlink_blob(conn, name, str(digest))
+    removed = await ctx.write(lambda conn: ctx.store.unlink_blob(conn, name, str(digest)))
     if not removed:
         raise blob_unknown(ref)
     await respond(send, 202, [API_VERSION])

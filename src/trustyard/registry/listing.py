@@ -60,11 +60,7 @@ async def catalog(ctx: RegistryContext, req: Request, send: Send) -> None:
 async def tags_list(ctx: RegistryContext, req: Request, send: Send, name: str) -> None:
     limit = _page_size(req)
     last = _cursor(req, check_tag)
-    with read_tx(ctx.engine) as conn:
-        page = ctx.manifests.tags(conn, name, limit, last) if limit != 0 else None
-        if page is None:  # n=0 still tells whether the repository exists
-            ctx.manifests.tags(conn, name, 1, None)
-            page = Page([], False)
+    page = ctx.manifests.tags(name, limit, last)
     body = json.dumps({"name": name, "tags": page.items}).encode()
     link = _link(ctx, f"/v2/{name}/tags/list", limit, page)
     await respond(send, 200, [JSON, API_VERSION, *link], body, head=req.method == "HEAD")

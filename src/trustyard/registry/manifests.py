@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from trustyard.content.manifests import acceptable
-from trustyard.db.engine import write_tx
 from trustyard.kit.asgi import Send
 from trustyard.oci import mediatypes as mt
 from trustyard.oci.errors import ErrorCode, OciError
@@ -40,8 +39,10 @@ async def put_manifest(
     ctx: RegistryContext, req: Request, send: Send, name: str, reference: str
 ) -> None:
     body = await req.read_body(mt.MAX_MANIFEST_BYTES, _TOO_LARGE)
-    with write_tx(ctx.engine) as conn:
-        pushed = ctx.manifests.put(conn, name, reference, body, req.header("content-type"))
+    content_type = req.header("content-type")
+    pushed = await ctx.write(
+        lambda conn: ctx.manifests.put(conn, name, reference, body, content_type)
+    )
     headers = [
         (b"location", ctx.location(f"/v2/{name}/manifests/{pushed.digest}").encode()),
         (b"docker-content-digest", str(pushed.digest).encode()),
@@ -55,6 +56,5 @@ async def put_manifest(
 async def delete_manifest(
     ctx: RegistryContext, req: Request, send: Send, name: str, reference: str
 ) -> None:
-    with write_tx(ctx.engine) as conn:
-        ctx.manifests.delete(conn, name, reference)
+    await ctx.write(lambda conn: ctx.manifests.delete(conn, name, reference))
     await respond(send, 202, [API_VERSION])

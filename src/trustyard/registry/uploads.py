@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from sqlalchemy import Connection
+
 from trustyard.auth.authorize import Action, Resource
 from trustyard.content.interfaces import UploadRecord
 from trustyard.content.uploads import ChunkWriter
@@ -53,8 +55,7 @@ async def start_upload(ctx: RegistryContext, req: Request, send: Send, name: str
         return
     digest_param = req.params.get("digest")
     expected = parse_digest(digest_param) if digest_param is not None else None
-    with write_tx(ctx.engine) as conn:
-        upload = ctx.uploads.start(conn, name)
+    upload = await ctx.write(lambda conn: ctx.uploads.start(conn, name))
     if expected is None:
         await respond(send, 202, _session_headers(ctx, upload))
         return
@@ -78,13 +79,15 @@ async def _try_mount(ctx: RegistryContext, req: Request, name: str, mount: str) 
     subject = req.scope["trustyard.subject"]
     if not any(ctx.authorize(subject, Action.PULL, Resource("repository", c)) for c in candidates):
         return False
-    with write_tx(ctx.engine) as conn:
-        size = ctx.store.blob_size(conn, digest)
-        if size is None:
+
+    def link(conn: Connection) -> bool:
+        if ctx.store.blob_size(conn, digest) is None:
             return False
         repository_id = ctx.store.ensure_repository(conn, name)
         ctx.store.link_blob(conn, repository_id, digest)
-    return True
+        return True
+
+    return await ctx.write(link)
 
 
 def _confirm(ctx: RegistryContext, upload: UploadRecord) -> Callable[[], bool]:
@@ -148,8 +151,7 @@ async def patch_upload(
             return
         raise
     try:
-        with write_tx(ctx.engine) as conn:
-            upload = ctx.uploads.record_chunk(conn, chunk)
+        upload = await ctx.write(lambda conn: ctx.uploads.record_chunk(conn, chunk))
     finally:
         chunk.writer.close()
     await respond(send, 202, _session_headers(ctx, upload))
@@ -200,16 +202,19 @@ async def _finish(
     except OciError:
         if chunk.size != upload.offset:  # keep what arrived, so the client may retry the PUT
             await asyncio.to_thread(chunk.writer.sync)
-            with write_tx(ctx.engine) as conn:
-                ctx.uploads.record_chunk(conn, chunk)
+            await ctx.write(lambda conn: ctx.uploads.record_chunk(conn, chunk))
         chunk.writer.close()
         raise
     except ClientGone:
         chunk.writer.close()
         raise
-    await asyncio.to_thread(ctx.uploads.publish, chunk, expected)
-    with write_tx(ctx.engine) as conn:
-        ctx.uploads.complete(conn, upload, expected, chunk.size)
+
+    def publish_and_record() -> None:
+        ctx.uploads.publish(chunk, expected)
+        with write_tx(ctx.engine) as conn:
+            ctx.uploads.complete(conn, upload, expected, chunk.size)
+
+    await asyncio.to_thread(publish_and_record)
     await _created(ctx, send, upload.repository, expected)
 
 
@@ -224,7 +229,8 @@ async def upload_status(
 async def cancel_upload(
     ctx: RegistryContext, req: Request, send: Send, name: str, upload_id: str
 ) -> None:
-    with write_tx(ctx.engine) as conn:
-        upload = ctx.uploads.get(conn, name, upload_id)
-        ctx.uploads.cancel(conn, upload)
+    def cancel(conn: Connection) -> None:
+        ctx.uploads.cancel(conn, ctx.uploads.get(conn, name, upload_id))
+
+    await ctx.write(cancel)
     await respond(send, 204, [API_VERSION])
