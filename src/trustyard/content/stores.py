@@ -7,7 +7,17 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, Table, delete, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    Table,
+    bindparam,
+    delete,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from trustyard.content import queries
@@ -30,7 +40,7 @@ def now() -> datetime:
 class ContentStore:
     # --- repositories ------------------------------------------------------------------------
     def repository_id(self, conn: Connection, name: str) -> int | None:
-        return conn.scalar(select(repositories.c.id).where(repositories.c.name == name))
+        return conn.scalar(queries.REPOSITORY_ID, {"repository": name})
 
     def ensure_repository(self, conn: Connection, name: str) -> int:
         existing = self.repository_id(conn, name)
@@ -100,30 +110,25 @@ class ContentStore:
     # --- uploads -----------------------------------------------------------------------------
     def create_upload(self, conn: Connection, upload_id: str, repository: str) -> None:
         stamp = now()
-        conn.execute(
-            insert(uploads).values(
-                id=upload_id, repository=repository, offset=0, created_at=stamp, updated_at=stamp
-            )
-        )
+        values = {
+            "id": upload_id,
+            "repository": repository,
+            "offset": 0,
+            "created_at": stamp,
+            "updated_at": stamp,
+        }
+        conn.execute(_INSERT_UPLOAD, values)
 
     def get_upload(self, conn: Connection, upload_id: str) -> UploadRecord | None:
-        row = conn.execute(
-            select(uploads.c.id, uploads.c.repository, uploads.c.offset).where(
-                uploads.c.id == upload_id
-            )
-        ).first()
+        row = conn.execute(_GET_UPLOAD, {"id": upload_id}).first()
         return UploadRecord(row.id, row.repository, row.offset) if row else None
 
     def advance_upload(self, conn: Connection, upload_id: str, old: int, new: int) -> bool:
-        result = conn.execute(
-            update(uploads)
-            .where(uploads.c.id == upload_id, uploads.c.offset == old)
-            .values(offset=new, updated_at=now())
-        )
-        return result.rowcount == 1
+        params = {"upload_id": upload_id, "old": old, "new": new, "stamp": now()}
+        return conn.execute(_ADVANCE_UPLOAD, params).rowcount == 1
 
     def delete_upload(self, conn: Connection, upload_id: str) -> bool:
-        return conn.execute(delete(uploads).where(uploads.c.id == upload_id)).rowcount > 0
+        return conn.execute(_DELETE_UPLOAD, {"id": upload_id}).rowcount > 0
 
     def upload_ids(self, conn: Connection) -> set[str]:
         return set(conn.scalars(select(uploads.c.id)))
@@ -139,11 +144,7 @@ class ContentStore:
         return ManifestRecord(*row) if row else None
 
     def manifest_id(self, conn: Connection, repository_id: int, digest: str) -> int | None:
-        return conn.scalar(
-            select(manifests.c.id).where(
-                manifests.c.repository_id == repository_id, manifests.c.digest == digest
-            )
-        )
+        return conn.scalar(_MANIFEST_ID, {"repository_id": repository_id, "digest": digest})
 
     def insert_manifest(
         self,
@@ -154,23 +155,22 @@ class ContentStore:
         annotations: dict[str, str] | None,
         references: Iterable[tuple[str, str]],
     ) -> int:
-        result = conn.execute(
-            insert(manifests).values(
-                repository_id=repository_id,
-                digest=record.digest,
-                media_type=record.media_type,
-                artifact_type=artifact_type,
-                subject_digest=record.subject_digest,
-                annotations=json.dumps(annotations) if annotations else None,
-                size=len(record.payload),
-                payload=record.payload,
-                created_at=now(),
-            )
-        )
+        values = {
+            "repository_id": repository_id,
+            "digest": record.digest,
+            "media_type": record.media_type,
+            "artifact_type": artifact_type,
+            "subject_digest": record.subject_digest,
+            "annotations": json.dumps(annotations) if annotations else None,
+            "size": len(record.payload),
+            "payload": record.payload,
+            "created_at": now(),
+        }
+        result = conn.execute(_INSERT_MANIFEST, values)
         manifest_id = int(result.inserted_primary_key[0])  # type: ignore[index]
         rows = [{"manifest_id": manifest_id, "kind": k, "digest": d} for k, d in set(references)]
         if rows:
-            conn.execute(insert(manifest_references), rows)
+            conn.execute(_INSERT_REFERENCE, rows)
         return manifest_id
 
     def missing_manifests(
@@ -178,13 +178,8 @@ class ContentStore:
     ) -> list[str]:
         if not digests:
             return []
-        present = set(
-            conn.scalars(
-                select(manifests.c.digest).where(
-                    manifests.c.repository_id == repository_id, manifests.c.digest.in_(digests)
-                )
-            )
-        )
+        params = {"repository_id": repository_id, "digests": digests}
+        present = set(conn.scalars(_PRESENT_MANIFESTS, params))
         return [d for d in digests if d not in present]
 
     def linked_blob_sizes(
@@ -192,14 +187,8 @@ class ContentStore:
     ) -> dict[str, int]:
         if not digests:
             return {}
-        rows = conn.execute(
-            select(blobs.c.digest, blobs.c.size)
-            .select_from(repository_blobs.join(blobs))
-            .where(
-                repository_blobs.c.repository_id == repository_id,
-                repository_blobs.c.digest.in_(digests),
-            )
-        )
+        params = {"repository_id": repository_id, "digests": digests}
+        rows = conn.execute(_LINKED_BLOB_SIZES, params)
         return {row.digest: row.size for row in rows}
 
     def delete_manifest(self, conn: Connection, repository: str, digest: str) -> bool:
@@ -260,20 +249,14 @@ class ContentStore:
 
     # --- tags --------------------------------------------------------------------------------
     def set_tag(self, conn: Connection, repository_id: int, tag: str, manifest_id: int) -> None:
-        changed = conn.execute(
-            update(tags)
-            .where(tags.c.repository_id == repository_id, tags.c.name == tag)
-            .values(manifest_id=manifest_id, updated_at=now())
-        ).rowcount
-        if not changed:
-            conn.execute(
-                insert(tags).values(
-                    repository_id=repository_id,
-                    name=tag,
-                    manifest_id=manifest_id,
-                    updated_at=now(),
-                )
-            )
+        """Point `tag` at a manifest: one upsert statement."""
+        values = {
+            "repository_id": repository_id,
+            "name": tag,
+            "manifest_id": manifest_id,
+            "updated_at": now(),
+        }
+        conn.execute(_set_tag_statement(conn.dialect.name), values)
 
     def delete_tag(self, conn: Connection, repository: str, tag: str) -> bool:
         repo_id = self.repository_id(conn, repository)
@@ -306,10 +289,67 @@ class ContentStore:
         return [(row.name, row.tag) for row in conn.execute(query)]
 
 
+# Write-path statements, built once: constructing SQLAlchemy expressions per call was a third
+# of a manifest PUT's CPU time.
+_MANIFEST_ID = select(manifests.c.id).where(
+    manifests.c.repository_id == bindparam("repository_id"),
+    manifests.c.digest == bindparam("digest"),
+)
+_PRESENT_MANIFESTS = select(manifests.c.digest).where(
+    manifests.c.repository_id == bindparam("repository_id"),
+    manifests.c.digest.in_(bindparam("digests", expanding=True)),
+)
+_LINKED_BLOB_SIZES = (
+    select(blobs.c.digest, blobs.c.size)
+    .select_from(repository_blobs.join(blobs))
+    .where(
+        repository_blobs.c.repository_id == bindparam("repository_id"),
+        repository_blobs.c.digest.in_(bindparam("digests", expanding=True)),
+    )
+)
+_INSERT_MANIFEST = insert(manifests)
+_INSERT_UPLOAD = insert(uploads)
+_GET_UPLOAD = select(uploads.c.id, uploads.c.repository, uploads.c.offset).where(
+    uploads.c.id == bindparam("id")
+)
+_ADVANCE_UPLOAD = (
+    update(uploads)
+    .where(uploads.c.id == bindparam("upload_id"), uploads.c.offset == bindparam("old"))
+    .values(offset=bindparam("new"), updated_at=bindparam("stamp"))
+)
+_DELETE_UPLOAD = delete(uploads).where(uploads.c.id == bindparam("id"))
+_INSERT_REFERENCE = insert(manifest_references)
+_SET_TAG: dict[str, Any] = {}
+
+
+def _set_tag_statement(dialect_name: str) -> Any:
+    statement = _SET_TAG.get(dialect_name)
+    if statement is None:
+        dialect = postgresql if dialect_name == "postgresql" else sqlite
+        upsert = dialect.insert(tags)
+        statement = upsert.on_conflict_do_update(
+            index_elements=["repository_id", "name"],
+            set_={
+                "manifest_id": upsert.excluded.manifest_id,
+                "updated_at": upsert.excluded.updated_at,
+            },
+        )
+        _SET_TAG[dialect_name] = statement
+    return statement
+
+
+_INSERT_MISSING: dict[tuple[str, str], Any] = {}
+
+
 def _insert_missing(conn: Connection, table: Table, values: dict[str, Any], key: list[str]) -> None:
     """INSERT ... ON CONFLICT DO NOTHING: one statement, safe against concurrent inserts."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=key))
+    cache_key = (table.name, conn.dialect.name)
+    statement = _INSERT_MISSING.get(cache_key)
+    if statement is None:
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(table).on_conflict_do_nothing(index_elements=key)
+        _INSERT_MISSING[cache_key] = statement
+    conn.execute(statement, values)
 
 
 def _bytewise(conn: Connection, column: ColumnElement[str]) -> ColumnElement[str]:
