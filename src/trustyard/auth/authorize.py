@@ -12,10 +12,14 @@ from dataclasses import dataclass
 
 
 class Action(enum.Enum):
-    PULL = "pull"
-    PUSH = "push"
-    DELETE = "delete"
-    CATALOG = "catalog"
+    """What a request wants to do; `permissions.REQUIRED_ROLE` says which role each one needs."""
+
+    PULL = "pull"  # read manifests, blobs, tags; browse the repository
+    PUSH = "push"  # write blobs, manifests, tags
+    DELETE = "delete"  # delete manifests, tags, blobs (not the repository itself)
+    CATALOG = "catalog"  # list repositories (the answer is filtered by visibility)
+    SCAN = "scan"  # start a vulnerability scan
+    ADMIN = "admin"  # edit description/visibility, grants, webhooks, policies; delete repository
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -17,6 +18,9 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
+    text,
+    true,
 )
 
 metadata = MetaData(
@@ -36,6 +40,11 @@ repositories = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("name", String(255), nullable=False, unique=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # Managed-object settings (identity issue; scanning and immutability use them later).
+    Column("visibility", String(16), nullable=False, server_default=text("'private'")),
+    Column("description", Text, nullable=False, server_default=text("''")),
+    Column("scan_on_push", Boolean, nullable=False, server_default=true()),
+    Column("immutable_tags", Boolean, nullable=False, server_default=false()),
 )
 
 blobs = Table(
@@ -115,4 +124,179 @@ uploads = Table(
     Column("offset", BigInteger, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+
+# --- identity and access -------------------------------------------------------------------
+
+ROLE = String(16)  # "read-only" | "read-write" | "admin"
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("password_hash", String(255)),  # None: no local password (LDAP, or disabled)
+    Column("email", String(255)),
+    Column("full_name", String(255)),
+    Column("is_admin", Boolean, nullable=False, server_default=false()),
+    Column("is_active", Boolean, nullable=False, server_default=true()),
+    Column("source", String(16), nullable=False, server_default=text("'local'")),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_login_at", DateTime(timezone=True)),
+)
+
+organizations = Table(
+    "organizations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("description", Text, nullable=False, server_default=text("''")),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+organization_owners = Table(
+    "organization_owners",
+    metadata,
+    Column(
+        "organization_id",
+        Integer,
+        ForeignKey("organizations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    PrimaryKeyConstraint("organization_id", "user_id"),
+)
+
+teams = Table(
+    "teams",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "organization_id",
+        Integer,
+        ForeignKey("organizations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("name", String(64), nullable=False),
+    Column("description", Text, nullable=False, server_default=text("''")),
+    Column("ldap_group", String(512)),  # members synced from this directory group
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("organization_id", "name"),
+)
+
+team_members = Table(
+    "team_members",
+    metadata,
+    Column("team_id", Integer, ForeignKey("teams.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    PrimaryKeyConstraint("team_id", "user_id"),
+    Index(None, "user_id"),
+)
+
+team_repository_grants = Table(
+    "team_repository_grants",
+    metadata,
+    Column("team_id", Integer, ForeignKey("teams.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "repository_id",
+        Integer,
+        ForeignKey("repositories.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("role", ROLE, nullable=False),
+    PrimaryKeyConstraint("team_id", "repository_id"),
+    Index(None, "repository_id"),
+)
+
+# A team's role on every repository of its organization.
+team_organization_grants = Table(
+    "team_organization_grants",
+    metadata,
+    Column("team_id", Integer, ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True),
+    Column("role", ROLE, nullable=False),
+)
+
+robots = Table(
+    "robots",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "organization_id",
+        Integer,
+        ForeignKey("organizations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("name", String(64), nullable=False),
+    Column("description", Text, nullable=False, server_default=text("''")),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("organization_id", "name"),
+)
+
+# A robot's role on repositories of its organization matching a name or a "team/*" pattern.
+robot_grants = Table(
+    "robot_grants",
+    metadata,
+    Column("robot_id", Integer, ForeignKey("robots.id", ondelete="CASCADE"), nullable=False),
+    Column("repository_pattern", String(255), nullable=False),
+    Column("role", ROLE, nullable=False),
+    PrimaryKeyConstraint("robot_id", "repository_pattern"),
+)
+
+# Personal access tokens and robot tokens: shown once, stored as a hash of their secret.
+access_tokens = Table(
+    "access_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("public_id", String(32), nullable=False, unique=True),
+    Column("secret_hash", String(64), nullable=False),
+    Column("kind", String(8), nullable=False),  # "pat" | "rbt"
+    Column("name", String(128), nullable=False),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE")),
+    Column("robot_id", Integer, ForeignKey("robots.id", ondelete="CASCADE")),
+    Column("scopes", Text, nullable=False),  # JSON list of scope strings
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("last_used_at", DateTime(timezone=True)),
+)
+
+# Append-only: every mutation and every denied request.
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("actor_kind", String(16), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("resource_kind", String(32), nullable=False),
+    Column("resource", String(512), nullable=False),
+    Column("organization", String(64)),
+    Column("outcome", String(16), nullable=False),
+    Column("address", String(64)),
+    Column("detail", Text),
+    Index(None, "at"),
+    Index(None, "organization", "at"),
+)
+
+# Token-signing keys, shared by every replica through the database (private key encrypted).
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("algorithm", String(16), nullable=False),
+    Column("private_key", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("retired_at", DateTime(timezone=True)),
+)
+
+# Failed logins per account and per address, for back-off.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("last_failure_at", DateTime(timezone=True), nullable=False),
+    Column("locked_until", DateTime(timezone=True)),
 )

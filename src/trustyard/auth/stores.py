@@ -1,0 +1,368 @@
+"""All SQL of the access domain. Functions take the caller's connection; none commits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from trustyard.auth.interfaces import AccessToken, Conflict, Organization, Robot, Team, User
+from trustyard.db.tables import (
+    access_tokens,
+    organization_owners,
+    organizations,
+    repositories,
+    robot_grants,
+    robots,
+    team_members,
+    team_organization_grants,
+    team_repository_grants,
+    teams,
+    users,
+)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _insert(conn: Connection, table: Any, values: Mapping[str, Any], kind: str, name: str) -> int:
+    try:
+        with conn.begin_nested():
+            result = conn.execute(insert(table).values(**values))
+    except IntegrityError:
+        raise Conflict(kind, name) from None
+    key = result.inserted_primary_key
+    return int(key[0]) if key else 0
+
+
+def _user(row: Row[Any]) -> User:
+    return User(
+        row.id,
+        row.username,
+        row.email,
+        row.full_name,
+        bool(row.is_admin),
+        bool(row.is_active),
+        row.source,
+        row.created_at,
+        row.last_login_at,
+    )
+
+
+class AccessStore:
+    # --- users -------------------------------------------------------------------------------
+    def create_user(self, conn: Connection, username: str, **fields: Any) -> User:
+        values = {"username": username, "created_at": now(), **fields}
+        _insert(conn, users, values, "user", username)
+        found = self.user(conn, username)
+        assert found is not None
+        return found
+
+    def user(self, conn: Connection, username: str) -> User | None:
+        row = conn.execute(select(users).where(users.c.username == username)).first()
+        return _user(row) if row else None
+
+    def password_hash(self, conn: Connection, username: str) -> tuple[User, str | None] | None:
+        row = conn.execute(select(users).where(users.c.username == username)).first()
+        return (_user(row), row.password_hash) if row else None
+
+    def update_user(self, conn: Connection, username: str, **fields: Any) -> bool:
+        result = conn.execute(update(users).where(users.c.username == username).values(**fields))
+        return result.rowcount > 0
+
+    def delete_user(self, conn: Connection, username: str) -> bool:
+        return conn.execute(delete(users).where(users.c.username == username)).rowcount > 0
+
+    def list_users(self, conn: Connection, limit: int, after: str | None) -> list[User]:
+        query = select(users).order_by(users.c.username).limit(limit)
+        if after:
+            query = query.where(users.c.username > after)
+        return [_user(row) for row in conn.execute(query)]
+
+    def count_admins(self, conn: Connection) -> int:
+        rows = conn.execute(select(users.c.id).where(users.c.is_admin.is_(True)))
+        return len(rows.all())
+
+    # --- organizations -----------------------------------------------------------------------
+    def create_organization(self, conn: Connection, name: str, description: str) -> Organization:
+        values = {"name": name, "description": description, "created_at": now()}
+        _insert(conn, organizations, values, "organization", name)
+        found = self.organization(conn, name)
+        assert found is not None
+        return found
+
+    def organization(self, conn: Connection, name: str) -> Organization | None:
+        row = conn.execute(select(organizations).where(organizations.c.name == name)).first()
+        return Organization(row.id, row.name, row.description, row.created_at) if row else None
+
+    def list_organizations(
+        self, conn: Connection, limit: int, after: str | None
+    ) -> list[Organization]:
+        query = select(organizations).order_by(organizations.c.name).limit(limit)
+        if after:
+            query = query.where(organizations.c.name > after)
+        return [
+            Organization(r.id, r.name, r.description, r.created_at) for r in conn.execute(query)
+        ]
+
+    def delete_organization(self, conn: Connection, name: str) -> bool:
+        result = conn.execute(delete(organizations).where(organizations.c.name == name))
+        return result.rowcount > 0
+
+    def add_owner(self, conn: Connection, organization_id: int, user_id: int) -> None:
+        exists = conn.execute(
+            select(organization_owners.c.user_id).where(
+                organization_owners.c.organization_id == organization_id,
+                organization_owners.c.user_id == user_id,
+            )
+        ).first()
+        if not exists:
+            conn.execute(
+                insert(organization_owners).values(organization_id=organization_id, user_id=user_id)
+            )
+
+    def remove_owner(self, conn: Connection, organization_id: int, user_id: int) -> bool:
+        result = conn.execute(
+            delete(organization_owners).where(
+                organization_owners.c.organization_id == organization_id,
+                organization_owners.c.user_id == user_id,
+            )
+        )
+        return result.rowcount > 0
+
+    def owners(self, conn: Connection, organization_id: int) -> list[str]:
+        query = (
+            select(users.c.username)
+            .select_from(organization_owners.join(users))
+            .where(organization_owners.c.organization_id == organization_id)
+            .order_by(users.c.username)
+        )
+        return list(conn.scalars(query))
+
+    def owned_organizations(self, conn: Connection, user_id: int) -> frozenset[str]:
+        query = (
+            select(organizations.c.name)
+            .select_from(organization_owners.join(organizations))
+            .where(organization_owners.c.user_id == user_id)
+        )
+        return frozenset(conn.scalars(query))
+
+    # --- teams -------------------------------------------------------------------------------
+    def create_team(
+        self, conn: Connection, organization: Organization, name: str, description: str
+    ) -> Team:
+        values = {
+            "organization_id": organization.id,
+            "name": name,
+            "description": description,
+            "created_at": now(),
+        }
+        _insert(conn, teams, values, "team", f"{organization.name}/{name}")
+        found = self.team(conn, organization.name, name)
+        assert found is not None
+        return found
+
+    def team(self, conn: Connection, organization: str, name: str) -> Team | None:
+        row = conn.execute(
+            select(teams, organizations.c.name.label("org"))
+            .select_from(teams.join(organizations))
+            .where(organizations.c.name == organization, teams.c.name == name)
+        ).first()
+        if row is None:
+            return None
+        return Team(row.id, row.org, row.name, row.description, row.ldap_group)
+
+    def teams_of(self, conn: Connection, organization: str) -> list[Team]:
+        rows = conn.execute(
+            select(teams, organizations.c.name.label("org"))
+            .select_from(teams.join(organizations))
+            .where(organizations.c.name == organization)
+            .order_by(teams.c.name)
+        )
+        return [Team(r.id, r.org, r.name, r.description, r.ldap_group) for r in rows]
+
+    def update_team(self, conn: Connection, team_id: int, **fields: Any) -> None:
+        conn.execute(update(teams).where(teams.c.id == team_id).values(**fields))
+
+    def delete_team(self, conn: Connection, team_id: int) -> None:
+        conn.execute(delete(teams).where(teams.c.id == team_id))
+
+    def add_member(self, conn: Connection, team_id: int, user_id: int) -> None:
+        exists = conn.execute(
+            select(team_members.c.user_id).where(
+                team_members.c.team_id == team_id, team_members.c.user_id == user_id
+            )
+        ).first()
+        if not exists:
+            conn.execute(insert(team_members).values(team_id=team_id, user_id=user_id))
+
+    def remove_member(self, conn: Connection, team_id: int, user_id: int) -> bool:
+        result = conn.execute(
+            delete(team_members).where(
+                team_members.c.team_id == team_id, team_members.c.user_id == user_id
+            )
+        )
+        return result.rowcount > 0
+
+    def members(self, conn: Connection, team_id: int) -> list[str]:
+        query = (
+            select(users.c.username)
+            .select_from(team_members.join(users))
+            .where(team_members.c.team_id == team_id)
+            .order_by(users.c.username)
+        )
+        return list(conn.scalars(query))
+
+    def memberships(self, conn: Connection, user_id: int) -> frozenset[tuple[str, str]]:
+        query = (
+            select(organizations.c.name.label("org"), teams.c.name)
+            .select_from(team_members.join(teams).join(organizations))
+            .where(team_members.c.user_id == user_id)
+        )
+        return frozenset((row.org, row.name) for row in conn.execute(query))
+
+    # --- grants ------------------------------------------------------------------------------
+    def set_repository_grant(
+        self, conn: Connection, team_id: int, repository_id: int, role: str | None
+    ) -> None:
+        conn.execute(
+            delete(team_repository_grants).where(
+                team_repository_grants.c.team_id == team_id,
+                team_repository_grants.c.repository_id == repository_id,
+            )
+        )
+        if role is not None:
+            conn.execute(
+                insert(team_repository_grants).values(
+                    team_id=team_id, repository_id=repository_id, role=role
+                )
+            )
+
+    def set_organization_grant(self, conn: Connection, team_id: int, role: str | None) -> None:
+        conn.execute(
+            delete(team_organization_grants).where(team_organization_grants.c.team_id == team_id)
+        )
+        if role is not None:
+            conn.execute(insert(team_organization_grants).values(team_id=team_id, role=role))
+
+    def grants_for_namespace(self, conn: Connection, organization: str) -> dict[str, Any]:
+        """Every grant that can matter for repositories of one organization."""
+        repo_rows = conn.execute(
+            select(
+                teams.c.name.label("team"),
+                repositories.c.name.label("repo"),
+                team_repository_grants.c.role,
+            )
+            .select_from(
+                team_repository_grants.join(teams)
+                .join(organizations)
+                .join(repositories, repositories.c.id == team_repository_grants.c.repository_id)
+            )
+            .where(organizations.c.name == organization)
+        )
+        org_rows = conn.execute(
+            select(teams.c.name.label("team"), team_organization_grants.c.role)
+            .select_from(team_organization_grants.join(teams).join(organizations))
+            .where(organizations.c.name == organization)
+        )
+        robot_rows = conn.execute(
+            select(
+                robots.c.name.label("robot"), robot_grants.c.repository_pattern, robot_grants.c.role
+            )
+            .select_from(robot_grants.join(robots).join(organizations))
+            .where(organizations.c.name == organization)
+        )
+        return {
+            "repository": [(r.team, r.repo, r.role) for r in repo_rows],
+            "organization": [(r.team, r.role) for r in org_rows],
+            "robot": [(r.robot, r.repository_pattern, r.role) for r in robot_rows],
+        }
+
+    # --- robots ------------------------------------------------------------------------------
+    def create_robot(
+        self, conn: Connection, organization: Organization, name: str, description: str
+    ) -> Robot:
+        values = {
+            "organization_id": organization.id,
+            "name": name,
+            "description": description,
+            "created_at": now(),
+        }
+        robot_id = _insert(conn, robots, values, "robot", f"{organization.name}+{name}")
+        return Robot(robot_id, organization.name, name, description)
+
+    def robot(self, conn: Connection, organization: str, name: str) -> Robot | None:
+        row = conn.execute(
+            select(robots, organizations.c.name.label("org"))
+            .select_from(robots.join(organizations))
+            .where(organizations.c.name == organization, robots.c.name == name)
+        ).first()
+        return Robot(row.id, row.org, row.name, row.description) if row else None
+
+    def set_robot_grant(
+        self, conn: Connection, robot_id: int, pattern: str, role: str | None
+    ) -> None:
+        conn.execute(
+            delete(robot_grants).where(
+                robot_grants.c.robot_id == robot_id, robot_grants.c.repository_pattern == pattern
+            )
+        )
+        if role is not None:
+            conn.execute(
+                insert(robot_grants).values(
+                    robot_id=robot_id, repository_pattern=pattern, role=role
+                )
+            )
+
+    # --- tokens ------------------------------------------------------------------------------
+    def create_token(self, conn: Connection, **values: Any) -> int:
+        values = {**values, "scopes": json.dumps(list(values["scopes"])), "created_at": now()}
+        return _insert(conn, access_tokens, values, "token", values["public_id"])
+
+    def token(self, conn: Connection, public_id: str) -> tuple[AccessToken, str] | None:
+        owner = users.c.username
+        row = conn.execute(
+            select(
+                access_tokens,
+                owner.label("username"),
+                robots.c.name.label("robot"),
+                organizations.c.name.label("org"),
+            )
+            .select_from(
+                access_tokens.outerjoin(users, users.c.id == access_tokens.c.user_id)
+                .outerjoin(robots, robots.c.id == access_tokens.c.robot_id)
+                .outerjoin(organizations, organizations.c.id == robots.c.organization_id)
+            )
+            .where(access_tokens.c.public_id == public_id)
+        ).first()
+        if row is None:
+            return None
+        name = row.username if row.username else f"{row.org}+{row.robot}"
+        token = AccessToken(
+            row.id,
+            row.public_id,
+            row.kind,
+            row.name,
+            name,
+            tuple(json.loads(row.scopes)),
+            row.created_at,
+            row.expires_at,
+            row.revoked_at,
+            row.last_used_at,
+        )
+        return token, row.secret_hash
+
+    def touch_token(self, conn: Connection, token_id: int) -> None:
+        conn.execute(
+            update(access_tokens).where(access_tokens.c.id == token_id).values(last_used_at=now())
+        )
+
+    def revoke_token(self, conn: Connection, token_id: int) -> None:
+        conn.execute(
+            update(access_tokens).where(access_tokens.c.id == token_id).values(revoked_at=now())
+        )
