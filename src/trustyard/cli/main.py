@@ -15,7 +15,7 @@ from trustyard.db import migrate as migrations
 from trustyard.db.engine import make_engine
 
 app = typer.Typer(help="trustyard: a trusted OCI container registry.", no_args_is_help=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="Folder for blobs and the SQLite database.")
@@ -61,6 +61,10 @@ def serve(
     err.print(
         f"trustyard listening on http://{settings.server.host}:{settings.server.port} "
         f"({count} workers, data in {settings.data_dir.resolve()})"
+    )
+    err.print(
+        "push an image: skopeo copy --dest-tls-verify=false oci:DIR:TAG "
+        f"docker://{settings.server.host}:{settings.server.port}/team/app:TAG"
     )
     Granian(
         "trustyard.app:asgi_factory",
