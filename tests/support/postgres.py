@@ -18,12 +18,12 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from .lifecycle import StartStop
 from .ports import LOOPBACK, free_port, kill_pid, pid_alive
 
 PG_ROOT = Path("/usr/lib/postgresql")
@@ -68,7 +68,7 @@ def _run(argv: list[str], cwd: Path, timeout: float) -> None:
         raise RuntimeError(msg)
 
 
-class PostgresCluster:
+class PostgresCluster(StartStop):
     """A PostgreSQL cluster in a temp folder on a free loopback port.
 
     Use ``start()``/``stop()`` or ``with PostgresCluster() as pg: ...``; then
@@ -137,18 +137,6 @@ class PostgresCluster:
     def conninfo(self, dbname: str = "postgres") -> str:
         """libpq connection string for ``psycopg.connect`` (TCP on loopback)."""
         return make_conninfo(host=LOOPBACK, port=self.port, user=SUPERUSER, dbname=dbname)
-
-    def __enter__(self) -> PostgresCluster:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- internals -----------------------------------------------------------
 

@@ -12,9 +12,9 @@ import signal
 import subprocess
 import tempfile
 from pathlib import Path
-from types import TracebackType
 
 from .images import shared_dir
+from .lifecycle import StartStop
 from .ports import LOOPBACK, free_port, port_in_use, stop_pid
 
 START_ATTEMPTS = 3
@@ -45,7 +45,7 @@ def _parse_vars(output: str) -> dict[str, str]:
     return {key.strip(): value.strip() for key, _, value in pairs}
 
 
-class ReferenceRegistry:
+class ReferenceRegistry(StartStop):
     """Context manager: ``with ReferenceRegistry() as reg: push to reg.host``."""
 
     def __init__(self, base_dir: Path | None = None, timeout: float = 300.0) -> None:
@@ -97,18 +97,6 @@ class ReferenceRegistry:
             if self.workdir is not None:
                 shutil.rmtree(self.workdir, ignore_errors=True)
                 self.workdir = None
-
-    def __enter__(self) -> ReferenceRegistry:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def _workdir(self) -> Path:

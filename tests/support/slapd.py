@@ -29,8 +29,8 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from types import TracebackType
 
+from .lifecycle import StartStop
 from .ports import LOOPBACK, free_port
 
 SLAPD = Path("/usr/sbin/slapd")
@@ -83,7 +83,7 @@ def answers_ldap(port: int, host: str = LOOPBACK, timeout: float = 1.0) -> bool:
     return len(reply) > 5 and reply[0] == 0x30 and _BIND_RESPONSE_TAG in reply[2:6]
 
 
-class Slapd:
+class Slapd(StartStop):
     """Context manager: ``with Slapd() as ldap: ldap.add_user(...); connect to ldap.url``."""
 
     def __init__(
@@ -219,18 +219,6 @@ class Slapd:
             yield
         finally:
             os.kill(pid, signal.SIGCONT)
-
-    def __enter__(self) -> Slapd:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- internals -----------------------------------------------------------
 
