@@ -98,9 +98,7 @@ def _confirm(ctx: RegistryContext, upload: UploadRecord) -> Callable[[], bool]:
     return still_at
 
 
-async def _write_body(
-    ctx: RegistryContext, req: Request, chunk: ChunkWriter, sync: bool = True
-) -> None:
+async def _write_body(req: Request, chunk: ChunkWriter, sync: bool = True) -> None:
     """Append the request body; `sync` makes it durable before the offset is recorded."""
     try:
         async for data in req.chunks():
@@ -133,7 +131,7 @@ async def _receive_chunk(
     chunk = await asyncio.to_thread(
         ctx.uploads.open_chunk, upload, start, DEFAULT_ALGORITHM, _confirm(ctx, upload)
     )
-    await _write_body(ctx, req, chunk)
+    await _write_body(req, chunk)
     return chunk
 
 
@@ -197,7 +195,7 @@ async def _finish(
     )
     try:
         # No sync here: publishing fsyncs the finished blob once.
-        await _write_body(ctx, req, chunk, sync=False)
+        await _write_body(req, chunk, sync=False)
         await asyncio.to_thread(ctx.uploads.verify, chunk, expected)
     except OciError:
         if chunk.size != upload.offset:  # keep what arrived, so the client may retry the PUT
