@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from trustyard.auth.interfaces import AccessToken, Conflict, Organization, Robot, Team, User
 from trustyard.db.tables import (
     access_tokens,
+    login_failures,
     organization_owners,
     organizations,
     repositories,
@@ -28,6 +29,15 @@ from trustyard.db.tables import (
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes: every stored time is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _utc_or_none(value: datetime | None) -> datetime | None:
+    return None if value is None else utc(value)
 
 
 def _insert(conn: Connection, table: Any, values: Mapping[str, Any], kind: str, name: str) -> int:
@@ -49,8 +59,8 @@ def _user(row: Row[Any]) -> User:
         bool(row.is_admin),
         bool(row.is_active),
         row.source,
-        row.created_at,
-        row.last_login_at,
+        utc(row.created_at),
+        _utc_or_none(row.last_login_at),
     )
 
 
@@ -87,6 +97,23 @@ class AccessStore:
     def count_admins(self, conn: Connection) -> int:
         rows = conn.execute(select(users.c.id).where(users.c.is_admin.is_(True)))
         return len(rows.all())
+
+    def active_admins(self, conn: Connection, *, lock: bool = False) -> list[str]:
+        """Active system administrators; `lock` holds their rows until the transaction ends
+        (PostgreSQL), so two transactions cannot each remove "another" last administrator."""
+        query = (
+            select(users.c.username)
+            .where(users.c.is_admin.is_(True), users.c.is_active.is_(True))
+            .order_by(users.c.username)
+        )
+        return list(conn.scalars(query.with_for_update() if lock else query))
+
+    def repository(self, conn: Connection, name: str) -> tuple[int, str] | None:
+        """A repository's id and visibility."""
+        row = conn.execute(
+            select(repositories.c.id, repositories.c.visibility).where(repositories.c.name == name)
+        ).first()
+        return (row.id, row.visibility) if row else None
 
     # --- organizations -----------------------------------------------------------------------
     def create_organization(self, conn: Connection, name: str, description: str) -> Organization:
@@ -135,13 +162,15 @@ class AccessStore:
         )
         return result.rowcount > 0
 
-    def owners(self, conn: Connection, organization_id: int) -> list[str]:
+    def owners(self, conn: Connection, organization_id: int, *, lock: bool = False) -> list[str]:
         query = (
             select(users.c.username)
             .select_from(organization_owners.join(users))
             .where(organization_owners.c.organization_id == organization_id)
             .order_by(users.c.username)
         )
+        if lock:  # hold the owner rows (PostgreSQL) while deciding about the last owner
+            query = query.with_for_update(of=organization_owners)
         return list(conn.scalars(query))
 
     def owned_organizations(self, conn: Connection, user_id: int) -> frozenset[str]:
@@ -304,6 +333,15 @@ class AccessStore:
         ).first()
         return Robot(row.id, row.org, row.name, row.description) if row else None
 
+    def robots_of(self, conn: Connection, organization: str) -> list[Robot]:
+        rows = conn.execute(
+            select(robots, organizations.c.name.label("org"))
+            .select_from(robots.join(organizations))
+            .where(organizations.c.name == organization)
+            .order_by(robots.c.name)
+        )
+        return [Robot(r.id, r.org, r.name, r.description) for r in rows]
+
     def set_robot_grant(
         self, conn: Connection, robot_id: int, pattern: str, role: str | None
     ) -> None:
@@ -325,37 +363,22 @@ class AccessStore:
         return _insert(conn, access_tokens, values, "token", values["public_id"])
 
     def token(self, conn: Connection, public_id: str) -> tuple[AccessToken, str] | None:
-        owner = users.c.username
-        row = conn.execute(
-            select(
-                access_tokens,
-                owner.label("username"),
-                robots.c.name.label("robot"),
-                organizations.c.name.label("org"),
-            )
-            .select_from(
-                access_tokens.outerjoin(users, users.c.id == access_tokens.c.user_id)
-                .outerjoin(robots, robots.c.id == access_tokens.c.robot_id)
-                .outerjoin(organizations, organizations.c.id == robots.c.organization_id)
-            )
-            .where(access_tokens.c.public_id == public_id)
-        ).first()
-        if row is None:
-            return None
-        name = row.username if row.username else f"{row.org}+{row.robot}"
-        token = AccessToken(
-            row.id,
-            row.public_id,
-            row.kind,
-            row.name,
-            name,
-            tuple(json.loads(row.scopes)),
-            row.created_at,
-            row.expires_at,
-            row.revoked_at,
-            row.last_used_at,
+        row = conn.execute(_token_query().where(access_tokens.c.public_id == public_id)).first()
+        return (_token(row), row.secret_hash) if row else None
+
+    def tokens_of(
+        self, conn: Connection, *, user_id: int | None = None, robot_id: int | None = None
+    ) -> list[AccessToken]:
+        """The tokens of one user or one robot, oldest first."""
+        if (user_id is None) == (robot_id is None):
+            raise ValueError("give exactly one of user_id and robot_id")
+        where = (
+            access_tokens.c.user_id == user_id
+            if user_id is not None
+            else access_tokens.c.robot_id == robot_id
         )
-        return token, row.secret_hash
+        query = _token_query().where(where).order_by(access_tokens.c.id)
+        return [_token(row) for row in conn.execute(query)]
 
     def touch_token(self, conn: Connection, token_id: int) -> None:
         conn.execute(
@@ -366,3 +389,68 @@ class AccessStore:
         conn.execute(
             update(access_tokens).where(access_tokens.c.id == token_id).values(revoked_at=now())
         )
+
+    # --- failed logins -----------------------------------------------------------------------
+    def login_failure(
+        self, conn: Connection, key: str, *, lock: bool = False
+    ) -> tuple[int, datetime, datetime | None] | None:
+        """(failures, last failure, locked until) for `key`."""
+        query = select(login_failures).where(login_failures.c.key == key)
+        row = conn.execute(query.with_for_update() if lock else query).first()
+        if row is None:
+            return None
+        return row.failures, utc(row.last_failure_at), _utc_or_none(row.locked_until)
+
+    def put_login_failure(
+        self,
+        conn: Connection,
+        key: str,
+        failures: int,
+        last_failure_at: datetime,
+        locked_until: datetime | None,
+    ) -> None:
+        values = {
+            "failures": failures,
+            "last_failure_at": last_failure_at,
+            "locked_until": locked_until,
+        }
+        statement = update(login_failures).where(login_failures.c.key == key).values(**values)
+        if conn.execute(statement).rowcount:
+            return
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(login_failures).values(key=key, **values))
+        except IntegrityError:  # a concurrent first failure inserted it: count this one too
+            conn.execute(statement)
+
+    def clear_login_failures(self, conn: Connection, key: str) -> None:
+        conn.execute(delete(login_failures).where(login_failures.c.key == key))
+
+
+def _token_query() -> Any:
+    return select(
+        access_tokens,
+        users.c.username.label("username"),
+        robots.c.name.label("robot"),
+        organizations.c.name.label("org"),
+    ).select_from(
+        access_tokens.outerjoin(users, users.c.id == access_tokens.c.user_id)
+        .outerjoin(robots, robots.c.id == access_tokens.c.robot_id)
+        .outerjoin(organizations, organizations.c.id == robots.c.organization_id)
+    )
+
+
+def _token(row: Row[Any]) -> AccessToken:
+    owner = row.username if row.username else f"{row.org}+{row.robot}"
+    return AccessToken(
+        row.id,
+        row.public_id,
+        row.kind,
+        row.name,
+        owner,
+        tuple(json.loads(row.scopes)),
+        utc(row.created_at),
+        _utc_or_none(row.expires_at),
+        _utc_or_none(row.revoked_at),
+        _utc_or_none(row.last_used_at),
+    )

@@ -1,0 +1,249 @@
+"""Authentication (passwords, access tokens), principals, the access policy, login back-off.
+
+Every function takes the caller's connection and never commits. Authentication writes
+(`last_login_at`, `last_used_at`, a rehashed password), so the edge calls it inside
+`write_tx`. Failed logins answer None without saying why; the edge records them with
+`record_failure` and refuses early while `locked_until` says so (without verifying anything,
+and without counting the refused attempt).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from sqlalchemy import Connection
+
+from trustyard.auth.authorize import Action
+from trustyard.auth.interfaces import NotFound, User
+from trustyard.auth.passwords import DEFAULT_HASHER, dummy_verify, hash_password, needs_rehash
+from trustyard.auth.passwords import verify_password as _verify_password
+from trustyard.auth.permissions import (
+    NO_GRANTS,
+    Grants,
+    NamespaceKind,
+    Principal,
+    RepositoryFacts,
+    Role,
+    Visibility,
+)
+from trustyard.auth.permissions import effective_role as _effective_role
+from trustyard.auth.permissions import may as _may
+from trustyard.auth.permissions import may_create as _may_create
+from trustyard.auth.scopes import TokenScope
+from trustyard.auth.secrets import PREFIX, parse_token, secret_matches
+from trustyard.auth.stores import AccessStore
+from trustyard.auth.stores import now as _now
+
+TOKEN_PREFIX = f"{PREFIX}_"
+
+# Back-off: the first FREE_FAILURES failures cost nothing; then 1 s, 2 s, 4 s ... up to MAX_LOCK.
+FREE_FAILURES = 4
+FIRST_LOCK = timedelta(seconds=1)
+MAX_LOCK = timedelta(minutes=15)
+# A key whose last failure is older than this starts counting from zero again.
+FAILURES_FORGOTTEN_AFTER = timedelta(hours=1)
+
+
+class Authenticator:
+    def __init__(
+        self, store: AccessStore | None = None, *, hasher: PasswordHasher = DEFAULT_HASHER
+    ) -> None:
+        self.store = store or AccessStore()
+        self.hasher = hasher
+
+    def authenticate_password(
+        self, conn: Connection, username: str, password: str
+    ) -> Principal | None:
+        """The principal of an active local user whose password matches, else None."""
+        found = self.store.password_hash(conn, username)
+        stored = None if found is None else found[1]
+        if found is None or stored is None:
+            dummy_verify(hasher=self.hasher)  # same work as a real check: no username oracle
+            return None
+        user = found[0]
+        if not _verify_password(stored, password, hasher=self.hasher) or not user.is_active:
+            return None
+        fields: dict[str, object] = {"last_login_at": _now()}
+        if needs_rehash(stored, hasher=self.hasher):
+            fields["password_hash"] = hash_password(password, hasher=self.hasher)
+        self.store.update_user(conn, username, **fields)
+        return self._user_principal(conn, user)
+
+    def authenticate_token(
+        self, conn: Connection, token_text: str, *, at: datetime | None = None
+    ) -> tuple[Principal, TokenScope] | None:
+        """The principal and scope of a valid (not revoked, not expired at `at`) token whose
+        owner is active, else None. Touches the token's `last_used_at`."""
+        parsed = parse_token(token_text)
+        if parsed is None:
+            return None
+        found = self.store.token(conn, parsed.public_id)
+        if found is None:
+            return None
+        token, stored = found
+        if not secret_matches(parsed.secret, stored) or token.kind != parsed.kind:
+            return None
+        moment = at or _now()
+        if token.revoked_at is not None:
+            return None
+        if token.expires_at is not None and token.expires_at <= moment:
+            return None
+        try:
+            principal = self.load_principal(conn, token.owner)
+        except NotFound:  # owner deactivated
+            return None
+        self.store.touch_token(conn, token.id)
+        return principal, TokenScope.from_strings(token.scopes)
+
+    def login(
+        self, conn: Connection, username: str, secret: str
+    ) -> tuple[Principal, TokenScope | None] | None:
+        """Docker Basic credentials: a password, or a token text (`ty_...`) that must belong to
+        `username` (a robot logs in as `org+robot`). The scope is None for a password."""
+        if secret.startswith(TOKEN_PREFIX):
+            result = self.authenticate_token(conn, secret)
+            if result is None or result[0].name != username:
+                return None
+            return result
+        principal = self.authenticate_password(conn, username, secret)
+        return None if principal is None else (principal, None)
+
+    def load_principal(self, conn: Connection, name: str) -> Principal:
+        """A user's principal (teams, owned organizations) or a robot's (`org+robot`).
+        Unknown and inactive users raise `NotFound`."""
+        if "+" in name:
+            org, _, robot = name.partition("+")
+            if self.store.robot(conn, org, robot) is None:
+                raise NotFound("robot", name)
+            return Principal.robot(org, robot)
+        user = self.store.user(conn, name)
+        if user is None or not user.is_active:
+            raise NotFound("user", name)
+        return self._user_principal(conn, user)
+
+    def _user_principal(self, conn: Connection, user: User) -> Principal:
+        return Principal.user(
+            user.username,
+            is_admin=user.is_admin,
+            teams=self.store.memberships(conn, user.id),
+            owned_orgs=self.store.owned_organizations(conn, user.id),
+        )
+
+
+class AccessPolicy:
+    """`permissions` with its facts loaded from the database."""
+
+    def __init__(self, store: AccessStore | None = None) -> None:
+        self.store = store or AccessStore()
+
+    def facts(self, conn: Connection, repository: str) -> RepositoryFacts:
+        """A repository's facts; one that does not exist yet counts as private."""
+        found = self.store.repository(conn, repository)
+        visibility: Visibility = "public" if found and found[1] == "public" else "private"
+        return RepositoryFacts(repository, visibility)
+
+    def grants(self, conn: Connection, principal: Principal, namespace: str) -> Grants:
+        """The grants of `namespace` that can matter to `principal` (none are loaded when no
+        grant could change its role)."""
+        concerned = principal.robot_org == namespace or (
+            principal.kind == "user"
+            and not principal.is_admin
+            and namespace not in principal.owned_orgs
+            and any(org == namespace for org, _ in principal.teams)
+        )
+        if not concerned:
+            return NO_GRANTS
+        rows = self.store.grants_for_namespace(conn, namespace)
+        return Grants(
+            team_repository={
+                (namespace, team, repo): Role.parse(role) for team, repo, role in rows["repository"]
+            },
+            team_organization={
+                (namespace, team): Role.parse(role) for team, role in rows["organization"]
+            },
+            robot={
+                (namespace, robot, pattern): Role.parse(role)
+                for robot, pattern, role in rows["robot"]
+            },
+        )
+
+    def role(self, conn: Connection, principal: Principal, repository: str) -> Role:
+        facts = self.facts(conn, repository)
+        return _effective_role(principal, facts, self.grants(conn, principal, facts.namespace))
+
+    def may(
+        self,
+        conn: Connection,
+        principal: Principal,
+        action: Action,
+        repository: str,
+        scope: TokenScope | None = None,
+    ) -> bool:
+        """Whether `principal` (through a token limited to `scope`) may do `action` on
+        `repository`. For `Action.CATALOG` the repository is ignored."""
+        if action is Action.CATALOG:
+            return _may(principal, action, RepositoryFacts("catalog", "private"), NO_GRANTS, scope)
+        facts = self.facts(conn, repository)
+        grants = self.grants(conn, principal, facts.namespace)
+        return _may(principal, action, facts, grants, scope)
+
+    def may_create(self, conn: Connection, principal: Principal, repository: str) -> bool:
+        """Whether `principal` may create `repository` (the caller knows it does not exist)."""
+        namespace = repository.split("/", 1)[0]
+        kind: NamespaceKind | None = None
+        if self.store.user(conn, namespace) is not None:
+            kind = "user"
+        elif self.store.organization(conn, namespace) is not None:
+            kind = "org"
+        return _may_create(principal, namespace, kind, self.grants(conn, principal, namespace))
+
+
+# --- login back-off ------------------------------------------------------------------------
+
+
+def user_key(username: str) -> str:
+    return f"user:{username[:100]}"
+
+
+def address_key(address: str) -> str:
+    return f"addr:{address[:100]}"
+
+
+def lock_duration(failures: int) -> timedelta | None:
+    """How long a key is locked after its `failures`-th consecutive failure."""
+    if failures <= FREE_FAILURES:
+        return None
+    exponent = min(failures - FREE_FAILURES - 1, 20)  # 2**20 s is far past the cap already
+    duration: timedelta = FIRST_LOCK * (1 << exponent)
+    return min(duration, MAX_LOCK)
+
+
+def record_failure(
+    conn: Connection, key: str, now: datetime, store: AccessStore | None = None
+) -> datetime | None:
+    """Count a failed login for `key`; returns until when it is now locked (or None)."""
+    store = store or AccessStore()
+    previous = store.login_failure(conn, key, lock=True)
+    failures = 1
+    if previous is not None and now - previous[1] <= FAILURES_FORGOTTEN_AFTER:
+        failures = previous[0] + 1
+    duration = lock_duration(failures)
+    until = None if duration is None else now + duration
+    store.put_login_failure(conn, key, failures, now, until)
+    return until
+
+
+def clear_failures(conn: Connection, key: str, store: AccessStore | None = None) -> None:
+    """Forget `key`'s failures (after a successful login)."""
+    (store or AccessStore()).clear_login_failures(conn, key)
+
+
+def locked_until(
+    conn: Connection, key: str, now: datetime, store: AccessStore | None = None
+) -> datetime | None:
+    """Until when logins for `key` are refused, or None when they are allowed at `now`."""
+    found = (store or AccessStore()).login_failure(conn, key)
+    if found is None or found[2] is None or found[2] <= now:
+        return None
+    return found[2]

@@ -1,0 +1,396 @@
+"""AccountService on a real database: users, organizations, teams, robots, grants, tokens."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Connection, Engine, select
+
+from tests.unit.auth.conftest import CHEAP_HASHER, MakeRepository
+from trustyard.auth.accounts import (
+    DEFAULT_TOKEN_SCOPES,
+    AccountService,
+    LastAdministrator,
+    LastOwner,
+)
+from trustyard.auth.interfaces import Conflict, Invalid, NotFound
+from trustyard.auth.passwords import WeakPassword, verify_password
+from trustyard.auth.scopes import InvalidScope
+from trustyard.auth.secrets import PASSWORD_ALPHABET, PASSWORD_LENGTH, parse_token
+from trustyard.db.engine import read_tx, write_tx
+from trustyard.db.tables import access_tokens, robot_grants, team_repository_grants, users
+
+PASSWORD = "correct horse battery staple"
+LATER = datetime(2099, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def accounts() -> AccountService:
+    return AccountService(hasher=CHEAP_HASHER)
+
+
+def stored_hash(conn: Connection, username: str) -> str | None:
+    return conn.scalar(select(users.c.password_hash).where(users.c.username == username))
+
+
+# --- first start -------------------------------------------------------------------------------
+
+
+def test_ensure_admin_generates_a_password_once_and_then_does_nothing(
+    accounts: AccountService, db_engine: Engine
+) -> None:
+    # Committed, as `trustyard serve` does it; cleaned up below (the database is shared).
+    with write_tx(db_engine) as conn:
+        generated = accounts.ensure_admin(conn, None)
+    try:
+        assert generated is not None
+        assert len(generated) == PASSWORD_LENGTH
+        assert set(generated) <= set(PASSWORD_ALPHABET)
+        with write_tx(db_engine) as conn:
+            assert accounts.ensure_admin(conn, None) is None
+            assert accounts.ensure_admin(conn, "another passphrase here") is None
+        with read_tx(db_engine) as conn:
+            admin = accounts.get_user(conn, "admin")
+            assert admin.is_admin
+            assert admin.is_active
+            stored = stored_hash(conn, "admin")
+            assert stored is not None
+            assert verify_password(stored, generated, hasher=CHEAP_HASHER)
+    finally:
+        with write_tx(db_engine) as conn:
+            conn.execute(users.delete())
+
+
+def test_ensure_admin_uses_the_given_password_and_applies_the_policy(
+    accounts: AccountService, conn: Connection
+) -> None:
+    with pytest.raises(WeakPassword):
+        accounts.ensure_admin(conn, "short")
+    assert accounts.ensure_admin(conn, PASSWORD) is None
+    stored = stored_hash(conn, "admin")
+    assert stored is not None
+    assert verify_password(stored, PASSWORD, hasher=CHEAP_HASHER)
+    assert accounts.get_user(conn, "admin").is_admin
+
+
+# --- users -------------------------------------------------------------------------------------
+
+
+def test_a_password_is_stored_only_as_an_argon2id_hash(
+    accounts: AccountService, conn: Connection
+) -> None:
+    user = accounts.create_user(conn, "alice", PASSWORD, email="a@example.org")
+    assert (user.username, user.email, user.is_admin, user.is_active) == (
+        "alice",
+        "a@example.org",
+        False,
+        True,
+    )
+    assert user.source == "local"
+    assert user.created_at.tzinfo is not None
+    stored = stored_hash(conn, "alice")
+    assert stored is not None
+    assert stored.startswith("$argon2id$")
+    assert PASSWORD not in stored
+
+
+def test_a_user_without_password_has_no_hash(accounts: AccountService, conn: Connection) -> None:
+    accounts.create_user(conn, "carol", None, source="ldap")
+    assert stored_hash(conn, "carol") is None
+    assert accounts.get_user(conn, "carol").source == "ldap"
+
+
+@pytest.mark.parametrize(
+    "password", ["", "            ", "short pass", "aaaaaaaaaaaaaaaa", "alicealice12"]
+)
+def test_weak_passwords_are_refused(
+    accounts: AccountService, conn: Connection, password: str
+) -> None:
+    if password == "alicealice12":
+        with pytest.raises(WeakPassword, match="username"):
+            accounts.create_user(conn, "alicealice12", password)
+        return
+    with pytest.raises(WeakPassword):
+        accounts.create_user(conn, "alice", password)
+    with pytest.raises(NotFound):
+        accounts.get_user(conn, "alice")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", "Alice", "a..b", "-a", "a-", "a_", ".a", "acme+ci", "a/b", "a b", "é", "a" * 65],
+)
+def test_names_outside_the_grammar_are_refused(
+    accounts: AccountService, conn: Connection, name: str
+) -> None:
+    accounts.create_user(conn, "owner", PASSWORD)
+    with pytest.raises(Invalid, match="invalid user name"):
+        accounts.create_user(conn, name, PASSWORD)
+    with pytest.raises(Invalid, match="invalid organization name"):
+        accounts.create_organization(conn, name, "owner")
+    accounts.create_organization(conn, "acme", "owner")
+    with pytest.raises(Invalid, match="invalid team name"):
+        accounts.create_team(conn, "acme", name)
+    with pytest.raises(Invalid, match="invalid robot name"):
+        accounts.create_robot(conn, "acme", name)
+
+
+@pytest.mark.parametrize("name", ["a", "a1", "a.b", "a_b-c9", "x" * 64, "0day"])
+def test_names_inside_the_grammar_are_accepted(
+    accounts: AccountService, conn: Connection, name: str
+) -> None:
+    assert accounts.create_user(conn, name, PASSWORD).username == name
+
+
+def test_users_and_organizations_never_share_a_name(
+    accounts: AccountService, conn: Connection
+) -> None:
+    accounts.create_user(conn, "alice", PASSWORD)
+    accounts.create_organization(conn, "acme", "alice")
+    with pytest.raises(Conflict) as user_taken:
+        accounts.create_organization(conn, "alice", "alice")
+    assert user_taken.value.kind == "user"
+    with pytest.raises(Conflict) as org_taken:
+        accounts.create_user(conn, "acme", PASSWORD)
+    assert org_taken.value.kind == "organization"
+    with pytest.raises(Conflict):
+        accounts.create_user(conn, "alice", PASSWORD)
+    with pytest.raises(Conflict):
+        accounts.create_organization(conn, "acme", "alice")
+
+
+def test_update_and_list_users(accounts: AccountService, conn: Connection) -> None:
+    for name in ("dave", "bob", "carol", "alice"):
+        accounts.create_user(conn, name, PASSWORD, full_name=name.title())
+    updated = accounts.update_user(conn, "bob", email="b@example.org", full_name="")
+    assert (updated.email, updated.full_name) == ("b@example.org", None)
+    assert accounts.update_user(conn, "bob", is_admin=True).is_admin
+    names = [u.username for u in accounts.list_users(conn, limit=2)]
+    assert names == ["alice", "bob"]
+    assert [u.username for u in accounts.list_users(conn, limit=5, after="bob")] == [
+        "carol",
+        "dave",
+    ]
+    with pytest.raises(NotFound):
+        accounts.update_user(conn, "nobody", email="x@example.org")
+
+
+def test_the_last_active_administrator_stays(accounts: AccountService, conn: Connection) -> None:
+    accounts.create_user(conn, "root", PASSWORD, is_admin=True)
+    accounts.create_user(conn, "spare", PASSWORD, is_admin=True)
+    accounts.deactivate_user(conn, "spare")  # an inactive admin does not count
+    with pytest.raises(LastAdministrator):
+        accounts.delete_user(conn, "root")
+    with pytest.raises(LastAdministrator):
+        accounts.deactivate_user(conn, "root")
+    with pytest.raises(LastAdministrator):
+        accounts.update_user(conn, "root", is_admin=False)
+    assert accounts.get_user(conn, "root").is_admin
+    accounts.update_user(conn, "spare", is_active=True)
+    accounts.update_user(conn, "root", is_admin=False)  # now "spare" remains
+    with pytest.raises(LastAdministrator):
+        accounts.delete_user(conn, "spare")
+    accounts.delete_user(conn, "root")
+    with pytest.raises(NotFound):
+        accounts.get_user(conn, "root")
+
+
+def test_change_password(accounts: AccountService, conn: Connection) -> None:
+    accounts.create_user(conn, "alice", PASSWORD)
+    with pytest.raises(WeakPassword):
+        accounts.change_password(conn, "alice", "tiny")
+    accounts.change_password(conn, "alice", "a brand new passphrase")
+    stored = stored_hash(conn, "alice")
+    assert stored is not None
+    assert verify_password(stored, "a brand new passphrase", hasher=CHEAP_HASHER)
+    assert not verify_password(stored, PASSWORD, hasher=CHEAP_HASHER)
+    with pytest.raises(NotFound):
+        accounts.change_password(conn, "nobody", "a brand new passphrase")
+
+
+# --- organizations and teams -------------------------------------------------------------------
+
+
+def test_an_organization_keeps_at_least_one_owner(
+    accounts: AccountService, conn: Connection
+) -> None:
+    accounts.create_user(conn, "alice", PASSWORD)
+    accounts.create_user(conn, "bob", PASSWORD)
+    with pytest.raises(NotFound):
+        accounts.create_organization(conn, "acme", "nobody")
+    with pytest.raises(NotFound):
+        accounts.get_organization(conn, "acme")
+    accounts.create_organization(conn, "acme", "alice", "the acme org")
+    assert accounts.get_organization(conn, "acme").description == "the acme org"
+    assert accounts.owners(conn, "acme") == ["alice"]
+    with pytest.raises(LastOwner):
+        accounts.remove_owner(conn, "acme", "alice")
+    with pytest.raises(LastOwner):
+        accounts.delete_user(conn, "alice")
+    with pytest.raises(NotFound):
+        accounts.remove_owner(conn, "acme", "bob")
+    accounts.add_owner(conn, "acme", "bob")
+    accounts.add_owner(conn, "acme", "bob")  # idempotent
+    assert accounts.owners(conn, "acme") == ["alice", "bob"]
+    accounts.remove_owner(conn, "acme", "alice")
+    assert accounts.owners(conn, "acme") == ["bob"]
+    accounts.add_owner(conn, "acme", "alice")
+    accounts.delete_user(conn, "bob")  # alice still owns acme
+    assert accounts.owners(conn, "acme") == ["alice"]
+    assert [o.name for o in accounts.list_organizations(conn)] == ["acme"]
+
+
+def test_teams_members_and_ldap_group(accounts: AccountService, conn: Connection) -> None:
+    accounts.create_user(conn, "alice", PASSWORD)
+    accounts.create_user(conn, "bob", PASSWORD)
+    accounts.create_organization(conn, "acme", "alice")
+    with pytest.raises(NotFound):
+        accounts.create_team(conn, "globex", "devs")
+    team = accounts.create_team(conn, "acme", "devs", "developers")
+    assert (team.organization, team.name, team.description, team.ldap_group) == (
+        "acme",
+        "devs",
+        "developers",
+        None,
+    )
+    with pytest.raises(Conflict):
+        accounts.create_team(conn, "acme", "devs")
+    accounts.create_team(conn, "acme", "ops")
+    assert [t.name for t in accounts.list_teams(conn, "acme")] == ["devs", "ops"]
+    accounts.add_member(conn, "acme", "devs", "bob")
+    accounts.add_member(conn, "acme", "devs", "alice")
+    accounts.add_member(conn, "acme", "devs", "bob")  # idempotent
+    assert accounts.members(conn, "acme", "devs") == ["alice", "bob"]
+    accounts.remove_member(conn, "acme", "devs", "alice")
+    assert accounts.members(conn, "acme", "devs") == ["bob"]
+    with pytest.raises(NotFound):
+        accounts.remove_member(conn, "acme", "devs", "alice")
+    with pytest.raises(NotFound):
+        accounts.add_member(conn, "acme", "devs", "nobody")
+    group = "cn=devs,ou=groups,dc=example,dc=org"
+    assert accounts.set_ldap_group(conn, "acme", "devs", group).ldap_group == group
+    assert accounts.set_ldap_group(conn, "acme", "devs", None).ldap_group is None
+    with pytest.raises(Invalid):
+        accounts.set_ldap_group(conn, "acme", "devs", "  ")
+    accounts.delete_team(conn, "acme", "devs")
+    with pytest.raises(NotFound):
+        accounts.get_team(conn, "acme", "devs")
+
+
+def test_grants_are_validated(
+    accounts: AccountService, conn: Connection, make_repository: MakeRepository
+) -> None:
+    accounts.create_user(conn, "alice", PASSWORD)
+    accounts.create_organization(conn, "acme", "alice")
+    accounts.create_organization(conn, "globex", "alice")
+    accounts.create_team(conn, "acme", "devs")
+    accounts.create_robot(conn, "acme", "ci")
+    repo_id = make_repository("acme/app")
+    make_repository("globex/app")
+    with pytest.raises(Invalid, match="unknown role"):
+        accounts.set_team_repository_grant(conn, "acme", "devs", "acme/app", "owner")
+    with pytest.raises(Invalid, match="not a repository of"):
+        accounts.set_team_repository_grant(conn, "acme", "devs", "globex/app", "admin")
+    with pytest.raises(NotFound):
+        accounts.set_team_repository_grant(conn, "acme", "devs", "acme/missing", "admin")
+    with pytest.raises(Invalid, match="unknown role"):
+        accounts.set_team_organization_grant(conn, "acme", "devs", "write")
+    for pattern in ("globex/*", "*", "acmex/*", "acme/Bad", "acme//x"):
+        with pytest.raises(Invalid):
+            accounts.set_robot_grant(conn, "acme", "ci", pattern, "read-only")
+    with pytest.raises(NotFound):
+        accounts.set_robot_grant(conn, "acme", "nobody", "acme/*", "read-only")
+
+    accounts.set_team_repository_grant(conn, "acme", "devs", "acme/app", "read-write")
+    accounts.set_team_repository_grant(conn, "acme", "devs", "acme/app", "admin")  # replaces
+    rows = conn.execute(select(team_repository_grants)).all()
+    assert [(r.repository_id, r.role) for r in rows] == [(repo_id, "admin")]
+    accounts.set_team_repository_grant(conn, "acme", "devs", "acme/app", None)
+    assert conn.execute(select(team_repository_grants)).all() == []
+    accounts.set_robot_grant(conn, "acme", "ci", "acme/ci-*", "read-write")
+    rows = conn.execute(select(robot_grants)).all()
+    assert [(r.repository_pattern, r.role) for r in rows] == [("acme/ci-*", "read-write")]
+
+
+def test_robots(accounts: AccountService, conn: Connection) -> None:
+    accounts.create_user(conn, "alice", PASSWORD)
+    accounts.create_organization(conn, "acme", "alice")
+    robot = accounts.create_robot(conn, "acme", "ci", "builds")
+    assert (robot.username, robot.description) == ("acme+ci", "builds")
+    with pytest.raises(Conflict):
+        accounts.create_robot(conn, "acme", "ci")
+    with pytest.raises(NotFound):
+        accounts.create_robot(conn, "globex", "ci")
+    accounts.create_robot(conn, "acme", "backup")
+    assert [r.name for r in accounts.list_robots(conn, "acme")] == ["backup", "ci"]
+    assert accounts.get_robot(conn, "acme", "ci") == robot
+
+
+# --- tokens ------------------------------------------------------------------------------------
+
+
+def test_a_personal_token_is_shown_once_and_stored_hashed(
+    accounts: AccountService, conn: Connection
+) -> None:
+    accounts.create_user(conn, "alice", PASSWORD)
+    token, text = accounts.create_token(conn, "alice", "laptop")
+    assert text.startswith(f"ty_pat_{token.public_id}_")
+    assert (token.kind, token.name, token.owner) == ("pat", "laptop", "alice")
+    assert token.scopes == DEFAULT_TOKEN_SCOPES
+    assert (token.expires_at, token.revoked_at, token.last_used_at) == (None, None, None)
+    row = conn.execute(select(access_tokens)).one()
+    parsed = parse_token(text)
+    assert parsed is not None
+    secret = parsed.secret
+    assert row.secret_hash == hashlib.sha256(secret.encode()).hexdigest()
+    assert secret not in repr(row)
+    assert accounts.list_tokens(conn, "alice") == [token]
+
+
+def test_token_scopes_are_validated_and_stored_canonically(
+    accounts: AccountService, conn: Connection
+) -> None:
+    accounts.create_user(conn, "alice", PASSWORD)
+    token, _ = accounts.create_token(
+        conn, "alice", "ci", ["repository:alice/*:push,pull", "registry:catalog:*"], LATER
+    )
+    assert token.scopes == ("repository:alice/*:pull,push", "registry:catalog:*")
+    assert token.expires_at == LATER
+    with pytest.raises(InvalidScope):
+        accounts.create_token(conn, "alice", "bad", ["repository:alice/app:write"])
+    with pytest.raises(InvalidScope):
+        accounts.create_token(conn, "alice", "bad", ["repository:host:5000/app:pull"])
+    with pytest.raises(Invalid, match="at least one scope"):
+        accounts.create_token(conn, "alice", "none", [])
+    with pytest.raises(Invalid, match="future"):
+        accounts.create_token(conn, "alice", "old", None, datetime.now(UTC) - timedelta(1))
+    with pytest.raises(Invalid, match="time zone"):
+        accounts.create_token(conn, "alice", "naive", None, datetime(2099, 1, 1))
+    with pytest.raises(Invalid, match="token name"):
+        accounts.create_token(conn, "alice", " ")
+    with pytest.raises(NotFound):
+        accounts.create_token(conn, "nobody", "x")
+    assert len(accounts.list_tokens(conn, "alice")) == 1
+
+
+def test_robot_tokens_and_revocation(accounts: AccountService, conn: Connection) -> None:
+    accounts.create_user(conn, "alice", PASSWORD)
+    accounts.create_organization(conn, "acme", "alice")
+    accounts.create_robot(conn, "acme", "ci")
+    token, text = accounts.create_token(conn, "acme+ci", "pipeline", ["repository:acme/*:pull"])
+    assert text.startswith("ty_rbt_")
+    assert (token.kind, token.owner) == ("rbt", "acme+ci")
+    with pytest.raises(NotFound):
+        accounts.create_token(conn, "acme+nobody", "x")
+    assert accounts.list_tokens(conn, "acme+ci") == [token]
+    assert accounts.list_tokens(conn, "alice") == []
+    with pytest.raises(NotFound):
+        accounts.revoke_token(conn, token.public_id, owner="alice")
+    with pytest.raises(NotFound):
+        accounts.revoke_token(conn, "aaaaaaaaaaaa")
+    revoked = accounts.revoke_token(conn, token.public_id, owner="acme+ci")
+    assert revoked.revoked_at is not None
+    assert accounts.revoke_token(conn, token.public_id).revoked_at == revoked.revoked_at
+    assert accounts.list_tokens(conn, "acme+ci") == [revoked]
