@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -50,6 +50,29 @@ def server(
         yield instance
     finally:
         instance.stop()
+
+
+@pytest.fixture(scope="session")
+def start_server(
+    backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., TrustyardServer]]:
+    """Start extra registries with their own settings (as TRUSTYARD_* variables); all are
+    stopped at the end of the session."""
+    started: list[TrustyardServer] = []
+
+    def start(label: str, **environment: str) -> TrustyardServer:
+        data_dir = tmp_path_factory.mktemp(f"{label}-{backend}") / "data"
+        instance = TrustyardServer(
+            data_dir, make_database_url(backend, request), extra_env=environment
+        )
+        started.append(instance.start())
+        return instance
+
+    try:
+        yield start
+    finally:
+        for instance in started:
+            instance.stop()
 
 
 @pytest.fixture

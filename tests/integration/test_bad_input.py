@@ -10,7 +10,7 @@ import json
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -449,24 +449,9 @@ def test_manifest_with_fewer_bytes_than_sent_is_judged_on_content_length(
 
 
 @pytest.fixture(scope="module")
-def impatient_server(
-    backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[TrustyardServer]:
+def impatient_server(start_server: Callable[..., TrustyardServer]) -> TrustyardServer:
     """A registry that drops request bodies which stall for one second."""
-    database_url = None
-    if backend == "postgres":
-        cluster = request.getfixturevalue("pg_cluster")
-        database_url = cluster.create_database(f"t_{uuid.uuid4().hex[:12]}")
-    instance = TrustyardServer(
-        tmp_path_factory.mktemp(f"impatient-{backend}") / "data",
-        database_url,
-        extra_env={"TRUSTYARD_SERVER__BODY_TIMEOUT": "1"},
-    )
-    instance.start()
-    try:
-        yield instance
-    finally:
-        instance.stop()
+    return start_server("impatient", TRUSTYARD_SERVER__BODY_TIMEOUT="1")
 
 
 @pytest.fixture
