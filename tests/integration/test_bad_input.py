@@ -556,7 +556,7 @@ def test_interrupted_manifest_put_stores_nothing(
     )
     if answer is not None:
         assert answer.status == 400
-        assert answer.codes() == ["BLOB_UPLOAD_INVALID"]
+        assert answer.codes() == ["MANIFEST_INVALID"]
     assert_error(impatient.get(f"/v2/{repo}/manifests/cut"), 404, "MANIFEST_UNKNOWN")
     assert impatient.get("/v2/").status_code == 200
 

@@ -7,7 +7,7 @@ from trustyard.kit.asgi import Send
 from trustyard.oci import mediatypes as mt
 from trustyard.oci.errors import ErrorCode, OciError
 from trustyard.registry.context import RegistryContext
-from trustyard.registry.http import API_VERSION, Request, respond
+from trustyard.registry.http import API_VERSION, ClientGone, Request, respond
 
 _TOO_LARGE = OciError(
     ErrorCode.MANIFEST_INVALID,
@@ -38,7 +38,10 @@ async def get_manifest(
 async def put_manifest(
     ctx: RegistryContext, req: Request, send: Send, name: str, reference: str
 ) -> None:
-    body = await req.read_body(mt.MAX_MANIFEST_BYTES, _TOO_LARGE)
+    try:
+        body = await req.read_body(mt.MAX_MANIFEST_BYTES, _TOO_LARGE)
+    except ClientGone as gone:
+        raise OciError(ErrorCode.MANIFEST_INVALID, f"manifest body incomplete: {gone}") from None
     content_type = req.header("content-type")
     pushed = await ctx.write(
         lambda conn: ctx.manifests.put(conn, name, reference, body, content_type)
