@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import secrets
+from datetime import timedelta
 
 from sqlalchemy import Engine, text
 
+from trustyard.auth.access import AccessPolicy, Authenticator
 from trustyard.auth.authorize import open_policy
+from trustyard.auth.registry_tokens import RegistryTokens
+from trustyard.auth.signing import SigningKeys
 from trustyard.config import Settings
 from trustyard.content.hotreads import HotReads, SqliteHotReads, StoreHotReads
 from trustyard.content.manifests import ManifestService
@@ -15,9 +21,11 @@ from trustyard.content.stores import ContentStore
 from trustyard.content.uploads import HashStates, UploadService
 from trustyard.db.engine import is_sqlite, make_engine
 from trustyard.kit.asgi import Receive, Scope, Send
+from trustyard.registry.access import Accounts
 from trustyard.registry.app import RegistryApp
 from trustyard.registry.context import RegistryContext
-from trustyard.registry.http import JSON, respond
+from trustyard.registry.http import JSON, Request, respond
+from trustyard.registry.token_endpoint import token_endpoint
 from trustyard.storage.filesystem import FilesystemDriver
 from trustyard.storage.interfaces import BlobDriver
 
@@ -34,19 +42,49 @@ def make_hot_reads(engine: Engine, store: ContentStore) -> HotReads:
     return StoreHotReads(engine, store)
 
 
+def signing_passphrase(settings: Settings) -> str:
+    """The passphrase of the token-signing key: configured, or generated once per data folder."""
+    if settings.auth.signing_passphrase is not None:
+        return settings.auth.signing_passphrase.get_secret_value()
+    path = settings.data_dir / "signing.passphrase"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+def make_accounts(settings: Settings, engine: Engine) -> Accounts | None:
+    if not settings.auth.enabled:
+        return None
+    policy = AccessPolicy()
+    keys = SigningKeys(signing_passphrase(settings))
+    ttl = timedelta(seconds=settings.auth.token_ttl_seconds)
+    return Accounts(
+        engine=engine,
+        authenticator=Authenticator(),
+        policy=policy,
+        keys=keys,
+        tokens=RegistryTokens(keys, policy, settings.auth.service, ttl),
+        service=settings.auth.service,
+    )
+
+
 def make_context(settings: Settings, engine: Engine | None = None) -> RegistryContext:
     engine = engine or make_engine(settings.effective_database_url)
     driver = make_driver(settings)
     store = ContentStore()
+    accounts = make_accounts(settings, engine)
     return RegistryContext(
         engine=engine,
         store=store,
         uploads=UploadService(store, driver, HashStates()),
         manifests=ManifestService(store, make_hot_reads(engine, store)),
         driver=driver,
-        authorize=open_policy,
+        authorize=accounts.authorizer() if accounts is not None else open_policy,
         url_prefix=(settings.server.public_url or "").rstrip("/"),
         body_timeout=settings.server.body_timeout,
+        accounts=accounts,
     )
 
 
@@ -68,6 +106,9 @@ class TrustyardApp:
             await self.registry(scope, receive, send)
         elif path == "/healthz":
             await self._health(send)
+        elif path == "/auth/token" and self.ctx.accounts is not None:
+            request = Request(scope, receive, self.ctx.body_timeout)
+            await token_endpoint(self.ctx.accounts, request, send)
         else:
             body = json.dumps({"detail": "not found"}).encode()
             await respond(send, 404, [JSON], body)

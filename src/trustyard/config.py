@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -34,6 +34,23 @@ class ServerSettings(BaseModel):
     )
 
 
+class AuthSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(
+        default=False,
+        description="require accounts on /v2 (Basic and the Docker token flow); staged: it "
+        "becomes the default once the management API lands",
+    )
+    service: str = Field(default="trustyard", description="the `service` of registry tokens")
+    token_ttl_seconds: int = Field(default=300, ge=30, le=3600)
+    signing_passphrase: SecretStr | None = Field(
+        default=None,
+        description="encrypts the token-signing key in the database; replicas must share it "
+        "(default: generated once into DATA_DIR/signing.passphrase)",
+    )
+
+
 class StorageSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -51,6 +68,10 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL; default: SQLite in the data folder"
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    admin_password: SecretStr | None = Field(
+        default=None, description="password of the first `admin` (default: generated, printed once)"
+    )
+    auth: AuthSettings = AuthSettings()
     server: ServerSettings = ServerSettings()
     storage: StorageSettings = StorageSettings()
 
@@ -86,6 +107,8 @@ class Settings(BaseSettings):
         env: dict[str, str] = {}
 
         def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
             if isinstance(value, dict):
                 for key, inner in value.items():
                     walk(f"{prefix}__{key.upper()}" if prefix else key.upper(), inner)
@@ -94,7 +117,7 @@ class Settings(BaseSettings):
                     str(value).lower() if isinstance(value, bool) else str(value)
                 )
 
-        walk("", self.model_dump(mode="json"))
+        walk("", self.model_dump())
         return env
 
 

@@ -188,6 +188,24 @@ class AccessPolicy:
         grants = self.grants(conn, principal, facts.namespace)
         return _may(principal, action, facts, grants, scope)
 
+    def allows(
+        self,
+        conn: Connection,
+        principal: Principal,
+        action: Action,
+        repository: str,
+        scope: TokenScope | None = None,
+    ) -> bool:
+        """`may`, plus creating a repository that does not exist yet by pushing to it."""
+        if self.may(conn, principal, action, repository, scope):
+            return True
+        return (
+            action is Action.PUSH
+            and self.store.repository(conn, repository) is None
+            and (scope is None or scope.allows(action, repository))
+            and self.may_create(conn, principal, repository)
+        )
+
     def may_create(self, conn: Connection, principal: Principal, repository: str) -> bool:
         """Whether `principal` may create `repository` (the caller knows it does not exist)."""
         namespace = repository.split("/", 1)[0]

@@ -1,7 +1,7 @@
 """The authorization seam: every request is decided by one function.
 
-Until accounts exist the registry is open; the identity issue replaces `open_policy` with the
-real permission model without touching the edges.
+`open_policy` lets everyone do everything (the registry without accounts); with accounts on,
+the composition root installs a policy backed by `auth.access.AccessPolicy`.
 """
 
 from __future__ import annotations
@@ -9,6 +9,11 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from trustyard.auth.permissions import Principal
+    from trustyard.auth.scopes import TokenScope
 
 
 class Action(enum.Enum):
@@ -24,7 +29,17 @@ class Action(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Subject:
+    """Who is asking: a principal, maybe limited by a token scope.
+
+    `bearer` subjects hold a registry token: its `access` claim (`scope`) is the whole answer,
+    as in the Docker token flow; other subjects are judged by the access policy, narrowed by the
+    scope of the personal access or robot token they logged in with.
+    """
+
     name: str | None  # None: anonymous
+    principal: Principal | None = None
+    scope: TokenScope | None = None
+    bearer: bool = False
 
     @property
     def anonymous(self) -> bool:

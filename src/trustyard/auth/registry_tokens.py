@@ -55,15 +55,7 @@ class RegistryTokens:
         def may(action: Action, name: str) -> bool:
             if action is Action.CATALOG:
                 return may_list_catalog(principal, token_scope)
-            if self.policy.may(conn, principal, action, name, token_scope):
-                return True
-            # Pushing a repository that does not exist yet creates it.
-            return (
-                action is Action.PUSH
-                and self.policy.store.repository(conn, name) is None
-                and (token_scope is None or token_scope.allows(Action.PUSH, name))
-                and self.policy.may_create(conn, principal, name)
-            )
+            return self.policy.allows(conn, principal, action, name, token_scope)
 
         return granted_subset(parse_scopes(requested) if requested else [], may)
 

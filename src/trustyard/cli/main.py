@@ -42,6 +42,27 @@ def _prepare(settings: Settings) -> None:
         engine.dispose()
 
 
+def _bootstrap_accounts(settings: Settings) -> None:
+    """First start with accounts on: create `admin` and say once how to log in."""
+    from trustyard.app import signing_passphrase
+    from trustyard.auth.accounts import AccountService
+    from trustyard.db.engine import write_tx
+
+    signing_passphrase(settings)  # created before the workers race for it
+    configured = settings.admin_password.get_secret_value() if settings.admin_password else None
+    engine = make_engine(settings.effective_database_url)
+    try:
+        with write_tx(engine) as conn:
+            generated = AccountService().ensure_admin(conn, configured)
+    finally:
+        engine.dispose()
+    if generated is not None:
+        err.print(f"created the administrator: log in as admin with password {generated}")
+        err.print("(shown once; set TRUSTYARD_ADMIN_PASSWORD to choose it instead)")
+    elif configured is None:
+        err.print("log in as admin (or another account) to push and pull")
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
@@ -56,6 +77,8 @@ def serve(
 
     settings = _settings(data_dir, database_url, host=host, port=port, workers=workers)
     _prepare(settings)
+    if settings.auth.enabled:
+        _bootstrap_accounts(settings)
     os.environ.update(settings.to_environment())
     count = settings.server.workers or os.cpu_count() or 1
     err.print(

@@ -6,12 +6,12 @@ import logging
 
 from sqlalchemy.exc import OperationalError
 
-from trustyard.auth.authorize import ANONYMOUS, Resource
+from trustyard.auth.authorize import ANONYMOUS, Action, Resource, Subject
 from trustyard.kit.asgi import Message, Receive, Scope, Send
 from trustyard.oci.errors import ErrorCode, OciError
 from trustyard.oci.names import check_name
 from trustyard.registry.context import RegistryContext
-from trustyard.registry.http import ClientGone, Request, header_list, respond_error
+from trustyard.registry.http import ClientGone, Headers, Request, header_list, respond_error
 from trustyard.registry.routes import match
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,40 @@ class RegistryApp:
             if not started:
                 await respond_error(send, OciError(ErrorCode.UNKNOWN, "internal error"))
 
+    def _challenge(
+        self, request: Request, resource: Resource | None, action: Action, error: str = ""
+    ) -> Headers:
+        """WWW-Authenticate for the Docker token flow: where to get a token for what."""
+        accounts = self.ctx.accounts
+        if accounts is None:
+            return []
+        base = self.ctx.url_prefix or f"http://{request.header('host') or 'localhost'}"
+        parts = [f'realm="{base}/auth/token"', f'service="{accounts.service}"']
+        if resource is not None and resource.kind == "repository":
+            wanted = {Action.PUSH: "pull,push", Action.DELETE: "delete"}.get(action, "pull")
+            parts.append(f'scope="repository:{resource.name}:{wanted}"')
+        elif resource is not None:
+            parts.append('scope="registry:catalog:*"')
+        if error:
+            parts.append(f'error="{error}"')
+        return [(b"www-authenticate", ("Bearer " + ",".join(parts)).encode())]
+
+    async def _deny(
+        self, request: Request, send: Send, subject: Subject, resource: Resource, action: Action
+    ) -> None:
+        """Anonymous and token-bearing callers are challenged; others learn nothing about a
+        repository they may not even read."""
+        if subject.anonymous or subject.bearer:
+            error = "insufficient_scope" if subject.bearer else ""
+            challenge = self._challenge(request, resource, action, error)
+            await respond_error(send, OciError(ErrorCode.UNAUTHORIZED), challenge)
+            return
+        if resource.kind == "repository" and not self.ctx.authorize(subject, Action.PULL, resource):
+            hidden = OciError(ErrorCode.NAME_UNKNOWN, detail={"name": resource.name})
+            await respond_error(send, hidden)
+            return
+        await respond_error(send, OciError(ErrorCode.DENIED))
+
     async def _dispatch(self, request: Request, send: Send) -> None:
         path: str = request.scope["path"]
         found = match(path)
@@ -65,16 +99,32 @@ class RegistryApp:
             )
             await respond_error(send, error, header_list([("allow", allow)]))
             return
-        subject = ANONYMOUS
-        request.scope["trustyard.subject"] = subject
         if route.has_repository:
             name = check_name(params.pop("name"))
             resource = Resource("repository", name)
         else:
             name = None
             resource = Resource("registry", "catalog")
-        if not self.ctx.authorize(subject, route.actions[request.method], resource):
-            code = ErrorCode.UNAUTHORIZED if subject.anonymous else ErrorCode.DENIED
-            raise OciError(code)
+        action = route.actions[request.method]
+        accounts = self.ctx.accounts
+        try:
+            subject = (
+                await accounts.authenticate(request.header("authorization"))
+                if accounts is not None
+                else ANONYMOUS
+            )
+        except OciError as error:
+            await respond_error(send, error, self._challenge(request, resource, action))
+            return
+        request.scope["trustyard.subject"] = subject
+        if accounts is not None and route.name == "base" and subject.anonymous:
+            # `docker login` and friends probe /v2/ to learn where to get a token.
+            await respond_error(
+                send, OciError(ErrorCode.UNAUTHORIZED), self._challenge(request, None, action)
+            )
+            return
+        if not self.ctx.authorize(subject, action, resource):
+            await self._deny(request, send, subject, resource, action)
+            return
         args = [name, *params.values()] if name is not None else list(params.values())
         await handler(self.ctx, request, send, *args)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import Connection, Engine
 
@@ -15,6 +15,9 @@ from trustyard.content.stores import ContentStore
 from trustyard.content.uploads import UploadService
 from trustyard.db.engine import write_tx
 from trustyard.storage.interfaces import BlobDriver
+
+if TYPE_CHECKING:
+    from trustyard.registry.access import Accounts
 
 T = TypeVar("T")
 
@@ -31,6 +34,7 @@ class RegistryContext:
     driver: BlobDriver
     authorize: Authorizer
     url_prefix: str = ""  # public base URL for Location headers ("" = relative)
+    accounts: Accounts | None = None  # None: an open registry
     body_timeout: float = 120.0
 
     def location(self, path: str) -> str:

@@ -1,0 +1,110 @@
+"""Accounts on /v2: who is asking (Basic or Bearer), and the policy that decides.
+
+Credentials are checked once per process and remembered for a short while (argon2 is meant to
+be slow); a registry token is verified once and remembered until it expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import jwt
+from sqlalchemy import Engine
+
+from trustyard.auth.access import AccessPolicy, Authenticator
+from trustyard.auth.authorize import ANONYMOUS, Action, Resource, Subject
+from trustyard.auth.jwt_tokens import InvalidToken, SigningKeyError
+from trustyard.auth.permissions import Principal, may_list_catalog
+from trustyard.auth.registry_tokens import RegistryTokens
+from trustyard.auth.signing import SigningKeys
+from trustyard.db.engine import read_tx, write_tx
+from trustyard.oci.errors import ErrorCode, OciError
+
+CREDENTIAL_TTL = 30.0  # seconds a checked password or access token is trusted in memory
+_CACHE_LIMIT = 10_000
+
+
+@dataclass
+class Accounts:
+    """Everything /v2 needs when accounts are on."""
+
+    engine: Engine
+    authenticator: Authenticator
+    policy: AccessPolicy
+    keys: SigningKeys
+    tokens: RegistryTokens
+    service: str
+
+    def __post_init__(self) -> None:
+        self._known: dict[str, tuple[float, Subject]] = {}
+
+    def _remember(self, key: str, subject: Subject, until: float) -> Subject:
+        if len(self._known) >= _CACHE_LIMIT:
+            self._known.clear()
+        self._known[key] = (until, subject)
+        return subject
+
+    async def authenticate(self, authorization: str | None) -> Subject:
+        """The subject behind an Authorization header; bad credentials are UNAUTHORIZED."""
+        if not authorization:
+            return ANONYMOUS
+        key = hashlib.sha256(authorization.encode()).hexdigest()
+        known = self._known.get(key)
+        if known is not None and known[0] > time.monotonic():
+            return known[1]
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "basic":
+            subject = await asyncio.to_thread(self._basic, value.strip())
+            return self._remember(key, subject, time.monotonic() + CREDENTIAL_TTL)
+        if scheme.lower() == "bearer":
+            subject, expires_at = self._bearer(value.strip())
+            ttl = max(0.0, expires_at - time.time())
+            return self._remember(key, subject, time.monotonic() + ttl)
+        raise OciError(ErrorCode.UNAUTHORIZED, f"unsupported authorization scheme {scheme[:20]!r}")
+
+    def _basic(self, value: str) -> Subject:
+        try:
+            username, _, secret = base64.b64decode(value, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise OciError(ErrorCode.UNAUTHORIZED, "malformed Basic credentials") from None
+        with write_tx(self.engine) as conn:
+            found = self.authenticator.login(conn, username, secret)
+        if found is None:
+            raise OciError(ErrorCode.UNAUTHORIZED, "wrong username or password")
+        principal, scope = found
+        return Subject(principal.name, principal, scope)
+
+    def _bearer(self, token: str) -> tuple[Subject, float]:
+        try:
+            kid = jwt.get_unverified_header(token).get("kid", "")
+        except jwt.PyJWTError:
+            raise OciError(ErrorCode.UNAUTHORIZED, "malformed bearer token") from None
+        try:
+            with read_tx(self.engine) as conn:
+                signer = self.keys.for_kid(conn, str(kid))
+            if signer is None:
+                raise InvalidToken("the token is signed by an unknown key")
+            verified = signer.verify(token, self.service)
+        except (InvalidToken, SigningKeyError) as error:
+            raise OciError(ErrorCode.UNAUTHORIZED, str(error)) from None
+        subject = Subject(verified.subject or None, None, verified.scope, bearer=True)
+        return subject, verified.expires_at.timestamp()
+
+    def authorizer(self) -> Callable[[Subject, Action, Resource], bool]:
+        def authorize(subject: Subject, action: Action, resource: Resource) -> bool:
+            repository = resource.name if resource.kind == "repository" else None
+            if subject.bearer:
+                return subject.scope is not None and subject.scope.allows(action, repository)
+            principal = subject.principal or Principal.anonymous()
+            if repository is None:
+                return may_list_catalog(principal, subject.scope)
+            with read_tx(self.engine) as conn:
+                return self.policy.allows(conn, principal, action, repository, subject.scope)
+
+        return authorize

@@ -1,0 +1,188 @@
+"""Accounts on /v2 (TRUSTYARD_AUTH__ENABLED): the Docker token flow, Basic credentials, the
+DTR roles, robot tokens, hidden private repositories, and real skopeo with credentials."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+
+from tests.integration.clients import ClientFailed, Clients, layout_top
+from tests.integration.oci_helpers import sha256
+from tests.support.images import test_images_dir
+from tests.support.server import TrustyardServer
+from trustyard.auth.accounts import AccountService
+from trustyard.db.engine import make_engine, write_tx
+
+pytestmark = pytest.mark.integration
+
+ADMIN_PASSWORD = "an admin password for tests"
+PASSWORD = "correct horse battery staple"
+ROBOT_TOKENS: dict[str, str] = {}  # server URL -> a pull-only token of robot acme+ci
+
+
+@pytest.fixture(scope="module")
+def secured(start_server: Callable[..., TrustyardServer]) -> TrustyardServer:
+    server = start_server(
+        "secured", TRUSTYARD_AUTH__ENABLED="true", TRUSTYARD_ADMIN_PASSWORD=ADMIN_PASSWORD
+    )
+    url = server.database_url or f"sqlite:///{server.data_dir / 'trustyard.db'}"
+    engine = make_engine(url)
+    accounts = AccountService()
+    with write_tx(engine) as conn:
+        for name in ("olga", "reader", "outsider"):
+            accounts.create_user(conn, name, PASSWORD)
+        accounts.create_organization(conn, "acme", "olga")
+        accounts.create_team(conn, "acme", "readers")
+        accounts.add_member(conn, "acme", "readers", "reader")
+        accounts.set_team_organization_grant(conn, "acme", "readers", "read-only")
+        accounts.create_robot(conn, "acme", "ci")
+        accounts.set_robot_grant(conn, "acme", "ci", "acme/*", "read-write")
+    engine.dispose()
+    ROBOT_TOKENS[server.url] = _robot_token(url)
+    return server
+
+
+def _robot_token(url: str) -> str:
+    engine = make_engine(url)
+    with write_tx(engine) as conn:
+        _, text = AccountService().create_token(
+            conn, "acme+ci", "pull only", ["repository:acme/*:pull"]
+        )
+    engine.dispose()
+    return text
+
+
+def basic(user: str, secret: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()}
+
+
+def token(server: TrustyardServer, scope: str, user: str | None, secret: str = PASSWORD) -> dict:
+    headers = basic(user, secret) if user else {}
+    answer = httpx.get(
+        f"{server.url}/auth/token",
+        params={"service": "trustyard", "scope": scope},
+        headers=headers,
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def granted(server: TrustyardServer, scope: str, user: str | None, secret: str = PASSWORD) -> list:
+    claims = jwt.decode(
+        token(server, scope, user, secret)["token"], options={"verify_signature": False}
+    )
+    return [(a["name"], sorted(a["actions"])) for a in claims["access"]]
+
+
+@pytest.fixture
+def clients(tmp_path: Path, secured: TrustyardServer) -> Clients:
+    return Clients(tmp_path / "clients", [secured.host])
+
+
+def test_anonymous_callers_are_challenged_towards_the_token_endpoint(
+    secured: TrustyardServer,
+) -> None:
+    base = httpx.get(f"{secured.url}/v2/")
+    assert base.status_code == 401
+    challenge = base.headers["www-authenticate"]
+    assert challenge.startswith("Bearer ")
+    assert f'realm="{secured.url}/auth/token"' in challenge
+    assert 'service="trustyard"' in challenge
+    tags = httpx.get(f"{secured.url}/v2/acme/app/tags/list")
+    assert tags.status_code == 401
+    assert tags.json()["errors"][0]["code"] == "UNAUTHORIZED"
+    assert 'scope="repository:acme/app:pull"' in tags.headers["www-authenticate"]
+
+
+def test_tokens_carry_only_what_each_role_may_do(secured: TrustyardServer) -> None:
+    scope = "repository:acme/app:pull,push"
+    assert granted(secured, scope, "olga") == [("acme/app", ["pull", "push"])]
+    assert granted(secured, scope, "reader") == [("acme/app", ["pull"])]
+    assert granted(secured, scope, "outsider") == [("acme/app", [])]
+    assert granted(secured, scope, None) == [("acme/app", [])]
+    assert granted(secured, scope, "acme+ci", ROBOT_TOKENS[secured.url]) == [("acme/app", ["pull"])]
+    wrong = httpx.get(
+        f"{secured.url}/auth/token", params={"scope": scope}, headers=basic("olga", "nope")
+    )
+    assert wrong.status_code == 401
+
+
+def test_a_bearer_token_opens_exactly_its_scope(secured: TrustyardServer) -> None:
+    pull_only = token(secured, "repository:acme/app:pull", "olga")["token"]
+    bearer = {"Authorization": f"Bearer {pull_only}"}
+    push = httpx.post(f"{secured.url}/v2/acme/app/blobs/uploads/", headers=bearer)
+    assert push.status_code == 401
+    assert 'error="insufficient_scope"' in push.headers["www-authenticate"]
+    both = token(secured, "repository:acme/app:pull,push", "olga")["token"]
+    started = httpx.post(
+        f"{secured.url}/v2/acme/app/blobs/uploads/", headers={"Authorization": f"Bearer {both}"}
+    )
+    assert started.status_code == 202
+    forged = pull_only[:-4] + ("AAAA" if not pull_only.endswith("AAAA") else "BBBB")
+    assert (
+        httpx.get(f"{secured.url}/v2/", headers={"Authorization": f"Bearer {forged}"}).status_code
+        == 401
+    )
+
+
+def test_a_private_repository_is_hidden_from_those_who_may_not_read_it(
+    secured: TrustyardServer,
+) -> None:
+    data = b"private layer"
+    upload = httpx.post(
+        f"{secured.url}/v2/acme/secret/blobs/uploads/?digest={sha256(data)}",
+        content=data,
+        headers=basic("olga", PASSWORD),
+    )
+    assert upload.status_code == 201
+    for repo in ("acme/secret", "acme/never-created"):
+        hidden = httpx.get(
+            f"{secured.url}/v2/{repo}/blobs/{sha256(data)}", headers=basic("outsider", PASSWORD)
+        )
+        assert hidden.status_code == 404
+        assert hidden.json()["errors"][0]["code"] == "NAME_UNKNOWN"
+    seen = httpx.get(
+        f"{secured.url}/v2/acme/secret/blobs/{sha256(data)}", headers=basic("reader", PASSWORD)
+    )
+    assert seen.content == data
+    denied = httpx.post(
+        f"{secured.url}/v2/acme/secret/blobs/uploads/", headers=basic("reader", PASSWORD)
+    )
+    assert denied.status_code == 403
+    assert denied.json()["errors"][0]["code"] == "DENIED"
+
+
+def test_skopeo_pushes_and_pulls_with_credentials_and_a_pull_token_cannot_push(
+    secured: TrustyardServer, clients: Clients, tmp_path: Path
+) -> None:
+    layout = test_images_dir() / "go-binary"
+    dest = f"docker://{secured.host}/acme/go:1.0"
+    with pytest.raises(ClientFailed):
+        clients.skopeo("copy", f"oci:{layout}:latest", dest)
+    clients.skopeo("copy", "--dest-creds", f"olga:{PASSWORD}", f"oci:{layout}:latest", dest)
+    pulled = tmp_path / "pulled"
+    clients.skopeo("copy", "--src-creds", f"reader:{PASSWORD}", dest, f"oci:{pulled}:x")
+    assert layout_top(pulled)["digest"] == layout_top(layout)["digest"]
+    robot = f"acme+ci:{ROBOT_TOKENS[secured.url]}"
+    clients.skopeo("copy", "--src-creds", robot, dest, f"oci:{tmp_path / 'robot'}:x")
+    with pytest.raises(ClientFailed):
+        clients.skopeo(
+            "copy",
+            "--dest-creds",
+            robot,
+            f"oci:{layout}:latest",
+            f"docker://{secured.host}/acme/go:robot",
+        )
+    with pytest.raises(ClientFailed):
+        clients.skopeo(
+            "copy",
+            "--dest-creds",
+            f"reader:{PASSWORD}",
+            f"oci:{layout}:latest",
+            f"docker://{secured.host}/acme/go:reader",
+        )
