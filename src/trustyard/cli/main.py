@@ -85,8 +85,9 @@ def serve(
         f"trustyard listening on http://{settings.server.host}:{settings.server.port} "
         f"({count} workers, data in {settings.data_dir.resolve()})"
     )
+    creds = "--dest-creds admin:PASSWORD " if settings.auth.enabled else ""
     err.print(
-        "push an image: skopeo copy --dest-tls-verify=false oci:DIR:TAG "
+        f"push an image: skopeo copy {creds}--dest-tls-verify=false oci:DIR:TAG "
         f"docker://{settings.server.host}:{settings.server.port}/team/app:TAG"
     )
     Granian(
