@@ -186,3 +186,33 @@ def test_skopeo_pushes_and_pulls_with_credentials_and_a_pull_token_cannot_push(
             f"oci:{layout}:latest",
             f"docker://{secured.host}/acme/go:reader",
         )
+
+
+def test_the_catalog_lists_only_what_the_caller_may_pull(secured: TrustyardServer) -> None:
+    data = b"catalog layer"
+    for repo in ("acme/listed", "olga/own"):
+        pushed = httpx.post(
+            f"{secured.url}/v2/{repo}/blobs/uploads/?digest={sha256(data)}",
+            content=data,
+            headers=basic("olga", PASSWORD),
+        )
+        assert pushed.status_code == 201
+
+    def catalog(user: str | None) -> list[str]:
+        headers = basic(user, PASSWORD) if user else {}
+        answer = httpx.get(f"{secured.url}/v2/_catalog", params={"n": 1}, headers=headers)
+        names: list[str] = []
+        while True:
+            assert answer.status_code == 200
+            names += answer.json()["repositories"]
+            link = answer.headers.get("link")
+            if not link:
+                return names
+            answer = httpx.get(secured.url + link.split(";")[0].strip("<>"), headers=headers)
+
+    olga = catalog("olga")
+    assert {"acme/listed", "olga/own"} <= set(olga)
+    reader = catalog("reader")
+    assert "acme/listed" in reader
+    assert "olga/own" not in reader
+    assert not {"acme/listed", "olga/own"} & set(catalog("outsider"))

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from urllib.parse import quote
 
+from trustyard.auth.authorize import Action, Resource, Subject
 from trustyard.content.interfaces import Page
 from trustyard.db.engine import read_tx
 from trustyard.kit.asgi import Send
@@ -50,11 +51,32 @@ async def catalog(ctx: RegistryContext, req: Request, send: Send) -> None:
     last = _cursor(req, check_name)
     if limit == 0:
         page = Page([], False)
-    else:
+    elif ctx.accounts is None:
         with read_tx(ctx.engine) as conn:
             page = ctx.store.catalog(conn, limit, last)
+    else:
+        page = _visible_catalog(ctx, req.scope["trustyard.subject"], limit, last)
     body = json.dumps({"repositories": page.items}).encode()
     await respond(send, 200, [JSON, API_VERSION, *_link(ctx, "/v2/_catalog", limit, page)], body)
+
+
+def _visible_catalog(
+    ctx: RegistryContext, subject: Subject, limit: int | None, last: str | None
+) -> Page:
+    """A catalog page of only the repositories `subject` may pull (the others stay unknown)."""
+    visible: list[str] = []
+    batch = max(limit or 0, 100)
+    while True:
+        with read_tx(ctx.engine) as conn:
+            chunk = ctx.store.catalog(conn, batch, last)
+        for name in chunk.items:
+            if ctx.authorize(subject, Action.PULL, Resource("repository", name)):
+                visible.append(name)
+                if limit is not None and len(visible) > limit:
+                    return Page(visible[:limit], True)
+        if not chunk.more or not chunk.items:
+            return Page(visible, False)
+        last = chunk.items[-1]
 
 
 async def tags_list(ctx: RegistryContext, req: Request, send: Send, name: str) -> None:
