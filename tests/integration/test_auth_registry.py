@@ -15,6 +15,7 @@ from tests.integration.clients import ClientFailed, Clients, layout_top
 from tests.integration.oci_helpers import sha256
 from tests.support.images import test_images_dir
 from tests.support.server import TrustyardServer
+from trustyard.auth import audit
 from trustyard.auth.accounts import AccountService
 from trustyard.db.engine import make_engine, write_tx
 
@@ -216,3 +217,30 @@ def test_the_catalog_lists_only_what_the_caller_may_pull(secured: TrustyardServe
     assert "acme/listed" in reader
     assert "olga/own" not in reader
     assert not {"acme/listed", "olga/own"} & set(catalog("outsider"))
+
+
+def test_repeated_wrong_passwords_lock_the_account_and_are_audited(
+    secured: TrustyardServer,
+) -> None:
+    url = f"{secured.url}/v2/victim/app/tags/list"
+    engine = make_engine(secured.database_url or f"sqlite:///{secured.data_dir / 'trustyard.db'}")
+    with write_tx(engine) as conn:
+        AccountService().create_user(conn, "victim", PASSWORD)
+    answers = [httpx.get(url, headers=basic("victim", f"guess {i}")).status_code for i in range(5)]
+    assert answers == [401] * 5
+    # The 5th failure locked the account for a second: even the right password waits.
+    locked = httpx.get(url, headers=basic("victim", PASSWORD))
+    assert locked.status_code == 429
+    assert int(locked.headers["retry-after"]) >= 1
+    assert locked.json()["errors"][0]["code"] == "TOOMANYREQUESTS"
+    denied = httpx.get(f"{secured.url}/v2/acme/app/tags/list", headers=basic("outsider", PASSWORD))
+    assert denied.status_code == 404
+    with write_tx(engine) as conn:
+        events = audit.recent(conn, limit=50)
+    engine.dispose()
+    failed = [e for e in events if e.action == "login" and e.resource == "victim"]
+    assert len(failed) == 5
+    assert all(e.outcome == "failed" and e.address == "127.0.0.1" for e in failed)
+    assert any(
+        e.actor == "outsider" and e.outcome == "denied" and e.resource == "acme/app" for e in events
+    )

@@ -224,29 +224,38 @@ def user_key(username: str) -> str:
     return f"user:{username[:100]}"
 
 
+ADDRESS_FREE_FAILURES = 50
+
+
 def address_key(address: str) -> str:
     return f"addr:{address[:100]}"
 
 
-def lock_duration(failures: int) -> timedelta | None:
+def lock_duration(failures: int, free: int = FREE_FAILURES) -> timedelta | None:
     """How long a key is locked after its `failures`-th consecutive failure."""
-    if failures <= FREE_FAILURES:
+    if failures <= free:
         return None
-    exponent = min(failures - FREE_FAILURES - 1, 20)  # 2**20 s is far past the cap already
+    exponent = min(failures - free - 1, 20)  # 2**20 s is far past the cap already
     duration: timedelta = FIRST_LOCK * (1 << exponent)
     return min(duration, MAX_LOCK)
 
 
 def record_failure(
-    conn: Connection, key: str, now: datetime, store: AccessStore | None = None
+    conn: Connection,
+    key: str,
+    now: datetime,
+    store: AccessStore | None = None,
+    free: int = FREE_FAILURES,
 ) -> datetime | None:
-    """Count a failed login for `key`; returns until when it is now locked (or None)."""
+    """Count a failed login for `key`; returns until when it is now locked (or None).
+    The first `free` failures in a row cost nothing (addresses, shared by many people behind
+    one NAT, get more of them than accounts)."""
     store = store or AccessStore()
     previous = store.login_failure(conn, key, lock=True)
     failures = 1
     if previous is not None and now - previous[1] <= FAILURES_FORGOTTEN_AFTER:
         failures = previous[0] + 1
-    duration = lock_duration(failures)
+    duration = lock_duration(failures, free)
     until = None if duration is None else now + duration
     store.put_login_failure(conn, key, failures, now, until)
     return until

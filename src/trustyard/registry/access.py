@@ -13,11 +13,22 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import jwt
 from sqlalchemy import Engine
 
-from trustyard.auth.access import AccessPolicy, Authenticator
+from trustyard.auth import audit
+from trustyard.auth.access import (
+    ADDRESS_FREE_FAILURES,
+    AccessPolicy,
+    Authenticator,
+    address_key,
+    clear_failures,
+    locked_until,
+    record_failure,
+    user_key,
+)
 from trustyard.auth.authorize import ANONYMOUS, Action, Resource, Subject
 from trustyard.auth.jwt_tokens import InvalidToken, SigningKeyError
 from trustyard.auth.permissions import Principal, may_list_catalog
@@ -50,8 +61,9 @@ class Accounts:
         self._known[key] = (until, subject)
         return subject
 
-    async def authenticate(self, authorization: str | None) -> Subject:
-        """The subject behind an Authorization header; bad credentials are UNAUTHORIZED."""
+    async def authenticate(self, authorization: str | None, address: str | None = None) -> Subject:
+        """The subject behind an Authorization header; bad credentials are UNAUTHORIZED, and
+        too many of them in a row (per account and per address) TOOMANYREQUESTS."""
         if not authorization:
             return ANONYMOUS
         key = hashlib.sha256(authorization.encode()).hexdigest()
@@ -60,7 +72,7 @@ class Accounts:
             return known[1]
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() == "basic":
-            subject = await asyncio.to_thread(self._basic, value.strip())
+            subject = await asyncio.to_thread(self._basic, value.strip(), address)
             return self._remember(key, subject, time.monotonic() + CREDENTIAL_TTL)
         if scheme.lower() == "bearer":
             subject, expires_at = self._bearer(value.strip())
@@ -68,17 +80,45 @@ class Accounts:
             return self._remember(key, subject, time.monotonic() + ttl)
         raise OciError(ErrorCode.UNAUTHORIZED, f"unsupported authorization scheme {scheme[:20]!r}")
 
-    def _basic(self, value: str) -> Subject:
+    def _basic(self, value: str, address: str | None) -> Subject:
         try:
             username, _, secret = base64.b64decode(value, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             raise OciError(ErrorCode.UNAUTHORIZED, "malformed Basic credentials") from None
+        keys = [user_key(username)] + ([address_key(address)] if address else [])
+        now = datetime.now(UTC)
+        with read_tx(self.engine) as conn:
+            locks = [until for key in keys if (until := locked_until(conn, key, now))]
+        if locks:
+            wait = max(1, int((max(locks) - now).total_seconds()) + 1)
+            raise OciError(
+                ErrorCode.TOOMANYREQUESTS,
+                f"too many failed logins; retry in {wait} s",
+                detail={"retryAfter": wait},
+            )
         with write_tx(self.engine) as conn:
             found = self.authenticator.login(conn, username, secret)
-        if found is None:
-            raise OciError(ErrorCode.UNAUTHORIZED, "wrong username or password")
-        principal, scope = found
-        return Subject(principal.name, principal, scope)
+            if found is not None:
+                clear_failures(conn, keys[0])
+                principal, scope = found
+                return Subject(principal.name, principal, scope)
+            record_failure(conn, keys[0], now)
+            if address:
+                record_failure(conn, keys[1], now, free=ADDRESS_FREE_FAILURES)
+            audit.record(
+                conn,
+                audit.AuditEvent(
+                    now,
+                    username[:128],
+                    "user",
+                    "login",
+                    "user",
+                    username[:512],
+                    "failed",
+                    address,
+                ),
+            )
+        raise OciError(ErrorCode.UNAUTHORIZED, "wrong username or password")
 
     def _bearer(self, token: str) -> tuple[Subject, float]:
         try:

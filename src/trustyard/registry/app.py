@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from sqlalchemy.exc import OperationalError
 
+from trustyard.auth import audit
 from trustyard.auth.authorize import ANONYMOUS, Action, Resource, Subject
 from trustyard.kit.asgi import Message, Receive, Scope, Send
 from trustyard.oci.errors import ErrorCode, OciError
@@ -79,11 +81,30 @@ class RegistryApp:
             challenge = self._challenge(request, resource, action, error)
             await respond_error(send, OciError(ErrorCode.UNAUTHORIZED), challenge)
             return
+        await self._audit_denial(request, subject, resource, action)
         if resource.kind == "repository" and not self.ctx.authorize(subject, Action.PULL, resource):
             hidden = OciError(ErrorCode.NAME_UNKNOWN, detail={"name": resource.name})
             await respond_error(send, hidden)
             return
         await respond_error(send, OciError(ErrorCode.DENIED))
+
+    async def _audit_denial(
+        self, request: Request, subject: Subject, resource: Resource, action: Action
+    ) -> None:
+        principal = subject.principal
+        event = audit.AuditEvent(
+            datetime.now(UTC),
+            subject.name or "",
+            principal.kind if principal is not None else "anonymous",
+            action.value,
+            resource.kind,
+            resource.name,
+            "denied",
+            request.address,
+            audit.organization_of(resource.name) if resource.kind == "repository" else None,
+            {"method": request.method, "path": str(request.scope["path"])[:300]},
+        )
+        await self.ctx.write(lambda conn: audit.record(conn, event))
 
     async def _dispatch(self, request: Request, send: Send) -> None:
         path: str = request.scope["path"]
@@ -109,12 +130,15 @@ class RegistryApp:
         accounts = self.ctx.accounts
         try:
             subject = (
-                await accounts.authenticate(request.header("authorization"))
+                await accounts.authenticate(request.header("authorization"), request.address)
                 if accounts is not None
                 else ANONYMOUS
             )
         except OciError as error:
-            await respond_error(send, error, self._challenge(request, resource, action))
+            headers = self._challenge(request, resource, action)
+            if error.code is ErrorCode.TOOMANYREQUESTS and isinstance(error.detail, dict):
+                headers.append((b"retry-after", str(error.detail["retryAfter"]).encode()))
+            await respond_error(send, error, headers)
             return
         request.scope["trustyard.subject"] = subject
         if accounts is not None and route.name == "base" and subject.anonymous:

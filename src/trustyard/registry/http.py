@@ -40,6 +40,12 @@ class Request:
     def method(self) -> str:
         return str(self.scope["method"])
 
+    @property
+    def address(self) -> str | None:
+        """The client's IP address as the server saw it."""
+        client = self.scope.get("client")
+        return str(client[0]) if client else None
+
     def header(self, name: str) -> str | None:
         return self._headers.get(name)
 

@@ -18,7 +18,7 @@ from trustyard.auth.registry_tokens import IssuedToken
 from trustyard.auth.scopes import InvalidScope
 from trustyard.db.engine import write_tx
 from trustyard.kit.asgi import Send
-from trustyard.oci.errors import OciError
+from trustyard.oci.errors import ErrorCode, OciError
 from trustyard.registry.access import Accounts
 from trustyard.registry.http import JSON, Request, respond
 
@@ -56,9 +56,10 @@ async def token_endpoint(accounts: Accounts, request: Request, send: Send) -> No
         )
         return
     try:
-        subject = await accounts.authenticate(request.header("authorization"))
+        subject = await accounts.authenticate(request.header("authorization"), request.address)
     except OciError as error:
-        await _refuse(send, 401, "invalid_client", error.message)
+        status = 429 if error.code is ErrorCode.TOOMANYREQUESTS else 401
+        await _refuse(send, status, "invalid_client", error.message)
         return
     if subject.bearer:
         await _refuse(send, 401, "invalid_client", "log in with a password or an access token")
@@ -94,7 +95,7 @@ async def _password_grant(accounts: Accounts, request: Request, send: Send) -> N
     credentials = f"{form.get('username', '')}:{form.get('password', '')}".encode()
     header = "Basic " + base64.b64encode(credentials).decode()
     try:
-        subject = await accounts.authenticate(header)
+        subject = await accounts.authenticate(header, request.address)
         issued = await _issue(accounts, subject, form.get("scope", ""))
     except OciError as error:
         await _refuse(send, 401, "invalid_grant", error.message)
