@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from sqlalchemy import Engine, text
 
+from trustyard.api.app import create_api
 from trustyard.auth.access import AccessPolicy, Authenticator
 from trustyard.auth.authorize import open_policy
 from trustyard.auth.registry_tokens import RegistryTokens
@@ -94,6 +95,7 @@ class TrustyardApp:
     def __init__(self, ctx: RegistryContext) -> None:
         self.ctx = ctx
         self.registry = RegistryApp(ctx)
+        self.api = create_api(ctx.accounts) if ctx.accounts is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -104,6 +106,8 @@ class TrustyardApp:
         path: str = scope["path"]
         if path == "/v2" or path.startswith("/v2/"):
             await self.registry(scope, receive, send)
+        elif self.api is not None and (path == "/api/v1" or path.startswith("/api/v1/")):
+            await self.api(scope, receive, send)
         elif path == "/healthz":
             await self._health(send)
         elif path == "/auth/token" and self.ctx.accounts is not None:

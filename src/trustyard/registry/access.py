@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import jwt
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from trustyard.auth import audit
 from trustyard.auth.access import (
@@ -30,6 +30,7 @@ from trustyard.auth.access import (
     user_key,
 )
 from trustyard.auth.authorize import ANONYMOUS, Action, Resource, Subject
+from trustyard.auth.interfaces import NotFound
 from trustyard.auth.jwt_tokens import InvalidToken, SigningKeyError
 from trustyard.auth.permissions import Principal, may_list_catalog
 from trustyard.auth.registry_tokens import RegistryTokens
@@ -37,6 +38,7 @@ from trustyard.auth.signing import SigningKeys
 from trustyard.db.engine import read_tx, write_tx
 from trustyard.oci.errors import ErrorCode, OciError
 
+ANONYMOUS_PRINCIPAL = Principal.anonymous()
 CREDENTIAL_TTL = 30.0  # seconds a checked password or access token is trusted in memory
 _CACHE_LIMIT = 10_000
 
@@ -136,15 +138,27 @@ class Accounts:
         subject = Subject(verified.subject or None, None, verified.scope, bearer=True)
         return subject, verified.expires_at.timestamp()
 
+    def _current(self, conn: Connection, subject: Subject) -> Principal | None:
+        """The subject's roles as they are now (credentials are remembered for a while, but a
+        new team, a lost ownership or a deactivation counts at once); None: gone."""
+        if subject.principal is None or subject.principal.kind == "anonymous":
+            return ANONYMOUS_PRINCIPAL
+        try:
+            return self.authenticator.load_principal(conn, subject.principal.name)
+        except NotFound:
+            return None
+
     def authorizer(self) -> Callable[[Subject, Action, Resource], bool]:
         def authorize(subject: Subject, action: Action, resource: Resource) -> bool:
             repository = resource.name if resource.kind == "repository" else None
             if subject.bearer:
                 return subject.scope is not None and subject.scope.allows(action, repository)
-            principal = subject.principal or Principal.anonymous()
             if repository is None:
-                return may_list_catalog(principal, subject.scope)
+                return may_list_catalog(subject.principal or ANONYMOUS_PRINCIPAL, subject.scope)
             with read_tx(self.engine) as conn:
+                principal = self._current(conn, subject)
+                if principal is None:
+                    return False
                 return self.policy.allows(conn, principal, action, repository, subject.scope)
 
         return authorize

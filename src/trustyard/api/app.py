@@ -1,0 +1,27 @@
+"""The FastAPI application of /api/v1, built once by the composition root."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from trustyard.api import errors, organizations, tokens, users
+from trustyard.auth.accounts import AccountService
+from trustyard.registry.access import Accounts
+
+PREFIX = "/api/v1"
+
+
+def create_api(accounts: Accounts) -> FastAPI:
+    api = FastAPI(
+        title="trustyard management API",
+        version="1",
+        openapi_url=f"{PREFIX}/openapi.json",
+        docs_url=f"{PREFIX}/docs",
+        redoc_url=None,
+    )
+    api.state.accounts = accounts
+    api.state.service = AccountService()
+    errors.install(api)
+    for module in (users, organizations, tokens):
+        api.include_router(module.router, prefix=PREFIX)
+    return api

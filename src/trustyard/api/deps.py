@@ -1,0 +1,94 @@
+"""Dependencies of every /api/v1 endpoint: the accounts, the caller, transactions."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import Depends, Header, Query, Request
+from sqlalchemy import Connection
+
+from trustyard.api.errors import forbidden, unauthorized
+from trustyard.auth.accounts import DEFAULT_TOKEN_SCOPES, AccountService
+from trustyard.auth.interfaces import NotFound
+from trustyard.auth.permissions import Principal
+from trustyard.auth.scopes import TokenScope
+from trustyard.db.engine import read_tx
+from trustyard.registry.access import Accounts
+
+# What a token must allow to manage accounts: everything its owner may do.
+FULL_SCOPE = str(TokenScope.from_strings(DEFAULT_TOKEN_SCOPES))
+
+
+def get_accounts(request: Request) -> Accounts:
+    accounts: Accounts = request.app.state.accounts
+    return accounts
+
+
+def get_service(request: Request) -> AccountService:
+    service: AccountService = request.app.state.service
+    return service
+
+
+async def get_caller(
+    accounts: Annotated[Accounts, Depends(get_accounts)],
+    authorization: Annotated[str | None, Header()] = None,
+) -> Principal:
+    """The caller, authenticated by Basic (password or `ty_` token) or Bearer; anonymous
+    callers are refused. The principal is reloaded so that new ownerships count at once."""
+    subject = await accounts.authenticate(authorization)
+    if subject.anonymous or subject.name is None:
+        raise unauthorized("authentication required")
+    if subject.bearer:
+        raise unauthorized("registry tokens are for /v2; log in with a password or access token")
+    if subject.scope is not None and str(subject.scope) != FULL_SCOPE:
+        raise forbidden(
+            "this access token is limited to some repositories; managing accounts "
+            "needs a password or a token with the default (full) scope"
+        )
+    name = subject.name
+
+    def load() -> Principal:
+        with read_tx(accounts.engine) as conn:
+            return accounts.authenticator.load_principal(conn, name)
+
+    try:
+        return await asyncio.to_thread(load)
+    except NotFound:
+        raise unauthorized("the account is unknown or deactivated") from None
+
+
+def require_user(principal: Principal) -> None:
+    if principal.kind != "user":
+        raise forbidden("only users may do this")
+
+
+def require_admin(principal: Principal) -> None:
+    if not principal.is_admin:
+        raise forbidden("only system administrators may do this")
+
+
+def may_see_org(principal: Principal, org: str) -> bool:
+    return (
+        principal.is_admin
+        or org in principal.owned_orgs
+        or any(owned == org for owned, _ in principal.teams)
+        or principal.robot_org == org
+    )
+
+
+def manage_org(service: AccountService, conn: Connection, principal: Principal, org: str) -> None:
+    """Raise unless `principal` may manage `org` (its owner or a system administrator);
+    an organization the caller cannot see is not found."""
+    if not may_see_org(principal, org):
+        raise NotFound("organization", org)
+    service.get_organization(conn, org)
+    if not (principal.is_admin or org in principal.owned_orgs):
+        raise forbidden(f"only owners of {org!r} and system administrators may do this")
+
+
+Caller = Annotated[Principal, Depends(get_caller)]
+Service = Annotated[AccountService, Depends(get_service)]
+Registry = Annotated[Accounts, Depends(get_accounts)]
+Limit = Annotated[int, Query(ge=1, le=500)]
+After = Annotated[str | None, Query(max_length=255)]

@@ -1,0 +1,166 @@
+"""Request and response bodies of /api/v1."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, Field
+
+from trustyard.auth.interfaces import AccessToken, Organization, Robot, Team, User
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next: str | None = Field(description="pass as `after` for the next page; null at the end")
+
+
+class Me(BaseModel):
+    name: str
+    kind: str
+    is_admin: bool
+    owned_organizations: list[str]
+    teams: list[str] = Field(description="`organization/team`")
+
+
+class UserCreate(BaseModel):
+    username: str = Field(max_length=64)
+    password: str | None = Field(default=None, max_length=1024)
+    email: str | None = Field(default=None, max_length=255)
+    full_name: str | None = Field(default=None, max_length=255)
+    is_admin: bool = False
+
+
+class UserUpdate(BaseModel):
+    email: str | None = Field(default=None, max_length=255)
+    full_name: str | None = Field(default=None, max_length=255)
+    is_admin: bool | None = None
+    is_active: bool | None = None
+    password: str | None = Field(default=None, max_length=1024)
+
+
+class UserOut(BaseModel):
+    username: str
+    email: str | None
+    full_name: str | None
+    is_admin: bool
+    is_active: bool
+    source: str
+    created_at: datetime
+    last_login_at: datetime | None
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(
+            username=user.username,
+            email=user.email,
+            full_name=user.full_name,
+            is_admin=user.is_admin,
+            is_active=user.is_active,
+            source=user.source,
+            created_at=user.created_at,
+            last_login_at=user.last_login_at,
+        )
+
+
+class OrganizationCreate(BaseModel):
+    name: str = Field(max_length=64)
+    description: str = Field(default="", max_length=1000)
+
+
+class OrganizationOut(BaseModel):
+    name: str
+    description: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, org: Organization) -> OrganizationOut:
+        return cls(name=org.name, description=org.description, created_at=org.created_at)
+
+
+class TeamCreate(BaseModel):
+    name: str = Field(max_length=64)
+    description: str = Field(default="", max_length=1000)
+
+
+class TeamOut(BaseModel):
+    organization: str
+    name: str
+    description: str
+    ldap_group: str | None
+
+    @classmethod
+    def of(cls, team: Team) -> TeamOut:
+        return cls(
+            organization=team.organization,
+            name=team.name,
+            description=team.description,
+            ldap_group=team.ldap_group,
+        )
+
+
+class RoleBody(BaseModel):
+    role: str = Field(description="read-only, read-write or admin", max_length=50)
+
+
+class RobotCreate(BaseModel):
+    name: str = Field(max_length=64)
+    description: str = Field(default="", max_length=1000)
+
+
+class RobotOut(BaseModel):
+    organization: str
+    name: str
+    username: str
+    description: str
+
+    @classmethod
+    def of(cls, robot: Robot) -> RobotOut:
+        return cls(
+            organization=robot.organization,
+            name=robot.name,
+            username=robot.username,
+            description=robot.description,
+        )
+
+
+class TokenCreate(BaseModel):
+    name: str = Field(max_length=128)
+    scopes: list[str] | None = Field(default=None, max_length=100)
+    expires_at: datetime | None = None
+
+
+class TokenOut(BaseModel):
+    public_id: str
+    kind: str
+    name: str
+    owner: str
+    scopes: list[str]
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+    @classmethod
+    def of(cls, token: AccessToken) -> TokenOut:
+        return cls(
+            public_id=token.public_id,
+            kind=token.kind,
+            name=token.name,
+            owner=token.owner,
+            scopes=list(token.scopes),
+            created_at=token.created_at,
+            expires_at=token.expires_at,
+            revoked_at=token.revoked_at,
+            last_used_at=token.last_used_at,
+        )
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="the token text: shown once, never stored")
+
+    @classmethod
+    def created(cls, token: AccessToken, text: str) -> TokenCreated:
+        return cls(**TokenOut.of(token).model_dump(), token=text)

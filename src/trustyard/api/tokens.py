@@ -1,0 +1,70 @@
+"""/api/v1/tokens (the caller's personal access tokens) and robot tokens."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from trustyard.api.deps import Caller, Registry, Service, manage_org, require_user
+from trustyard.api.schemas import TokenCreate, TokenCreated, TokenOut
+from trustyard.db.engine import read_tx, write_tx
+
+router = APIRouter(tags=["tokens"])
+
+
+@router.get("/tokens")
+def list_tokens(caller: Caller, accounts: Registry, service: Service) -> list[TokenOut]:
+    require_user(caller)
+    with read_tx(accounts.engine) as conn:
+        return [TokenOut.of(token) for token in service.list_tokens(conn, caller.name)]
+
+
+@router.post("/tokens", status_code=201)
+def create_token(
+    body: TokenCreate, caller: Caller, accounts: Registry, service: Service
+) -> TokenCreated:
+    """A personal access token; its text is in this answer only."""
+    require_user(caller)
+    with write_tx(accounts.engine) as conn:
+        token, text = service.create_token(
+            conn, caller.name, body.name, body.scopes, body.expires_at
+        )
+    return TokenCreated.created(token, text)
+
+
+@router.delete("/tokens/{public_id}")
+def revoke_token(public_id: str, caller: Caller, accounts: Registry, service: Service) -> TokenOut:
+    require_user(caller)
+    with write_tx(accounts.engine) as conn:
+        return TokenOut.of(service.revoke_token(conn, public_id, owner=caller.name))
+
+
+@router.get("/organizations/{org}/robots/{robot}/tokens")
+def list_robot_tokens(
+    org: str, robot: str, caller: Caller, accounts: Registry, service: Service
+) -> list[TokenOut]:
+    with read_tx(accounts.engine) as conn:
+        manage_org(service, conn, caller, org)
+        return [TokenOut.of(token) for token in service.list_tokens(conn, f"{org}+{robot}")]
+
+
+@router.post("/organizations/{org}/robots/{robot}/tokens", status_code=201)
+def create_robot_token(
+    org: str, robot: str, body: TokenCreate, caller: Caller, accounts: Registry, service: Service
+) -> TokenCreated:
+    with write_tx(accounts.engine) as conn:
+        manage_org(service, conn, caller, org)
+        service.get_robot(conn, org, robot)
+        token, text = service.create_token(
+            conn, f"{org}+{robot}", body.name, body.scopes, body.expires_at
+        )
+    return TokenCreated.created(token, text)
+
+
+@router.delete("/organizations/{org}/robots/{robot}/tokens/{public_id}")
+def revoke_robot_token(
+    org: str, robot: str, public_id: str, caller: Caller, accounts: Registry, service: Service
+) -> TokenOut:
+    with write_tx(accounts.engine) as conn:
+        manage_org(service, conn, caller, org)
+        revoked = service.revoke_token(conn, public_id, owner=f"{org}+{robot}")
+    return TokenOut.of(revoked)

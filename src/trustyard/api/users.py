@@ -1,0 +1,87 @@
+"""/api/v1/me and /api/v1/users: system administrators manage users; a user reads themselves."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from trustyard.api.deps import After, Caller, Limit, Registry, Service, require_admin
+from trustyard.api.errors import forbidden
+from trustyard.api.schemas import Me, Page, UserCreate, UserOut, UserUpdate
+from trustyard.db.engine import read_tx, write_tx
+
+router = APIRouter(tags=["users"])
+
+
+@router.get("/me")
+def me(caller: Caller) -> Me:
+    return Me(
+        name=caller.name,
+        kind=caller.kind,
+        is_admin=caller.is_admin,
+        owned_organizations=sorted(caller.owned_orgs),
+        teams=sorted(f"{org}/{team}" for org, team in caller.teams),
+    )
+
+
+@router.get("/users")
+def list_users(
+    caller: Caller, accounts: Registry, service: Service, limit: Limit = 100, after: After = None
+) -> Page[UserOut]:
+    require_admin(caller)
+    with read_tx(accounts.engine) as conn:
+        found = service.list_users(conn, limit=limit + 1, after=after)
+    items = [UserOut.of(user) for user in found[:limit]]
+    return Page(items=items, next=items[-1].username if len(found) > limit else None)
+
+
+@router.post("/users", status_code=201)
+def create_user(body: UserCreate, caller: Caller, accounts: Registry, service: Service) -> UserOut:
+    require_admin(caller)
+    with write_tx(accounts.engine) as conn:
+        user = service.create_user(
+            conn,
+            body.username,
+            body.password,
+            email=body.email,
+            full_name=body.full_name,
+            is_admin=body.is_admin,
+        )
+    return UserOut.of(user)
+
+
+@router.get("/users/{name}")
+def get_user(name: str, caller: Caller, accounts: Registry, service: Service) -> UserOut:
+    if caller.name != name or caller.kind != "user":
+        require_admin(caller)
+    with read_tx(accounts.engine) as conn:
+        return UserOut.of(service.get_user(conn, name))
+
+
+@router.patch("/users/{name}")
+def update_user(
+    name: str, body: UserUpdate, caller: Caller, accounts: Registry, service: Service
+) -> UserOut:
+    """Administrators change anything; users change their own email, name and password."""
+    itself = caller.kind == "user" and caller.name == name
+    if not caller.is_admin and not (itself and body.is_admin is None and body.is_active is None):
+        raise forbidden("only system administrators may change other users or roles")
+    with write_tx(accounts.engine) as conn:
+        if body.password is not None:
+            service.change_password(conn, name, body.password)
+        user = service.update_user(
+            conn,
+            name,
+            email=body.email,
+            full_name=body.full_name,
+            is_admin=body.is_admin,
+            is_active=body.is_active,
+        )
+    return UserOut.of(user)
+
+
+@router.delete("/users/{name}", status_code=204)
+def delete_user(name: str, caller: Caller, accounts: Registry, service: Service) -> Response:
+    require_admin(caller)
+    with write_tx(accounts.engine) as conn:
+        service.delete_user(conn, name)
+    return Response(status_code=204)
