@@ -244,3 +244,15 @@ def test_repeated_wrong_passwords_lock_the_account_and_are_audited(
     assert any(
         e.actor == "outsider" and e.outcome == "denied" and e.resource == "acme/app" for e in events
     )
+
+
+def test_any_valid_token_logs_in_at_the_base_endpoint(secured: TrustyardServer) -> None:
+    """`docker login` asks a token without scopes and probes /v2/ with it."""
+    for user in ("olga", None):
+        empty = token(secured, "", user)["token"]
+        probe = httpx.get(f"{secured.url}/v2/", headers={"Authorization": f"Bearer {empty}"})
+        assert probe.status_code == 200
+        private = httpx.get(
+            f"{secured.url}/v2/acme/app/tags/list", headers={"Authorization": f"Bearer {empty}"}
+        )
+        assert private.status_code == 401

@@ -141,13 +141,15 @@ class RegistryApp:
             await respond_error(send, error, headers)
             return
         request.scope["trustyard.subject"] = subject
-        if accounts is not None and route.name == "base" and subject.anonymous:
-            # `docker login` and friends probe /v2/ to learn where to get a token.
-            await respond_error(
-                send, OciError(ErrorCode.UNAUTHORIZED), self._challenge(request, None, action)
-            )
-            return
-        if not self.ctx.authorize(subject, action, resource):
+        if accounts is not None and route.name == "base":
+            # `docker login` and friends probe /v2/ to learn where to get a token; any valid
+            # credential (a token with no access at all included) is a successful login.
+            if subject.anonymous and not subject.bearer:
+                await respond_error(
+                    send, OciError(ErrorCode.UNAUTHORIZED), self._challenge(request, None, action)
+                )
+                return
+        elif not self.ctx.authorize(subject, action, resource):
             await self._deny(request, send, subject, resource, action)
             return
         args = [name, *params.values()] if name is not None else list(params.values())
