@@ -136,6 +136,20 @@ def test_anonymous_and_bad_credentials_get_401_problems(api: TrustyardServer) ->
     assert_problem(httpx.get(f"{api.url}/api/v1/users"), 401)
 
 
+def test_guessing_a_password_locks_the_account_with_429(
+    admin: httpx.Client, api: TrustyardServer
+) -> None:
+    created = admin.post("/api/v1/users", json={"username": "guessed", "password": PASSWORD})
+    assert created.status_code == 201, created.text
+    for attempt in range(5):
+        wrong = httpx.get(f"{api.url}/api/v1/me", auth=basic("guessed", f"guess {attempt}"))
+        assert_problem(wrong, 401)
+    # The 5th failure locked the account for a second: even the right password waits.
+    locked = httpx.get(f"{api.url}/api/v1/me", auth=basic("guessed", PASSWORD))
+    assert_problem(locked, 429)
+    assert int(locked.headers["retry-after"]) >= 1
+
+
 def test_me_describes_the_caller(olga: httpx.Client, admin: httpx.Client) -> None:
     mine = olga.get("/api/v1/me")
     assert mine.status_code == 200
@@ -160,13 +174,18 @@ def test_admin_creates_users_and_pages_through_them(admin: httpx.Client) -> None
     assert "password" not in body
     assert "password_hash" not in body
     assert admin.get("/api/v1/users/pat").json()["email"] == "pat@example.org"
+    everyone = admin.get("/api/v1/users", params={"limit": 500}).json()
+    names = [user["username"] for user in everyone["items"]]
+    assert everyone["next"] is None
+    assert names == sorted(names)
+    assert {"admin", "olga", "pat"} <= set(names)
     first = admin.get("/api/v1/users", params={"limit": 2})
     assert first.status_code == 200
     page = first.json()
-    assert [user["username"] for user in page["items"]] == ["admin", "mallory"]
-    assert page["next"] == "mallory"
+    assert [user["username"] for user in page["items"]] == names[:2]
+    assert page["next"] == names[1]
     rest = admin.get("/api/v1/users", params={"limit": 500, "after": page["next"]}).json()
-    assert [user["username"] for user in rest["items"]] == ["olga", "pat", "rita"]
+    assert [user["username"] for user in rest["items"]] == names[2:]
     assert rest["next"] is None
     assert_problem(admin.get("/api/v1/users", params={"limit": 0}), 422)
     assert_problem(admin.get("/api/v1/users", params={"limit": 501}), 422)

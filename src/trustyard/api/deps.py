@@ -31,12 +31,15 @@ def get_service(request: Request) -> AccountService:
 
 
 async def get_caller(
+    request: Request,
     accounts: Annotated[Accounts, Depends(get_accounts)],
     authorization: Annotated[str | None, Header()] = None,
 ) -> Principal:
     """The caller, authenticated by Basic (password or `ty_` token) or Bearer; anonymous
     callers are refused. The principal is reloaded so that new ownerships count at once."""
-    subject = await accounts.authenticate(authorization)
+    # The address counts towards the per-address login back-off, as on /v2.
+    address = request.client.host if request.client else None
+    subject = await accounts.authenticate(authorization, address)
     if subject.anonymous or subject.name is None:
         raise unauthorized("authentication required")
     if subject.bearer:

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from trustyard.auth.interfaces import AccessError, Conflict, Invalid, NotFound
-from trustyard.oci.errors import OciError
+from trustyard.oci.errors import ErrorCode, OciError
 
 PROBLEM = "application/problem+json"
 CHALLENGE = {"WWW-Authenticate": 'Basic realm="trustyard"'}
@@ -61,7 +61,10 @@ async def _on_api_problem(_: Request, error: Exception) -> JSONResponse:
 
 
 async def _on_oci_error(_: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, OciError)  # only bad credentials reach the API
+    assert isinstance(error, OciError)  # only credential failures reach the API
+    if error.code is ErrorCode.TOOMANYREQUESTS and isinstance(error.detail, dict):
+        retry = {"Retry-After": str(error.detail["retryAfter"])}
+        return problem(429, error.message, retry)
     return problem(401, error.message, CHALLENGE)
 
 
