@@ -275,7 +275,7 @@ def main() -> None:
     args = p.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="trustyard-profile-"))
     try:
-        settings = Settings(data_dir=workdir)
+        settings = Settings(data_dir=workdir, auth={"enabled": False})
         engine = make_engine(settings.effective_database_url)
         migrate.upgrade(engine)
         engine.dispose()

@@ -38,9 +38,9 @@ class AuthSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = Field(
-        default=False,
-        description="require accounts on /v2 (Basic and the Docker token flow); staged: it "
-        "becomes the default once the management API lands",
+        default=True,
+        description="require accounts on /v2 (Basic and the Docker token flow) and serve the "
+        "management API; false runs an open registry (anyone may push) for local experiments",
     )
     service: str = Field(default="trustyard", description="the `service` of registry tokens")
     token_ttl_seconds: int = Field(default=300, ge=30, le=3600)

@@ -41,6 +41,8 @@ class TrustyardServer:
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRUSTYARD_")}
+        # The registry-core suites test the open registry; suites about accounts turn them on.
+        env["TRUSTYARD_AUTH__ENABLED"] = "false"
         if self.database_url:
             env["TRUSTYARD_DATABASE_URL"] = self.database_url
         env.update(self.extra_env)

@@ -36,6 +36,7 @@ def test_defaults_serve_locally_with_sqlite_in_the_data_folder(tmp_path: Path) -
     assert settings.server.public_url is None
     assert settings.storage.driver == "filesystem"
     assert settings.storage.fsync is True
+    assert settings.auth.enabled is True  # accounts on: nobody pushes anonymously by default
     assert settings.log_level == "info"
     assert settings.blob_root == Path("data") / "storage"
     assert settings.effective_database_url == f"sqlite:///{tmp_path / 'data' / 'trustyard.db'}"
