@@ -58,9 +58,17 @@ def _bootstrap_accounts(settings: Settings) -> None:
         engine.dispose()
     if generated is not None:
         err.print(f"created the administrator: log in as admin with password {generated}")
-        err.print("(shown once; set TRUSTYARD_ADMIN_PASSWORD to choose it instead)")
+        err.print(
+            "(shown once; set TRUSTYARD_ADMIN_PASSWORD to choose it instead, "
+            "or run `trustyard passwd admin` to set a new one)"
+        )
     elif configured is None:
-        err.print("log in as admin (or another account) to push and pull")
+        err.print(
+            "log in as admin with the password printed on first start "
+            "(lost it? `trustyard passwd admin` sets a new one)"
+        )
+    else:
+        err.print("log in as admin (its first password came from TRUSTYARD_ADMIN_PASSWORD)")
 
 
 @app.command()
@@ -86,6 +94,11 @@ def serve(
         f"({count} workers, data in {settings.data_dir.resolve()})"
     )
     creds = "--dest-creds admin:PASSWORD " if settings.auth.enabled else ""
+    if settings.auth.enabled:
+        err.print(
+            f"log in: podman login --tls-verify=false -u admin "
+            f"{settings.server.host}:{settings.server.port}"
+        )
     err.print(
         f"push an image: skopeo copy {creds}--dest-tls-verify=false oci:DIR:TAG "
         f"docker://{settings.server.host}:{settings.server.port}/team/app:TAG"
@@ -102,6 +115,45 @@ def serve(
         respawn_failed_workers=True,
         backlog=2048,
     ).serve()
+
+
+@app.command()
+def passwd(
+    username: Annotated[str, typer.Argument(help="The account.")] = "admin",
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the new password from standard input.")
+    ] = False,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Set a local account's password (generated and printed unless read from stdin) and lift
+    any login lock on it: the way back in when the admin password is lost."""
+    import sys
+
+    from trustyard.auth import secrets
+    from trustyard.auth.access import clear_failures, user_key
+    from trustyard.auth.accounts import AccountService
+    from trustyard.auth.interfaces import AccessError
+    from trustyard.db.engine import write_tx
+
+    settings = _settings(data_dir, database_url)
+    _prepare(settings)
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
+    new = password if password else secrets.generate_password()
+    engine = make_engine(settings.effective_database_url)
+    try:
+        with write_tx(engine) as conn:
+            AccountService().change_password(conn, username, new)
+            clear_failures(conn, user_key(username))
+    except AccessError as problem:
+        err.print(f"[red]cannot set the password of {username!r}: {problem}[/red]")
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    if password:
+        err.print(f"password of {username!r} changed")
+    else:
+        typer.echo(f"new password of {username!r}: {new}")
 
 
 @app.command()
