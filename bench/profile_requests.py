@@ -6,6 +6,11 @@ and without any network. Then profiles each kind of request with cProfile and sp
 by where it goes (SQLAlchemy, sqlite3, trustyard code, JSON, hashing, file system calls, ...).
 
   /tmp/probe/bin/python bench/profile_requests.py [--count 3000] [--kind manifest-get ...]
+        [--auth basic|bearer]
+
+--auth turns accounts on and sends every request as user `bench` (read-write through an
+organization team grant, as bench/run.py --auth does) with Basic credentials or a registry
+token from /auth/token.
 
 SQLite in a temporary folder, fsync as configured (TRUSTYARD_STORAGE__FSYNC). The profiler's
 own overhead inflates the per-call cost of many small Python functions: read the split as
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import cProfile
 import hashlib
 import json
@@ -35,7 +41,7 @@ from trustyard.db.engine import make_engine
 from trustyard.kit.asgi import ASGIApp, Message
 
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
-REPO = "bench/profile"
+REPO = "regbench/profile"  # an organization the --auth user writes to through a team
 
 Call = Callable[[int], Awaitable[None]]
 
@@ -43,8 +49,9 @@ Call = Callable[[int], Awaitable[None]]
 class Client:
     """Calls the ASGI app like a server would; returns (status, headers, body)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, authorization: str | None = None) -> None:
         self.app = app
+        self.authorization = authorization
 
     async def request(
         self,
@@ -55,6 +62,8 @@ class Client:
         query: str = "",
     ) -> tuple[int, dict[str, str], bytes]:
         all_headers = {"content-length": str(len(body)), **(headers or {})}
+        if self.authorization:
+            all_headers["authorization"] = self.authorization
         scope: dict[str, Any] = {
             "type": "http",
             "asgi": {"version": "3.0"},
@@ -272,14 +281,28 @@ def main() -> None:
     p.add_argument("--count", type=int, default=3000, help="requests per kind and pass")
     p.add_argument("--kind", action="append", help="request kind (repeatable; default: all)")
     p.add_argument("--json", type=Path, help="write the results here")
+    p.add_argument("--auth", choices=("basic", "bearer"), help="accounts on; credentials to send")
     args = p.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="trustyard-profile-"))
     try:
-        settings = Settings(data_dir=workdir, auth={"enabled": False})
+        settings = Settings(data_dir=workdir, auth={"enabled": bool(args.auth)})
         engine = make_engine(settings.effective_database_url)
         migrate.upgrade(engine)
         engine.dispose()
         client = Client(create_app(settings))
+        if args.auth:
+            from run import BENCH_PASSWORD, BENCH_USER, seed_bench_accounts
+
+            seed_bench_accounts(settings.effective_database_url)
+            basic = base64.b64encode(f"{BENCH_USER}:{BENCH_PASSWORD}".encode()).decode()
+            client.authorization = f"Basic {basic}"
+            if args.auth == "bearer":
+                scope = f"repository:{REPO}:pull,push"
+                status, _, body = asyncio.run(
+                    client.request("GET", "/auth/token", query=f"service=trustyard&scope={scope}")
+                )
+                assert status == 200, body
+                client.authorization = f"Bearer {json.loads(body)['token']}"
 
         async def run() -> dict[str, Any]:
             calls = await prepare(client)

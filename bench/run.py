@@ -11,6 +11,10 @@ select, writes the raw outputs to bench/results/<time>/ and prints a markdown ta
   --memory     push one 1 GiB blob (chunked PATCH of 64 MiB, then monolithic) streamed from a
                generator, sampling the RSS of every server process every 20 ms
                (--memory-ref: the same on the reference registry)
+  --auth       also run a third server with accounts on ("trustyard-auth"), and send rates and
+               regbench to it as user `bench`, who may push through an organization team grant
+               (the real permission path, not the administrator's); the report adds a table of
+               trustyard-auth against the open trustyard of the same run
   --quick      small counts and sizes everywhere (a smoke run, not a measurement)
   --report DIR print the tables of a past run again
 
@@ -48,7 +52,9 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 MiB = 1 << 20
-REF, TRUSTYARD = "ref", "trustyard"
+REF, TRUSTYARD, AUTH = "ref", "trustyard", "trustyard-auth"
+BENCH_USER, BENCH_PASSWORD = "bench", "a password for the benchmark user"
+BENCH_ORGS = ("regbench", "rates")  # the repository prefixes regbench and rates.py use
 
 QUICK_REGBENCH = [
     "--rounds", "1", "--count", "200", "--large-mib", "32", "--range-requests", "50",
@@ -79,7 +85,7 @@ class Target:
 class Servers:
     """Both registries, each on its own data folder under `workdir`; stop() stops both by PID."""
 
-    def __init__(self, workdir: Path, workers: int) -> None:
+    def __init__(self, workdir: Path, workers: int, auth: bool = False) -> None:
         if str(REPO_ROOT) not in sys.path:
             sys.path.insert(0, str(REPO_ROOT))
         from tests.support.refreg import ReferenceRegistry
@@ -88,6 +94,15 @@ class Servers:
         self.workdir = workdir
         self.ref = ReferenceRegistry(base_dir=workdir)
         self.trustyard = TrustyardServer(data_dir=workdir / "trustyard" / "data", workers=workers)
+        self.secured = (
+            TrustyardServer(
+                data_dir=workdir / "trustyard-auth" / "data",
+                workers=workers,
+                extra_env={"TRUSTYARD_AUTH__ENABLED": "true"},
+            )
+            if auth
+            else None
+        )
         self.targets: list[Target] = []
 
     def start(self) -> list[Target]:
@@ -98,6 +113,12 @@ class Servers:
         self.trustyard.start()
         assert self.trustyard.process is not None
         self.targets.append(Target(TRUSTYARD, self.trustyard.url, self.trustyard.process.pid))
+        if self.secured is not None:
+            self.secured.data_dir.parent.mkdir(parents=True, exist_ok=True)
+            self.secured.start()
+            assert self.secured.process is not None
+            seed_bench_accounts(f"sqlite:///{self.secured.data_dir / 'trustyard.db'}")
+            self.targets.append(Target(AUTH, self.secured.url, self.secured.process.pid))
         return self.targets
 
     def save_logs(self, out: Path) -> None:
@@ -105,12 +126,40 @@ class Servers:
             shutil.copy(self.ref.log_file, out / "ref-registry.log")
         with contextlib.suppress(OSError):
             shutil.copy(self.trustyard.log_path, out / "trustyard.log")
+        if self.secured is not None:
+            with contextlib.suppress(OSError):
+                shutil.copy(self.secured.log_path, out / "trustyard-auth.log")
 
     def stop(self) -> None:
         try:
-            self.trustyard.stop()
+            if self.secured is not None:
+                self.secured.stop()
         finally:
-            self.ref.stop()
+            try:
+                self.trustyard.stop()
+            finally:
+                self.ref.stop()
+
+
+def seed_bench_accounts(database_url: str) -> None:
+    """User `bench`, member of a team with read-write on every repository of the organizations
+    named after the benchmarks' repository prefixes."""
+    from trustyard.auth.accounts import AccountService
+    from trustyard.db.engine import make_engine, write_tx
+
+    engine = make_engine(database_url)
+    accounts = AccountService()
+    try:
+        with write_tx(engine) as conn:
+            accounts.create_user(conn, BENCH_USER, BENCH_PASSWORD)
+            accounts.create_user(conn, "bench-owner", BENCH_PASSWORD)
+            for org in BENCH_ORGS:
+                accounts.create_organization(conn, org, "bench-owner")
+                accounts.create_team(conn, org, "writers")
+                accounts.add_member(conn, org, "writers", BENCH_USER)
+                accounts.set_team_organization_grant(conn, org, "writers", "read-write")
+    finally:
+        engine.dispose()
 
 
 # --------------------------------------------------------------------------- external tools
@@ -162,6 +211,7 @@ def _load_json(path: Path, argv: list[str], status: int) -> dict[str, Any]:
 def run_rates(targets: list[Target], out: Path, args: argparse.Namespace) -> dict[str, Any]:
     argv = [sys.executable, "-c", RATES_SHIM, str(shared_dir() / "bench" / "rates.py")]
     argv += [f"--target={t.name}={t.url}" for t in targets]
+    argv += [f"--auth={AUTH}={BENCH_USER}:{BENCH_PASSWORD}" for t in targets if t.name == AUTH]
     argv += QUICK_RATES if args.quick else []
     if args.rounds:
         argv += ["--rounds", str(args.rounds)]
@@ -173,6 +223,8 @@ def run_regbench(targets: list[Target], out: Path, args: argparse.Namespace) -> 
     argv = [sys.executable, str(shared_dir() / "bench" / "regbench.py")]
     for t in targets:
         argv += [f"--target={t.name}={t.url}", f"--server-pid={t.name}={t.pid}"]
+        if t.name == AUTH:
+            argv += [f"--auth={AUTH}={BENCH_USER}:{BENCH_PASSWORD}"]
     for scenario in args.scenario or []:
         argv += ["--scenario", scenario]
     argv += QUICK_REGBENCH if args.quick else []
@@ -374,7 +426,7 @@ def run_memory(targets: list[Target], out: Path, args: argparse.Namespace) -> li
     size = (128 if args.quick else args.memory_mib) * MiB
     chunk = args.chunk_mib * MiB
     rows: list[MemoryRow] = []
-    chosen = [t for t in targets if t.name == TRUSTYARD or args.memory_ref]
+    chosen = [t for t in targets if t.name == TRUSTYARD or (args.memory_ref and t.name == REF)]
     with httpx.Client(timeout=httpx.Timeout(900.0)) as client:
         for target in chosen:
             for mode in ("chunked", "monolithic"):
@@ -537,6 +589,37 @@ def regbench_table(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def auth_table(rates: dict[str, Any] | None, regbench: dict[str, Any] | None) -> list[str]:
+    """trustyard with accounts on (user `bench` via a team grant) against the open trustyard of
+    the same run: what authentication and authorization cost per request."""
+    lines = [
+        f"accounts on ({AUTH}, user `{BENCH_USER}` through a team grant) vs the open "
+        f"trustyard, same run",
+        "",
+        "| benchmark | measure | trustyard (open) | trustyard-auth | auth / open |",
+        "|---|---|--:|--:|--:|",
+    ]
+    found = False
+    for doc, key, value, tool in (
+        (rates, "request", "rps", "rates"),
+        (regbench, "scenario", "median", "regbench"),
+    ):
+        rows: dict[str, dict[str, dict[str, Any]]] = {}
+        for row in (doc or {}).get("rows" if tool == "rates" else "summary", []):
+            rows.setdefault(row[key], {})[row["target"]] = row
+        for name, by_target in rows.items():
+            open_, auth = by_target.get(TRUSTYARD, {}), by_target.get(AUTH, {})
+            if not open_.get(value) or auth.get(value) is None:
+                continue
+            found = True
+            unit = "req/s" if tool == "rates" else open_.get("unit", "")
+            lines.append(
+                f"| {tool} | {name} ({unit}) | {open_[value]:,.1f} | {auth[value]:,.1f} "
+                f"| {auth[value] / open_[value]:.2f} |"
+            )
+    return lines if found else []
+
+
 def memory_table(rows: list[MemoryRow]) -> list[str]:
     lines = [
         "memory (one blob streamed from a generator; RSS sampled every 20 ms; "
@@ -591,6 +674,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--memory-ref", action="store_true", help="also run --memory on the reference registry"
     )
+    p.add_argument("--auth", action="store_true", help="add trustyard with accounts on")
     p.add_argument("--quick", action="store_true", help="small counts: a smoke run")
     p.add_argument("--rounds", type=int, help="rounds for rates/regbench (default: theirs)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="trustyard workers")
@@ -653,6 +737,14 @@ def render(out: Path, meta: dict[str, Any]) -> str:
         sections.append(rates_table(json.loads((out / "rates.json").read_text())))
     if (out / "regbench.json").exists():
         sections.append(regbench_table(json.loads((out / "regbench.json").read_text())))
+    loaded = {
+        name: json.loads((out / f"{name}.json").read_text())
+        for name in ("rates", "regbench")
+        if (out / f"{name}.json").exists()
+    }
+    authed = auth_table(loaded.get("rates"), loaded.get("regbench"))
+    if authed:
+        sections.append(authed)
     if (out / "memory.json").exists():
         memory = json.loads((out / "memory.json").read_text())
         sections.append(memory_table([MemoryRow(**{"idle_pss_mib": None, **r}) for r in memory]))
@@ -682,7 +774,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     status = 0
     load = LoadSampler()
-    servers = Servers(workdir, args.workers)
+    servers = Servers(workdir, args.workers, auth=args.auth)
     try:
         targets = servers.start()
         meta["targets"] = [asdict(t) for t in targets]
