@@ -13,14 +13,17 @@ from sqlalchemy import Engine, text
 from trustyard.api.app import create_api
 from trustyard.auth.access import AccessPolicy, Authenticator
 from trustyard.auth.authorize import open_policy
+from trustyard.auth.ldap import LdapConfig, LdapDirectory
+from trustyard.auth.ldap_accounts import LdapAccounts
 from trustyard.auth.registry_tokens import RegistryTokens
 from trustyard.auth.signing import SigningKeys
-from trustyard.config import Settings
+from trustyard.config import LdapSettings, Settings
 from trustyard.content.hotreads import HotReads, SqliteHotReads, StoreHotReads
 from trustyard.content.manifests import ManifestService
 from trustyard.content.stores import ContentStore
 from trustyard.content.uploads import HashStates, UploadService
 from trustyard.db.engine import is_sqlite, make_engine
+from trustyard.db.generation import access_generation_reader
 from trustyard.kit.asgi import Receive, Scope, Send
 from trustyard.registry.access import Accounts
 from trustyard.registry.app import RegistryApp
@@ -55,6 +58,34 @@ def signing_passphrase(settings: Settings) -> str:
     return path.read_text().strip()
 
 
+def ldap_config(ldap: LdapSettings) -> LdapConfig:
+    """The directory settings as `LdapConfig`; ValueError names what is wrong with them."""
+    if not (ldap.url and ldap.user_base_dn and ldap.group_base_dn):
+        raise ValueError("LDAP needs url, user_base_dn and group_base_dn")
+    return LdapConfig(
+        url=ldap.url,
+        user_base_dn=ldap.user_base_dn,
+        group_base_dn=ldap.group_base_dn,
+        bind_dn=ldap.bind_dn,
+        bind_password=ldap.bind_password.get_secret_value() if ldap.bind_password else None,
+        user_filter=ldap.user_filter,
+        username_attribute=ldap.username_attribute,
+        email_attribute=ldap.email_attribute,
+        display_name_attribute=ldap.display_name_attribute,
+        group_filter=ldap.group_filter,
+        group_name_attribute=ldap.group_name_attribute,
+        start_tls=ldap.start_tls,
+        ca_file=str(ldap.ca_file) if ldap.ca_file else None,
+        timeout=ldap.timeout,
+    )
+
+
+def make_ldap(settings: Settings) -> LdapAccounts | None:
+    if not settings.ldap.enabled:
+        return None
+    return LdapAccounts(LdapDirectory(ldap_config(settings.ldap)))
+
+
 def make_accounts(settings: Settings, engine: Engine) -> Accounts | None:
     if not settings.auth.enabled:
         return None
@@ -63,11 +94,13 @@ def make_accounts(settings: Settings, engine: Engine) -> Accounts | None:
     ttl = timedelta(seconds=settings.auth.token_ttl_seconds)
     return Accounts(
         engine=engine,
-        authenticator=Authenticator(),
+        authenticator=Authenticator(ldap=make_ldap(settings)),
         policy=policy,
         keys=keys,
         tokens=RegistryTokens(keys, policy, settings.auth.service, ttl),
         service=settings.auth.service,
+        refresh_ttl=timedelta(seconds=settings.auth.refresh_token_ttl_seconds),
+        generation=access_generation_reader(engine),
     )
 
 
@@ -75,12 +108,13 @@ def make_context(settings: Settings, engine: Engine | None = None) -> RegistryCo
     engine = engine or make_engine(settings.effective_database_url)
     driver = make_driver(settings)
     store = ContentStore()
+    hot = make_hot_reads(engine, store)
     accounts = make_accounts(settings, engine)
     return RegistryContext(
         engine=engine,
         store=store,
         uploads=UploadService(store, driver, HashStates()),
-        manifests=ManifestService(store, make_hot_reads(engine, store)),
+        manifests=ManifestService(store, hot),
         driver=driver,
         authorize=accounts.authorizer() if accounts is not None else open_policy,
         url_prefix=(settings.server.public_url or "").rstrip("/"),

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -44,6 +44,14 @@ class AuthSettings(BaseModel):
     )
     service: str = Field(default="trustyard", description="the `service` of registry tokens")
     token_ttl_seconds: int = Field(default=300, ge=30, le=3600)
+    refresh_token_ttl_seconds: int = Field(
+        default=30 * 24 * 3600,
+        ge=60,
+        le=366 * 24 * 3600,
+        description="lifetime of the refresh tokens the token endpoint hands out on request "
+        "(`offline_token=true`, OAuth2 `access_type=offline`): 30 days; never longer than the "
+        "access token they were obtained with",
+    )
     signing_passphrase: SecretStr | None = Field(
         default=None,
         description="encrypts the token-signing key in the database; replicas must share it "
@@ -56,6 +64,126 @@ class StorageSettings(BaseModel):
 
     driver: Literal["filesystem"] = "filesystem"
     fsync: bool = Field(default=True, description="fsync blobs before acknowledging them")
+
+
+class LdapSettings(BaseModel):
+    """Login against an LDAP directory, and team members synced from its groups.
+
+    Checks sit on settings that are not secret, so no error ever echoes the service password.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(
+        default=False,
+        description="check the passwords of users unknown here and of directory users against "
+        "the directory (local users such as admin never reach it)",
+    )
+    url: str | None = Field(
+        default=None, validate_default=True, description="ldap://HOST[:PORT] or ldaps://HOST[:PORT]"
+    )
+    bind_password: SecretStr | None = Field(default=None, description="the service account's")
+    bind_dn: str | None = Field(
+        default=None,
+        validate_default=True,
+        description="service account that searches users and groups (default: anonymous)",
+    )
+    user_base_dn: str | None = Field(default=None, validate_default=True)
+    user_filter: str = Field(
+        default="(uid={username})", description="finds the login name; may use {username}"
+    )
+    username_attribute: str = "uid"
+    email_attribute: str = "mail"
+    display_name_attribute: str = "cn"
+    group_base_dn: str | None = Field(default=None, validate_default=True)
+    group_filter: str = Field(
+        default="(|(member={dn})(uniqueMember={dn}))",
+        description="finds the user's groups; may use {dn} (the user's DN) and {username}",
+    )
+    group_name_attribute: str = Field(
+        default="cn", description="a team's ldap_group may name a group by this or by its DN"
+    )
+    start_tls: bool = Field(default=False, description="StartTLS on an ldap:// URL")
+    ca_file: Path | None = Field(
+        default=None, description="CA certificates (PEM) to trust; default: the system's"
+    )
+    timeout: float = Field(
+        default=5.0, gt=0, le=120, description="seconds to connect and per directory request"
+    )
+
+    @field_validator("url", "user_base_dn", "group_base_dn")
+    @classmethod
+    def _needed_when_enabled(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("enabled") and not (value and value.strip()):
+            variable = f"TRUSTYARD_LDAP__{(info.field_name or '').upper()}"
+            raise ValueError(f"needed when LDAP is enabled (set {variable})")
+        return value
+
+    @field_validator("bind_dn")
+    @classmethod
+    def _bind_dn_with_password(cls, value: str | None, info: ValidationInfo) -> str | None:
+        password: SecretStr | None = info.data.get("bind_password")
+        empty = password is not None and not password.get_secret_value()
+        if (value is None) != (password is None) or empty:
+            # A DN with an empty password is an "unauthenticated bind": servers treat it as
+            # anonymous, so a forgotten password would silently search anonymously.
+            raise ValueError(
+                "bind_dn and a non-empty bind_password go together (neither: anonymous search)"
+            )
+        return value
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a file")
+        return value
+
+
+class JobsSettings(BaseModel):
+    """Background jobs (trustyard.jobs): the queue's timings and the embedded worker."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    embedded_workers: int = Field(
+        default=1,
+        ge=0,
+        le=64,
+        description="jobs `trustyard serve` runs at once in its own worker process; 0 runs none "
+        "(then run `trustyard worker` processes)",
+    )
+    lease_seconds: float = Field(
+        default=60.0,
+        ge=1,
+        le=3600,
+        description="a claimed job's lease, renewed while its handler runs; a job whose worker "
+        "died is claimed again this long after the last renewal",
+    )
+    poll_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="how often an idle worker looks for due jobs"
+    )
+    max_attempts: int = Field(
+        default=5, ge=1, le=100, description="attempts before a failing job is parked as dead"
+    )
+    retry_base_seconds: float = Field(
+        default=10.0, ge=0, le=3600, description="delay before the first retry (then doubled)"
+    )
+    retry_max_seconds: float = Field(
+        default=3600.0, ge=0, le=7 * 24 * 3600, description="longest delay between retries"
+    )
+    shutdown_grace_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="on SIGTERM, how long running jobs may finish before they are released",
+    )
+    retention_days: int = Field(
+        default=14, ge=1, le=3650, description="finished jobs are deleted after this many days"
+    )
+    test_kinds: bool = Field(
+        default=False,
+        description="run the test.* job kinds (for trustyard's own tests; never in production)",
+    )
 
 
 class Settings(BaseSettings):
@@ -72,6 +200,8 @@ class Settings(BaseSettings):
         default=None, description="password of the first `admin` (default: generated, printed once)"
     )
     auth: AuthSettings = AuthSettings()
+    jobs: JobsSettings = JobsSettings()
+    ldap: LdapSettings = LdapSettings()
     server: ServerSettings = ServerSettings()
     storage: StorageSettings = StorageSettings()
 

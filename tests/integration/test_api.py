@@ -46,6 +46,24 @@ ROUTES = {
     ("get", "/api/v1/tokens"),
     ("post", "/api/v1/tokens"),
     ("delete", "/api/v1/tokens/{public_id}"),
+    ("delete", "/api/v1/organizations/{org}"),
+    ("get", "/api/v1/organizations/{org}/owners"),
+    ("put", "/api/v1/organizations/{org}/owners/{user}"),
+    ("delete", "/api/v1/organizations/{org}/owners/{user}"),
+    ("patch", "/api/v1/organizations/{org}/teams/{team}"),
+    ("delete", "/api/v1/organizations/{org}/teams/{team}"),
+    ("delete", "/api/v1/organizations/{org}/robots/{robot}"),
+    ("delete", "/api/v1/organizations/{org}/robots/{robot}/repositories/{pattern}"),
+    ("get", "/api/v1/repositories"),
+    ("post", "/api/v1/repositories"),
+    ("get", "/api/v1/repositories/{name}"),
+    ("patch", "/api/v1/repositories/{name}"),
+    ("delete", "/api/v1/repositories/{name}"),
+    ("get", "/api/v1/audit"),
+    ("get", "/api/v1/jobs"),
+    ("get", "/api/v1/jobs/{job_id}"),
+    ("post", "/api/v1/jobs/{job_id}/retry"),
+    ("post", "/api/v1/jobs/{job_id}/cancel"),
 }
 
 
@@ -358,3 +376,23 @@ def test_robot_tokens_are_for_owners(
 def test_no_api_without_accounts(client: httpx.Client) -> None:
     assert client.get("/api/v1/me").status_code == 404
     assert client.get("/api/v1/openapi.json").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/organizations", {"name": "nul", "description": "a\x00b"}),
+        ("/api/v1/users", {"username": "nul", "email": "a\x00b@example.org"}),
+        ("/api/v1/users", {"username": "nul", "full_name": "a\x00b"}),
+        ("/api/v1/tokens", {"name": "a\x00b"}),
+        ("/api/v1/organizations/acme/teams", {"name": "nul", "description": "a\x00b"}),
+        ("/api/v1/organizations/acme/robots", {"name": "nul", "description": "a\x00b"}),
+    ],
+)
+def test_nul_characters_are_refused_before_the_database(
+    admin: httpx.Client, path: str, body: dict[str, str]
+) -> None:
+    """PostgreSQL cannot store a NUL character: a 422, not a failing query."""
+    assert_problem(admin.post(path, json=body), 422)
+    assert_problem(admin.get("/api/v1/users", params={"after": "a\x00"}), 422)
+    assert_problem(admin.get("/api/v1/organizations", params={"after": "a\x00"}), 422)

@@ -1,17 +1,35 @@
-"""LDAP login against a real OpenLDAP server (slapd) that the tests start."""
+"""LDAP login against a real OpenLDAP server (slapd) that the tests start: the directory client
+alone, then a real registry whose logins and teams follow the directory (on both databases)."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import logging
+import os
+import subprocess
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import httpx
+import jwt
 import pytest
+from sqlalchemy import Connection
 
+from tests.integration.clients import ClientFailed, Clients, layout_top
+from tests.support.images import test_images_dir
+from tests.support.server import TrustyardServer
 from tests.support.slapd import Slapd
+from trustyard.auth.access import user_key
+from trustyard.auth.accounts import AccountService
 from trustyard.auth.ldap import LdapConfig, LdapDirectory, LdapIdentity, LdapUnavailable
+from trustyard.auth.stores import AccessStore
+from trustyard.db.engine import make_engine, write_tx
 
 pytestmark = pytest.mark.integration
 
@@ -207,6 +225,28 @@ def test_group_membership_change_shows_at_next_login(
     assert group not in left.groups
 
 
+def test_lookup_finds_a_user_by_name_without_a_password(slapd: Slapd, alice: str) -> None:
+    # Users log in with their mail address here; the sync job looks them up by `uid`.
+    directory = LdapDirectory(config_for(slapd, user_filter="(mail={username})"))
+
+    by_mail = directory.authenticate(f"{alice}@example.org", PASSWORD)
+    found = directory.lookup(alice)
+
+    assert by_mail is not None
+    assert found == by_mail
+    assert directory.lookup(unique("nobody")) is None
+    assert directory.lookup("*") is None
+    assert directory.lookup("") is None
+
+
+def test_lookup_only_finds_users_the_user_filter_admits(slapd: Slapd, alice: str) -> None:
+    only_elsewhere = "(&(uid={username})(mail=*@elsewhere.example))"
+    directory = LdapDirectory(config_for(slapd, user_filter=only_elsewhere))
+
+    assert directory.lookup(alice) is None
+    assert directory.authenticate(alice, PASSWORD) is None
+
+
 def test_group_filter_can_use_the_login_name(slapd: Slapd, alice: str) -> None:
     # Directories without member DNs (e.g. posixGroup's memberUid) find groups by login name.
     team = f"{alice}-team"
@@ -284,3 +324,327 @@ def test_tls_certificate_for_another_name_raises_unavailable(tls_slapd: Slapd, m
 
     with pytest.raises(LdapUnavailable, match="doesn't match"):
         directory.authenticate("tina", PASSWORD)
+
+
+# -- a registry with LDAP login: real `trustyard serve`, real slapd, both databases -------------
+
+ADMIN_PASSWORD = "an admin password for ldap tests"
+
+
+def ldap_environment(server: Slapd) -> dict[str, str]:
+    return {
+        "TRUSTYARD_LDAP__ENABLED": "true",
+        "TRUSTYARD_LDAP__URL": server.url,
+        "TRUSTYARD_LDAP__BIND_DN": server.admin_dn,
+        "TRUSTYARD_LDAP__BIND_PASSWORD": server.admin_password,
+        "TRUSTYARD_LDAP__USER_BASE_DN": server.people_dn,
+        "TRUSTYARD_LDAP__GROUP_BASE_DN": server.groups_dn,
+        "TRUSTYARD_LDAP__TIMEOUT": "2",  # a frozen directory fails logins after 2 s
+    }
+
+
+@pytest.fixture(scope="module")
+def registry(start_server: Callable[..., TrustyardServer], slapd: Slapd) -> TrustyardServer:
+    return start_server(
+        "ldap",
+        TRUSTYARD_AUTH__ENABLED="true",
+        TRUSTYARD_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        **ldap_environment(slapd),
+    )
+
+
+@contextmanager
+def database(server: TrustyardServer) -> Iterator[Connection]:
+    """A write transaction on the registry's own database (committed at the end)."""
+    engine = make_engine(server.database_url or f"sqlite:///{server.data_dir / 'trustyard.db'}")
+    try:
+        with write_tx(engine) as conn:
+            yield conn
+    finally:
+        engine.dispose()
+
+
+@dataclass(frozen=True)
+class World:
+    """A directory user in a directory group; an organization whose team `devs` follows that
+    group and may pull every repository of the organization."""
+
+    server: TrustyardServer
+    user: str
+    group: str
+    org: str
+
+
+@pytest.fixture
+def world(registry: TrustyardServer, slapd: Slapd) -> World:
+    user, group, org = unique("dora"), unique("devs"), unique("org")
+    slapd.add_user(user, PASSWORD, f"{user}@example.org", "Dora Explorer")
+    slapd.add_group(group, [user])
+    with database(registry) as conn:
+        accounts = AccountService()
+        accounts.create_organization(conn, org, "admin")
+        accounts.create_team(conn, org, "devs")
+        accounts.set_ldap_group(conn, org, "devs", group)
+        accounts.set_team_organization_grant(conn, org, "devs", "read-only")
+    return World(registry, user, group, org)
+
+
+def basic(user: str, secret: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()}
+
+
+def token_access(server: TrustyardServer, scope: str, user: str, secret: str) -> httpx.Response:
+    return httpx.get(
+        f"{server.url}/auth/token",
+        params={"service": "trustyard", "scope": scope},
+        headers=basic(user, secret),
+    )
+
+
+def granted(answer: httpx.Response) -> dict[str, Any]:
+    assert answer.status_code == 200, answer.text
+    claims: dict[str, Any] = jwt.decode(answer.json()["token"], options={"verify_signature": False})
+    return claims
+
+
+def members(server: TrustyardServer, org: str, team: str) -> list[str]:
+    with database(server) as conn:
+        return AccountService().members(conn, org, team)
+
+
+def test_directory_user_logs_in_on_v2_and_the_token_endpoint_and_gets_a_local_account(
+    world: World,
+) -> None:
+    server, user = world.server, world.user
+
+    assert httpx.get(f"{server.url}/v2/", headers=basic(user, PASSWORD)).status_code == 200
+    claims = granted(token_access(server, f"repository:{world.org}/app:pull,push", user, PASSWORD))
+    form = {"grant_type": "password", "service": "trustyard", "username": user}
+    posted = httpx.post(f"{server.url}/auth/token", data=form | {"password": PASSWORD})
+
+    assert claims["sub"] == user
+    # The group's team may pull (read-only), not push.
+    assert claims["access"] == [
+        {"type": "repository", "name": f"{world.org}/app", "actions": ["pull"]}
+    ]
+    assert posted.status_code == 200, posted.text
+    with database(server) as conn:
+        local = AccountService().get_user(conn, user)
+        stored = AccessStore().password_hash(conn, user)
+    assert (local.source, local.email, local.full_name) == (
+        "ldap",
+        f"{user}@example.org",
+        "Dora Explorer",
+    )
+    assert local.last_login_at is not None
+    assert stored is not None
+    assert stored[1] is None  # no local password: the directory decides
+    assert members(server, world.org, "devs") == [user]
+
+
+def test_wrong_directory_passwords_are_refused_and_count_towards_the_back_off(
+    world: World,
+) -> None:
+    server, user = world.server, world.user
+
+    refused = httpx.get(f"{server.url}/v2/", headers=basic(user, "not the password"))
+    token = token_access(server, "repository:x/y:pull", user, "not the password either")
+    for attempt in range(3):
+        httpx.get(f"{server.url}/v2/", headers=basic(user, f"guess {attempt}"))
+
+    assert refused.status_code == 401
+    assert refused.json()["errors"][0]["code"] == "UNAUTHORIZED"
+    assert token.status_code == 401
+    with database(server) as conn:
+        failure = AccessStore().login_failure(conn, user_key(user))
+        assert AccessStore().user(conn, user) is None  # a refused login creates nobody
+    assert failure is not None
+    failures, _, locked = failure
+    assert failures == 5
+    assert locked is not None  # the fifth failure in a row starts the back-off
+
+
+def test_team_membership_follows_the_group_at_the_next_login(world: World, slapd: Slapd) -> None:
+    server, user, org = world.server, world.user, world.org
+    with database(server) as conn:
+        accounts = AccountService()
+        accounts.create_team(conn, org, "ops")  # follows the group's DN, spelt in upper case
+        accounts.set_ldap_group(conn, org, "ops", slapd.group_dn(world.group).upper())
+        accounts.create_team(conn, org, "handmade")  # managed by hand: LDAP never touches it
+    assert httpx.get(f"{server.url}/v2/", headers=basic(user, PASSWORD)).status_code == 200
+    with database(server) as conn:
+        AccountService().add_member(conn, org, "handmade", user)
+    assert members(server, org, "devs") == members(server, org, "ops") == [user]
+
+    slapd.set_group_members(world.group, [])  # ldapmodify: the user leaves the group
+    # The registry remembers a checked password for 30 s per process; a restart forgets it,
+    # so the next request is a login that asks the directory again.
+    server.restart()
+    claims = granted(token_access(server, f"repository:{org}/app:pull", user, PASSWORD))
+
+    assert claims["access"] == [{"type": "repository", "name": f"{org}/app", "actions": []}]
+    assert members(server, org, "devs") == members(server, org, "ops") == []
+    assert members(server, org, "handmade") == [user]
+
+    slapd.set_group_members(world.group, [user])
+    server.restart()
+    granted(token_access(server, f"repository:{org}/app:pull", user, PASSWORD))
+
+    assert members(server, org, "devs") == [user]
+
+
+def test_skopeo_pulls_with_the_pull_permission_of_the_groups_team(
+    world: World, slapd: Slapd, tmp_path: Path
+) -> None:
+    server = world.server
+    clients = Clients(tmp_path / "clients", [server.host])
+    outsider = unique("otto")
+    slapd.add_user(outsider, PASSWORD, f"{outsider}@example.org", "Otto Outsider")
+    layout = test_images_dir() / "go-binary"
+    image = f"docker://{server.host}/{world.org}/app:1.0"
+    clients.skopeo("copy", "--dest-creds", f"admin:{ADMIN_PASSWORD}", f"oci:{layout}:latest", image)
+
+    pulled = tmp_path / "pulled"
+    clients.skopeo("copy", "--src-creds", f"{world.user}:{PASSWORD}", image, f"oci:{pulled}:x")
+
+    assert layout_top(pulled)["digest"] == layout_top(layout)["digest"]
+    with pytest.raises(ClientFailed):  # read-only: no push
+        clients.skopeo(
+            "copy",
+            "--dest-creds",
+            f"{world.user}:{PASSWORD}",
+            f"oci:{layout}:latest",
+            f"docker://{server.host}/{world.org}/app:mine",
+        )
+    with pytest.raises(ClientFailed):  # a directory user outside the group sees nothing
+        clients.skopeo(
+            "copy", "--src-creds", f"{outsider}:{PASSWORD}", image, f"oci:{tmp_path / 'o'}:x"
+        )
+    with pytest.raises(ClientFailed):
+        clients.skopeo(
+            "copy", "--src-creds", f"{world.user}:wrong", image, f"oci:{tmp_path / 'w'}:x"
+        )
+
+
+def test_directory_outage_is_503_for_directory_users_while_local_admin_logs_in(
+    world: World, slapd: Slapd
+) -> None:
+    server, user, local = world.server, world.user, unique("local")
+    with database(server) as conn:
+        AccountService().create_user(conn, user, None, source="ldap")  # logged in before
+        AccountService().create_user(conn, local, PASSWORD)  # a local account, never logged in
+
+    with slapd.paused():
+        v2 = httpx.get(f"{server.url}/v2/", headers=basic(user, PASSWORD))
+        token = token_access(server, "repository:x/y:pull", user, PASSWORD)
+        newcomer = httpx.get(f"{server.url}/v2/", headers=basic(unique("newcomer"), PASSWORD))
+        api = httpx.get(f"{server.url}/api/v1/me", headers=basic(user, PASSWORD))
+        admin_v2 = httpx.get(f"{server.url}/v2/", headers=basic("admin", ADMIN_PASSWORD))
+        admin_token = token_access(server, "repository:x/y:pull", "admin", ADMIN_PASSWORD)
+        local_v2 = httpx.get(f"{server.url}/v2/", headers=basic(local, PASSWORD))
+
+    assert v2.status_code == 503
+    error = v2.json()["errors"][0]
+    assert error["code"] == "UNAVAILABLE"
+    assert "LDAP directory does not answer" in error["message"]
+    assert token.status_code == 503
+    assert token.json()["error"] == "temporarily_unavailable"
+    assert newcomer.status_code == 503
+    assert api.status_code == 503
+    assert api.headers["content-type"] == "application/problem+json"
+    assert admin_v2.status_code == 200
+    assert granted(admin_token)["sub"] == "admin"
+    assert local_v2.status_code == 200
+    with database(server) as conn:  # an outage is no failed login
+        assert AccessStore().login_failure(conn, user_key(user)) is None
+    assert httpx.get(f"{server.url}/v2/", headers=basic(user, PASSWORD)).status_code == 200
+
+
+def test_a_checked_password_is_remembered_so_v2_requests_do_not_ask_the_directory(
+    world: World, slapd: Slapd
+) -> None:
+    with httpx.Client(base_url=world.server.url) as http:  # one connection: one worker process
+        assert http.get("/v2/", headers=basic(world.user, PASSWORD)).status_code == 200
+
+        with slapd.paused():
+            again = http.get("/v2/", headers=basic(world.user, PASSWORD))
+            tags = http.get(f"/v2/{world.org}/app/tags/list", headers=basic(world.user, PASSWORD))
+            other = http.get("/v2/", headers=basic(unique("nobody"), PASSWORD))
+
+    assert again.status_code == 200
+    assert tags.status_code == 404  # authorized (the team may pull), the repository is absent
+    assert tags.json()["errors"][0]["code"] == "NAME_UNKNOWN"
+    assert other.status_code == 503  # the directory was frozen indeed
+
+
+def test_offline_tokens_of_directory_users_need_the_directory(world: World, slapd: Slapd) -> None:
+    # A refresh token checks the password again, past the remembered credentials.
+    params = {"service": "trustyard", "offline_token": "true", "client_id": "tests"}
+    with httpx.Client(base_url=world.server.url) as http:  # one connection: one worker process
+        issued = http.get("/auth/token", params=params, headers=basic(world.user, PASSWORD))
+
+        with slapd.paused():
+            down = http.get("/auth/token", params=params, headers=basic(world.user, PASSWORD))
+
+    assert issued.status_code == 200, issued.text
+    assert issued.json()["refresh_token"]
+    assert down.status_code == 503
+    assert down.json()["error"] == "temporarily_unavailable"
+
+
+def test_ldap_sync_command_applies_group_changes_without_a_login(
+    world: World, slapd: Slapd
+) -> None:
+    server, user, org = world.server, world.user, world.org
+    assert httpx.get(f"{server.url}/v2/", headers=basic(user, PASSWORD)).status_code == 200
+    release = unique("release")
+    slapd.add_group(release, [user])
+    with database(server) as conn:
+        accounts = AccountService()
+        accounts.create_team(conn, org, "release")
+        accounts.set_ldap_group(conn, org, "release", release)
+    slapd.set_group_members(world.group, [])
+
+    synced = server.cli("ldap-sync")
+
+    lines = synced.stdout.splitlines()
+    assert f"joined\t{user}\t{org}/release" in lines
+    assert f"left\t{user}\t{org}/devs" in lines
+    assert lines[-1].startswith("synced ")
+    assert members(server, org, "devs") == []
+    assert members(server, org, "release") == [user]
+    assert "\t" + user + "\t" not in server.cli("ldap-sync").stdout  # nothing left to do
+
+    slapd.set_group_members(release, [])
+    with slapd.paused():
+        down = server.cli("ldap-sync", check=False)
+    assert down.returncode == 1
+    assert "LDAP sync failed, nothing changed" in down.stderr
+    assert members(server, org, "release") == [user]
+
+
+def test_serve_refuses_ldap_settings_the_directory_client_would_refuse(tmp_path: Path) -> None:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TRUSTYARD_")}
+    environment |= {
+        "TRUSTYARD_LDAP__ENABLED": "true",
+        "TRUSTYARD_LDAP__URL": "http://ldap.example.org",
+        "TRUSTYARD_LDAP__USER_BASE_DN": "ou=people,dc=example,dc=org",
+        "TRUSTYARD_LDAP__GROUP_BASE_DN": "ou=groups,dc=example,dc=org",
+    }
+    command = [sys.executable, "-m", "trustyard", "serve", "--data-dir", str(tmp_path / "d")]
+
+    def serve() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            command, env=environment, capture_output=True, text=True, timeout=60, check=False
+        )
+
+    bad_url = serve()
+    del environment["TRUSTYARD_LDAP__URL"]
+    no_url = serve()
+
+    assert bad_url.returncode == 2
+    assert "invalid LDAP settings" in bad_url.stderr
+    assert "LDAP URL must be ldap://HOST[:PORT] or ldaps://HOST[:PORT]" in bad_url.stderr
+    assert no_url.returncode != 0
+    assert "set TRUSTYARD_LDAP__URL" in no_url.stderr
+    assert not (tmp_path / "d").exists()  # refused before anything was created

@@ -1,1 +1,2 @@
-"""The management API (/api/v1): users, organizations, teams, grants, robots and tokens."""
+"""The management API (/api/v1): users, organizations, teams, grants, robots, tokens,
+repositories and the audit log."""

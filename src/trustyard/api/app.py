@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from trustyard.api import errors, organizations, tokens, users
+from trustyard.api import audit, errors, jobs, organizations, repositories, tokens, users
 from trustyard.auth.accounts import AccountService
+from trustyard.auth.repositories import RepositoryService
 from trustyard.registry.access import Accounts
 
 PREFIX = "/api/v1"
@@ -21,7 +22,8 @@ def create_api(accounts: Accounts) -> FastAPI:
     )
     api.state.accounts = accounts
     api.state.service = AccountService()
+    api.state.repositories = RepositoryService(policy=accounts.policy)
     errors.install(api)
-    for module in (users, organizations, tokens):
+    for module in (users, organizations, tokens, repositories, audit, jobs):
         api.include_router(module.router, prefix=PREFIX)
     return api

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
 from sqlalchemy import Connection
 
 from trustyard.api.errors import forbidden, unauthorized
+from trustyard.api.schemas import NO_NUL
+from trustyard.auth import audit
 from trustyard.auth.accounts import DEFAULT_TOKEN_SCOPES, AccountService
 from trustyard.auth.interfaces import NotFound
 from trustyard.auth.permissions import Principal
+from trustyard.auth.repositories import RepositoryService
 from trustyard.auth.scopes import TokenScope
 from trustyard.db.engine import read_tx
 from trustyard.registry.access import Accounts
@@ -42,6 +46,7 @@ async def get_caller(
     subject = await accounts.authenticate(authorization, address)
     if subject.anonymous or subject.name is None:
         raise unauthorized("authentication required")
+    request.state.actor = audit.actor_of(subject)  # for the audit of refusals
     if subject.bearer:
         raise unauthorized("registry tokens are for /v2; log in with a password or access token")
     if subject.scope is not None and str(subject.scope) != FULL_SCOPE:
@@ -90,8 +95,52 @@ def manage_org(service: AccountService, conn: Connection, principal: Principal, 
         raise forbidden(f"only owners of {org!r} and system administrators may do this")
 
 
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """Who reads a public-or-private resource: maybe anonymous, maybe through a token
+    limited to some repositories (`scope`)."""
+
+    principal: Principal
+    scope: TokenScope | None = None
+
+
+async def get_reader(
+    request: Request,
+    accounts: Annotated[Accounts, Depends(get_accounts)],
+    authorization: Annotated[str | None, Header()] = None,
+) -> Reader:
+    """Like `get_caller`, but anonymous callers and limited tokens are welcome (the access
+    policy of /v2 then decides, the token's scope included)."""
+    if not authorization:
+        return Reader(Principal.anonymous())
+    address = request.client.host if request.client else None
+    subject = await accounts.authenticate(authorization, address)
+    if subject.bearer:
+        raise unauthorized("registry tokens are for /v2; log in with a password or access token")
+    if subject.anonymous or subject.name is None:
+        return Reader(Principal.anonymous())
+    request.state.actor = audit.actor_of(subject)
+    name = subject.name
+
+    def load() -> Principal:
+        with read_tx(accounts.engine) as conn:
+            return accounts.authenticator.load_principal(conn, name)
+
+    try:
+        return Reader(await asyncio.to_thread(load), subject.scope)
+    except NotFound:
+        raise unauthorized("the account is unknown or deactivated") from None
+
+
+def get_repositories(request: Request) -> RepositoryService:
+    repositories: RepositoryService = request.app.state.repositories
+    return repositories
+
+
 Caller = Annotated[Principal, Depends(get_caller)]
+Anyone = Annotated[Reader, Depends(get_reader)]
+Repositories = Annotated[RepositoryService, Depends(get_repositories)]
 Service = Annotated[AccountService, Depends(get_service)]
 Registry = Annotated[Accounts, Depends(get_accounts)]
 Limit = Annotated[int, Query(ge=1, le=500)]
-After = Annotated[str | None, Query(max_length=255)]
+After = Annotated[str | None, Query(max_length=255, pattern=NO_NUL)]

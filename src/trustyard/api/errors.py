@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
 from http import HTTPStatus
 
 from fastapi import FastAPI, Request
@@ -9,7 +11,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from trustyard.auth import audit
+from trustyard.auth.accounts import StateConflict
 from trustyard.auth.interfaces import AccessError, Conflict, Invalid, NotFound
+from trustyard.db.engine import write_tx
 from trustyard.oci.errors import ErrorCode, OciError
 
 PROBLEM = "application/problem+json"
@@ -17,13 +22,22 @@ CHALLENGE = {"WWW-Authenticate": 'Basic realm="trustyard"'}
 
 
 class ApiProblem(Exception):
-    """A refusal decided by the API itself (authentication, permission)."""
+    """A refusal decided by the API itself (authentication, permission). `denied` refusals
+    (and every 403) are written to the audit log."""
 
-    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        *,
+        denied: bool = False,
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.headers = headers or {}
+        self.denied = denied or status == 403
 
 
 def unauthorized(detail: str) -> ApiProblem:
@@ -32,6 +46,12 @@ def unauthorized(detail: str) -> ApiProblem:
 
 def forbidden(detail: str) -> ApiProblem:
     return ApiProblem(403, detail)
+
+
+def hidden(kind: str, name: str) -> ApiProblem:
+    """A refusal answered exactly like a missing object (a 404 with NotFound's words), so
+    that it reveals nothing; unlike a missing object, it is audited as denied."""
+    return ApiProblem(404, str(NotFound(kind, name)), denied=True)
 
 
 def problem(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -43,7 +63,7 @@ def problem(status: int, detail: str, headers: dict[str, str] | None = None) -> 
 def _access_status(error: AccessError) -> int:
     if isinstance(error, NotFound):
         return 404
-    if isinstance(error, Conflict):
+    if isinstance(error, (Conflict, StateConflict)):
         return 409
     if isinstance(error, Invalid):
         return 422
@@ -55,9 +75,42 @@ async def _on_access_error(_: Request, error: Exception) -> JSONResponse:
     return problem(_access_status(error), str(error))
 
 
-async def _on_api_problem(_: Request, error: Exception) -> JSONResponse:
+async def _on_api_problem(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, ApiProblem)
+    if error.denied:
+        await _audit_denial(request)
     return problem(error.status, error.detail, error.headers)
+
+
+async def _audit_denial(request: Request) -> None:
+    """Record a refused request of a known caller (the change's transaction, if any, was
+    rolled back: this is a transaction of its own). Anonymous refusals are not recorded."""
+    actor: tuple[str, str] | None = getattr(request.state, "actor", None)
+    if actor is None or not actor[0]:
+        return
+    route = request.scope.get("route")
+    params = request.path_params
+    namespace: str | None = params.get("org")
+    if namespace is None and "/repositories/{name" in str(getattr(route, "path", "")):
+        namespace = audit.organization_of(str(params.get("name", "")))
+    event = audit.AuditEvent(
+        datetime.now(UTC),
+        actor[0],
+        actor[1],
+        str(getattr(route, "name", "") or request.method),
+        "api",
+        request.url.path[:512],
+        "denied",
+        request.client.host if request.client else None,
+        namespace,
+        {"method": request.method},
+    )
+
+    def write() -> None:
+        with write_tx(request.app.state.accounts.engine) as conn:
+            audit.record(conn, event)
+
+    await asyncio.to_thread(write)
 
 
 async def _on_oci_error(_: Request, error: Exception) -> JSONResponse:
@@ -65,6 +118,8 @@ async def _on_oci_error(_: Request, error: Exception) -> JSONResponse:
     if error.code is ErrorCode.TOOMANYREQUESTS and isinstance(error.detail, dict):
         retry = {"Retry-After": str(error.detail["retryAfter"])}
         return problem(429, error.message, retry)
+    if error.code is ErrorCode.UNAVAILABLE:  # e.g. the LDAP directory does not answer
+        return problem(503, error.message)
     return problem(401, error.message, CHALLENGE)
 
 

@@ -1,9 +1,12 @@
-"""/api/v1/organizations: organizations, their teams, members, grants and robots."""
+"""/api/v1/organizations: organizations, their owners, teams, members, grants and robots.
+
+Every change is recorded in the audit log in its own transaction."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from trustyard.api.audit import Trail
 from trustyard.api.deps import (
     After,
     Caller,
@@ -12,6 +15,7 @@ from trustyard.api.deps import (
     Service,
     manage_org,
     may_see_org,
+    require_admin,
     require_user,
 )
 from trustyard.api.schemas import (
@@ -23,11 +27,17 @@ from trustyard.api.schemas import (
     RoleBody,
     TeamCreate,
     TeamOut,
+    TeamUpdate,
 )
 from trustyard.auth.interfaces import NotFound
+from trustyard.auth.permissions import Role
 from trustyard.db.engine import read_tx, write_tx
 
 router = APIRouter(prefix="/organizations", tags=["organizations"])
+
+
+def _no_content() -> Response:
+    return Response(status_code=204)
 
 
 @router.get("")
@@ -48,11 +58,12 @@ def list_organizations(
 
 @router.post("", status_code=201)
 def create_organization(
-    body: OrganizationCreate, caller: Caller, accounts: Registry, service: Service
+    body: OrganizationCreate, caller: Caller, trail: Trail, accounts: Registry, service: Service
 ) -> OrganizationOut:
     require_user(caller)
     with write_tx(accounts.engine) as conn:
         org = service.create_organization(conn, body.name, caller.name, body.description)
+        trail.record(conn, "organization.create", "organization", org.name, organization=org.name)
     return OrganizationOut.of(org)
 
 
@@ -66,6 +77,62 @@ def get_organization(
         return OrganizationOut.of(service.get_organization(conn, org))
 
 
+@router.delete("/{org}", status_code=204)
+def delete_organization(
+    org: str, caller: Caller, trail: Trail, accounts: Registry, service: Service
+) -> Response:
+    """Delete an organization with its teams, robots and their tokens (administrators only);
+    409 while repositories remain in its namespace."""
+    require_admin(caller)
+    with write_tx(accounts.engine) as conn:
+        service.delete_organization(conn, org)
+        trail.record(conn, "organization.delete", "organization", org, organization=org)
+    return _no_content()
+
+
+# --- owners ------------------------------------------------------------------------------------
+
+
+@router.get("/{org}/owners")
+def list_owners(org: str, caller: Caller, accounts: Registry, service: Service) -> list[str]:
+    """The owners' usernames (for anyone who sees the organization)."""
+    if not may_see_org(caller, org):
+        raise NotFound("organization", org)
+    with read_tx(accounts.engine) as conn:
+        return service.owners(conn, org)
+
+
+@router.put("/{org}/owners/{user}", status_code=204)
+def add_owner(
+    org: str, user: str, caller: Caller, trail: Trail, accounts: Registry, service: Service
+) -> Response:
+    with write_tx(accounts.engine) as conn:
+        manage_org(service, conn, caller, org)
+        if user not in service.owners(conn, org):
+            service.add_owner(conn, org, user)
+            trail.record(
+                conn, "owner.add", "organization", org, organization=org, detail={"user": user}
+            )
+    return _no_content()
+
+
+@router.delete("/{org}/owners/{user}", status_code=204)
+def remove_owner(
+    org: str, user: str, caller: Caller, trail: Trail, accounts: Registry, service: Service
+) -> Response:
+    """Remove an owner; the last owner cannot be removed (409)."""
+    with write_tx(accounts.engine) as conn:
+        manage_org(service, conn, caller, org)
+        service.remove_owner(conn, org, user)
+        trail.record(
+            conn, "owner.remove", "organization", org, organization=org, detail={"user": user}
+        )
+    return _no_content()
+
+
+# --- teams -------------------------------------------------------------------------------------
+
+
 @router.get("/{org}/teams")
 def list_teams(org: str, caller: Caller, accounts: Registry, service: Service) -> list[TeamOut]:
     if not may_see_org(caller, org):
@@ -76,11 +143,57 @@ def list_teams(org: str, caller: Caller, accounts: Registry, service: Service) -
 
 @router.post("/{org}/teams", status_code=201)
 def create_team(
-    org: str, body: TeamCreate, caller: Caller, accounts: Registry, service: Service
+    org: str, body: TeamCreate, caller: Caller, trail: Trail, accounts: Registry, service: Service
 ) -> TeamOut:
     with write_tx(accounts.engine) as conn:
         manage_org(service, conn, caller, org)
-        return TeamOut.of(service.create_team(conn, org, body.name, body.description))
+        team = service.create_team(conn, org, body.name, body.description)
+        trail.record(conn, "team.create", "team", f"{org}/{team.name}", organization=org)
+        return TeamOut.of(team)
+
+
+@router.patch("/{org}/teams/{team}")
+def update_team(
+    org: str,
+    team: str,
+    body: TeamUpdate,
+    caller: Caller,
+    trail: Trail,
+    accounts: Registry,
+    service: Service,
+) -> TeamOut:
+    """Change the description, or the LDAP group (DN) whose members the team mirrors
+    (`"ldap_group": null` makes the team managed by hand again)."""
+    changes = body.model_dump(include=body.model_fields_set)
+    if changes.get("description", "") is None:
+        del changes["description"]
+    with write_tx(accounts.engine) as conn:
+        manage_org(service, conn, caller, org)
+        updated = service.update_team(
+            conn,
+            org,
+            team,
+            description=changes.get("description"),
+            ldap_group=changes.get("ldap_group"),
+            clear_ldap_group="ldap_group" in changes and changes["ldap_group"] is None,
+        )
+        if changes:
+            trail.record(
+                conn, "team.update", "team", f"{org}/{team}", organization=org, detail=changes
+            )
+    return TeamOut.of(updated)
+
+
+@router.delete("/{org}/teams/{team}", status_code=204)
+def delete_team(
+    org: str, team: str, caller: Caller, trail: Trail, accounts: Registry, service: Service
+) -> Response:
+    """Delete a team with its memberships and grants."""
+    with write_tx(accounts.engine) as conn:
+        manage_org(service, conn, caller, org)
+        service.delete_team(conn, org, team)
+        trail.record(conn, "team.delete", "team", f"{org}/{team}", organization=org)
+    return _no_content()
 
 
 @router.get("/{org}/teams/{team}/members")
@@ -95,23 +208,44 @@ def list_members(
 
 @router.put("/{org}/teams/{team}/members/{user}", status_code=204)
 def add_member(
-    org: str, team: str, user: str, caller: Caller, accounts: Registry, service: Service
+    org: str,
+    team: str,
+    user: str,
+    caller: Caller,
+    trail: Trail,
+    accounts: Registry,
+    service: Service,
 ) -> Response:
     with write_tx(accounts.engine) as conn:
         manage_org(service, conn, caller, org)
         if user not in service.members(conn, org, team):
             service.add_member(conn, org, team, user)
-    return Response(status_code=204)
+            trail.record(
+                conn, "member.add", "team", f"{org}/{team}", organization=org, detail={"user": user}
+            )
+    return _no_content()
 
 
 @router.delete("/{org}/teams/{team}/members/{user}", status_code=204)
 def remove_member(
-    org: str, team: str, user: str, caller: Caller, accounts: Registry, service: Service
+    org: str,
+    team: str,
+    user: str,
+    caller: Caller,
+    trail: Trail,
+    accounts: Registry,
+    service: Service,
 ) -> Response:
     with write_tx(accounts.engine) as conn:
         manage_org(service, conn, caller, org)
         service.remove_member(conn, org, team, user)
-    return Response(status_code=204)
+        trail.record(
+            conn, "member.remove", "team", f"{org}/{team}", organization=org, detail={"user": user}
+        )
+    return _no_content()
+
+
+# --- grants ------------------------------------------------------------------------------------
 
 
 @router.put("/{org}/teams/{team}/repositories/{repository:path}", status_code=204)
@@ -121,6 +255,7 @@ def grant_repository(
     repository: str,
     body: RoleBody,
     caller: Caller,
+    trail: Trail,
     accounts: Registry,
     service: Service,
 ) -> Response:
@@ -129,37 +264,67 @@ def grant_repository(
     with write_tx(accounts.engine) as conn:
         manage_org(service, conn, caller, org)
         service.set_team_repository_grant(conn, org, team, repository, body.role)
-    return Response(status_code=204)
+        detail = {"team": team, "role": Role.parse(body.role).api_name}
+        trail.record(conn, "grant.set", "repository", repository, organization=org, detail=detail)
+    return _no_content()
 
 
 @router.delete("/{org}/teams/{team}/repositories/{repository:path}", status_code=204)
 def revoke_repository(
-    org: str, team: str, repository: str, caller: Caller, accounts: Registry, service: Service
+    org: str,
+    team: str,
+    repository: str,
+    caller: Caller,
+    trail: Trail,
+    accounts: Registry,
+    service: Service,
 ) -> Response:
     with write_tx(accounts.engine) as conn:
         manage_org(service, conn, caller, org)
-        service.set_team_repository_grant(conn, org, team, repository, None)
-    return Response(status_code=204)
+        if service.set_team_repository_grant(conn, org, team, repository, None):
+            trail.record(
+                conn,
+                "grant.remove",
+                "repository",
+                repository,
+                organization=org,
+                detail={"team": team},
+            )
+    return _no_content()
 
 
 @router.put("/{org}/teams/{team}/organization-grant", status_code=204)
 def grant_organization(
-    org: str, team: str, body: RoleBody, caller: Caller, accounts: Registry, service: Service
+    org: str,
+    team: str,
+    body: RoleBody,
+    caller: Caller,
+    trail: Trail,
+    accounts: Registry,
+    service: Service,
 ) -> Response:
     with write_tx(accounts.engine) as conn:
         manage_org(service, conn, caller, org)
         service.set_team_organization_grant(conn, org, team, body.role)
-    return Response(status_code=204)
+        detail = {"team": team, "role": Role.parse(body.role).api_name}
+        trail.record(conn, "grant.set", "organization", org, organization=org, detail=detail)
+    return _no_content()
 
 
 @router.delete("/{org}/teams/{team}/organization-grant", status_code=204)
 def revoke_organization(
-    org: str, team: str, caller: Caller, accounts: Registry, service: Service
+    org: str, team: str, caller: Caller, trail: Trail, accounts: Registry, service: Service
 ) -> Response:
     with write_tx(accounts.engine) as conn:
         manage_org(service, conn, caller, org)
-        service.set_team_organization_grant(conn, org, team, None)
-    return Response(status_code=204)
+        if service.set_team_organization_grant(conn, org, team, None):
+            trail.record(
+                conn, "grant.remove", "organization", org, organization=org, detail={"team": team}
+            )
+    return _no_content()
+
+
+# --- robots ------------------------------------------------------------------------------------
 
 
 @router.get("/{org}/robots")
@@ -171,11 +336,25 @@ def list_robots(org: str, caller: Caller, accounts: Registry, service: Service) 
 
 @router.post("/{org}/robots", status_code=201)
 def create_robot(
-    org: str, body: RobotCreate, caller: Caller, accounts: Registry, service: Service
+    org: str, body: RobotCreate, caller: Caller, trail: Trail, accounts: Registry, service: Service
 ) -> RobotOut:
     with write_tx(accounts.engine) as conn:
         manage_org(service, conn, caller, org)
-        return RobotOut.of(service.create_robot(conn, org, body.name, body.description))
+        robot = service.create_robot(conn, org, body.name, body.description)
+        trail.record(conn, "robot.create", "robot", robot.username, organization=org)
+        return RobotOut.of(robot)
+
+
+@router.delete("/{org}/robots/{robot}", status_code=204)
+def delete_robot(
+    org: str, robot: str, caller: Caller, trail: Trail, accounts: Registry, service: Service
+) -> Response:
+    """Delete a robot; its grants and tokens go with it."""
+    with write_tx(accounts.engine) as conn:
+        manage_org(service, conn, caller, org)
+        service.delete_robot(conn, org, robot)
+        trail.record(conn, "robot.delete", "robot", f"{org}+{robot}", organization=org)
+    return _no_content()
 
 
 @router.put("/{org}/robots/{robot}/repositories/{pattern:path}", status_code=204)
@@ -185,6 +364,7 @@ def grant_robot(
     pattern: str,
     body: RoleBody,
     caller: Caller,
+    trail: Trail,
     accounts: Registry,
     service: Service,
 ) -> Response:
@@ -192,4 +372,31 @@ def grant_robot(
     with write_tx(accounts.engine) as conn:
         manage_org(service, conn, caller, org)
         service.set_robot_grant(conn, org, robot, pattern, body.role)
-    return Response(status_code=204)
+        detail = {"pattern": pattern, "role": Role.parse(body.role).api_name}
+        trail.record(conn, "grant.set", "robot", f"{org}+{robot}", organization=org, detail=detail)
+    return _no_content()
+
+
+@router.delete("/{org}/robots/{robot}/repositories/{pattern:path}", status_code=204)
+def revoke_robot(
+    org: str,
+    robot: str,
+    pattern: str,
+    caller: Caller,
+    trail: Trail,
+    accounts: Registry,
+    service: Service,
+) -> Response:
+    """Remove a robot's grant on `pattern` (nothing to remove is fine)."""
+    with write_tx(accounts.engine) as conn:
+        manage_org(service, conn, caller, org)
+        if service.set_robot_grant(conn, org, robot, pattern, None):
+            trail.record(
+                conn,
+                "grant.remove",
+                "robot",
+                f"{org}+{robot}",
+                organization=org,
+                detail={"pattern": pattern},
+            )
+    return _no_content()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
-from trustyard.auth.interfaces import AccessToken, Organization, Robot, Team, User
+from trustyard.auth.audit import AuditEvent
+from trustyard.auth.interfaces import AccessToken, Organization, Repository, Robot, Team, User
 
 T = TypeVar("T")
+# Text stored in or compared with the database: PostgreSQL cannot hold a NUL character.
+NO_NUL = r"^[^\x00]*$"
 
 
 class Page(BaseModel, Generic[T]):
@@ -28,14 +31,14 @@ class Me(BaseModel):
 class UserCreate(BaseModel):
     username: str = Field(max_length=64)
     password: str | None = Field(default=None, max_length=1024)
-    email: str | None = Field(default=None, max_length=255)
-    full_name: str | None = Field(default=None, max_length=255)
+    email: str | None = Field(default=None, max_length=255, pattern=NO_NUL)
+    full_name: str | None = Field(default=None, max_length=255, pattern=NO_NUL)
     is_admin: bool = False
 
 
 class UserUpdate(BaseModel):
-    email: str | None = Field(default=None, max_length=255)
-    full_name: str | None = Field(default=None, max_length=255)
+    email: str | None = Field(default=None, max_length=255, pattern=NO_NUL)
+    full_name: str | None = Field(default=None, max_length=255, pattern=NO_NUL)
     is_admin: bool | None = None
     is_active: bool | None = None
     password: str | None = Field(default=None, max_length=1024)
@@ -67,7 +70,7 @@ class UserOut(BaseModel):
 
 class OrganizationCreate(BaseModel):
     name: str = Field(max_length=64)
-    description: str = Field(default="", max_length=1000)
+    description: str = Field(default="", max_length=1000, pattern=NO_NUL)
 
 
 class OrganizationOut(BaseModel):
@@ -82,7 +85,7 @@ class OrganizationOut(BaseModel):
 
 class TeamCreate(BaseModel):
     name: str = Field(max_length=64)
-    description: str = Field(default="", max_length=1000)
+    description: str = Field(default="", max_length=1000, pattern=NO_NUL)
 
 
 class TeamOut(BaseModel):
@@ -107,7 +110,7 @@ class RoleBody(BaseModel):
 
 class RobotCreate(BaseModel):
     name: str = Field(max_length=64)
-    description: str = Field(default="", max_length=1000)
+    description: str = Field(default="", max_length=1000, pattern=NO_NUL)
 
 
 class RobotOut(BaseModel):
@@ -127,7 +130,7 @@ class RobotOut(BaseModel):
 
 
 class TokenCreate(BaseModel):
-    name: str = Field(max_length=128)
+    name: str = Field(max_length=128, pattern=NO_NUL)
     scopes: list[str] | None = Field(default=None, max_length=100)
     expires_at: datetime | None = None
 
@@ -164,3 +167,82 @@ class TokenCreated(TokenOut):
     @classmethod
     def created(cls, token: AccessToken, text: str) -> TokenCreated:
         return cls(**TokenOut.of(token).model_dump(), token=text)
+
+
+class TeamUpdate(BaseModel):
+    description: str | None = Field(default=None, max_length=1000, pattern=NO_NUL)
+    ldap_group: str | None = Field(
+        default=None,
+        max_length=512,
+        pattern=NO_NUL,
+        description="DN of the LDAP group whose members the team mirrors; null: managed by hand",
+    )
+
+
+Visibility = Literal["private", "public"]
+
+
+class RepositoryCreate(BaseModel):
+    name: str = Field(max_length=255, description="full name, `namespace/name`")
+    visibility: Visibility = "private"
+    description: str = Field(default="", max_length=10000, pattern=NO_NUL)
+
+
+class RepositoryUpdate(BaseModel):
+    visibility: Visibility | None = None
+    description: str | None = Field(default=None, max_length=10000, pattern=NO_NUL)
+    scan_on_push: bool | None = None
+    immutable_tags: bool | None = None
+
+
+class RepositoryOut(BaseModel):
+    name: str
+    namespace: str
+    visibility: str
+    description: str
+    scan_on_push: bool
+    immutable_tags: bool
+    created_at: datetime
+
+    @classmethod
+    def of(cls, repository: Repository) -> RepositoryOut:
+        return cls(
+            name=repository.name,
+            namespace=repository.namespace,
+            visibility=repository.visibility,
+            description=repository.description,
+            scan_on_push=repository.scan_on_push,
+            immutable_tags=repository.immutable_tags,
+            created_at=repository.created_at,
+        )
+
+
+class AuditEventOut(BaseModel):
+    id: int
+    at: datetime
+    actor: str = Field(description="username, `org+robot`, or empty for anonymous callers")
+    actor_kind: str
+    action: str
+    resource_kind: str
+    resource: str
+    organization: str | None = Field(description="namespace of the resource, if any")
+    outcome: str = Field(description="ok, denied or failed")
+    address: str | None
+    detail: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, event: AuditEvent) -> AuditEventOut:
+        assert event.id is not None
+        return cls(
+            id=event.id,
+            at=event.at,
+            actor=event.actor,
+            actor_kind=event.actor_kind,
+            action=event.action,
+            resource_kind=event.resource_kind,
+            resource=event.resource,
+            organization=event.organization,
+            outcome=event.outcome,
+            address=event.address,
+            detail=event.detail,
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from trustyard.api.audit import Trail
 from trustyard.api.deps import After, Caller, Limit, Registry, Service, require_admin
 from trustyard.api.errors import forbidden
 from trustyard.api.schemas import Me, Page, UserCreate, UserOut, UserUpdate
@@ -35,7 +36,9 @@ def list_users(
 
 
 @router.post("/users", status_code=201)
-def create_user(body: UserCreate, caller: Caller, accounts: Registry, service: Service) -> UserOut:
+def create_user(
+    body: UserCreate, caller: Caller, trail: Trail, accounts: Registry, service: Service
+) -> UserOut:
     require_admin(caller)
     with write_tx(accounts.engine) as conn:
         user = service.create_user(
@@ -46,6 +49,8 @@ def create_user(body: UserCreate, caller: Caller, accounts: Registry, service: S
             full_name=body.full_name,
             is_admin=body.is_admin,
         )
+        detail = {"is_admin": True} if user.is_admin else None
+        trail.record(conn, "user.create", "user", user.username, detail=detail)
     return UserOut.of(user)
 
 
@@ -59,7 +64,12 @@ def get_user(name: str, caller: Caller, accounts: Registry, service: Service) ->
 
 @router.patch("/users/{name}")
 def update_user(
-    name: str, body: UserUpdate, caller: Caller, accounts: Registry, service: Service
+    name: str,
+    body: UserUpdate,
+    caller: Caller,
+    trail: Trail,
+    accounts: Registry,
+    service: Service,
 ) -> UserOut:
     """Administrators change anything; users change their own email, name and password."""
     itself = caller.kind == "user" and caller.name == name
@@ -76,12 +86,21 @@ def update_user(
             is_admin=body.is_admin,
             is_active=body.is_active,
         )
+        changed = body.model_dump(exclude_none=True)
+        if changed:
+            # Which fields changed, and the new roles; never the password itself.
+            detail = {"fields": sorted(changed)}
+            detail |= {k: v for k, v in changed.items() if k in ("is_admin", "is_active")}
+            trail.record(conn, "user.update", "user", user.username, detail=detail)
     return UserOut.of(user)
 
 
 @router.delete("/users/{name}", status_code=204)
-def delete_user(name: str, caller: Caller, accounts: Registry, service: Service) -> Response:
+def delete_user(
+    name: str, caller: Caller, trail: Trail, accounts: Registry, service: Service
+) -> Response:
     require_admin(caller)
     with write_tx(accounts.engine) as conn:
         service.delete_user(conn, name)
+        trail.record(conn, "user.delete", "user", name)
     return Response(status_code=204)

@@ -5,10 +5,16 @@ Every function takes the caller's connection and never commits. Authentication w
 `write_tx`. Failed logins answer None without saying why; the edge records them with
 `record_failure` and refuses early while `locked_until` says so (without verifying anything,
 and without counting the refused attempt).
+
+With LDAP on, the directory checks the passwords of directory accounts and of names unknown
+here (local accounts, such as `admin`, never reach it). The edge asks it between transactions:
+`asks_directory` (read), then `ask_directory` (no connection; raises `LdapUnavailable` when the
+directory cannot answer, which is not a failed login), then `login` with that answer (write).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
@@ -16,6 +22,8 @@ from sqlalchemy import Connection
 
 from trustyard.auth.authorize import Action
 from trustyard.auth.interfaces import NotFound, User
+from trustyard.auth.ldap import LdapIdentity
+from trustyard.auth.ldap_accounts import Actor, LdapAccounts, local_name
 from trustyard.auth.passwords import DEFAULT_HASHER, dummy_verify, hash_password, needs_rehash
 from trustyard.auth.passwords import verify_password as _verify_password
 from trustyard.auth.permissions import (
@@ -45,18 +53,57 @@ MAX_LOCK = timedelta(minutes=15)
 FAILURES_FORGOTTEN_AFTER = timedelta(hours=1)
 
 
+@dataclass(frozen=True, slots=True)
+class DirectoryAnswer:
+    """The directory's verdict on one password login: who it is, or None (unknown user or
+    wrong password)."""
+
+    identity: LdapIdentity | None
+
+
 class Authenticator:
     def __init__(
-        self, store: AccessStore | None = None, *, hasher: PasswordHasher = DEFAULT_HASHER
+        self,
+        store: AccessStore | None = None,
+        *,
+        hasher: PasswordHasher = DEFAULT_HASHER,
+        ldap: LdapAccounts | None = None,
     ) -> None:
         self.store = store or AccessStore()
         self.hasher = hasher
+        self.ldap = ldap
+
+    def asks_directory(self, conn: Connection, username: str, secret: str) -> bool:
+        """Whether `login` needs the directory's answer for these credentials: LDAP is on,
+        the secret is a password (not a token), and the name is not a local account's."""
+        if self.ldap is None or secret.startswith(TOKEN_PREFIX):
+            return False
+        return self.ldap.handles(username, self.store.user(conn, username))
+
+    def ask_directory(self, username: str, password: str) -> DirectoryAnswer:
+        """Ask the directory (no database connection: call it between transactions).
+        Raises `LdapUnavailable` when the directory cannot answer."""
+        if self.ldap is None:
+            return DirectoryAnswer(None)
+        return DirectoryAnswer(self.ldap.directory.authenticate(username, password))
 
     def authenticate_password(
-        self, conn: Connection, username: str, password: str
+        self,
+        conn: Connection,
+        username: str,
+        password: str,
+        *,
+        answer: DirectoryAnswer | None = None,
+        address: str | None = None,
     ) -> Principal | None:
-        """The principal of an active local user whose password matches, else None."""
+        """The principal of an active user whose password matches, else None: a local user's
+        password hash, or (LDAP on) the directory's `answer` for the other names."""
         found = self.store.password_hash(conn, username)
+        user = None if found is None else found[0]
+        if self.ldap is not None and self.ldap.handles(username, user):
+            if answer is None:  # not asked beforehand (or the account changed meanwhile)
+                answer = self.ask_directory(username, password)
+            return self._directory_login(conn, self.ldap, answer, address)
         stored = None if found is None else found[1]
         if found is None or stored is None:
             dummy_verify(hasher=self.hasher)  # same work as a real check: no username oracle
@@ -68,6 +115,19 @@ class Authenticator:
         if needs_rehash(stored, hasher=self.hasher):
             fields["password_hash"] = hash_password(password, hasher=self.hasher)
         self.store.update_user(conn, username, **fields)
+        return self._user_principal(conn, user)
+
+    def _directory_login(
+        self, conn: Connection, ldap: LdapAccounts, answer: DirectoryAnswer, address: str | None
+    ) -> Principal | None:
+        """Create or refresh the local account the directory vouched for, sync its teams."""
+        if answer.identity is None:
+            return None
+        actor = Actor(local_name(answer.identity.username), "user", address)
+        user = ldap.admit(conn, answer.identity, actor)
+        if user is None:
+            return None
+        self.store.update_user(conn, user.username, last_login_at=_now())
         return self._user_principal(conn, user)
 
     def authenticate_token(
@@ -97,16 +157,25 @@ class Authenticator:
         return principal, TokenScope.from_strings(token.scopes)
 
     def login(
-        self, conn: Connection, username: str, secret: str
+        self,
+        conn: Connection,
+        username: str,
+        secret: str,
+        *,
+        answer: DirectoryAnswer | None = None,
+        address: str | None = None,
     ) -> tuple[Principal, TokenScope | None] | None:
         """Docker Basic credentials: a password, or a token text (`ty_...`) that must belong to
-        `username` (a robot logs in as `org+robot`). The scope is None for a password."""
+        `username` (a robot logs in as `org+robot`). The scope is None for a password.
+        `answer` is the directory's, when `asks_directory` said it is needed."""
         if secret.startswith(TOKEN_PREFIX):
             result = self.authenticate_token(conn, secret)
             if result is None or result[0].name != username:
                 return None
             return result
-        principal = self.authenticate_password(conn, username, secret)
+        principal = self.authenticate_password(
+            conn, username, secret, answer=answer, address=address
+        )
         return None if principal is None else (principal, None)
 
     def load_principal(self, conn: Connection, name: str) -> Principal:

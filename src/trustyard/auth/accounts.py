@@ -39,20 +39,37 @@ from trustyard.auth.passwords import DEFAULT_HASHER, check_password_policy, hash
 from trustyard.auth.permissions import Role
 from trustyard.auth.scopes import TokenScope, is_valid_pattern
 from trustyard.auth.stores import AccessStore, now
+from trustyard.oci.names import is_valid_name
 
 NAME_RE = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")
 MAX_NAME_LENGTH = 64
 MAX_TOKEN_NAME_LENGTH = 128
+MAX_LDAP_GROUP_LENGTH = 512
 ADMIN_USERNAME = "admin"
 DEFAULT_TOKEN_SCOPES: tuple[str, ...] = ("repository:*:*", "registry:catalog:*")
 
 
-class LastAdministrator(Invalid):
+class StateConflict(Invalid):
+    """The change conflicts with the current state of other objects (the edges answer 409)."""
+
+
+class LastAdministrator(StateConflict):
     """The change would leave the registry without an active system administrator."""
 
 
-class LastOwner(Invalid):
+class LastOwner(StateConflict):
     """The change would leave an organization without an owner."""
+
+
+class OrganizationNotEmpty(StateConflict):
+    """An organization that still has repositories cannot be deleted: a later organization
+    of the same name would inherit them."""
+
+
+def _known(name: str) -> bool:
+    """Whether `name` could name a user, organization, team or robot (lookups of anything
+    else are `NotFound` without asking the database)."""
+    return len(name) <= MAX_NAME_LENGTH and NAME_RE.fullmatch(name) is not None
 
 
 def check_name(kind: str, name: str) -> None:
@@ -114,9 +131,9 @@ class AccountService:
         )
 
     def get_user(self, conn: Connection, username: str) -> User:
-        user = self.store.user(conn, username)
+        user = self.store.user(conn, username) if _known(username) else None
         if user is None:
-            raise NotFound("user", username)
+            raise NotFound("user", username[:100])
         return user
 
     def list_users(
@@ -165,8 +182,14 @@ class AccountService:
         self.store.delete_user(conn, username)
 
     def change_password(self, conn: Connection, username: str, new_password: str) -> None:
-        """Set a new local password (the caller has checked the old one or is an admin)."""
-        self.get_user(conn, username)
+        """Set a new local password (the caller has checked the old one or is an admin).
+        Directory accounts have none: their password lives in the directory."""
+        user = self.get_user(conn, username)
+        if user.source != "local":
+            raise Invalid(
+                f"{username!r} logs in through the {user.source} directory; "
+                "change the password there"
+            )
         check_password_policy(new_password, username=username)
         password_hash = hash_password(new_password, hasher=self.hasher)
         self.store.update_user(conn, username, password_hash=password_hash)
@@ -190,10 +213,20 @@ class AccountService:
         return organization
 
     def get_organization(self, conn: Connection, name: str) -> Organization:
-        organization = self.store.organization(conn, name)
+        organization = self.store.organization(conn, name) if _known(name) else None
         if organization is None:
-            raise NotFound("organization", name)
+            raise NotFound("organization", name[:100])
         return organization
+
+    def delete_organization(self, conn: Connection, name: str) -> None:
+        """Delete an organization with its owners, teams, grants, robots and their tokens.
+        Refused while repositories remain in its namespace."""
+        organization = self.get_organization(conn, name)
+        if self.store.has_repositories(conn, name):
+            raise OrganizationNotEmpty(
+                f"organization {name!r} still has repositories; delete them first"
+            )
+        self.store.delete_organization(conn, organization.name)
 
     def list_organizations(
         self, conn: Connection, *, limit: int = 100, after: str | None = None
@@ -228,9 +261,9 @@ class AccountService:
 
     def get_team(self, conn: Connection, organization: str, name: str) -> Team:
         self.get_organization(conn, organization)
-        team = self.store.team(conn, organization, name)
+        team = self.store.team(conn, organization, name) if _known(name) else None
         if team is None:
-            raise NotFound("team", f"{organization}/{name}")
+            raise NotFound("team", f"{organization}/{name[:100]}")
         return team
 
     def list_teams(self, conn: Connection, organization: str) -> list[Team]:
@@ -238,7 +271,29 @@ class AccountService:
         return self.store.teams_of(conn, organization)
 
     def delete_team(self, conn: Connection, organization: str, name: str) -> None:
+        """Delete a team with its memberships and grants."""
         self.store.delete_team(conn, self.get_team(conn, organization, name).id)
+
+    def update_team(
+        self,
+        conn: Connection,
+        organization: str,
+        name: str,
+        *,
+        description: str | None = None,
+        ldap_group: str | None = None,
+        clear_ldap_group: bool = False,
+    ) -> Team:
+        """Change a team's description and the directory group it mirrors (None leaves a
+        field as it is; `clear_ldap_group` makes the team managed by hand again)."""
+        if ldap_group is not None and clear_ldap_group:
+            raise ValueError("give ldap_group or clear_ldap_group, not both")
+        team = self.get_team(conn, organization, name)
+        if description is not None:
+            self.store.update_team(conn, team.id, description=description)
+        if ldap_group is not None or clear_ldap_group:
+            return self.set_ldap_group(conn, organization, name, ldap_group)
+        return self.get_team(conn, organization, name)
 
     def members(self, conn: Connection, organization: str, team: str) -> list[str]:
         return self.store.members(conn, self.get_team(conn, organization, team).id)
@@ -256,8 +311,11 @@ class AccountService:
         self, conn: Connection, organization: str, team: str, group: str | None
     ) -> Team:
         """Sync the team's members from a directory group (None: managed by hand)."""
-        if group is not None and not group.strip():
-            raise Invalid("an LDAP group is a non-empty name or DN")
+        if group is not None and (not group.strip() or len(group) > MAX_LDAP_GROUP_LENGTH):
+            raise Invalid(
+                f"an LDAP group is a non-empty name or DN of at most {MAX_LDAP_GROUP_LENGTH} "
+                "characters"
+            )
         found = self.get_team(conn, organization, team)
         self.store.update_team(conn, found.id, ldap_group=group)
         return self.get_team(conn, organization, team)
@@ -265,22 +323,24 @@ class AccountService:
     # --- grants ------------------------------------------------------------------------------
     def set_team_repository_grant(
         self, conn: Connection, organization: str, team: str, repository: str, role: str | None
-    ) -> None:
-        """Give `team` a role on one repository of its organization (None removes it)."""
+    ) -> bool:
+        """Give `team` a role on one repository of its organization (None removes it).
+        True when the team had a grant there before."""
         found = self.get_team(conn, organization, team)
         if repository.split("/", 1)[0] != organization:
             raise Invalid(f"{repository[:255]!r} is not a repository of {organization!r}")
-        repo = self.store.repository(conn, repository)
+        repo = self.store.repository(conn, repository) if is_valid_name(repository) else None
         if repo is None:
-            raise NotFound("repository", repository)
-        self.store.set_repository_grant(conn, found.id, repo[0], _role(role))
+            raise NotFound("repository", repository[:255])
+        return self.store.set_repository_grant(conn, found.id, repo[0], _role(role))
 
     def set_team_organization_grant(
         self, conn: Connection, organization: str, team: str, role: str | None
-    ) -> None:
-        """Give `team` a role on every repository of its organization (None removes it)."""
+    ) -> bool:
+        """Give `team` a role on every repository of its organization (None removes it).
+        True when the team had an organization-wide grant before."""
         found = self.get_team(conn, organization, team)
-        self.store.set_organization_grant(conn, found.id, _role(role))
+        return self.store.set_organization_grant(conn, found.id, _role(role))
 
     # --- robots ------------------------------------------------------------------------------
     def create_robot(
@@ -292,10 +352,14 @@ class AccountService:
 
     def get_robot(self, conn: Connection, organization: str, name: str) -> Robot:
         self.get_organization(conn, organization)
-        robot = self.store.robot(conn, organization, name)
+        robot = self.store.robot(conn, organization, name) if _known(name) else None
         if robot is None:
-            raise NotFound("robot", f"{organization}+{name}")
+            raise NotFound("robot", f"{organization}+{name[:100]}")
         return robot
+
+    def delete_robot(self, conn: Connection, organization: str, name: str) -> None:
+        """Delete a robot; its grants and tokens go with it."""
+        self.store.delete_robot(conn, self.get_robot(conn, organization, name).id)
 
     def list_robots(self, conn: Connection, organization: str) -> list[Robot]:
         self.get_organization(conn, organization)
@@ -303,9 +367,10 @@ class AccountService:
 
     def set_robot_grant(
         self, conn: Connection, organization: str, robot: str, pattern: str, role: str | None
-    ) -> None:
+    ) -> bool:
         """Give a robot a role on its organization's repositories matching `pattern`
-        (`acme/app`, `acme/ci-*`, `acme/*`); None removes the grant."""
+        (`acme/app`, `acme/ci-*`, `acme/*`); None removes the grant. True when the robot had
+        a grant on that pattern before."""
         found = self.get_robot(conn, organization, robot)
         inside = pattern == organization or pattern.startswith(f"{organization}/")
         if not (inside and is_valid_pattern(pattern)):
@@ -313,7 +378,7 @@ class AccountService:
                 f"invalid robot grant pattern {pattern[:255]!r}: name a repository of "
                 f"{organization!r} or a pattern such as {organization}/* or {organization}/ci-*"
             )
-        self.store.set_robot_grant(conn, found.id, pattern, _role(role))
+        return self.store.set_robot_grant(conn, found.id, pattern, _role(role))
 
     # --- tokens ------------------------------------------------------------------------------
     def create_token(
@@ -369,15 +434,25 @@ class AccountService:
             return self.store.tokens_of(conn, robot_id=self.get_robot(conn, org, robot_name).id)
         return self.store.tokens_of(conn, user_id=self.get_user(conn, owner).id)
 
+    def get_token(
+        self, conn: Connection, public_id: str, *, owner: str | None = None
+    ) -> AccessToken:
+        """A token by its public id; with `owner`, only a token of that owner is found."""
+        plausible = len(public_id) == secrets.PUBLIC_ID_LENGTH and set(public_id) <= set(
+            secrets.PUBLIC_ID_ALPHABET
+        )
+        found = self.store.token(conn, public_id) if plausible else None
+        if found is None or (owner is not None and found[0].owner != owner):
+            raise NotFound("token", public_id[:100])
+        return found[0]
+
     def revoke_token(
         self, conn: Connection, public_id: str, *, owner: str | None = None
     ) -> AccessToken:
         """Revoke a token (idempotent). With `owner`, only a token of that owner is found."""
-        found = self.store.token(conn, public_id)
-        if found is None or (owner is not None and found[0].owner != owner):
-            raise NotFound("token", public_id)
-        if found[0].revoked_at is None:
-            self.store.revoke_token(conn, found[0].id)
+        token = self.get_token(conn, public_id, owner=owner)
+        if token.revoked_at is None:
+            self.store.revoke_token(conn, token.id)
         again = self.store.token(conn, public_id)
         assert again is not None
         return again[0]

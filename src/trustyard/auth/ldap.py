@@ -4,7 +4,8 @@
 password by binding as that user, then lists the user's groups. It answers None for "no such
 user" and "wrong password" alike, and raises `LdapUnavailable` when the directory cannot be
 asked (unreachable, too slow, or the service account is refused), so a caller never mistakes an
-outage for bad credentials. `plan_team_sync` turns the groups into team additions and removals.
+outage for bad credentials. `lookup` finds a user without their password (for the group sync
+job). `plan_team_sync` turns the groups into team additions and removals.
 
 No HTTP and no database here; passwords are never logged nor shown in a repr.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import ssl
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,14 +121,27 @@ class LdapDirectory:
         password; `LdapUnavailable` when the directory cannot answer."""
         if not username or not password:
             return None  # an empty password would be an anonymous bind, which "succeeds"
+        return self._identify(username, password)
+
+    def lookup(self, username: str) -> LdapIdentity | None:
+        """The identity of the user whose `username_attribute` is `username` (not a login
+        name: the user filter may match e.g. mail addresses), without their password, for the
+        group sync job. The user filter still decides who counts, its `{username}` read as any
+        value. None when no entry matches; `LdapUnavailable` as `authenticate`."""
+        if not username:
+            return None
+        return self._identify(username, None)
+
+    def _identify(self, username: str, password: str | None) -> LdapIdentity | None:
+        """With a password: a login (the user filter finds `username`); without: `lookup`."""
         cfg = self.config
         server = self._server()
         with self._service_connection(server) as service:
-            entry = self._find_user(service, username)
+            entry = self._find_user(service, username, by_name=password is None)
             if entry is None:
                 return None
             dn = str(entry["dn"])
-            if not self._password_matches(server, dn, password):
+            if password is not None and not self._password_matches(server, dn, password):
                 return None
             attrs: Mapping[str, Any] = entry.get("attributes") or {}
             # The name as the directory spells it (the search may have ignored case).
@@ -237,9 +251,15 @@ class LdapDirectory:
             raise LdapUnavailable(msg)
         return [item for item in conn.response or () if item.get("type") == "searchResEntry"]
 
-    def _find_user(self, conn: Connection, username: str) -> dict[str, Any] | None:
+    def _find_user(
+        self, conn: Connection, username: str, *, by_name: bool = False
+    ) -> dict[str, Any] | None:
         cfg = self.config
-        search_filter = cfg.user_filter.format(username=escape_filter_chars(username))
+        escaped = escape_filter_chars(username)
+        search_filter = cfg.user_filter.format(username=escaped)
+        if by_name:
+            admitted = cfg.user_filter.format(username="*")
+            search_filter = f"(&({cfg.username_attribute}={escaped}){admitted})"
         attributes = [cfg.username_attribute, cfg.email_attribute, cfg.display_name_attribute]
         entries = self._search(conn, cfg.user_base_dn, search_filter, attributes, limit=2)
         if len(entries) > 1:
@@ -331,16 +351,18 @@ class TeamSyncPlan:
 
 def plan_team_sync(
     identity_groups: set[str] | frozenset[str],
-    mappings: Mapping[str, str],
+    links: Iterable[tuple[str, str]],
     current_teams: set[str] | frozenset[str],
 ) -> TeamSyncPlan:
-    """What to change so the user is in exactly the mapped teams their groups grant.
+    """What to change so the user is in exactly the linked teams their groups grant.
 
-    `mappings` maps an LDAP group name or DN (compared exactly) to a team key. Teams that no
-    mapping names are managed by hand and are never removed.
+    `links` pairs an LDAP group name or DN (compared exactly) with a team key; a team may be
+    linked to several groups and a group to several teams. Teams that no link names are
+    managed by hand and are never removed.
     """
-    wanted = {team for group, team in mappings.items() if group in identity_groups}
-    managed = set(mappings.values())
+    pairs = list(links)
+    wanted = {team for group, team in pairs if group in identity_groups}
+    managed = {team for _, team in pairs}
     return TeamSyncPlan(
         add=frozenset(wanted - current_teams),
         remove=frozenset((current_teams & managed) - wanted),

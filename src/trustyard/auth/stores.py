@@ -7,10 +7,29 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    delete,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
-from trustyard.auth.interfaces import AccessToken, Conflict, Organization, Robot, Team, User
+from trustyard.auth.interfaces import (
+    AccessToken,
+    Conflict,
+    Organization,
+    Repository,
+    Robot,
+    Team,
+    User,
+)
 from trustyard.db.tables import (
     access_tokens,
     login_failures,
@@ -114,6 +133,65 @@ class AccessStore:
             select(repositories.c.id, repositories.c.visibility).where(repositories.c.name == name)
         ).first()
         return (row.id, row.visibility) if row else None
+
+    # --- repositories as managed objects ------------------------------------------------------
+    def repository_record(self, conn: Connection, name: str) -> Repository | None:
+        row = conn.execute(select(repositories).where(repositories.c.name == name)).first()
+        return _repository(row) if row else None
+
+    def create_repository(
+        self, conn: Connection, name: str, *, visibility: str, description: str
+    ) -> Repository:
+        values = {
+            "name": name,
+            "visibility": visibility,
+            "description": description,
+            "created_at": now(),
+        }
+        _insert(conn, repositories, values, "repository", name)
+        found = self.repository_record(conn, name)
+        assert found is not None
+        return found
+
+    def list_repositories(
+        self,
+        conn: Connection,
+        limit: int,
+        after: str | None,
+        *,
+        namespace: str | None = None,
+        namespaces: frozenset[str] | None = None,
+        public: bool = True,
+    ) -> list[Repository]:
+        """Repositories in byte-wise name order after `after`, only those of `namespace` when
+        given. `namespaces` None: every namespace; otherwise only repositories of those
+        namespaces, and public ones when `public`."""
+        name = _bytewise(conn, repositories.c.name)
+        query = select(repositories).order_by(name).limit(limit)
+        if after:
+            query = query.where(name > after)
+        if namespace is not None:
+            query = query.where(_in_namespace(namespace))
+        if namespaces is not None:
+            conditions = [_in_namespace(each) for each in sorted(namespaces)]
+            if public:
+                conditions.append(repositories.c.visibility == "public")
+            query = query.where(or_(false(), *conditions))
+        return [_repository(row) for row in conn.execute(query)]
+
+    def update_repository(self, conn: Connection, repository_id: int, **fields: Any) -> None:
+        conn.execute(
+            update(repositories).where(repositories.c.id == repository_id).values(**fields)
+        )
+
+    def delete_repository(self, conn: Connection, repository_id: int) -> None:
+        """Delete the repository row; the schema's ON DELETE CASCADE removes its tags,
+        manifests (and their references), blob links and team grants. Blobs stay."""
+        conn.execute(delete(repositories).where(repositories.c.id == repository_id))
+
+    def has_repositories(self, conn: Connection, namespace: str) -> bool:
+        query = select(repositories.c.id).where(_in_namespace(namespace)).limit(1)
+        return conn.execute(query).first() is not None
 
     # --- organizations -----------------------------------------------------------------------
     def create_organization(self, conn: Connection, name: str, description: str) -> Organization:
@@ -258,8 +336,9 @@ class AccessStore:
     # --- grants ------------------------------------------------------------------------------
     def set_repository_grant(
         self, conn: Connection, team_id: int, repository_id: int, role: str | None
-    ) -> None:
-        conn.execute(
+    ) -> bool:
+        """Replace the grant (None: remove it); True when there was one before."""
+        previous = conn.execute(
             delete(team_repository_grants).where(
                 team_repository_grants.c.team_id == team_id,
                 team_repository_grants.c.repository_id == repository_id,
@@ -271,13 +350,16 @@ class AccessStore:
                     team_id=team_id, repository_id=repository_id, role=role
                 )
             )
+        return previous.rowcount > 0
 
-    def set_organization_grant(self, conn: Connection, team_id: int, role: str | None) -> None:
-        conn.execute(
+    def set_organization_grant(self, conn: Connection, team_id: int, role: str | None) -> bool:
+        """Replace the grant (None: remove it); True when there was one before."""
+        previous = conn.execute(
             delete(team_organization_grants).where(team_organization_grants.c.team_id == team_id)
         )
         if role is not None:
             conn.execute(insert(team_organization_grants).values(team_id=team_id, role=role))
+        return previous.rowcount > 0
 
     def grants_for_namespace(self, conn: Connection, organization: str) -> dict[str, Any]:
         """Every grant that can matter for repositories of one organization."""
@@ -342,10 +424,15 @@ class AccessStore:
         )
         return [Robot(r.id, r.org, r.name, r.description) for r in rows]
 
+    def delete_robot(self, conn: Connection, robot_id: int) -> None:
+        """Delete a robot; the schema cascades to its grants and tokens."""
+        conn.execute(delete(robots).where(robots.c.id == robot_id))
+
     def set_robot_grant(
         self, conn: Connection, robot_id: int, pattern: str, role: str | None
-    ) -> None:
-        conn.execute(
+    ) -> bool:
+        """Replace the grant (None: remove it); True when there was one before."""
+        previous = conn.execute(
             delete(robot_grants).where(
                 robot_grants.c.robot_id == robot_id, robot_grants.c.repository_pattern == pattern
             )
@@ -356,6 +443,7 @@ class AccessStore:
                     robot_id=robot_id, repository_pattern=pattern, role=role
                 )
             )
+        return previous.rowcount > 0
 
     # --- tokens ------------------------------------------------------------------------------
     def create_token(self, conn: Connection, **values: Any) -> int:
@@ -425,6 +513,49 @@ class AccessStore:
 
     def clear_login_failures(self, conn: Connection, key: str) -> None:
         conn.execute(delete(login_failures).where(login_failures.c.key == key))
+
+    # --- directory (LDAP) accounts ------------------------------------------------------------
+    def users_from(self, conn: Connection, source: str) -> list[User]:
+        """Every user whose account comes from `source` ("local", "ldap")."""
+        query = select(users).where(users.c.source == source).order_by(users.c.username)
+        return [_user(row) for row in conn.execute(query)]
+
+    def ldap_teams(self, conn: Connection) -> list[Team]:
+        """Every team, of any organization, whose members follow an LDAP group."""
+        rows = conn.execute(
+            select(teams, organizations.c.name.label("org"))
+            .select_from(teams.join(organizations))
+            .where(teams.c.ldap_group.is_not(None))
+            .order_by(organizations.c.name, teams.c.name)
+        )
+        return [Team(r.id, r.org, r.name, r.description, r.ldap_group) for r in rows]
+
+
+def _repository(row: Row[Any]) -> Repository:
+    return Repository(
+        row.id,
+        row.name,
+        row.visibility,
+        row.description,
+        bool(row.scan_on_push),
+        bool(row.immutable_tags),
+        utc(row.created_at),
+    )
+
+
+def _in_namespace(namespace: str) -> ColumnElement[bool]:
+    """Repositories whose first path component is `namespace` (compared exactly: no LIKE,
+    whose wildcards and case rules differ between databases)."""
+    prefix = f"{namespace}/"
+    return or_(
+        repositories.c.name == namespace,
+        func.substr(repositories.c.name, 1, len(prefix)) == prefix,
+    )
+
+
+def _bytewise(conn: Connection, column: ColumnElement[str]) -> ColumnElement[str]:
+    """Compare and sort names byte by byte (as /v2 does) whatever the database's locale."""
+    return column.collate("C") if conn.dialect.name == "postgresql" else column
 
 
 def _token_query() -> Any:

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from trustyard.cli.jobs import embedded_worker, jobs_app, worker
 from trustyard.config import Settings, load_settings
 from trustyard.db import migrate as migrations
 from trustyard.db.engine import make_engine
@@ -84,6 +85,7 @@ def serve(
     from granian.constants import Interfaces
 
     settings = _settings(data_dir, database_url, host=host, port=port, workers=workers)
+    _check_ldap(settings)
     _prepare(settings)
     if settings.auth.enabled:
         _bootstrap_accounts(settings)
@@ -103,18 +105,19 @@ def serve(
         f"push an image: skopeo copy {creds}--dest-tls-verify=false oci:DIR:TAG "
         f"docker://{settings.server.host}:{settings.server.port}/team/app:TAG"
     )
-    Granian(
-        "trustyard.app:asgi_factory",
-        address=settings.server.host,
-        port=settings.server.port,
-        interface=Interfaces.ASGI,
-        workers=count,
-        factory=True,
-        log_access=False,
-        log_level=settings.log_level,  # type: ignore[arg-type]
-        respawn_failed_workers=True,
-        backlog=2048,
-    ).serve()
+    with embedded_worker(settings):  # background jobs in a process of their own
+        Granian(
+            "trustyard.app:asgi_factory",
+            address=settings.server.host,
+            port=settings.server.port,
+            interface=Interfaces.ASGI,
+            workers=count,
+            factory=True,
+            log_access=False,
+            log_level=settings.log_level,  # type: ignore[arg-type]
+            respawn_failed_workers=True,
+            backlog=2048,
+        ).serve()
 
 
 @app.command()
@@ -197,6 +200,63 @@ def fsck(
         f"checked {report.blobs_checked} blobs and {report.manifests_checked} manifests: {verdict}"
     )
     raise typer.Exit(0 if report.clean else 1)
+
+
+def _check_ldap(settings: Settings) -> None:
+    """Refuse to start with LDAP settings the directory client would refuse later."""
+    if not settings.ldap.enabled:
+        return
+    from trustyard.app import ldap_config
+
+    try:
+        ldap_config(settings.ldap)
+    except ValueError as error:
+        err.print(f"invalid LDAP settings (TRUSTYARD_LDAP__*): {error}")
+        raise typer.Exit(2) from None
+    if not settings.auth.enabled:
+        err.print("LDAP is enabled but accounts are not (TRUSTYARD_AUTH__ENABLED): it is unused")
+
+
+@app.command("ldap-sync")
+def ldap_sync(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+    """Sync the LDAP-linked teams (and email, full name) of every directory account now."""
+    from trustyard.app import make_ldap
+    from trustyard.auth.jobs import sync_ldap_teams
+    from trustyard.auth.ldap import LdapUnavailable
+
+    settings = _settings(data_dir, database_url)
+    if not settings.ldap.enabled:
+        err.print("LDAP is not enabled (TRUSTYARD_LDAP__ENABLED=true and its settings)")
+        raise typer.Exit(2)
+    _check_ldap(settings)
+    ldap = make_ldap(settings)
+    assert ldap is not None
+    engine = make_engine(settings.effective_database_url)
+    try:
+        results = sync_ldap_teams(engine, ldap)
+    except LdapUnavailable as error:
+        err.print(f"LDAP sync failed, nothing changed: {error}")
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    for result in results:
+        for team in result.joined:
+            typer.echo(f"joined\t{result.username}\t{team}")
+        for team in result.left:
+            typer.echo(f"left\t{result.username}\t{team}")
+        if not result.in_directory:
+            typer.echo(f"missing\t{result.username}\tnot in the directory")
+    joins = sum(len(result.joined) for result in results)
+    leaves = sum(len(result.left) for result in results)
+    missing = sum(not result.in_directory for result in results)
+    typer.echo(
+        f"synced {len(results)} directory accounts: {joins} team joins, {leaves} team leaves, "
+        f"{missing} not in the directory"
+    )
+
+
+app.command()(worker)
+app.add_typer(jobs_app, name="jobs")
 
 
 def main() -> None:

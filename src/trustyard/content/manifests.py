@@ -21,6 +21,7 @@ class PushedManifest:
     digest: Digest
     subject: str | None
     created: bool
+    repository_created: bool = False
 
 
 def manifest_unknown(reference: str) -> OciError:
@@ -67,7 +68,7 @@ class ManifestService:
             tag = check_tag(reference)
             digest = digest_bytes(body, DEFAULT_ALGORITHM)
         parsed = parse_manifest(body, content_type)
-        repository_id = self.store.ensure_repository(conn, repository)
+        repository_id, repository_created = self.store.claim_repository(conn, repository)
         manifest_id = self.store.manifest_id(conn, repository_id, str(digest))
         created = manifest_id is None
         if manifest_id is None:
@@ -86,7 +87,7 @@ class ManifestService:
         if tag is not None:
             self.store.set_tag(conn, repository_id, tag, manifest_id)
         subject = str(parsed.subject.digest) if parsed.subject else None
-        return PushedManifest(digest, subject, created)
+        return PushedManifest(digest, subject, created, repository_created)
 
     def _check_references(
         self, conn: Connection, repository_id: int, parsed: ParsedManifest

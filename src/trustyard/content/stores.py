@@ -43,13 +43,21 @@ class ContentStore:
         return conn.scalar(queries.REPOSITORY_ID, {"repository": name})
 
     def ensure_repository(self, conn: Connection, name: str) -> int:
+        return self.claim_repository(conn, name)[0]
+
+    def claim_repository(self, conn: Connection, name: str) -> tuple[int, bool]:
+        """The repository's id, creating it if missing; True when this call created it."""
         existing = self.repository_id(conn, name)
         if existing is not None:
-            return existing
-        _insert_missing(conn, repositories, {"name": name, "created_at": now()}, ["name"])
-        created = self.repository_id(conn, name)
+            return existing, False
+        inserted = conn.scalar(
+            _create_repository_statement(conn.dialect.name), {"name": name, "created_at": now()}
+        )
+        if inserted is not None:
+            return int(inserted), True
+        created = self.repository_id(conn, name)  # a concurrent push created it
         assert created is not None
-        return created
+        return created, False
 
     def catalog(self, conn: Connection, limit: int | None, last: str | None) -> Page:
         name = _bytewise(conn, repositories.c.name)
@@ -339,6 +347,22 @@ def _set_tag_statement(dialect_name: str) -> Any:
 
 
 _INSERT_MISSING: dict[tuple[str, str], Any] = {}
+
+
+def _create_repository_statement(dialect_name: str) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id: the new id, or no row when the
+    repository exists (rowcount cannot tell: with RETURNING, PostgreSQL's driver says -1)."""
+    cache_key = ("repositories-returning", dialect_name)
+    statement = _INSERT_MISSING.get(cache_key)
+    if statement is None:
+        dialect = postgresql if dialect_name == "postgresql" else sqlite
+        statement = (
+            dialect.insert(repositories)
+            .on_conflict_do_nothing(index_elements=["name"])
+            .returning(repositories.c.id)
+        )
+        _INSERT_MISSING[cache_key] = statement
+    return statement
 
 
 def _insert_missing(conn: Connection, table: Table, values: dict[str, Any], key: list[str]) -> None:

@@ -172,13 +172,15 @@ class UploadService:
         chunk.writer.close()
         self.driver.commit_upload(chunk.upload.id, chunk.size, digest)
 
-    def complete(self, conn: Connection, upload: UploadRecord, digest: Digest, size: int) -> None:
-        """Record the published blob, link it into the repository and end the session."""
-        repository_id = self.store.ensure_repository(conn, upload.repository)
+    def complete(self, conn: Connection, upload: UploadRecord, digest: Digest, size: int) -> bool:
+        """Record the published blob, link it into the repository and end the session.
+        True when this created the repository."""
+        repository_id, created = self.store.claim_repository(conn, upload.repository)
         self.store.record_blob(conn, str(digest), size)
         self.store.link_blob(conn, repository_id, str(digest))
         self.store.delete_upload(conn, upload.id)
         self.hashes.forget(upload.id)
+        return created
 
     def cancel(self, conn: Connection, upload: UploadRecord) -> None:
         self.store.delete_upload(conn, upload.id)

@@ -250,7 +250,7 @@ access_tokens = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("public_id", String(32), nullable=False, unique=True),
     Column("secret_hash", String(64), nullable=False),
-    Column("kind", String(8), nullable=False),  # "pat" | "rbt"
+    Column("kind", String(8), nullable=False),  # "pat" | "rbt" | "rft" (refresh token)
     Column("name", String(128), nullable=False),
     Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE")),
     Column("robot_id", Integer, ForeignKey("robots.id", ondelete="CASCADE")),
@@ -259,6 +259,11 @@ access_tokens = Table(
     Column("expires_at", DateTime(timezone=True)),
     Column("revoked_at", DateTime(timezone=True)),
     Column("last_used_at", DateTime(timezone=True)),
+    # Refresh tokens (kind "rft", auth/refresh_tokens.py): the token they were obtained with
+    # (they die with it), and a fingerprint of the owner's password hash when obtained with
+    # the password (they die when it changes).
+    Column("parent_id", Integer, ForeignKey("access_tokens.id", ondelete="CASCADE")),
+    Column("credential_stamp", String(64)),
 )
 
 # Append-only: every mutation and every denied request.
@@ -291,6 +296,15 @@ signing_keys = Table(
     Column("retired_at", DateTime(timezone=True)),
 )
 
+# One row (id 1) whose value moves whenever anything an access decision reads changes; kept by
+# database triggers (migration 0004), read by workers to know when remembered decisions are stale.
+access_generation = Table(
+    "access_generation",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("value", BigInteger, nullable=False),
+)
+
 # Failed logins per account and per address, for back-off.
 login_failures = Table(
     "login_failures",
@@ -299,4 +313,76 @@ login_failures = Table(
     Column("failures", Integer, nullable=False),
     Column("last_failure_at", DateTime(timezone=True), nullable=False),
     Column("locked_until", DateTime(timezone=True)),
+)
+
+
+# --- background jobs (trustyard.jobs) ------------------------------------------------------
+
+# States: queued | running | succeeded | failed (the handler said it can never succeed) |
+# dead (max_attempts used up) | cancelled (by an admin, while queued).
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(64), nullable=False),
+    Column("payload", Text, nullable=False),  # JSON object
+    Column("state", String(16), nullable=False),
+    Column("priority", Integer, nullable=False, server_default=text("0")),  # higher runs first
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("max_attempts", Integer, nullable=False),
+    Column("run_after", DateTime(timezone=True), nullable=False),
+    # Enqueuing work whose key a queued or running job already has does nothing.
+    Column("dedupe_key", String(255)),
+    Column("schedule", String(64)),  # the schedule that enqueued it, if any
+    Column("lease_owner", String(128)),  # the worker running it
+    Column("lease_token", String(32)),  # this claim's fence: finishing needs it
+    Column("lease_expires_at", DateTime(timezone=True)),
+    Column("last_error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Index("ix_jobs_claim", "state", "priority", "run_after"),
+    Index("ix_jobs_state_lease_expires_at", "state", "lease_expires_at"),
+    Index("ix_jobs_kind_state", "kind", "state"),
+    Index("ix_jobs_lease_token", "lease_token"),
+    Index(
+        "uq_jobs_live_dedupe_key",
+        "dedupe_key",
+        unique=True,
+        sqlite_where=text("state IN ('queued', 'running')"),
+        postgresql_where=text("state IN ('queued', 'running')"),
+    ),
+)
+
+# One row per claim of a job: who ran it, when, and how it ended
+# (running | succeeded | failed | lost (the lease expired) | released (a clean stop)).
+job_attempts = Table(
+    "job_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", Integer, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("worker", String(128), nullable=False),
+    Column("lease_token", String(32), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("error", Text),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Index(None, "job_id", "lease_token"),
+)
+
+# Cron schedules: each period is claimed by moving next_run_at (guarded by its old value), so
+# one job per period is enqueued cluster-wide.
+job_schedules = Table(
+    "job_schedules",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("cron", String(128), nullable=False),  # 5 fields, or 6 with seconds last
+    Column("kind", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("enabled", Boolean, nullable=False, server_default=true()),
+    Column("next_run_at", DateTime(timezone=True), nullable=False),
+    Column("last_run_at", DateTime(timezone=True)),
+    Column("last_job_id", Integer),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )

@@ -1,7 +1,11 @@
 """Accounts on /v2: who is asking (Basic or Bearer), and the policy that decides.
 
 Credentials are checked once per process and remembered for a short while (argon2 is meant to
-be slow); a registry token is verified once and remembered until it expires.
+be slow); a registry token is verified once and remembered until it expires. Decisions for
+Basic-authenticated callers need the caller's current roles (several queries): with a
+`generation` source (db.generation: a counter that database triggers move whenever accounts,
+teams, grants, robots or repositories change) they are remembered until it moves, so a revoked
+grant or a deactivated account still counts from the next request on, on every worker.
 """
 
 from __future__ import annotations
@@ -10,10 +14,12 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import jwt
 from sqlalchemy import Connection, Engine
@@ -23,6 +29,7 @@ from trustyard.auth.access import (
     ADDRESS_FREE_FAILURES,
     AccessPolicy,
     Authenticator,
+    DirectoryAnswer,
     address_key,
     clear_failures,
     locked_until,
@@ -32,11 +39,15 @@ from trustyard.auth.access import (
 from trustyard.auth.authorize import ANONYMOUS, Action, Resource, Subject
 from trustyard.auth.interfaces import NotFound
 from trustyard.auth.jwt_tokens import InvalidToken, SigningKeyError
+from trustyard.auth.ldap import LdapUnavailable
 from trustyard.auth.permissions import Principal, may_list_catalog
+from trustyard.auth.refresh_tokens import DEFAULT_REFRESH_TTL, RefreshTokens
 from trustyard.auth.registry_tokens import RegistryTokens
 from trustyard.auth.signing import SigningKeys
 from trustyard.db.engine import read_tx, write_tx
 from trustyard.oci.errors import ErrorCode, OciError
+
+log = logging.getLogger(__name__)
 
 ANONYMOUS_PRINCIPAL = Principal.anonymous()
 CREDENTIAL_TTL = 30.0  # seconds a checked password or access token is trusted in memory
@@ -53,9 +64,16 @@ class Accounts:
     keys: SigningKeys
     tokens: RegistryTokens
     service: str
+    refresh_ttl: timedelta = DEFAULT_REFRESH_TTL
+    refresh_tokens: RefreshTokens = field(init=False)  # the token endpoint's offline access
+    # Moves whenever access may have changed (None: decide from the database every time).
+    generation: Callable[[], int] | None = None
 
     def __post_init__(self) -> None:
         self._known: dict[str, tuple[float, Subject]] = {}
+        self._decisions: dict[tuple[object, ...], bool] = {}
+        self._decided_at: int | None = None
+        self.refresh_tokens = RefreshTokens(self.authenticator, self.refresh_ttl)
 
     def _remember(self, key: str, subject: Subject, until: float) -> Subject:
         if len(self._known) >= _CACHE_LIMIT:
@@ -98,8 +116,12 @@ class Accounts:
                 f"too many failed logins; retry in {wait} s",
                 detail={"retryAfter": wait},
             )
+        answer = self.directory_answer(username, secret)
         with write_tx(self.engine) as conn:
-            found = self.authenticator.login(conn, username, secret)
+            with _directory_errors(username):
+                found = self.authenticator.login(
+                    conn, username, secret, answer=answer, address=address
+                )
             if found is not None:
                 clear_failures(conn, keys[0])
                 principal, scope = found
@@ -121,6 +143,19 @@ class Accounts:
                 ),
             )
         raise OciError(ErrorCode.UNAUTHORIZED, "wrong username or password")
+
+    def directory_answer(self, username: str, secret: str) -> DirectoryAnswer | None:
+        """The LDAP directory's answer to a password login that needs one (None: it does not),
+        for `Authenticator.login`. Asked outside any transaction (call this before opening
+        one): a slow directory must never hold the database. An outage is UNAVAILABLE."""
+        if self.authenticator.ldap is None:
+            return None
+        with read_tx(self.engine) as conn:
+            asks = self.authenticator.asks_directory(conn, username, secret)
+        if not asks:
+            return None
+        with _directory_errors(username):
+            return self.authenticator.ask_directory(username, secret)
 
     def _bearer(self, token: str) -> tuple[Subject, float]:
         try:
@@ -155,6 +190,20 @@ class Accounts:
                 return subject.scope is not None and subject.scope.allows(action, repository)
             if repository is None:
                 return may_list_catalog(subject.principal or ANONYMOUS_PRINCIPAL, subject.scope)
+            if self.generation is None:
+                return decide(subject, action, repository)
+            generation = self.generation()
+            if generation != self._decided_at or len(self._decisions) >= _CACHE_LIMIT:
+                self._decisions.clear()
+                self._decided_at = generation
+            who = subject.principal
+            key = (who.kind if who else None, subject.name, subject.scope, action, repository)
+            known = self._decisions.get(key)
+            if known is None:
+                known = self._decisions[key] = decide(subject, action, repository)
+            return known
+
+        def decide(subject: Subject, action: Action, repository: str) -> bool:
             with read_tx(self.engine) as conn:
                 principal = self._current(conn, subject)
                 if principal is None:
@@ -162,3 +211,17 @@ class Accounts:
                 return self.policy.allows(conn, principal, action, repository, subject.scope)
 
         return authorize
+
+
+@contextmanager
+def _directory_errors(username: str) -> Iterator[None]:
+    """An LDAP outage is UNAVAILABLE (503), neither a failed login nor an internal error."""
+    try:
+        yield
+    except LdapUnavailable as error:
+        log.warning("LDAP login of %r impossible: %s", username[:128], error)
+        raise OciError(
+            ErrorCode.UNAVAILABLE,
+            "the LDAP directory does not answer: directory accounts cannot log in until it "
+            "does (local accounts can); retry later",
+        ) from None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 
+from sqlalchemy import Connection
+
 from trustyard.kit.asgi import Scope, Send
 from trustyard.oci.digest import parse_digest
 from trustyard.oci.errors import ErrorCode, OciError
@@ -108,7 +110,14 @@ async def _stream(
 
 async def delete_blob(ctx: RegistryContext, req: Request, send: Send, name: str, ref: str) -> None:
     digest = parse_digest(ref)
-    removed = await ctx.write(lambda conn: ctx.store.unlink_blob(conn, name, str(digest)))
+
+    def unlink(conn: Connection) -> bool:
+        removed = ctx.store.unlink_blob(conn, name, str(digest))
+        if removed:
+            ctx.audit(conn, req, "blob.delete", name, {"digest": str(digest)})
+        return removed
+
+    removed = await ctx.write(unlink)
     if not removed:
         raise blob_unknown(ref)
     await respond(send, 202, [API_VERSION])

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, Engine
 
-from trustyard.auth.authorize import Authorizer
+from trustyard.auth import audit
+from trustyard.auth.authorize import ANONYMOUS, Authorizer
 from trustyard.content.manifests import ManifestService
 from trustyard.content.stores import ContentStore
 from trustyard.content.uploads import UploadService
@@ -18,6 +20,7 @@ from trustyard.storage.interfaces import BlobDriver
 
 if TYPE_CHECKING:
     from trustyard.registry.access import Accounts
+    from trustyard.registry.http import Request
 
 T = TypeVar("T")
 
@@ -49,3 +52,30 @@ class RegistryContext:
                 return work(conn)
 
         return await asyncio.to_thread(run)
+
+    def audit(
+        self,
+        conn: Connection,
+        req: Request,
+        action: str,
+        repository: str,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Record a change to `repository` in the audit log, inside the change's own write
+        transaction (one INSERT); only with accounts on: the open registry has no actors."""
+        if self.accounts is None:
+            return
+        actor, kind = audit.actor_of(req.scope.get("trustyard.subject", ANONYMOUS))
+        event = audit.AuditEvent(
+            datetime.now(UTC),
+            actor,
+            kind,
+            action,
+            "repository",
+            repository,
+            "ok",
+            req.address,
+            audit.organization_of(repository),
+            detail,
+        )
+        audit.record(conn, event)

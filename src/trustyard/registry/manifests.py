@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from trustyard.content.manifests import acceptable
+from sqlalchemy import Connection
+
+from trustyard.content.manifests import PushedManifest, acceptable
 from trustyard.kit.asgi import Send
 from trustyard.oci import mediatypes as mt
 from trustyard.oci.errors import ErrorCode, OciError
@@ -43,9 +45,18 @@ async def put_manifest(
     except ClientGone as gone:
         raise OciError(ErrorCode.MANIFEST_INVALID, f"manifest body incomplete: {gone}") from None
     content_type = req.header("content-type")
-    pushed = await ctx.write(
-        lambda conn: ctx.manifests.put(conn, name, reference, body, content_type)
-    )
+
+    def push(conn: Connection) -> PushedManifest:
+        pushed = ctx.manifests.put(conn, name, reference, body, content_type)
+        if pushed.repository_created:
+            ctx.audit(conn, req, "repository.create", name, {"by": "push"})
+        detail = {"digest": str(pushed.digest)}
+        if ":" not in reference:
+            detail["tag"] = reference
+        ctx.audit(conn, req, "manifest.push", name, detail)
+        return pushed
+
+    pushed = await ctx.write(push)
     headers = [
         (b"location", ctx.location(f"/v2/{name}/manifests/{pushed.digest}").encode()),
         (b"docker-content-digest", str(pushed.digest).encode()),
@@ -59,5 +70,12 @@ async def put_manifest(
 async def delete_manifest(
     ctx: RegistryContext, req: Request, send: Send, name: str, reference: str
 ) -> None:
-    await ctx.write(lambda conn: ctx.manifests.delete(conn, name, reference))
+    def delete(conn: Connection) -> None:
+        ctx.manifests.delete(conn, name, reference)
+        if ":" in reference:
+            ctx.audit(conn, req, "manifest.delete", name, {"digest": reference})
+        else:
+            ctx.audit(conn, req, "tag.delete", name, {"tag": reference})
+
+    await ctx.write(delete)
     await respond(send, 202, [API_VERSION])

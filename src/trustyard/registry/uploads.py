@@ -83,8 +83,10 @@ async def _try_mount(ctx: RegistryContext, req: Request, name: str, mount: str) 
     def link(conn: Connection) -> bool:
         if ctx.store.blob_size(conn, digest) is None:
             return False
-        repository_id = ctx.store.ensure_repository(conn, name)
+        repository_id, created = ctx.store.claim_repository(conn, name)
         ctx.store.link_blob(conn, repository_id, digest)
+        if created:
+            ctx.audit(conn, req, "repository.create", name, {"by": "push"})
         return True
 
     return await ctx.write(link)
@@ -210,7 +212,8 @@ async def _finish(
     def publish_and_record() -> None:
         ctx.uploads.publish(chunk, expected)
         with write_tx(ctx.engine) as conn:
-            ctx.uploads.complete(conn, upload, expected, chunk.size)
+            if ctx.uploads.complete(conn, upload, expected, chunk.size):
+                ctx.audit(conn, req, "repository.create", upload.repository, {"by": "push"})
 
     await asyncio.to_thread(publish_and_record)
     await _created(ctx, send, upload.repository, expected)

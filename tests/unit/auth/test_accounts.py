@@ -14,13 +14,22 @@ from trustyard.auth.accounts import (
     AccountService,
     LastAdministrator,
     LastOwner,
+    OrganizationNotEmpty,
+    StateConflict,
 )
 from trustyard.auth.interfaces import Conflict, Invalid, NotFound
 from trustyard.auth.passwords import WeakPassword, verify_password
 from trustyard.auth.scopes import InvalidScope
 from trustyard.auth.secrets import PASSWORD_ALPHABET, PASSWORD_LENGTH, parse_token
 from trustyard.db.engine import read_tx, write_tx
-from trustyard.db.tables import access_tokens, robot_grants, team_repository_grants, users
+from trustyard.db.tables import (
+    access_tokens,
+    repositories,
+    robot_grants,
+    team_repository_grants,
+    teams,
+    users,
+)
 
 PASSWORD = "correct horse battery staple"
 LATER = datetime(2099, 1, 1, tzinfo=UTC)
@@ -394,3 +403,139 @@ def test_robot_tokens_and_revocation(accounts: AccountService, conn: Connection)
     assert revoked.revoked_at is not None
     assert accounts.revoke_token(conn, token.public_id).revoked_at == revoked.revoked_at
     assert accounts.list_tokens(conn, "acme+ci") == [revoked]
+
+
+# --- changing and deleting -----------------------------------------------------------------------
+
+
+def test_state_conflicts_are_a_kind_of_invalid_change() -> None:
+    for error in (LastAdministrator, LastOwner, OrganizationNotEmpty):
+        assert issubclass(error, StateConflict)
+        assert issubclass(error, Invalid)
+
+
+def test_update_team_changes_only_what_is_given(accounts: AccountService, conn: Connection) -> None:
+    accounts.create_user(conn, "alice", PASSWORD)
+    accounts.create_organization(conn, "acme", "alice")
+    accounts.create_team(conn, "acme", "devs", "developers")
+    group = "cn=devs,ou=groups,dc=example,dc=org"
+    team = accounts.update_team(conn, "acme", "devs", ldap_group=group)
+    assert (team.description, team.ldap_group) == ("developers", group)
+    team = accounts.update_team(conn, "acme", "devs", description="")
+    assert (team.description, team.ldap_group) == ("", group)
+    team = accounts.update_team(conn, "acme", "devs", clear_ldap_group=True)
+    assert (team.description, team.ldap_group) == ("", None)
+    assert accounts.update_team(conn, "acme", "devs") == team
+    with pytest.raises(Invalid):
+        accounts.update_team(conn, "acme", "devs", ldap_group="")
+    with pytest.raises(Invalid, match="at most 512"):
+        accounts.update_team(conn, "acme", "devs", ldap_group="cn=" + "x" * 510)
+    with pytest.raises(ValueError, match="not both"):
+        accounts.update_team(conn, "acme", "devs", ldap_group=group, clear_ldap_group=True)
+    with pytest.raises(NotFound):
+        accounts.update_team(conn, "acme", "nobody", description="x")
+    assert accounts.get_team(conn, "acme", "devs") == team
+
+
+def test_deleting_a_robot_takes_its_grants_and_tokens(
+    accounts: AccountService, conn: Connection
+) -> None:
+    accounts.create_user(conn, "alice", PASSWORD)
+    accounts.create_organization(conn, "acme", "alice")
+    accounts.create_robot(conn, "acme", "ci")
+    accounts.create_robot(conn, "acme", "cd")
+    accounts.set_robot_grant(conn, "acme", "ci", "acme/*", "read-write")
+    accounts.set_robot_grant(conn, "acme", "cd", "acme/*", "read-only")
+    token, _ = accounts.create_token(conn, "acme+ci", "pipeline")
+    kept, _ = accounts.create_token(conn, "acme+cd", "deploy")
+    accounts.delete_robot(conn, "acme", "ci")
+    with pytest.raises(NotFound):
+        accounts.get_robot(conn, "acme", "ci")
+    with pytest.raises(NotFound):
+        accounts.get_token(conn, token.public_id)
+    with pytest.raises(NotFound):
+        accounts.delete_robot(conn, "acme", "ci")
+    assert [r.robot_id for r in conn.execute(select(robot_grants))] == [
+        accounts.get_robot(conn, "acme", "cd").id
+    ]
+    assert accounts.get_token(conn, kept.public_id) == kept
+    # a robot of the same name starts from nothing
+    accounts.create_robot(conn, "acme", "ci")
+    assert accounts.list_tokens(conn, "acme+ci") == []
+
+
+def test_grant_setters_say_whether_a_grant_was_there(
+    accounts: AccountService, conn: Connection, make_repository: MakeRepository
+) -> None:
+    accounts.create_user(conn, "alice", PASSWORD)
+    accounts.create_organization(conn, "acme", "alice")
+    accounts.create_team(conn, "acme", "devs")
+    accounts.create_robot(conn, "acme", "ci")
+    make_repository("acme/app")
+    repository = accounts.set_team_repository_grant
+    assert repository(conn, "acme", "devs", "acme/app", None) is False
+    assert repository(conn, "acme", "devs", "acme/app", "read-only") is False
+    assert repository(conn, "acme", "devs", "acme/app", "admin") is True
+    assert repository(conn, "acme", "devs", "acme/app", None) is True
+    organization = accounts.set_team_organization_grant
+    assert organization(conn, "acme", "devs", "read-only") is False
+    assert organization(conn, "acme", "devs", None) is True
+    assert organization(conn, "acme", "devs", None) is False
+    robot = accounts.set_robot_grant
+    assert robot(conn, "acme", "ci", "acme/*", "read-only") is False
+    assert robot(conn, "acme", "ci", "acme/*", None) is True
+    assert robot(conn, "acme", "ci", "acme/*", None) is False
+
+
+def test_only_an_organization_without_repositories_is_deleted(
+    accounts: AccountService, conn: Connection, make_repository: MakeRepository
+) -> None:
+    accounts.create_user(conn, "alice", PASSWORD)
+    accounts.create_organization(conn, "acme", "alice")
+    accounts.create_organization(conn, "acmeco", "alice")
+    accounts.create_team(conn, "acme", "devs")
+    accounts.add_member(conn, "acme", "devs", "alice")
+    accounts.create_robot(conn, "acme", "ci")
+    token, _ = accounts.create_token(conn, "acme+ci", "pipeline")
+    make_repository("acme/app")
+    make_repository("acmeco/app")  # another namespace that merely starts alike
+    with pytest.raises(OrganizationNotEmpty, match="still has repositories"):
+        accounts.delete_organization(conn, "acme")
+    conn.execute(repositories.delete().where(repositories.c.name == "acme/app"))
+    accounts.delete_organization(conn, "acme")
+    with pytest.raises(NotFound):
+        accounts.get_organization(conn, "acme")
+    with pytest.raises(NotFound):
+        accounts.delete_organization(conn, "acme")
+    with pytest.raises(NotFound):
+        accounts.get_token(conn, token.public_id)
+    assert conn.execute(select(teams)).all() == []
+    assert accounts.owners(conn, "acmeco") == ["alice"]
+    # the name is free for a user now
+    accounts.create_user(conn, "acme", PASSWORD)
+
+
+def test_lookups_of_impossible_names_are_not_found_without_a_query(
+    accounts: AccountService, conn: Connection
+) -> None:
+    accounts.create_user(conn, "alice", PASSWORD)
+    accounts.create_organization(conn, "acme", "alice")
+    accounts.create_team(conn, "acme", "devs")
+    accounts.create_robot(conn, "acme", "ci")
+    # a NUL byte would make PostgreSQL fail the query: these never reach the database
+    for name in ("a\x00b", "Alice", "x" * 65, ""):
+        with pytest.raises(NotFound):
+            accounts.get_user(conn, name)
+        with pytest.raises(NotFound):
+            accounts.get_organization(conn, name)
+        with pytest.raises(NotFound):
+            accounts.get_team(conn, "acme", name)
+        with pytest.raises(NotFound):
+            accounts.get_robot(conn, "acme", name)
+    for public_id in ("a\x00aaaaaaaaaa", "AAAAAAAAAAAA", "aaaa", "a" * 13):
+        with pytest.raises(NotFound):
+            accounts.get_token(conn, public_id)
+        with pytest.raises(NotFound):
+            accounts.revoke_token(conn, public_id)
+    with pytest.raises(NotFound):
+        accounts.set_team_repository_grant(conn, "acme", "devs", "acme/\x00", "read-only")

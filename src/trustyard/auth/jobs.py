@@ -1,0 +1,51 @@
+"""Background work of the access domain: the full LDAP group -> team sync.
+
+Logins sync one user's teams at a time; this job does it for every directory account at once,
+so that someone who left a group loses the team (and its access tokens' reach) without waiting
+for their next login. `trustyard ldap-sync` runs it; the jobs issue will schedule it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from trustyard.auth.ldap_accounts import LDAP_SOURCE, SYNC_JOB, LdapAccounts
+from trustyard.db.engine import read_tx, write_tx
+
+
+@dataclass(frozen=True, slots=True)
+class UserSync:
+    """What the sync changed for one directory account."""
+
+    username: str
+    in_directory: bool  # False: no entry matches any more; the user left every linked team
+    joined: tuple[str, ...]  # "org/team"
+    left: tuple[str, ...]
+
+
+def sync_ldap_teams(engine: Engine, ldap: LdapAccounts) -> list[UserSync]:
+    """Bring every directory account's linked teams, email and full name in line with the
+    directory. The directory is read first, outside any transaction; when it cannot answer
+    (`LdapUnavailable`) nothing is changed. Local accounts are never touched."""
+    with read_tx(engine) as conn:
+        usernames = [user.username for user in ldap.store.users_from(conn, LDAP_SOURCE)]
+    identities = {name: ldap.directory.lookup(name) for name in usernames}
+    results: list[UserSync] = []
+    with write_tx(engine) as conn:
+        for name, identity in identities.items():
+            user = ldap.store.user(conn, name)
+            if user is None or user.source != LDAP_SOURCE:
+                continue  # deleted (or replaced) since it was read
+            groups: frozenset[str] = frozenset()
+            if identity is not None:
+                user = ldap.refresh(conn, user, identity)
+                groups = identity.groups
+            plan = ldap.sync_teams(conn, user, groups, SYNC_JOB)
+            results.append(
+                UserSync(
+                    name, identity is not None, tuple(sorted(plan.add)), tuple(sorted(plan.remove))
+                )
+            )
+    return results

@@ -1,0 +1,58 @@
+"""Composition root of background work: the job queue, the handlers a worker runs by kind,
+and the schedules it keeps. `trustyard worker` (and the worker `trustyard serve` starts)
+build everything here, once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import Engine
+
+from trustyard.config import Settings
+from trustyard.jobs import testkinds
+from trustyard.jobs.backoff import RetryPolicy
+from trustyard.jobs.housekeeping import PRUNE_KIND, PRUNE_SCHEDULE, PruneFinishedJobs
+from trustyard.jobs.queue import SqlJobQueue
+from trustyard.jobs.registry import HandlerRegistry
+from trustyard.jobs.runner import Worker
+from trustyard.jobs.scheduler import Scheduler, ScheduleSpec
+
+
+def make_queue(settings: Settings, engine: Engine) -> SqlJobQueue:
+    jobs = settings.jobs
+    return SqlJobQueue(
+        engine,
+        lease_seconds=jobs.lease_seconds,
+        retry=RetryPolicy(jobs.retry_base_seconds, jobs.retry_max_seconds),
+        max_attempts=jobs.max_attempts,
+    )
+
+
+def make_handlers(settings: Settings, engine: Engine) -> tuple[HandlerRegistry, list[ScheduleSpec]]:
+    """Every job kind this process runs, and the schedules that enqueue them."""
+    handlers = HandlerRegistry()
+    schedules: list[ScheduleSpec] = []
+    retention = timedelta(days=settings.jobs.retention_days)
+    handlers.register(PRUNE_KIND, PruneFinishedJobs(engine, retention))
+    schedules.append(PRUNE_SCHEDULE)
+    if settings.jobs.test_kinds:
+        testkinds.register(handlers, engine)
+    return handlers, schedules
+
+
+def make_worker(settings: Settings, engine: Engine, concurrency: int) -> Worker:
+    queue = make_queue(settings, engine)
+    handlers, schedules = make_handlers(settings, engine)
+    scheduler = Scheduler(engine, queue)
+    scheduler.sync(schedules)
+    jobs = settings.jobs
+    return Worker(
+        queue,
+        handlers,
+        concurrency=concurrency,
+        poll_seconds=jobs.poll_seconds,
+        lease_seconds=jobs.lease_seconds,
+        grace_seconds=jobs.shutdown_grace_seconds,
+        ticks=[scheduler.tick],
+        tick_seconds=min(jobs.poll_seconds, 1.0),
+    )

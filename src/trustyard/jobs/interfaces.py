@@ -1,0 +1,183 @@
+"""Records, Protocols and domain errors of the job system (transport-free)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"  # waiting for its run_after (a retry waits there too)
+    RUNNING = "running"  # claimed by a worker under a lease
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # the handler said it can never succeed (PermanentJobError): no retry
+    DEAD = "dead"  # failed max_attempts times; parked with its last error
+    CANCELLED = "cancelled"  # cancelled by an admin while queued
+
+
+LIVE_STATES = frozenset({JobState.QUEUED, JobState.RUNNING})
+RETRYABLE_STATES = frozenset({JobState.FAILED, JobState.DEAD})
+
+
+class JobError(Exception):
+    """Base of the job system's errors; each edge maps them once."""
+
+
+class PermanentJobError(JobError):
+    """Raised by a handler when its job can never succeed (bad payload, object gone for
+    good): the job is marked failed at once instead of being retried."""
+
+
+class JobInterrupted(JobError):
+    """Raised by a handler that stopped early because its worker is stopping
+    (`JobContext.should_stop()`): the job is given back unfinished and runs again later."""
+
+
+class JobNotFound(JobError):
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"job {job_id} does not exist")
+        self.job_id = job_id
+
+
+class JobStateConflict(JobError):
+    """The job is not in a state that allows the action (e.g. retrying a queued job)."""
+
+
+class InvalidJob(JobError):
+    """A kind, payload or cron expression breaks a rule."""
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: int
+    kind: str
+    payload: Mapping[str, Any]
+    state: JobState
+    priority: int
+    attempts: int
+    max_attempts: int
+    run_after: datetime
+    dedupe_key: str | None
+    schedule: str | None
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    last_error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One claim of a job. outcome: running | succeeded | failed | lost | released."""
+
+    attempt: int
+    worker: str
+    outcome: str
+    error: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A cron schedule as stored: `next_run_at` is the next period to claim."""
+
+    name: str
+    cron: str
+    kind: str
+    payload: Mapping[str, Any]
+    enabled: bool
+    next_run_at: datetime
+    last_run_at: datetime | None
+    last_job_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    id: int
+    created: bool  # False: a live job with the same dedupe key exists, and this is its id
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A job a worker holds: finishing it needs the claim's token (a fence against a worker
+    whose lease expired and whose job was claimed again)."""
+
+    id: int
+    kind: str
+    payload: Mapping[str, Any]
+    attempt: int
+    max_attempts: int
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """What a handler gets: the job and a way to notice that the worker is stopping."""
+
+    id: int
+    kind: str
+    payload: Mapping[str, Any]
+    attempt: int  # 1 on the first run
+    max_attempts: int
+    worker: str
+    stopping: threading.Event = field(default_factory=threading.Event, compare=False)
+
+    def should_stop(self) -> bool:
+        """True once the worker shuts down: a long handler may then raise `JobInterrupted`
+        to give its job back (it runs again later, from the start)."""
+        return self.stopping.is_set()
+
+
+class JobHandler(Protocol):
+    """Runs one job of a kind. Handlers MUST be idempotent: a job runs at least once, and
+    may run again after a crash, a lost lease or a clean stop that interrupted it (and after
+    an admin's retry), so running it twice must leave the same result as running it once.
+
+    Return normally on success. Raise `PermanentJobError` when the job can never succeed;
+    any other exception is retried with exponential backoff until max_attempts, then the
+    job is parked as dead with its last error. Handlers run on worker threads, outside any
+    transaction: each opens its own (short) transactions.
+    """
+
+    def __call__(self, job: JobContext) -> None: ...
+
+
+class JobQueue(Protocol):
+    """What a worker needs from the queue; every method is its own transaction."""
+
+    def claim(self, worker: str, kinds: Collection[str], limit: int) -> list[Claim]:
+        """Take up to `limit` due jobs of `kinds` (none that another worker holds)."""
+        ...
+
+    def succeed(self, claim: Claim) -> bool:
+        """Mark done; False when the claim was lost (lease expired, released)."""
+        ...
+
+    def fail(self, claim: Claim, error: str, *, permanent: bool = False) -> JobState | None:
+        """Record a failure: queued again after a backoff, dead, or failed (permanent);
+        None when the claim was lost."""
+        ...
+
+    def release(self, claims: Collection[Claim]) -> int:
+        """Give jobs back unfinished (a clean stop): queued again, the attempt not counted."""
+        ...
+
+    def renew(self, tokens: Collection[str]) -> int:
+        """Extend the leases of the running jobs held under `tokens`; returns how many."""
+        ...
+
+    def reap(self) -> int:
+        """Queue again (or park as dead) running jobs whose lease expired."""
+        ...

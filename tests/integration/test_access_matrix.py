@@ -1,0 +1,849 @@
+"""The role x endpoint matrix of issue 3: every route of /v2, /api/v1 and /auth/token, called
+by every kind of caller, with the exact outcome each one must get.
+
+How to audit it:
+- `IDENTITIES` (tests/support/access_world.py) says who calls and what each one holds.
+- `MATRIX` below gives every route a rule ("pull", "org-owner", ...) and a concrete request
+  whose success is real (a manifest PUT pushes a valid manifest, a DELETE removes a throwaway
+  object made for that one request).
+- `expect` is the one function that turns (rule, identity, target) into an outcome: allowed
+  (the route's exact success status), 401, 403 or 404.
+- The list of routes comes from the routers (`trustyard.registry.routes.ROUTES` and the FastAPI
+  app), so a new route without an entry fails `test_every_route_has_a_matrix_entry`.
+
+Every refusal is also checked for leaks: no digest, location or range headers, no tag, digest,
+content, team, robot, member or token name the request did not itself contain, and, where the
+caller may not know the object exists, the very answer a missing object gets.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute, iter_route_contexts
+from pydantic import SecretStr
+from sqlalchemy import create_engine
+
+from tests.integration.oci_helpers import OCI_MANIFEST, brief, error_codes, push_blob, sha256
+from tests.support.access_world import (
+    ADMIN_PASSWORD,
+    APP,
+    BY_KEY,
+    GHOSTS,
+    IDENTITIES,
+    MISSING_TOKEN_ID,
+    ORG,
+    OTHER_ORG,
+    OTHER_SERVICE,
+    PASSWORD,
+    REPOSITORIES,
+    ROBOT,
+    SPARE_USER,
+    Call,
+    Role,
+    Who,
+    World,
+    unique,
+)
+from tests.support.server import TrustyardServer
+from trustyard.api.app import create_api
+from trustyard.app import make_accounts
+from trustyard.config import AuthSettings, Settings
+from trustyard.registry.routes import ROUTES
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("access-matrix")]
+
+
+# --- outcomes and the one function that decides them ---------------------------------------------
+class Outcome(enum.Enum):
+    ALLOWED = "allowed"
+    UNAUTHORIZED = 401  # log in (again): no or unusable credentials, or a registry token
+    DENIED = 403  # the caller may know the object, but not do this
+    HIDDEN = 404  # the caller may not know the object exists: answered as if it did not
+
+
+ALLOWED, UNAUTHORIZED, DENIED, HIDDEN = Outcome
+
+ACTIONS = ("pull", "push", "delete")
+NEEDS = {
+    "pull": Role.READ_ONLY,
+    "push": Role.READ_WRITE,
+    "delete": Role.READ_WRITE,
+    "admin": Role.ADMIN,
+}
+REGISTRY_RULES = {"login", "catalog", "pull", "push", "delete"}
+TOKEN_RULES = {"token", "token-password"}
+API_RULES = {
+    "docs",  # the API's own documentation: for everybody, credentials or not
+    "account",  # any account with a usable (full) credential
+    "user",  # a user (not a robot)
+    "admin",  # system administrators
+    "self",  # the user named by the target, and system administrators
+    "token-owner",  # only the owner of the token (others cannot tell it exists)
+    "org-member",  # who may see the organization: its owners, team members, administrators
+    "org-owner",  # its owners and administrators; other members 403, the rest 404
+    "browse",  # anybody, anonymous and narrow tokens included: lists what they may pull
+    "repo-read",  # the repository's readers (as on /v2); for anybody else it does not exist
+    "repo-admin",  # the repository's admins: description, visibility, grants, deletion
+    "repo-create",  # create a repository in the organization: owners and administrators
+    "audit",  # administrators, and owners for their own organization
+}
+
+
+def may(who: Who, action: str, repository: str) -> bool:
+    """Whether `who` may do `action` on `repository` (its role, narrowed by its token)."""
+    if who.roles.get(repository, Role.NONE) < NEEDS[action]:
+        return False
+    return who.scope is None or (repository, action) in who.scope
+
+
+def may_list_catalog(who: Who) -> bool:
+    return who.scope is None  # the robot's narrow token leaves out registry:catalog:*
+
+
+def expect(rule: str, who: Who, target: str, *, bearer: bool = False) -> Outcome:
+    """The outcome of a request under `rule` on `target`, by `who` (with a registry token
+    from the token endpoint when `bearer`)."""
+    if rule == "docs":
+        return ALLOWED
+    if not who.valid:
+        return UNAUTHORIZED
+    if rule in REGISTRY_RULES:
+        # Anonymous callers and registry tokens are told to (re)authenticate; a caller who
+        # may pull the repository learns 403; anyone else cannot tell it from a missing one.
+        refusal = UNAUTHORIZED if who.anonymous or bearer else None
+        if rule == "login":
+            return UNAUTHORIZED if who.anonymous and not bearer else ALLOWED
+        if rule == "catalog":
+            return ALLOWED if may_list_catalog(who) else refusal or DENIED
+        if may(who, rule, target):
+            return ALLOWED
+        return refusal or (DENIED if may(who, "pull", target) else HIDDEN)
+    if bearer and rule != "token-password":
+        return UNAUTHORIZED  # registry tokens are for /v2 only: they buy no other token either
+    if rule in TOKEN_RULES:
+        # Anonymous callers get a token for public pulls; the password grant needs a login.
+        return UNAUTHORIZED if who.anonymous and rule == "token-password" else ALLOWED
+    assert rule in API_RULES, rule
+    if rule == "browse":
+        return ALLOWED
+    if rule == "repo-read":
+        return ALLOWED if may(who, "pull", target) else HIDDEN
+    if who.anonymous:
+        return UNAUTHORIZED
+    if who.scope is not None:
+        return DENIED  # a token narrowed to some repositories cannot manage anything
+    if rule == "repo-admin":
+        if may(who, "admin", target):
+            return ALLOWED
+        return DENIED if may(who, "pull", target) else HIDDEN
+    decisions = {
+        "account": ALLOWED,
+        "user": ALLOWED if who.credential == "password" else DENIED,
+        "admin": ALLOWED if who.admin else DENIED,
+        "self": ALLOWED if who.admin or who.login == target else DENIED,
+        "token-owner": ALLOWED if who.login == target else HIDDEN,
+        "org-member": ALLOWED if who.admin or who.acme else HIDDEN,
+    }
+    if rule in decisions:
+        return decisions[rule]
+    owns_org = who.admin or who.acme == "owner"
+    if rule in ("repo-create", "audit"):
+        return ALLOWED if owns_org else DENIED  # the same 403 whether acme exists or not
+    assert rule == "org-owner", rule
+    return ALLOWED if owns_org else DENIED if who.acme else HIDDEN
+
+
+def knows(rule: str, who: Who, target: str) -> bool:
+    """Whether `who` may learn that the object a request under `rule` names exists. When not,
+    every refusal must be the very answer a missing object gets."""
+    if not who.valid:
+        return False
+    if rule in ("pull", "push", "delete", "repo-read", "repo-admin"):
+        return may(who, "pull", target)
+    if rule in ("org-member", "org-owner", "repo-create", "audit"):
+        return who.admin or who.acme != ""
+    if rule == "token-owner":
+        return who.login == target
+    return True
+
+
+# --- the matrix ----------------------------------------------------------------------------------
+Builder = Callable[[World, Who, str], Call]
+Check = Callable[[World, Who, str, httpx.Response], None]
+
+
+@dataclass(frozen=True)
+class Entry:
+    rule: str
+    ok: int  # the exact status of an allowed request
+    build: Builder
+    targets: tuple[str, ...] = ("",)  # what the rule is about (a repository, a user...)
+    check: Check | None = None  # more to verify on an allowed answer
+
+
+def repo_call(method: str, tail: str, **extra: Any) -> Builder:
+    """A /v2 request on the target repository; `tail` may use {tag}, {digest}, {layer}."""
+
+    def build(w: World, who: Who, target: str) -> Call:
+        item = w.content[target]
+        path = f"/v2/{target}/" + tail.format(
+            tag=item.tag, digest=item.digest, layer=item.layer_digest
+        )
+        return Call(method, path, **extra).hiding(target, GHOSTS[target])
+
+    return build
+
+
+def v2(rule: str, ok: int, build: Builder, check: Check | None = None) -> Entry:
+    return Entry(rule, ok, build, REPOSITORIES, check)
+
+
+def put_manifest(w: World, who: Who, target: str) -> Call:
+    body = w.manifest_body(target)
+    path = f"/v2/{target}/manifests/{unique('tag')}"
+    headers = {"Content-Type": OCI_MANIFEST}
+    call = Call("PUT", path, headers=headers, content=body)
+    return call.hiding(target, GHOSTS[target])
+
+
+def on_upload(method: str, data: bytes | None = None, finish: bool = False) -> Builder:
+    def build(w: World, who: Who, target: str) -> Call:
+        path = w.new_upload(target)
+        params = {"digest": sha256(data or b"")} if finish else {}
+        headers = {"Content-Type": "application/octet-stream"} if data is not None else {}
+        call = Call(method, path, params=params, headers=headers, content=data)
+        return call.hiding(target, GHOSTS[target])
+
+    return build
+
+
+def delete_new(kind: str) -> Builder:
+    def build(w: World, who: Who, target: str) -> Call:
+        reference = w.new_manifest(target) if kind == "manifests" else w.new_blob(target)
+        call = Call("DELETE", f"/v2/{target}/{kind}/{reference}")
+        return call.hiding(target, GHOSTS[target])
+
+    return build
+
+
+def lists_visible_repositories(w: World, who: Who, target: str, answer: httpx.Response) -> None:
+    listed = set(answer.json()["repositories"]) & set(REPOSITORIES)
+    assert listed == {name for name in REPOSITORIES if may(who, "pull", name)}
+
+
+def lists_the_tag(w: World, who: Who, target: str, answer: httpx.Response) -> None:
+    assert w.content[target].tag in answer.json()["tags"]
+
+
+def serves_the_manifest(w: World, who: Who, target: str, answer: httpx.Response) -> None:
+    assert answer.headers["docker-content-digest"] == w.content[target].digest
+    if answer.request.method == "GET":
+        assert answer.content == w.content[target].manifest
+
+
+def serves_the_layer(w: World, who: Who, target: str, answer: httpx.Response) -> None:
+    assert answer.headers["docker-content-digest"] == w.content[target].layer_digest
+    if answer.request.method == "GET":
+        assert answer.content == w.content[target].layer
+
+
+def lists_the_referrer(w: World, who: Who, target: str, answer: httpx.Response) -> None:
+    digests = [item["digest"] for item in answer.json()["manifests"]]
+    assert digests == [w.content[target].referrer_digest]
+
+
+def stored_the_manifest(w: World, who: Who, target: str, answer: httpx.Response) -> None:
+    assert answer.request.content is not None
+    assert answer.headers["docker-content-digest"] == sha256(answer.request.content)
+
+
+def plain(method: str, path: str) -> Builder:
+    return lambda w, who, target: Call(method, path)
+
+
+REGISTRY: dict[str, Entry] = {
+    "GET /v2 base": Entry("login", 200, plain("GET", "/v2/")),
+    "HEAD /v2 base": Entry("login", 200, plain("HEAD", "/v2/")),
+    "GET /v2 catalog": Entry(
+        "catalog", 200, plain("GET", "/v2/_catalog"), check=lists_visible_repositories
+    ),
+    "GET /v2 tags": v2("pull", 200, repo_call("GET", "tags/list"), lists_the_tag),
+    "HEAD /v2 tags": v2("pull", 200, repo_call("HEAD", "tags/list")),
+    "GET /v2 manifest": v2(
+        "pull",
+        200,
+        repo_call("GET", "manifests/{tag}", headers={"Accept": OCI_MANIFEST}),
+        serves_the_manifest,
+    ),
+    "HEAD /v2 manifest": v2(
+        "pull",
+        200,
+        repo_call("HEAD", "manifests/{tag}", headers={"Accept": OCI_MANIFEST}),
+        serves_the_manifest,
+    ),
+    "PUT /v2 manifest": v2("push", 201, put_manifest, stored_the_manifest),
+    "DELETE /v2 manifest": v2("delete", 202, delete_new("manifests")),
+    "POST /v2 upload_start": v2("push", 202, repo_call("POST", "blobs/uploads/")),
+    "GET /v2 upload": v2("push", 204, on_upload("GET")),
+    "PATCH /v2 upload": v2("push", 202, on_upload("PATCH", b"a chunk of a layer")),
+    "PUT /v2 upload": v2("push", 201, on_upload("PUT", b"a whole small layer", finish=True)),
+    # Cancelling an upload takes the delete action, as in the reference registry.
+    "DELETE /v2 upload": v2("delete", 204, on_upload("DELETE")),
+    "GET /v2 blob": v2("pull", 200, repo_call("GET", "blobs/{layer}"), serves_the_layer),
+    "HEAD /v2 blob": v2("pull", 200, repo_call("HEAD", "blobs/{layer}"), serves_the_layer),
+    "DELETE /v2 blob": v2("delete", 202, delete_new("blobs")),
+    "GET /v2 referrers": v2(
+        "pull", 200, repo_call("GET", "referrers/{digest}"), lists_the_referrer
+    ),
+}
+
+
+# /auth/token: the grants must be exactly what `may` says.
+TOKEN_SCOPES = (
+    *(f"repository:{name}:pull,push,delete" for name in REPOSITORIES),
+    "registry:catalog:*",
+)
+
+
+def grants_exactly_what_may_allows(w: World, who: Who, target: str, answer: httpx.Response) -> None:
+    body = answer.json()
+    claims = jwt.decode(body["access_token"], options={"verify_signature": False})
+    assert claims["aud"] == "trustyard"
+    granted = {
+        (item["type"], item["name"]): set(item["actions"])
+        for item in claims["access"]
+        if item["actions"]
+    }
+    wanted = {
+        ("repository", name): {a for a in ACTIONS if may(who, a, name)} for name in REPOSITORIES
+    }
+    wanted[("registry", "catalog")] = {"*"} if may_list_catalog(who) else set()
+    assert granted == {key: actions for key, actions in wanted.items() if actions}
+
+
+def token_get(w: World, who: Who, target: str) -> Call:
+    return Call("GET", "/auth/token", params={"service": "trustyard", "scope": list(TOKEN_SCOPES)})
+
+
+def token_password_grant(w: World, who: Who, target: str) -> Call:
+    form = {"grant_type": "password", "service": "trustyard", "scope": " ".join(TOKEN_SCOPES)}
+    if who.login and who.credential != "foreign-jwt":
+        form |= {"username": who.login, "password": w.secrets[who.key]}
+    return Call("POST", "/auth/token", data=form)
+
+
+TOKEN_ENDPOINT: dict[str, Entry] = {
+    "GET /auth/token": Entry("token", 200, token_get, check=grants_exactly_what_may_allows),
+    "POST /auth/token": Entry(
+        "token-password", 200, token_password_grant, check=grants_exactly_what_may_allows
+    ),
+}
+
+
+# /api/v1
+A = "/api/v1"
+O = f"{A}/organizations/{ORG}"  # noqa: E741 - reads like the path it abbreviates
+WRITER = BY_KEY["writer"].login or ""
+ROLE = {"role": "read-only"}
+
+
+def api(method: str, path: str, *, hide: str | None = None, **extra: Any) -> Builder:
+    """A fixed request; `hide` names the object a caller may not know about."""
+
+    def build(w: World, who: Who, target: str) -> Call:
+        call = Call(method, path, **extra)
+        return call.hiding(hide, GHOSTS[hide]) if hide else call
+
+    return build
+
+
+def in_org(
+    method: str, tail: Callable[[World], str], body: Callable[[], Any] | None = None
+) -> Builder:
+    """A request below /organizations/acme on objects made for it (`tail` makes them);
+    `body` makes its JSON body."""
+
+    def build(w: World, who: Who, target: str) -> Call:
+        json = body() if body is not None else None
+        return Call(method, f"{O}/{tail(w)}", json=json).hiding(ORG, GHOSTS[ORG])
+
+    return build
+
+
+def revoke_writer_token(w: World, who: Who, target: str) -> Call:
+    public_id = w.new_token(WRITER)
+    return Call("DELETE", f"{A}/tokens/{public_id}").hiding(public_id, MISSING_TOKEN_ID)
+
+
+def robot_token_path(w: World) -> str:
+    robot = w.new_robot()
+    return f"robots/{robot}/tokens/{w.new_token(f'{ORG}+{robot}')}"
+
+
+def new_owner(w: World) -> str:
+    user = w.new_user()
+    w.add_owner(user)
+    return f"owners/{user}"
+
+
+def delete_repository(w: World, who: Who, target: str) -> Call:
+    name = w.new_repository_like_app()
+    return Call("DELETE", f"{A}/repositories/{name}").hiding(name, GHOSTS[APP])
+
+
+def delete_organization(w: World, who: Who, target: str) -> Call:
+    name = w.new_org_like_acme()
+    return Call("DELETE", f"{A}/organizations/{name}").hiding(name, GHOSTS[ORG])
+
+
+def names_the_caller(w: World, who: Who, target: str, answer: httpx.Response) -> None:
+    assert answer.json()["name"] == who.login
+
+
+def lists_visible_organizations(w: World, who: Who, target: str, answer: httpx.Response) -> None:
+    listed = {org["name"] for org in answer.json()["items"]} & {ORG, OTHER_ORG}
+    visible = {ORG: who.admin or who.acme != "", OTHER_ORG: who.admin or who.key == "outsider"}
+    assert listed == {org for org, seen in visible.items() if seen}
+
+
+def lists_own_tokens_only(w: World, who: Who, target: str, answer: httpx.Response) -> None:
+    assert {token["owner"] for token in answer.json()} <= {who.login}
+
+
+def lists_readable_repositories(w: World, who: Who, target: str, answer: httpx.Response) -> None:
+    listed = {repo["name"] for repo in answer.json()["items"]} & set(REPOSITORIES)
+    assert listed == {name for name in REPOSITORIES if may(who, "pull", name)}
+
+
+def docs(path: str) -> dict[str, Entry]:
+    return {f"{m} {path}": Entry("docs", 200, plain(m, path)) for m in ("GET", "HEAD")}
+
+
+MANAGEMENT: dict[str, Entry] = {
+    **docs(f"{A}/openapi.json"),
+    **docs(f"{A}/docs"),
+    f"GET {A}/me": Entry("account", 200, api("GET", f"{A}/me"), check=names_the_caller),
+    # users
+    f"GET {A}/users": Entry("admin", 200, api("GET", f"{A}/users")),
+    f"POST {A}/users": Entry(
+        "admin",
+        201,
+        lambda w, who, t: Call(
+            "POST", f"{A}/users", json={"username": unique("u"), "password": PASSWORD}
+        ),
+    ),
+    f"GET {A}/users/{{name}}": Entry("self", 200, api("GET", f"{A}/users/{WRITER}"), (WRITER,)),
+    f"PATCH {A}/users/{{name}}": Entry(
+        "self", 200, api("PATCH", f"{A}/users/{WRITER}", json={"full_name": "W. W."}), (WRITER,)
+    ),
+    f"DELETE {A}/users/{{name}}": Entry(
+        "admin", 204, lambda w, who, t: Call("DELETE", f"{A}/users/{w.new_user()}")
+    ),
+    # organizations
+    f"GET {A}/organizations": Entry(
+        "account", 200, api("GET", f"{A}/organizations"), check=lists_visible_organizations
+    ),
+    f"POST {A}/organizations": Entry(
+        "user",
+        201,
+        lambda w, who, t: Call("POST", f"{A}/organizations", json={"name": unique("org")}),
+    ),
+    f"GET {A}/organizations/{{org}}": Entry("org-member", 200, api("GET", O, hide=ORG)),
+    f"DELETE {A}/organizations/{{org}}": Entry("admin", 204, delete_organization),
+    f"GET {A}/organizations/{{org}}/owners": Entry(
+        "org-member", 200, api("GET", f"{O}/owners", hide=ORG)
+    ),
+    f"PUT {A}/organizations/{{org}}/owners/{{user}}": Entry(
+        "org-owner", 204, in_org("PUT", lambda w: f"owners/{w.new_user()}")
+    ),
+    f"DELETE {A}/organizations/{{org}}/owners/{{user}}": Entry(
+        "org-owner", 204, in_org("DELETE", new_owner)
+    ),
+    # teams, members, grants
+    f"GET {A}/organizations/{{org}}/teams": Entry(
+        "org-member", 200, api("GET", f"{O}/teams", hide=ORG)
+    ),
+    f"POST {A}/organizations/{{org}}/teams": Entry(
+        "org-owner", 201, in_org("POST", lambda w: "teams", lambda: {"name": unique()})
+    ),
+    f"PATCH {A}/organizations/{{org}}/teams/{{team}}": Entry(
+        "org-owner",
+        200,
+        in_org("PATCH", lambda w: f"teams/{w.new_team()}", lambda: {"description": "renamed"}),
+    ),
+    f"DELETE {A}/organizations/{{org}}/teams/{{team}}": Entry(
+        "org-owner", 204, in_org("DELETE", lambda w: f"teams/{w.new_team()}")
+    ),
+    f"GET {A}/organizations/{{org}}/teams/{{team}}/members": Entry(
+        "org-member", 200, api("GET", f"{O}/teams/pullers/members", hide=ORG)
+    ),
+    f"PUT {A}/organizations/{{org}}/teams/{{team}}/members/{{user}}": Entry(
+        "org-owner", 204, in_org("PUT", lambda w: f"teams/{w.new_team()}/members/{SPARE_USER}")
+    ),
+    f"DELETE {A}/organizations/{{org}}/teams/{{team}}/members/{{user}}": Entry(
+        "org-owner",
+        204,
+        in_org("DELETE", lambda w: f"teams/{w.new_team((SPARE_USER,))}/members/{SPARE_USER}"),
+    ),
+    # Issue 3: a repository's admins manage its grants.
+    f"PUT {A}/organizations/{{org}}/teams/{{team}}/repositories/{{repository}}": Entry(
+        "repo-admin",
+        204,
+        in_org("PUT", lambda w: f"teams/{w.new_team()}/repositories/{APP}", lambda: ROLE),
+        (APP,),
+    ),
+    f"DELETE {A}/organizations/{{org}}/teams/{{team}}/repositories/{{repository}}": Entry(
+        "repo-admin",
+        204,
+        in_org("DELETE", lambda w: f"teams/{w.new_team(app_role='read-only')}/repositories/{APP}"),
+        (APP,),
+    ),
+    f"PUT {A}/organizations/{{org}}/teams/{{team}}/organization-grant": Entry(
+        "org-owner",
+        204,
+        in_org("PUT", lambda w: f"teams/{w.new_team()}/organization-grant", lambda: ROLE),
+    ),
+    f"DELETE {A}/organizations/{{org}}/teams/{{team}}/organization-grant": Entry(
+        "org-owner",
+        204,
+        in_org("DELETE", lambda w: f"teams/{w.new_team(org_role='read-only')}/organization-grant"),
+    ),
+    # robots and their tokens
+    f"GET {A}/organizations/{{org}}/robots": Entry(
+        "org-owner", 200, api("GET", f"{O}/robots", hide=ORG)
+    ),
+    f"POST {A}/organizations/{{org}}/robots": Entry(
+        "org-owner", 201, in_org("POST", lambda w: "robots", lambda: {"name": unique("bot")})
+    ),
+    f"DELETE {A}/organizations/{{org}}/robots/{{robot}}": Entry(
+        "org-owner", 204, in_org("DELETE", lambda w: f"robots/{w.new_robot()}")
+    ),
+    f"PUT {A}/organizations/{{org}}/robots/{{robot}}/repositories/{{pattern}}": Entry(
+        "org-owner",
+        204,
+        in_org("PUT", lambda w: f"robots/{w.new_robot()}/repositories/{APP}", lambda: ROLE),
+    ),
+    f"DELETE {A}/organizations/{{org}}/robots/{{robot}}/repositories/{{pattern}}": Entry(
+        "org-owner",
+        204,
+        in_org("DELETE", lambda w: f"robots/{w.new_robot('read-only')}/repositories/{APP}"),
+    ),
+    f"GET {A}/organizations/{{org}}/robots/{{robot}}/tokens": Entry(
+        "org-owner", 200, api("GET", f"{O}/robots/{ROBOT}/tokens", hide=ORG)
+    ),
+    f"POST {A}/organizations/{{org}}/robots/{{robot}}/tokens": Entry(
+        "org-owner",
+        201,
+        in_org(
+            "POST",
+            lambda w: f"robots/{w.new_robot()}/tokens",
+            lambda: {"name": "ci", "scopes": [f"repository:{APP}:pull"]},
+        ),
+    ),
+    f"DELETE {A}/organizations/{{org}}/robots/{{robot}}/tokens/{{public_id}}": Entry(
+        "org-owner", 200, in_org("DELETE", robot_token_path)
+    ),
+    # personal access tokens
+    f"GET {A}/tokens": Entry("user", 200, api("GET", f"{A}/tokens"), check=lists_own_tokens_only),
+    f"POST {A}/tokens": Entry(
+        "user", 201, lambda w, who, t: Call("POST", f"{A}/tokens", json={"name": unique()})
+    ),
+    f"DELETE {A}/tokens/{{public_id}}": Entry(
+        "token-owner",
+        200,
+        revoke_writer_token,
+        (WRITER,),
+    ),
+    # repositories
+    f"GET {A}/repositories": Entry(
+        "browse", 200, api("GET", f"{A}/repositories"), check=lists_readable_repositories
+    ),
+    f"POST {A}/repositories": Entry(
+        "repo-create",
+        201,
+        lambda w, who, t: Call(
+            "POST", f"{A}/repositories", json={"name": f"{ORG}/{unique('new')}"}
+        ).hiding(ORG, GHOSTS[ORG]),
+    ),
+    f"GET {A}/repositories/{{name}}": Entry(
+        "repo-read", 200, api("GET", f"{A}/repositories/{APP}", hide=APP), (APP,)
+    ),
+    f"PATCH {A}/repositories/{{name}}": Entry(
+        "repo-admin",
+        200,
+        api("PATCH", f"{A}/repositories/{APP}", hide=APP, json={"description": "edited"}),
+        (APP,),
+    ),
+    f"DELETE {A}/repositories/{{name}}": Entry("repo-admin", 204, delete_repository, (APP,)),
+    # background jobs
+    f"GET {A}/jobs": Entry("admin", 200, api("GET", f"{A}/jobs")),
+    f"GET {A}/jobs/{{job_id}}": Entry(
+        "admin", 200, lambda w, who, t: Call("GET", f"{A}/jobs/{w.new_job('queued')}")
+    ),
+    f"POST {A}/jobs/{{job_id}}/retry": Entry(
+        "admin", 200, lambda w, who, t: Call("POST", f"{A}/jobs/{w.new_job('dead')}/retry")
+    ),
+    f"POST {A}/jobs/{{job_id}}/cancel": Entry(
+        "admin", 200, lambda w, who, t: Call("POST", f"{A}/jobs/{w.new_job('queued')}/cancel")
+    ),
+    # audit
+    f"GET {A}/audit": Entry(
+        "audit", 200, api("GET", f"{A}/audit", hide=ORG, params={"organization": ORG})
+    ),
+}
+
+MATRIX: dict[str, Entry] = {**REGISTRY, **TOKEN_ENDPOINT, **MANAGEMENT}
+
+# Where the code and issue 3 disagree today: (route, identity) -> what is wrong. These cases
+# are strict xfails, so fixing the code makes them fail until they are removed from here.
+TEAM_GRANT = f"{A}/organizations/{{org}}/teams/{{team}}/repositories/{{repository}}"
+KNOWN_GAPS: dict[tuple[str, str], str] = {
+    (f"{method} {TEAM_GRANT}", "repo-admin"): "issue 3: a repository's admins manage its "
+    "grants; the API lets only organization owners and administrators do it (403)"
+    for method in ("PUT", "DELETE")
+}
+
+
+# --- the routes, from the routers ----------------------------------------------------------------
+def registry_routes() -> set[str]:
+    return {f"{method} /v2 {route.name}" for route in ROUTES for method in route.handlers}
+
+
+def management_app() -> FastAPI:
+    """/api/v1 as the composition root builds it (listing its routes touches no database)."""
+    auth = AuthSettings(enabled=True, signing_passphrase=SecretStr("only to list routes"))
+    settings = Settings(auth=auth)
+    accounts = make_accounts(settings, create_engine("sqlite://"))
+    assert accounts is not None
+    return create_api(accounts)
+
+
+def management_routes(*, schema_only: bool = False) -> set[str]:
+    """METHOD PATH of every route the app serves below /api/v1 (the app is mounted there
+    only); `schema_only`: just those its OpenAPI document describes."""
+    found = set()
+    for route in iter_route_contexts(management_app().routes):
+        path = route.path_format or ""
+        if not path.startswith(f"{A}/"):
+            continue  # e.g. FastAPI's /docs/oauth2-redirect: nothing routes it to the app
+        if schema_only:
+            original = route.original_route
+            if not (isinstance(original, APIRoute) and original.include_in_schema):
+                continue
+        found |= {f"{method} {path}" for method in route.methods or ()}
+    return found
+
+
+# The token endpoint is dispatched by trustyard.app.TrustyardApp itself, not by a router;
+# `test_the_token_endpoint_answers_only_get_and_post` keeps this list honest.
+TOKEN_ROUTES = {"GET /auth/token", "POST /auth/token"}
+SERVED = registry_routes() | management_routes() | TOKEN_ROUTES
+
+
+@pytest.mark.parametrize("key", sorted(SERVED | set(MATRIX)))
+def test_every_route_has_a_matrix_entry(key: str) -> None:
+    if key not in MATRIX:
+        pytest.fail(f"new route {key} has no matrix entry: add one to MATRIX")
+    if key not in SERVED:
+        pytest.fail(f"the matrix entry {key} names a route that no longer exists")
+
+
+# --- the world -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def world(start_server: Callable[..., TrustyardServer]) -> Iterator[World]:
+    server = start_server(
+        "matrix", TRUSTYARD_AUTH__ENABLED="true", TRUSTYARD_ADMIN_PASSWORD=ADMIN_PASSWORD
+    )
+    seeded = World(server).seed()
+    try:
+        yield seeded
+    finally:
+        seeded.close()
+
+
+def test_the_served_api_is_the_one_enumerated(world: World) -> None:
+    document = world.http.get(f"{A}/openapi.json").json()
+    served = {f"{m.upper()} {path}" for path, item in document["paths"].items() for m in item}
+    assert served == management_routes(schema_only=True)
+
+
+def test_the_token_endpoint_answers_only_get_and_post(world: World) -> None:
+    for method in ("PUT", "PATCH", "DELETE", "HEAD"):
+        answer = world.http.request(method, "/auth/token")
+        assert answer.status_code == 405, (method, brief(answer))
+
+
+def test_the_token_endpoint_mints_tokens_for_this_registry_only(world: World) -> None:
+    """The other half of the foreign-token identity: nobody gets a token for another service
+    here, not even the owner asking for a repository she owns."""
+    owner = BY_KEY["org-owner"]
+    scope = f"repository:{APP}:pull,push"
+    asked = world.http.get(
+        "/auth/token",
+        params={"service": OTHER_SERVICE, "scope": scope},
+        headers={"Authorization": world.authorization[owner.key] or ""},
+    )
+    form = {
+        "grant_type": "password",
+        "service": OTHER_SERVICE,
+        "scope": scope,
+        "username": owner.login or "",
+        "password": world.secrets[owner.key],
+    }
+    granted = world.http.post("/auth/token", data=form)
+    for answer in (asked, granted):
+        assert answer.status_code == 400, brief(answer)
+        assert answer.json()["error"] == "invalid_request"
+        assert "token" not in answer.json()
+        assert "access_token" not in answer.json()
+
+
+# --- running one case ----------------------------------------------------------------------------
+REVEALING_HEADERS = (
+    "docker-content-digest",
+    "location",
+    "link",
+    "etag",
+    "range",
+    "docker-upload-uuid",
+    "oci-subject",
+)
+
+
+def bearer_scopes(entry: Entry, target: str) -> tuple[str, ...]:
+    if entry.rule == "catalog":
+        return ("registry:catalog:*", *(f"repository:{name}:pull" for name in REPOSITORIES))
+    if entry.rule not in REGISTRY_RULES:
+        return TOKEN_SCOPES  # all the token can hold: still nothing outside /v2
+    return (f"repository:{target}:pull,push,delete",) if target else ()
+
+
+def snapshot(answer: httpx.Response, alias: tuple[str, str] | None = None) -> tuple[Any, ...]:
+    """Status, headers (without date and length) and body; with `alias`, the missing name
+    written back as the real one."""
+
+    def same(text: str) -> str:
+        return text.replace(alias[1], alias[0]) if alias else text
+
+    headers = sorted(
+        (name, same(value))
+        for name, value in answer.headers.items()
+        if name not in ("date", "content-length", "connection")
+    )
+    return answer.status_code, headers, same(answer.content.decode("latin-1"))
+
+
+def check_refusal(w: World, who: Who, call: Call, answer: httpx.Response, bearer: bool) -> None:
+    status = answer.status_code
+    if call.path.startswith("/v2"):
+        if status == 401:
+            challenge = answer.headers["www-authenticate"]
+            assert challenge.startswith('Bearer realm="'), challenge
+            assert ('error="insufficient_scope"' in challenge) == bearer, challenge
+        if call.method != "HEAD":
+            codes = {401: "UNAUTHORIZED", 403: "DENIED", 404: "NAME_UNKNOWN"}
+            assert error_codes(answer) == [codes[status]]
+    elif call.path.startswith(A):
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.json()["status"] == status
+        if status == 401:
+            assert answer.headers["www-authenticate"] == 'Basic realm="trustyard"'
+    else:
+        body = answer.json()
+        assert body["error"] in ("invalid_client", "invalid_grant"), body
+        assert "token" not in body
+        assert "access_token" not in body
+    for name in REVEALING_HEADERS:
+        assert name not in answer.headers, f"a refusal carries {name}: {answer.headers[name]}"
+    said = call.text()
+    text = answer.content.decode("latin-1")
+    for secret in w.sensitive:
+        if secret not in said and secret != who.login:
+            assert secret not in text, f"a refusal reveals {secret!r}: {text[:300]}"
+    for item in w.content.values():
+        assert item.layer not in answer.content
+        assert item.manifest not in answer.content
+
+
+def run(w: World, key: str, who: Who, target: str, *, bearer: bool) -> None:
+    entry = MATRIX[key]
+    call = entry.build(w, who, target)
+    if bearer:
+        authorization: str | None = f"Bearer {w.bearer(who, bearer_scopes(entry, target))}"
+    else:
+        authorization = w.authorization[who.key]
+    if not who.valid or who.anonymous:
+        w.forget_failed_logins()
+    outcome = expect(entry.rule, who, target, bearer=bearer)
+    answer = w.send(call, authorization)
+    where = f"{call.method} {call.path} as {who.key}{' with a registry token' if bearer else ''}"
+    if outcome is ALLOWED:
+        assert answer.status_code == entry.ok, f"{where}: wanted {entry.ok}, got {brief(answer)}"
+        if entry.check is not None:
+            entry.check(w, who, target, answer)
+        return
+    assert answer.status_code == outcome.value, f"{where}: wanted {outcome}, got {brief(answer)}"
+    check_refusal(w, who, call, answer, bearer)
+    if call.alias is not None and not knows(entry.rule, who, target):
+        # Whoever may not know the object exists gets the answer a missing one gets.
+        if not who.valid or who.anonymous:
+            w.forget_failed_logins()
+        twin = w.send(call.ghost(), authorization)
+        assert snapshot(answer) == snapshot(twin, call.alias), f"{where} differs from missing"
+
+
+def cases() -> Iterator[Any]:
+    for key in sorted(set(MATRIX) & SERVED):
+        for who in IDENTITIES:
+            gap = KNOWN_GAPS.get((key, who.key))
+            marks = [pytest.mark.xfail(reason=gap, strict=True)] if gap else []
+            yield pytest.param(key, who.key, id=f"{key} as {who.key}", marks=marks)
+
+
+@pytest.mark.parametrize(("key", "who_key"), list(cases()))
+def test_matrix(world: World, key: str, who_key: str) -> None:
+    who = BY_KEY[who_key]
+    entry = MATRIX[key]
+    for target in entry.targets:
+        run(world, key, who, target, bearer=False)
+        # The same request with a registry token the identity gets from /auth/token (the
+        # password grant carries its credentials in the form: a token changes nothing there).
+        if who.valid and who.credential != "foreign-jwt" and entry.rule != "token-password":
+            run(world, key, who, target, bearer=True)
+
+
+# --- mounts: a blob travels only from a repository the caller may pull ----------------------------
+@pytest.mark.parametrize(
+    ("who_key", "into", "mounted"),
+    [("writer", APP, False), ("outsider", f"{OTHER_ORG}/mine", False), ("org-owner", APP, True)],
+)
+def test_a_cross_repository_mount_needs_pull_on_the_source(
+    world: World, who_key: str, into: str, mounted: bool
+) -> None:
+    vault = f"{ORG}/{unique('vault')}"  # private, and no team holds anything on it
+    digest = push_blob(world.admin, vault, unique("secret").encode() * 8)
+    world.sensitive.add(digest)
+    authorization = world.authorization[who_key]
+    assert authorization is not None
+    for params in ({"mount": digest, "from": vault}, {"mount": digest}):
+        answer = world.http.post(
+            f"/v2/{into}/blobs/uploads/", params=params, headers={"Authorization": authorization}
+        )
+        if mounted:
+            assert answer.status_code == 201, brief(answer)
+            assert answer.headers["docker-content-digest"] == digest
+        else:  # a plain upload session instead: the blob stays where it is
+            assert answer.status_code == 202, brief(answer)
+            assert "docker-content-digest" not in answer.headers
+            held = world.http.head(
+                f"/v2/{into}/blobs/{digest}", headers={"Authorization": authorization}
+            )
+            assert held.status_code == 404, brief(held)
