@@ -605,11 +605,7 @@ MATRIX: dict[str, Entry] = {**REGISTRY, **TOKEN_ENDPOINT, **MANAGEMENT}
 # Where the code and issue 3 disagree today: (route, identity) -> what is wrong. These cases
 # are strict xfails, so fixing the code makes them fail until they are removed from here.
 TEAM_GRANT = f"{A}/organizations/{{org}}/teams/{{team}}/repositories/{{repository}}"
-KNOWN_GAPS: dict[tuple[str, str], str] = {
-    (f"{method} {TEAM_GRANT}", "repo-admin"): "issue 3: a repository's admins manage its "
-    "grants; the API lets only organization owners and administrators do it (403)"
-    for method in ("PUT", "DELETE")
-}
+KNOWN_GAPS: dict[tuple[str, str], str] = {}
 
 
 # --- the routes, from the routers ----------------------------------------------------------------

@@ -5,6 +5,7 @@ Every change is recorded in the audit log in its own transaction."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
+from sqlalchemy import Connection
 
 from trustyard.api.audit import Trail
 from trustyard.api.deps import (
@@ -29,9 +30,12 @@ from trustyard.api.schemas import (
     TeamOut,
     TeamUpdate,
 )
+from trustyard.auth.accounts import AccountService
+from trustyard.auth.authorize import Action
 from trustyard.auth.interfaces import NotFound
-from trustyard.auth.permissions import Role
+from trustyard.auth.permissions import Principal, Role
 from trustyard.db.engine import read_tx, write_tx
+from trustyard.registry.access import Accounts
 
 router = APIRouter(prefix="/organizations", tags=["organizations"])
 
@@ -248,6 +252,23 @@ def remove_member(
 # --- grants ------------------------------------------------------------------------------------
 
 
+def _manage_grants(
+    accounts: Accounts,
+    service: AccountService,
+    conn: Connection,
+    caller: Principal,
+    org: str,
+    repository: str,
+) -> None:
+    """Team grants on one repository: its admins (DTR's admin role) manage them, as do the
+    organization's owners and system administrators."""
+    if repository.split("/", 1)[0] == org and accounts.policy.may(
+        conn, caller, Action.ADMIN, repository
+    ):
+        return
+    manage_org(service, conn, caller, org)
+
+
 @router.put("/{org}/teams/{team}/repositories/{repository:path}", status_code=204)
 def grant_repository(
     org: str,
@@ -260,9 +281,9 @@ def grant_repository(
     service: Service,
 ) -> Response:
     """Give the team a role on one repository of the organization (`repository` is its full
-    name, `acme/app`)."""
+    name, `acme/app`). Organization owners and the repository's admins may."""
     with write_tx(accounts.engine) as conn:
-        manage_org(service, conn, caller, org)
+        _manage_grants(accounts, service, conn, caller, org, repository)
         service.set_team_repository_grant(conn, org, team, repository, body.role)
         detail = {"team": team, "role": Role.parse(body.role).api_name}
         trail.record(conn, "grant.set", "repository", repository, organization=org, detail=detail)
@@ -280,7 +301,7 @@ def revoke_repository(
     service: Service,
 ) -> Response:
     with write_tx(accounts.engine) as conn:
-        manage_org(service, conn, caller, org)
+        _manage_grants(accounts, service, conn, caller, org, repository)
         if service.set_team_repository_grant(conn, org, team, repository, None):
             trail.record(
                 conn,

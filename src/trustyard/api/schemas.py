@@ -42,6 +42,11 @@ class UserUpdate(BaseModel):
     is_admin: bool | None = None
     is_active: bool | None = None
     password: str | None = Field(default=None, max_length=1024)
+    current_password: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="required to change one's own password (not to reset another user's)",
+    )
 
 
 class UserOut(BaseModel):

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from fastapi import APIRouter, Response
 
 from trustyard.api.audit import Trail
 from trustyard.api.deps import After, Caller, Limit, Registry, Service, require_admin
 from trustyard.api.errors import forbidden
 from trustyard.api.schemas import Me, Page, UserCreate, UserOut, UserUpdate
+from trustyard.auth.access import locked_until, record_failure, user_key
 from trustyard.db.engine import read_tx, write_tx
+from trustyard.registry.access import Accounts
 
 router = APIRouter(tags=["users"])
 
@@ -75,6 +79,9 @@ def update_user(
     itself = caller.kind == "user" and caller.name == name
     if not caller.is_admin and not (itself and body.is_admin is None and body.is_active is None):
         raise forbidden("only system administrators may change other users or roles")
+    if itself and body.password is not None:
+        # Whoever holds a session or a token must not be able to take the account over.
+        _check_current_password(accounts, name, body.current_password)
     with write_tx(accounts.engine) as conn:
         if body.password is not None:
             service.change_password(conn, name, body.password)
@@ -93,6 +100,25 @@ def update_user(
             detail |= {k: v for k, v in changed.items() if k in ("is_admin", "is_active")}
             trail.record(conn, "user.update", "user", user.username, detail=detail)
     return UserOut.of(user)
+
+
+def _check_current_password(accounts: Accounts, name: str, current: str | None) -> None:
+    if not current:
+        raise forbidden("changing your own password needs current_password")
+    now = datetime.now(UTC)
+    with write_tx(accounts.engine) as conn:
+        user = accounts.authenticator.store.user(conn, name)
+        if user is None or user.source != "local":
+            return  # unknown (the update answers 404) or a directory account (refused there)
+        if locked_until(conn, user_key(name), now) is not None:
+            raise forbidden("too many failed logins; try again later")
+        if accounts.authenticator.authenticate_password(conn, name, current) is None:
+            record_failure(conn, user_key(name), now)
+            failed = True
+        else:
+            failed = False
+    if failed:
+        raise forbidden("current_password is wrong")
 
 
 @router.delete("/users/{name}", status_code=204)

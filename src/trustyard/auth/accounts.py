@@ -66,6 +66,11 @@ class OrganizationNotEmpty(StateConflict):
     of the same name would inherit them."""
 
 
+class NamespaceNotEmpty(StateConflict):
+    """A user whose personal namespace still has repositories cannot be deleted: a later
+    account of the same name would own them."""
+
+
 def _known(name: str) -> bool:
     """Whether `name` could name a user, organization, team or robot (lookups of anything
     else are `NotFound` without asking the database)."""
@@ -172,9 +177,14 @@ class AccountService:
         return self.update_user(conn, username, is_active=False)
 
     def delete_user(self, conn: Connection, username: str) -> None:
-        """Delete a user with their tokens, memberships and ownerships."""
+        """Delete a user with their tokens, memberships and ownerships. Refused while
+        repositories remain in their personal namespace."""
         user = self.get_user(conn, username)
         self._keep_an_admin(conn, user)
+        if self.store.has_repositories(conn, username):
+            raise NamespaceNotEmpty(
+                f"{username!r} still has repositories in their namespace; delete them first"
+            )
         for org in sorted(self.store.owned_organizations(conn, user.id)):
             organization = self.get_organization(conn, org)
             if self.store.owners(conn, organization.id, lock=True) == [username]:

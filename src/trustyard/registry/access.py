@@ -27,6 +27,7 @@ from sqlalchemy import Connection, Engine
 from trustyard.auth import audit
 from trustyard.auth.access import (
     ADDRESS_FREE_FAILURES,
+    TOKEN_PREFIX,
     AccessPolicy,
     Authenticator,
     DirectoryAnswer,
@@ -94,6 +95,10 @@ class Accounts:
         if scheme.lower() == "basic":
             subject = await asyncio.to_thread(self._basic, value.strip(), address)
             return self._remember(key, subject, time.monotonic() + CREDENTIAL_TTL)
+        if scheme.lower() == "bearer" and value.strip().startswith(TOKEN_PREFIX):
+            # A personal access or robot token sent as a bearer token (API clients do this).
+            subject = await asyncio.to_thread(self._access_token, value.strip(), address)
+            return self._remember(key, subject, time.monotonic() + CREDENTIAL_TTL)
         if scheme.lower() == "bearer":
             subject, expires_at = self._bearer(value.strip())
             ttl = max(0.0, expires_at - time.time())
@@ -143,6 +148,36 @@ class Accounts:
                 ),
             )
         raise OciError(ErrorCode.UNAUTHORIZED, "wrong username or password")
+
+    def _access_token(self, text: str, address: str | None) -> Subject:
+        """An access token without a username: it names its owner. Failures count towards
+        the per-address back-off only (there is no account to lock)."""
+        now = datetime.now(UTC)
+        key = address_key(address) if address else None
+        if key is not None:
+            with read_tx(self.engine) as conn:
+                until = locked_until(conn, key, now)
+            if until is not None:
+                wait = max(1, int((until - now).total_seconds()) + 1)
+                raise OciError(
+                    ErrorCode.TOOMANYREQUESTS,
+                    f"too many failed logins; retry in {wait} s",
+                    detail={"retryAfter": wait},
+                )
+        with write_tx(self.engine) as conn:
+            found = self.authenticator.authenticate_token(conn, text)
+            if found is not None:
+                principal, scope = found
+                return Subject(principal.name, principal, scope)
+            if key is not None:
+                record_failure(conn, key, now, free=ADDRESS_FREE_FAILURES)
+            audit.record(
+                conn,
+                audit.AuditEvent(
+                    now, "", "anonymous", "login", "token", "bearer token", "failed", address
+                ),
+            )
+        raise OciError(ErrorCode.UNAUTHORIZED, "invalid, expired or revoked access token")
 
     def directory_answer(self, username: str, secret: str) -> DirectoryAnswer | None:
         """The LDAP directory's answer to a password login that needs one (None: it does not),
