@@ -592,6 +592,50 @@ def test_offline_tokens_of_directory_users_need_the_directory(world: World, slap
     assert down.json()["error"] == "temporarily_unavailable"
 
 
+def test_refresh_tokens_of_directory_users_follow_the_directory(world: World, slapd: Slapd) -> None:
+    """A refresh token never sees the password again: each exchange asks the directory whether
+    its owner still exists and in which groups, so leaving a group (or the directory) counts."""
+    server, user, org = world.server, world.user, world.org
+    scope = f"repository:{org}/app:pull"
+    offline = {"service": "trustyard", "offline_token": "true", "client_id": "tests"}
+    issued = httpx.get(f"{server.url}/auth/token", params=offline, headers=basic(user, PASSWORD))
+    assert issued.status_code == 200, issued.text
+    refresh = issued.json()["refresh_token"]
+    form = {
+        "grant_type": "refresh_token",
+        "refresh_token": refresh,
+        "client_id": "tests",
+        "service": "trustyard",
+        "scope": scope,
+    }
+
+    def exchange() -> httpx.Response:
+        return httpx.post(f"{server.url}/auth/token", data=form)
+
+    first = exchange()
+    assert first.status_code == 200, first.text
+    assert jwt.decode(first.json()["access_token"], options={"verify_signature": False})[
+        "access"
+    ] == [{"type": "repository", "name": f"{org}/app", "actions": ["pull"]}]
+
+    slapd.set_group_members(world.group, [])  # she leaves the group: no more pull
+    second = exchange()
+    assert second.status_code == 200, second.text
+    claims = jwt.decode(second.json()["access_token"], options={"verify_signature": False})
+    assert claims["access"] == [{"type": "repository", "name": f"{org}/app", "actions": []}]
+    assert members(server, org, "devs") == []
+
+    with slapd.paused():
+        down = exchange()
+    assert down.status_code == 503
+    assert down.json()["error"] == "temporarily_unavailable"
+
+    slapd.ldapmodify([f"dn: {slapd.user_dn(user)}", "changetype: delete"])
+    gone = exchange()
+    assert gone.status_code == 400
+    assert gone.json()["error"] == "invalid_grant"
+
+
 def test_ldap_sync_command_applies_group_changes_without_a_login(
     world: World, slapd: Slapd
 ) -> None:

@@ -123,7 +123,7 @@ class Accounts:
             )
         answer = self.directory_answer(username, secret)
         with write_tx(self.engine) as conn:
-            with _directory_errors(username):
+            with directory_errors(username):
                 found = self.authenticator.login(
                     conn, username, secret, answer=answer, address=address
                 )
@@ -189,7 +189,7 @@ class Accounts:
             asks = self.authenticator.asks_directory(conn, username, secret)
         if not asks:
             return None
-        with _directory_errors(username):
+        with directory_errors(username):
             return self.authenticator.ask_directory(username, secret)
 
     def _bearer(self, token: str) -> tuple[Subject, float]:
@@ -249,7 +249,7 @@ class Accounts:
 
 
 @contextmanager
-def _directory_errors(username: str) -> Iterator[None]:
+def directory_errors(username: str) -> Iterator[None]:
     """An LDAP outage is UNAVAILABLE (503), neither a failed login nor an internal error."""
     try:
         yield

@@ -30,6 +30,7 @@ from urllib.parse import parse_qs
 
 from trustyard.auth import audit
 from trustyard.auth.authorize import Subject
+from trustyard.auth.ldap_accounts import Actor
 from trustyard.auth.permissions import Principal
 from trustyard.auth.refresh_tokens import (
     InvalidGrant,
@@ -43,7 +44,7 @@ from trustyard.auth.scopes import InvalidScope, ScopeGrant, TokenScope, parse_sc
 from trustyard.db.engine import write_tx
 from trustyard.kit.asgi import Send
 from trustyard.oci.errors import ErrorCode, OciError
-from trustyard.registry.access import Accounts
+from trustyard.registry.access import Accounts, directory_errors
 from trustyard.registry.http import JSON, Headers, Request, respond
 
 MAX_FORM_BYTES = 64 * 1024
@@ -182,18 +183,42 @@ async def _refresh_grant(
     if client_id is None:
         raise _Refused(400, "invalid_request", "client_id is missing")
     address = request.address
+    ldap = accounts.authenticator.ldap
 
     def work() -> IssuedToken | InvalidGrant:
         try:
             with write_tx(accounts.engine) as conn:
                 exchange = accounts.refresh_tokens.exchange(conn, text)
-                return accounts.tokens.issue(conn, exchange.principal, scopes, exchange.scope)
+                name = exchange.principal.name
+                user = accounts.authenticator.store.user(conn, name)
+                if ldap is None or user is None or not ldap.handles(name, user):
+                    return accounts.tokens.issue(conn, exchange.principal, scopes, exchange.scope)
+            # A directory account: it may have left the directory (or its groups) since the
+            # token was issued. Ask the directory outside any transaction, then decide.
+            with directory_errors(name):
+                identity = ldap.directory.lookup(name)
+            gone = InvalidGrant(
+                "its owner is no longer in the directory", public_id=exchange.public_id, owner=name
+            )
+            if identity is None:
+                raise gone
+            with write_tx(accounts.engine) as conn:
+                exchange = accounts.refresh_tokens.exchange(conn, text)
+                user = accounts.authenticator.store.user(conn, name)
+                if user is None:
+                    raise gone
+                ldap.sync_teams(conn, user, identity.groups, Actor(name, "user", address))
+                principal = accounts.authenticator.load_principal(conn, name)
+                return accounts.tokens.issue(conn, principal, scopes, exchange.scope)
         except InvalidGrant as error:
             with write_tx(accounts.engine) as conn:
                 audit.record(conn, refused_event(error, client_id, address, datetime.now(UTC)))
             return error
 
-    outcome = await asyncio.to_thread(work)
+    try:
+        outcome = await asyncio.to_thread(work)
+    except OciError as error:  # the LDAP directory does not answer
+        raise _login_refused(error, "invalid_grant") from None
     if isinstance(outcome, InvalidGrant):
         raise _Refused(400, "invalid_grant", "the refresh token is invalid, expired or revoked")
     return outcome, text
