@@ -6,10 +6,13 @@ import json
 import logging
 import os
 import secrets
+from collections.abc import Awaitable
 from datetime import timedelta
+from time import perf_counter
 
 from sqlalchemy import Engine, text
 
+from trustyard.api.app import PREFIX as API_PREFIX
 from trustyard.api.app import create_api
 from trustyard.auth.access import AccessPolicy, Authenticator
 from trustyard.auth.authorize import open_policy
@@ -24,7 +27,13 @@ from trustyard.content.stores import ContentStore
 from trustyard.content.uploads import HashStates, UploadService
 from trustyard.db.engine import is_sqlite, make_engine
 from trustyard.db.generation import access_generation_reader
-from trustyard.kit.asgi import Receive, Scope, Send
+from trustyard.event_store import Outbox
+from trustyard.event_wiring import make_pull_recorder, make_webhook_service
+from trustyard.kit.asgi import ROUTE_KEY, Message, Receive, Scope, Send
+from trustyard.metrics import configure as configure_metrics
+from trustyard.metrics import flush as flush_metrics
+from trustyard.metrics import method_label, observe_request
+from trustyard.metrics_endpoint import MetricsEndpoint, route_label
 from trustyard.registry.access import Accounts
 from trustyard.registry.app import RegistryApp
 from trustyard.registry.context import RegistryContext
@@ -110,6 +119,9 @@ def make_context(settings: Settings, engine: Engine | None = None) -> RegistryCo
     store = ContentStore()
     hot = make_hot_reads(engine, store)
     accounts = make_accounts(settings, engine)
+    from trustyard.background import make_queue  # the composition of background work
+
+    outbox = Outbox(make_queue(settings, engine))
     return RegistryContext(
         engine=engine,
         store=store,
@@ -120,31 +132,62 @@ def make_context(settings: Settings, engine: Engine | None = None) -> RegistryCo
         url_prefix=(settings.server.public_url or "").rstrip("/"),
         body_timeout=settings.server.body_timeout,
         accounts=accounts,
+        events=outbox,
+        pulls=make_pull_recorder(settings, engine, outbox),
     )
 
 
 class TrustyardApp:
-    """Top-level ASGI router: /v2 to the registry, /healthz, and 404 for the rest."""
+    """Top-level ASGI router: /v2 to the registry, /api/v1, /auth/token, /healthz, /metrics,
+    and 404 for the rest. With metrics on, every request is counted and timed by route."""
 
-    def __init__(self, ctx: RegistryContext) -> None:
+    def __init__(self, ctx: RegistryContext, metrics: MetricsEndpoint | None = None) -> None:
         self.ctx = ctx
         self.registry = RegistryApp(ctx)
         self.api = create_api(ctx.accounts) if ctx.accounts is not None else None
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-            return
         if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await self._lifespan(receive, send)
             return
+        if self.metrics is None:
+            await self._route(scope, receive, send)
+            return
+        began = perf_counter()
+        status = 0  # no response started
+
+        def watch(message: Message) -> Awaitable[None]:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            return send(message)  # its awaitable: no extra coroutine per message
+
+        try:
+            await self._route(scope, receive, watch)
+        except BaseException:
+            status = status or 500
+            raise
+        finally:
+            route = route_label(scope, API_PREFIX)
+            method = method_label(scope["method"])
+            observe_request(route, method, status, perf_counter() - began)
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         if path == "/v2" or path.startswith("/v2/"):
             await self.registry(scope, receive, send)
         elif self.api is not None and (path == "/api/v1" or path.startswith("/api/v1/")):
             await self.api(scope, receive, send)
         elif path == "/healthz":
+            scope[ROUTE_KEY] = "healthz"
             await self._health(send)
+        elif path == "/metrics" and self.metrics is not None:
+            scope[ROUTE_KEY] = "metrics"
+            await self.metrics(scope, receive, send)
         elif path == "/auth/token" and self.ctx.accounts is not None:
+            scope[ROUTE_KEY] = "auth_token"
             request = Request(scope, receive, self.ctx.body_timeout)
             await token_endpoint(self.ctx.accounts, request, send)
         else:
@@ -172,17 +215,28 @@ class TrustyardApp:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.ctx.pulls is not None:
+                    self.ctx.pulls.close()  # write the buffered pull events
+                flush_metrics()
                 self.ctx.engine.dispose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
 
 def create_app(settings: Settings) -> TrustyardApp:
-    return TrustyardApp(make_context(settings))
+    ctx = make_context(settings)
+    endpoint = MetricsEndpoint(settings.metrics, ctx.engine) if settings.metrics.enabled else None
+    app = TrustyardApp(ctx, endpoint)
+    if app.api is not None and ctx.events is not None and ctx.events.queue is not None:
+        app.api.state.events = ctx.events
+        app.api.state.webhooks = make_webhook_service(settings, ctx.events.queue)
+    return app
 
 
 def asgi_factory() -> TrustyardApp:
     """Entry point for server worker processes: settings come from TRUSTYARD_* variables."""
     settings = Settings()
     logging.basicConfig(level=settings.log_level.upper())
+    if settings.metrics.enabled:  # add this process's counts to the server's
+        configure_metrics(settings.metrics_dir)
     return create_app(settings)

@@ -9,6 +9,7 @@ from datetime import timedelta
 from sqlalchemy import Engine
 
 from trustyard.config import Settings
+from trustyard.event_wiring import register_event_jobs
 from trustyard.jobs import testkinds
 from trustyard.jobs.backoff import RetryPolicy
 from trustyard.jobs.housekeeping import PRUNE_KIND, PRUNE_SCHEDULE, PruneFinishedJobs
@@ -16,6 +17,7 @@ from trustyard.jobs.queue import SqlJobQueue
 from trustyard.jobs.registry import HandlerRegistry
 from trustyard.jobs.runner import Worker
 from trustyard.jobs.scheduler import Scheduler, ScheduleSpec
+from trustyard.metrics import observe_webhook_delivery
 
 
 def make_queue(settings: Settings, engine: Engine) -> SqlJobQueue:
@@ -35,6 +37,8 @@ def make_handlers(settings: Settings, engine: Engine) -> tuple[HandlerRegistry, 
     retention = timedelta(days=settings.jobs.retention_days)
     handlers.register(PRUNE_KIND, PruneFinishedJobs(engine, retention))
     schedules.append(PRUNE_SCHEDULE)
+    queue = make_queue(settings, engine)
+    register_event_jobs(handlers, schedules, settings, engine, queue, observe_webhook_delivery)
     if settings.jobs.test_kinds:
         testkinds.register(handlers, engine)
     return handlers, schedules

@@ -7,13 +7,16 @@ variables (nested with `__`, e.g. `TRUSTYARD_SERVER__PORT`), a YAML file named b
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -186,6 +189,116 @@ class JobsSettings(BaseModel):
     )
 
 
+class EventsSettings(BaseModel):
+    """Domain events (trustyard.events): the outbox and pull events."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    retention_days: int = Field(
+        default=14,
+        ge=1,
+        le=3650,
+        description="dispatched events are deleted after this many days, with their webhook "
+        "deliveries and delivery history",
+    )
+    pull_check_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="how long a server process trusts its answer to `does any active "
+        "subscription want pull events?` (pulls are recorded only when one does)",
+    )
+    pull_flush_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="pull events are buffered in memory and written in batches this often "
+        "(best effort: a crash loses the buffer)",
+    )
+
+
+class WebhooksSettings(BaseModel):
+    """Webhooks (trustyard.webhooks): where deliveries may go, and how long they may fail."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    allowed_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="networks (CIDRs, comma-separated in the environment) that webhook "
+        "destinations may resolve to besides global addresses: loopback, link-local, private "
+        "and other non-global addresses are refused unless listed here",
+    )
+    timeout_seconds: float = Field(
+        default=10.0, gt=0, le=120, description="seconds to connect and to wait for an answer"
+    )
+    inactive_after_days: float = Field(
+        default=3.0,
+        gt=0,
+        le=365,
+        description="a subscription whose deliveries fail without a success for longer than "
+        "this is marked inactive (with the reason); its owner turns it on again",
+    )
+
+    @field_validator("allowed_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _check_networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network!r} is not a network (CIDR)") from None
+        return value
+
+
+class MetricsSettings(BaseModel):
+    """GET /metrics (Prometheus) and who may read it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="serve GET /metrics")
+    token: SecretStr | None = Field(
+        default=None,
+        min_length=16,
+        description="when set, every caller must present it (`Authorization: Bearer TOKEN`) "
+        "and allow_from no longer applies",
+    )
+    allow_from: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+        description="without a token: the networks (CIDRs, comma-separated in the "
+        "environment) whose callers may read /metrics; an empty list allows no one",
+    )
+
+    @field_validator("allow_from", mode="before")
+    @classmethod
+    def _split_allow_from(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("allow_from")
+    @classmethod
+    def _check_allow_from(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network!r} is not a network (CIDR)") from None
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TRUSTYARD_", env_nested_delimiter="__", extra="forbid"
@@ -200,10 +313,13 @@ class Settings(BaseSettings):
         default=None, description="password of the first `admin` (default: generated, printed once)"
     )
     auth: AuthSettings = AuthSettings()
+    events: EventsSettings = EventsSettings()
     jobs: JobsSettings = JobsSettings()
     ldap: LdapSettings = LdapSettings()
+    metrics: MetricsSettings = MetricsSettings()
     server: ServerSettings = ServerSettings()
     storage: StorageSettings = StorageSettings()
+    webhooks: WebhooksSettings = WebhooksSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -227,6 +343,11 @@ class Settings(BaseSettings):
         return self.data_dir / "storage"
 
     @property
+    def metrics_dir(self) -> Path:
+        """Where the server's processes share their metrics (wiped when `serve` starts)."""
+        return self.data_dir / "metrics"
+
+    @property
     def effective_database_url(self) -> str:
         if self.database_url:
             return self.database_url
@@ -242,6 +363,8 @@ class Settings(BaseSettings):
             if isinstance(value, dict):
                 for key, inner in value.items():
                     walk(f"{prefix}__{key.upper()}" if prefix else key.upper(), inner)
+            elif isinstance(value, list):
+                env[f"TRUSTYARD_{prefix}"] = json.dumps(value)
             elif value is not None:
                 env[f"TRUSTYARD_{prefix}"] = (
                     str(value).lower() if isinstance(value, bool) else str(value)

@@ -39,6 +39,7 @@ from tests.support.access_world import (
     GHOSTS,
     IDENTITIES,
     MISSING_TOKEN_ID,
+    MISSING_WEBHOOK_ID,
     ORG,
     OTHER_ORG,
     OTHER_SERVICE,
@@ -46,6 +47,8 @@ from tests.support.access_world import (
     REPOSITORIES,
     ROBOT,
     SPARE_USER,
+    WEBHOOK_NETWORKS,
+    WEBHOOK_URL,
     Call,
     Role,
     Who,
@@ -423,6 +426,37 @@ def lists_readable_repositories(w: World, who: Who, target: str, answer: httpx.R
     assert listed == {name for name in REPOSITORIES if may(who, "pull", name)}
 
 
+def lists_managed_webhooks(w: World, who: Who, target: str, answer: httpx.Response) -> None:
+    listed = {item["id"] for item in answer.json()["items"]}
+    if may(who, "admin", APP):
+        assert w.shared_webhook in listed
+    else:
+        assert listed == set()
+
+
+def create_webhook(w: World, who: Who, target: str) -> Call:
+    body = {"url": WEBHOOK_URL, "events": ["TAG_PUSH"], "repository": target}
+    return Call("POST", f"{A}/webhooks", json=body).hiding(target, GHOSTS[target])
+
+
+def on_webhook(method: str, tail: str = "", *, fresh: bool = False, **extra: Any) -> Builder:
+    """A request on a subscription to APP's events (`fresh`: one made for this request)."""
+
+    def build(w: World, who: Who, target: str) -> Call:
+        webhook = w.new_webhook(target) if fresh else w.shared_webhook
+        call = Call(method, f"{A}/webhooks/{webhook}{tail}", **extra)
+        return call.hiding(webhook, MISSING_WEBHOOK_ID)
+
+    return build
+
+
+def redeliver_call(w: World, who: Who, target: str) -> Call:
+    webhook = w.new_webhook(target)
+    delivery = w.new_delivery(webhook)
+    path = f"{A}/webhooks/{webhook}/deliveries/{delivery}/redeliver"
+    return Call("POST", path).hiding(webhook, MISSING_WEBHOOK_ID)
+
+
 def docs(path: str) -> dict[str, Entry]:
     return {f"{m} {path}": Entry("docs", 200, plain(m, path)) for m in ("GET", "HEAD")}
 
@@ -594,6 +628,27 @@ MANAGEMENT: dict[str, Entry] = {
     f"POST {A}/jobs/{{job_id}}/cancel": Entry(
         "admin", 200, lambda w, who, t: Call("POST", f"{A}/jobs/{w.new_job('queued')}/cancel")
     ),
+    # webhooks: a subscription to APP's events belongs to APP's administrators
+    f"GET {A}/webhooks": Entry(
+        "account", 200, api("GET", f"{A}/webhooks"), check=lists_managed_webhooks
+    ),
+    f"POST {A}/webhooks": Entry("repo-admin", 201, create_webhook, (APP,)),
+    f"GET {A}/webhooks/{{webhook_id}}": Entry("repo-admin", 200, on_webhook("GET"), (APP,)),
+    f"PATCH {A}/webhooks/{{webhook_id}}": Entry(
+        "repo-admin", 200, on_webhook("PATCH", json={"description": "edited"}), (APP,)
+    ),
+    f"DELETE {A}/webhooks/{{webhook_id}}": Entry(
+        "repo-admin", 204, on_webhook("DELETE", fresh=True), (APP,)
+    ),
+    f"POST {A}/webhooks/{{webhook_id}}/test": Entry(
+        "repo-admin", 202, on_webhook("POST", "/test"), (APP,)
+    ),
+    f"GET {A}/webhooks/{{webhook_id}}/deliveries": Entry(
+        "repo-admin", 200, on_webhook("GET", "/deliveries"), (APP,)
+    ),
+    f"POST {A}/webhooks/{{webhook_id}}/deliveries/{{delivery_id}}/redeliver": Entry(
+        "repo-admin", 202, redeliver_call, (APP,)
+    ),
     # audit
     f"GET {A}/audit": Entry(
         "audit", 200, api("GET", f"{A}/audit", hide=ORG, params={"organization": ORG})
@@ -656,7 +711,10 @@ def test_every_route_has_a_matrix_entry(key: str) -> None:
 @pytest.fixture(scope="module")
 def world(start_server: Callable[..., TrustyardServer]) -> Iterator[World]:
     server = start_server(
-        "matrix", TRUSTYARD_AUTH__ENABLED="true", TRUSTYARD_ADMIN_PASSWORD=ADMIN_PASSWORD
+        "matrix",
+        TRUSTYARD_AUTH__ENABLED="true",
+        TRUSTYARD_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        TRUSTYARD_WEBHOOKS__ALLOWED_NETWORKS=WEBHOOK_NETWORKS,
     )
     seeded = World(server).seed()
     try:

@@ -4,6 +4,7 @@ errors, users, organizations, teams, grants, robots and tokens, checked against 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -64,6 +65,14 @@ ROUTES = {
     ("get", "/api/v1/jobs/{job_id}"),
     ("post", "/api/v1/jobs/{job_id}/retry"),
     ("post", "/api/v1/jobs/{job_id}/cancel"),
+    ("get", "/api/v1/webhooks"),
+    ("post", "/api/v1/webhooks"),
+    ("get", "/api/v1/webhooks/{webhook_id}"),
+    ("patch", "/api/v1/webhooks/{webhook_id}"),
+    ("delete", "/api/v1/webhooks/{webhook_id}"),
+    ("post", "/api/v1/webhooks/{webhook_id}/test"),
+    ("get", "/api/v1/webhooks/{webhook_id}/deliveries"),
+    ("post", "/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"),
 }
 
 
@@ -396,3 +405,39 @@ def test_nul_characters_are_refused_before_the_database(
     assert_problem(admin.post(path, json=body), 422)
     assert_problem(admin.get("/api/v1/users", params={"after": "a\x00"}), 422)
     assert_problem(admin.get("/api/v1/organizations", params={"after": "a\x00"}), 422)
+
+
+# Found by the schemathesis fuzz (test_api_fuzz.py):
+
+
+def test_a_nul_in_a_basic_username_is_refused_before_the_database(api: TrustyardServer) -> None:
+    """PostgreSQL text cannot hold NUL: such credentials are malformed (401), not a 500."""
+    strange = basic("ol\x00ga", PASSWORD)
+    assert_problem(httpx.get(f"{api.url}/api/v1/me", auth=strange), 401)
+    assert httpx.get(f"{api.url}/v2/", auth=strange).status_code == 401
+    assert httpx.get(f"{api.url}/auth/token", auth=strange).status_code == 401
+
+
+def test_timestamps_carry_their_time_zone(admin: httpx.Client) -> None:
+    """RFC 3339 (the document's `date-time`) needs an offset; SQLite returns naive times."""
+    stamps = [
+        admin.get("/api/v1/organizations/acme").json()["created_at"],
+        *(org["created_at"] for org in admin.get("/api/v1/organizations").json()["items"]),
+        admin.get("/api/v1/users/olga").json()["created_at"],
+    ]
+    for stamp in stamps:
+        assert datetime.fromisoformat(stamp).utcoffset() == timedelta(0), stamp
+
+
+def test_audit_paging_stops_at_the_largest_row_id(admin: httpx.Client) -> None:
+    """Ids are 32-bit INTEGER columns: a larger `after` is a 422 (PostgreSQL refused it)."""
+    assert admin.get("/api/v1/audit", params={"after": 2**31 - 1}).status_code == 200
+    assert_problem(admin.get("/api/v1/audit", params={"after": 2**31}), 422)
+
+
+@pytest.mark.parametrize("since", ["0.5", "1700000000", "2000-01-01", "2000-01-01T00"])
+def test_audit_since_is_a_date_and_time(admin: httpx.Client, since: str) -> None:
+    """Not seconds since the epoch, nor a bare date, which pydantic alone would take."""
+    assert_problem(admin.get("/api/v1/audit", params={"since": since}), 422)
+    naive = admin.get("/api/v1/audit", params={"since": "2000-01-01T00:00:00"})
+    assert naive.status_code == 200

@@ -68,7 +68,10 @@ class Database:
 
     def count(self, state: JobState) -> int:
         with read_tx(self.engine) as conn:
-            return int(conn.scalar(select(func.count()).where(jobs.c.state == state.value)) or 0)
+            query = select(func.count()).where(
+                jobs.c.kind == RECORD_KIND, jobs.c.state == state.value
+            )
+            return int(conn.scalar(query) or 0)
 
 
 @pytest.fixture
@@ -117,12 +120,15 @@ def test_two_workers_share_a_thousand_jobs_and_run_each_exactly_once(database: D
     assert all(finished and attempt == 1 for _, attempt, _, finished in runs)
     with read_tx(database.engine) as conn:
         states = conn.execute(
-            select(jobs.c.state, jobs.c.attempts, func.count()).group_by(
-                jobs.c.state, jobs.c.attempts
-            )
+            select(jobs.c.state, jobs.c.attempts, func.count())
+            .where(jobs.c.kind == RECORD_KIND)
+            .group_by(jobs.c.state, jobs.c.attempts)
         ).all()
         attempts = conn.execute(
-            select(job_attempts.c.outcome, func.count()).group_by(job_attempts.c.outcome)
+            select(job_attempts.c.outcome, func.count())
+            .join(jobs, jobs.c.id == job_attempts.c.job_id)
+            .where(jobs.c.kind == RECORD_KIND)
+            .group_by(job_attempts.c.outcome)
         ).all()
     assert [tuple(row) for row in states] == [("succeeded", 1, 1000)]
     assert [tuple(row) for row in attempts] == [("succeeded", 1000)]
@@ -249,7 +255,7 @@ def test_the_jobs_commands_show_retry_and_cancel(database: Database) -> None:
     )
     assert listed["last_error"] == "RuntimeError: no luck"
 
-    status, out, _ = database.cli("jobs", "list")
+    status, out, _ = database.cli("jobs", "list", "--kind", RECORD_KIND)
     assert status == 0
     assert [line.split("\t")[:4] for line in out.splitlines()] == [
         [str(waiting), "queued", RECORD_KIND, "0/5"],

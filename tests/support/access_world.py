@@ -38,7 +38,12 @@ from trustyard.auth.scopes import ScopeGrant
 from trustyard.auth.signing import SigningKeys
 from trustyard.db.engine import make_engine, write_tx
 from trustyard.db.tables import access_tokens, jobs, login_failures, repositories
+from trustyard.events import EventType
 from trustyard.jobs.queue import SqlJobQueue
+from trustyard.webhooks.destinations import DestinationPolicy
+from trustyard.webhooks.interfaces import Scope
+from trustyard.webhooks.service import WebhookService
+from trustyard.webhooks.signing import SecretBox
 
 ADMIN_PASSWORD = "the matrix administrator's password"
 PASSWORD = "every matrix user's password"
@@ -51,6 +56,10 @@ REPOSITORIES = (APP, PUB)
 # Names that exist nowhere: a hidden object must answer exactly like these.
 GHOSTS = {APP: "acme/nil", PUB: "acme/nul", ORG: "ghostorg"}
 MISSING_TOKEN_ID = "aaaaaaaaaaaa"  # a well-formed public id no token has
+MISSING_WEBHOOK_ID = "wh_0000000000000000"  # a well-formed id no webhook has
+# Webhooks of the matrix point here: loopback (allowed on the matrix server), nothing listens.
+WEBHOOK_URL = "http://127.0.0.1:9/matrix"
+WEBHOOK_NETWORKS = "127.0.0.1/32"
 
 # Teams of acme and the role each holds on acme/app.
 TEAM_ROLES = {"pullers": "read-only", "pushers": "read-write", "keepers": "admin"}
@@ -216,6 +225,7 @@ class World:
         self.secrets: dict[str, str] = {}  # identity key -> password or token text
         self.content: dict[str, Content] = {}
         self.sensitive: set[str] = set()  # what no refusal may reveal
+        self.shared_webhook = ""  # a subscription to APP's events (made by seed)
         self._bearers: dict[tuple[str, str], tuple[float, str]] = {}
 
     def close(self) -> None:
@@ -250,6 +260,7 @@ class World:
             for team, role in TEAM_ROLES.items():
                 self.service.set_team_repository_grant(conn, ORG, team, APP, role)
         self._seed_credentials()
+        self.shared_webhook = self.new_webhook()
         self.sensitive |= {*users, SPARE_USER, *TEAM_ROLES, ROBOT, OTHER_ORG} - {"admin"}
         for item in self.content.values():
             self.sensitive |= {item.tag, item.digest, sha256(item.config), item.layer_digest}
@@ -474,6 +485,33 @@ class World:
                     .values(state="dead", last_error="gave up", finished_at=datetime.now(UTC))
                 )
         return job.id
+
+    def webhooks(self) -> WebhookService:
+        passphrase = (self.server.data_dir / "signing.passphrase").read_text().strip()
+        policy = DestinationPolicy([WEBHOOK_NETWORKS])
+        return WebhookService(SecretBox(passphrase), policy, SqlJobQueue(self.engine))
+
+    def new_webhook(self, repository: str = APP) -> str:
+        """A subscription to TAG_PUSH events of `repository`; returns its id."""
+        with write_tx(self.engine) as conn:
+            created = self.webhooks().create(
+                conn,
+                scope=Scope.REPOSITORY,
+                target=repository,
+                url=WEBHOOK_URL,
+                event_types=[EventType.TAG_PUSH],
+                actor="admin",
+            )
+        public_id = created.subscription.public_id
+        self.sensitive.add(public_id)
+        return public_id
+
+    def new_delivery(self, webhook_id: str) -> int:
+        """A (test) delivery of the subscription; returns its id."""
+        service = self.webhooks()
+        with write_tx(self.engine) as conn:
+            subscription = service.get(conn, webhook_id)
+            return service.test(conn, subscription, None, "admin").id
 
     def new_upload(self, repository: str) -> str:
         """An upload session opened by the administrator; returns its path."""

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from trustyard.api import audit, errors, jobs, organizations, repositories, tokens, users
+from trustyard.api import (
+    audit,
+    errors,
+    jobs,
+    organizations,
+    repositories,
+    tokens,
+    users,
+    webhooks,
+)
 from trustyard.auth.accounts import AccountService
 from trustyard.auth.repositories import RepositoryService
 from trustyard.registry.access import Accounts
@@ -24,6 +33,6 @@ def create_api(accounts: Accounts) -> FastAPI:
     api.state.service = AccountService()
     api.state.repositories = RepositoryService(policy=accounts.policy)
     errors.install(api)
-    for module in (users, organizations, tokens, repositories, audit, jobs):
-        api.include_router(module.router, prefix=PREFIX)
+    for module in (users, organizations, tokens, repositories, audit, jobs, webhooks):
+        api.include_router(module.router, prefix=PREFIX, responses=errors.COMMON)
     return api

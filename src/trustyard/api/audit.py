@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BeforeValidator
 from sqlalchemy import Connection
 
 from trustyard.api.deps import Caller, Limit, Registry
 from trustyard.api.errors import forbidden
-from trustyard.api.schemas import NO_NUL, AuditEventOut, Page
+from trustyard.api.schemas import MAX_ROW_ID, NO_NUL, AuditEventOut, Page
 from trustyard.auth import audit
 from trustyard.auth.interfaces import Invalid
 from trustyard.auth.permissions import Principal
 from trustyard.db.engine import read_tx
 
 router = APIRouter(tags=["audit"])
+
+# An ISO 8601 date and time, its offset optional (naive times are UTC): pydantic alone would
+# also take a bare date or seconds since the epoch, which the OpenAPI document does not promise.
+_DATETIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?"
+)
+
+
+def _date_and_time(value: object) -> object:
+    if isinstance(value, str) and _DATETIME.fullmatch(value) is None:
+        raise ValueError("expected an ISO 8601 date and time, e.g. 2024-05-01T12:00:00Z")
+    return value
 
 
 class AuditTrail:
@@ -66,7 +80,7 @@ def list_audit_events(
     accounts: Registry,
     limit: Limit = 100,
     after: Annotated[
-        int | None, Query(ge=1, le=2**62, description="the `next` of the previous page")
+        int | None, Query(ge=1, le=MAX_ROW_ID, description="the `next` of the previous page")
     ] = None,
     actor: Annotated[str | None, Query(max_length=128, pattern=NO_NUL)] = None,
     action: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
@@ -79,7 +93,9 @@ def list_audit_events(
         ),
     ] = None,
     since: Annotated[
-        datetime | None, Query(description="only events at or after this time (UTC if naive)")
+        datetime | None,
+        BeforeValidator(_date_and_time),
+        Query(description="only events at or after this time (UTC if naive)"),
     ] = None,
 ) -> Page[AuditEventOut]:
     """The audit log, newest first. System administrators read every event; an organization

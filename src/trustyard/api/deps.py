@@ -18,6 +18,8 @@ from trustyard.auth.permissions import Principal
 from trustyard.auth.repositories import RepositoryService
 from trustyard.auth.scopes import TokenScope
 from trustyard.db.engine import read_tx
+from trustyard.event_store import Outbox
+from trustyard.events import Event
 from trustyard.registry.access import Accounts
 
 # What a token must allow to manage accounts: everything its owner may do.
@@ -137,10 +139,27 @@ def get_repositories(request: Request) -> RepositoryService:
     return repositories
 
 
+class Publisher:
+    """Records domain events in the transaction of an API change (nothing without an outbox:
+    an API built only to list its routes)."""
+
+    def __init__(self, outbox: Outbox | None) -> None:
+        self.outbox = outbox
+
+    def __call__(self, conn: Connection, *events: Event) -> None:
+        if self.outbox is not None:
+            self.outbox.publish(conn, *events)
+
+
+def get_publisher(request: Request) -> Publisher:
+    return Publisher(getattr(request.app.state, "events", None))
+
+
 Caller = Annotated[Principal, Depends(get_caller)]
 Anyone = Annotated[Reader, Depends(get_reader)]
 Repositories = Annotated[RepositoryService, Depends(get_repositories)]
 Service = Annotated[AccountService, Depends(get_service)]
 Registry = Annotated[Accounts, Depends(get_accounts)]
+Publish = Annotated[Publisher, Depends(get_publisher)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 After = Annotated[str | None, Query(max_length=255, pattern=NO_NUL)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,6 +20,44 @@ from trustyard.oci.errors import ErrorCode, OciError
 
 PROBLEM = "application/problem+json"
 CHALLENGE = {"WWW-Authenticate": 'Basic realm="trustyard"'}
+
+# The body of every error answer, as the OpenAPI document shows it (`components/schemas`).
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "description": "An error (RFC 9457 problem details)",
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "detail": {"type": "string"},
+    },
+}
+_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}},
+    429: {"Retry-After": {"required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"}}},
+}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route's error answers, for its OpenAPI document."""
+    documented: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        response: dict[str, Any] = {
+            "description": HTTPStatus(status).phrase,
+            "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        if status in _HEADERS:
+            response["headers"] = _HEADERS[status]
+        documented[status] = response
+    return documented
+
+
+# What any route may answer: a body that is not JSON, bad or missing credentials, a token or
+# role that does not allow it, invalid input, the login back-off, an LDAP directory that does
+# not answer.
+COMMON = problems(400, 401, 403, 422, 429, 503)
 
 
 class ApiProblem(Exception):
@@ -137,7 +176,20 @@ async def _on_http(_: Request, error: Exception) -> JSONResponse:
     return problem(error.status_code, str(error.detail), dict(error.headers or {}))
 
 
+def _document(app: FastAPI) -> None:
+    """Add the problem+json body to the components of the OpenAPI document."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = build()
+        document.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install(app: FastAPI) -> None:
+    _document(app)
     app.add_exception_handler(AccessError, _on_access_error)
     app.add_exception_handler(ApiProblem, _on_api_problem)
     app.add_exception_handler(OciError, _on_oci_error)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from trustyard.api.audit import Trail
 from trustyard.api.deps import Caller, Limit, Registry, require_admin
-from trustyard.api.errors import ApiProblem
+from trustyard.api.errors import ApiProblem, problems
 from trustyard.api.schemas import Page
 from trustyard.db.engine import read_tx, write_tx
 from trustyard.jobs.admin import JobAdmin
@@ -118,7 +118,7 @@ def list_jobs(
     return Page(items=items, next=str(items[-1].id) if len(found) > limit else None)
 
 
-@router.get("/jobs/{job_id}")
+@router.get("/jobs/{job_id}", responses=problems(404))
 def get_job(job_id: JobId, caller: Caller, accounts: Registry) -> JobDetailOut:
     """One job with its payload, last error and the history of its attempts."""
     require_admin(caller)
@@ -131,7 +131,7 @@ def get_job(job_id: JobId, caller: Caller, accounts: Registry) -> JobDetailOut:
     return JobDetailOut(**JobOut.of(detail.job).model_dump(), history=history)
 
 
-@router.post("/jobs/{job_id}/retry")
+@router.post("/jobs/{job_id}/retry", responses=problems(404, 409))
 def retry_job(job_id: JobId, caller: Caller, trail: Trail, accounts: Registry) -> JobOut:
     """Queue a failed or dead job again, due now, with all its attempts ahead of it."""
     require_admin(caller)
@@ -144,7 +144,7 @@ def retry_job(job_id: JobId, caller: Caller, trail: Trail, accounts: Registry) -
     return JobOut.of(job)
 
 
-@router.post("/jobs/{job_id}/cancel")
+@router.post("/jobs/{job_id}/cancel", responses=problems(404, 409))
 def cancel_job(job_id: JobId, caller: Caller, trail: Trail, accounts: Registry) -> JobOut:
     """Cancel a queued job (a running one cannot be cancelled)."""
     require_admin(caller)

@@ -19,6 +19,7 @@ from trustyard.api.deps import (
     require_admin,
     require_user,
 )
+from trustyard.api.errors import problems
 from trustyard.api.schemas import (
     OrganizationCreate,
     OrganizationOut,
@@ -60,7 +61,7 @@ def list_organizations(
     return Page(items=items, next=items[-1].name if len(found) > limit else None)
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=problems(409))
 def create_organization(
     body: OrganizationCreate, caller: Caller, trail: Trail, accounts: Registry, service: Service
 ) -> OrganizationOut:
@@ -71,7 +72,7 @@ def create_organization(
     return OrganizationOut.of(org)
 
 
-@router.get("/{org}")
+@router.get("/{org}", responses=problems(404))
 def get_organization(
     org: str, caller: Caller, accounts: Registry, service: Service
 ) -> OrganizationOut:
@@ -81,7 +82,7 @@ def get_organization(
         return OrganizationOut.of(service.get_organization(conn, org))
 
 
-@router.delete("/{org}", status_code=204)
+@router.delete("/{org}", status_code=204, responses=problems(404, 409))
 def delete_organization(
     org: str, caller: Caller, trail: Trail, accounts: Registry, service: Service
 ) -> Response:
@@ -97,7 +98,7 @@ def delete_organization(
 # --- owners ------------------------------------------------------------------------------------
 
 
-@router.get("/{org}/owners")
+@router.get("/{org}/owners", responses=problems(404))
 def list_owners(org: str, caller: Caller, accounts: Registry, service: Service) -> list[str]:
     """The owners' usernames (for anyone who sees the organization)."""
     if not may_see_org(caller, org):
@@ -106,7 +107,7 @@ def list_owners(org: str, caller: Caller, accounts: Registry, service: Service) 
         return service.owners(conn, org)
 
 
-@router.put("/{org}/owners/{user}", status_code=204)
+@router.put("/{org}/owners/{user}", status_code=204, responses=problems(404))
 def add_owner(
     org: str, user: str, caller: Caller, trail: Trail, accounts: Registry, service: Service
 ) -> Response:
@@ -120,7 +121,7 @@ def add_owner(
     return _no_content()
 
 
-@router.delete("/{org}/owners/{user}", status_code=204)
+@router.delete("/{org}/owners/{user}", status_code=204, responses=problems(404, 409))
 def remove_owner(
     org: str, user: str, caller: Caller, trail: Trail, accounts: Registry, service: Service
 ) -> Response:
@@ -137,7 +138,7 @@ def remove_owner(
 # --- teams -------------------------------------------------------------------------------------
 
 
-@router.get("/{org}/teams")
+@router.get("/{org}/teams", responses=problems(404))
 def list_teams(org: str, caller: Caller, accounts: Registry, service: Service) -> list[TeamOut]:
     if not may_see_org(caller, org):
         raise NotFound("organization", org)
@@ -145,7 +146,7 @@ def list_teams(org: str, caller: Caller, accounts: Registry, service: Service) -
         return [TeamOut.of(team) for team in service.list_teams(conn, org)]
 
 
-@router.post("/{org}/teams", status_code=201)
+@router.post("/{org}/teams", status_code=201, responses=problems(404, 409))
 def create_team(
     org: str, body: TeamCreate, caller: Caller, trail: Trail, accounts: Registry, service: Service
 ) -> TeamOut:
@@ -156,7 +157,7 @@ def create_team(
         return TeamOut.of(team)
 
 
-@router.patch("/{org}/teams/{team}")
+@router.patch("/{org}/teams/{team}", responses=problems(404))
 def update_team(
     org: str,
     team: str,
@@ -188,7 +189,7 @@ def update_team(
     return TeamOut.of(updated)
 
 
-@router.delete("/{org}/teams/{team}", status_code=204)
+@router.delete("/{org}/teams/{team}", status_code=204, responses=problems(404))
 def delete_team(
     org: str, team: str, caller: Caller, trail: Trail, accounts: Registry, service: Service
 ) -> Response:
@@ -200,7 +201,7 @@ def delete_team(
     return _no_content()
 
 
-@router.get("/{org}/teams/{team}/members")
+@router.get("/{org}/teams/{team}/members", responses=problems(404))
 def list_members(
     org: str, team: str, caller: Caller, accounts: Registry, service: Service
 ) -> list[str]:
@@ -210,7 +211,7 @@ def list_members(
         return service.members(conn, org, team)
 
 
-@router.put("/{org}/teams/{team}/members/{user}", status_code=204)
+@router.put("/{org}/teams/{team}/members/{user}", status_code=204, responses=problems(404))
 def add_member(
     org: str,
     team: str,
@@ -230,7 +231,7 @@ def add_member(
     return _no_content()
 
 
-@router.delete("/{org}/teams/{team}/members/{user}", status_code=204)
+@router.delete("/{org}/teams/{team}/members/{user}", status_code=204, responses=problems(404))
 def remove_member(
     org: str,
     team: str,
@@ -269,7 +270,11 @@ def _manage_grants(
     manage_org(service, conn, caller, org)
 
 
-@router.put("/{org}/teams/{team}/repositories/{repository:path}", status_code=204)
+@router.put(
+    "/{org}/teams/{team}/repositories/{repository:path}",
+    status_code=204,
+    responses=problems(404),
+)
 def grant_repository(
     org: str,
     team: str,
@@ -290,7 +295,9 @@ def grant_repository(
     return _no_content()
 
 
-@router.delete("/{org}/teams/{team}/repositories/{repository:path}", status_code=204)
+@router.delete(
+    "/{org}/teams/{team}/repositories/{repository:path}", status_code=204, responses=problems(404)
+)
 def revoke_repository(
     org: str,
     team: str,
@@ -314,7 +321,7 @@ def revoke_repository(
     return _no_content()
 
 
-@router.put("/{org}/teams/{team}/organization-grant", status_code=204)
+@router.put("/{org}/teams/{team}/organization-grant", status_code=204, responses=problems(404))
 def grant_organization(
     org: str,
     team: str,
@@ -332,7 +339,7 @@ def grant_organization(
     return _no_content()
 
 
-@router.delete("/{org}/teams/{team}/organization-grant", status_code=204)
+@router.delete("/{org}/teams/{team}/organization-grant", status_code=204, responses=problems(404))
 def revoke_organization(
     org: str, team: str, caller: Caller, trail: Trail, accounts: Registry, service: Service
 ) -> Response:
@@ -348,14 +355,14 @@ def revoke_organization(
 # --- robots ------------------------------------------------------------------------------------
 
 
-@router.get("/{org}/robots")
+@router.get("/{org}/robots", responses=problems(404))
 def list_robots(org: str, caller: Caller, accounts: Registry, service: Service) -> list[RobotOut]:
     with read_tx(accounts.engine) as conn:
         manage_org(service, conn, caller, org)
         return [RobotOut.of(robot) for robot in service.list_robots(conn, org)]
 
 
-@router.post("/{org}/robots", status_code=201)
+@router.post("/{org}/robots", status_code=201, responses=problems(404, 409))
 def create_robot(
     org: str, body: RobotCreate, caller: Caller, trail: Trail, accounts: Registry, service: Service
 ) -> RobotOut:
@@ -366,7 +373,7 @@ def create_robot(
         return RobotOut.of(robot)
 
 
-@router.delete("/{org}/robots/{robot}", status_code=204)
+@router.delete("/{org}/robots/{robot}", status_code=204, responses=problems(404))
 def delete_robot(
     org: str, robot: str, caller: Caller, trail: Trail, accounts: Registry, service: Service
 ) -> Response:
@@ -378,7 +385,11 @@ def delete_robot(
     return _no_content()
 
 
-@router.put("/{org}/robots/{robot}/repositories/{pattern:path}", status_code=204)
+@router.put(
+    "/{org}/robots/{robot}/repositories/{pattern:path}",
+    status_code=204,
+    responses=problems(404),
+)
 def grant_robot(
     org: str,
     robot: str,
@@ -398,7 +409,9 @@ def grant_robot(
     return _no_content()
 
 
-@router.delete("/{org}/robots/{robot}/repositories/{pattern:path}", status_code=204)
+@router.delete(
+    "/{org}/robots/{robot}/repositories/{pattern:path}", status_code=204, responses=problems(404)
+)
 def revoke_robot(
     org: str,
     robot: str,

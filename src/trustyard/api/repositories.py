@@ -15,8 +15,8 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy import Connection
 
 from trustyard.api.audit import Trail
-from trustyard.api.deps import After, Anyone, Caller, Limit, Registry, Repositories
-from trustyard.api.errors import forbidden, hidden
+from trustyard.api.deps import After, Anyone, Caller, Limit, Publish, Registry, Repositories
+from trustyard.api.errors import forbidden, hidden, problems
 from trustyard.api.schemas import Page, RepositoryCreate, RepositoryOut, RepositoryUpdate
 from trustyard.auth.authorize import Action
 from trustyard.auth.interfaces import Invalid, Repository
@@ -24,6 +24,7 @@ from trustyard.auth.permissions import Principal
 from trustyard.auth.repositories import RepositoryService, check_repository_name
 from trustyard.auth.scopes import TokenScope
 from trustyard.db.engine import read_tx, write_tx
+from trustyard.events import repository_created, repository_deleted, repository_updated
 from trustyard.oci.names import is_valid_name
 from trustyard.registry.access import Accounts
 
@@ -91,7 +92,7 @@ def list_repositories(
     return Page(items=items, next=items[-1].name if len(found) > limit else None)
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=problems(409))
 def create_repository(
     body: RepositoryCreate,
     response: Response,
@@ -99,6 +100,7 @@ def create_repository(
     trail: Trail,
     accounts: Registry,
     repositories: Repositories,
+    publish: Publish,
 ) -> RepositoryOut:
     """Create an empty repository where the caller may create one (their own namespace, an
     organization they own or whose team holds an organization-wide read-write or admin grant;
@@ -117,11 +119,12 @@ def create_repository(
             organization=created.namespace,
             detail={"visibility": created.visibility},
         )
+        publish(conn, repository_created(created.name, created.visibility, "api", caller.name))
     response.headers["Location"] = f"/api/v1/repositories/{created.name}"
     return RepositoryOut.of(created)
 
 
-@router.get("/{name:path}")
+@router.get("/{name:path}", responses=problems(404))
 def get_repository(
     name: str, reader: Anyone, accounts: Registry, repositories: Repositories
 ) -> RepositoryOut:
@@ -130,7 +133,7 @@ def get_repository(
     return RepositoryOut.of(repository)
 
 
-@router.patch("/{name:path}")
+@router.patch("/{name:path}", responses=problems(404))
 def update_repository(
     name: str,
     body: RepositoryUpdate,
@@ -138,6 +141,7 @@ def update_repository(
     trail: Trail,
     accounts: Registry,
     repositories: Repositories,
+    publish: Publish,
 ) -> RepositoryOut:
     """Change visibility, description, scan on push or tag immutability (repository admins)."""
     changes = body.model_dump(exclude_none=True)
@@ -153,12 +157,18 @@ def update_repository(
                 organization=updated.namespace,
                 detail=changes,
             )
+            publish(conn, repository_updated(updated.name, changes, caller.name))
     return RepositoryOut.of(updated)
 
 
-@router.delete("/{name:path}", status_code=204)
+@router.delete("/{name:path}", status_code=204, responses=problems(404))
 def delete_repository(
-    name: str, caller: Caller, trail: Trail, accounts: Registry, repositories: Repositories
+    name: str,
+    caller: Caller,
+    trail: Trail,
+    accounts: Registry,
+    repositories: Repositories,
+    publish: Publish,
 ) -> Response:
     """Delete the repository with its tags, manifests and grants (repository admins); its
     blobs stay until a garbage collection."""
@@ -168,4 +178,5 @@ def delete_repository(
         trail.record(
             conn, "repository.delete", "repository", deleted.name, organization=deleted.namespace
         )
+        publish(conn, repository_deleted(deleted.name, caller.name))
     return Response(status_code=204)

@@ -13,6 +13,8 @@ from trustyard.auth.interfaces import AccessToken, Organization, Repository, Rob
 T = TypeVar("T")
 # Text stored in or compared with the database: PostgreSQL cannot hold a NUL character.
 NO_NUL = r"^[^\x00]*$"
+# Row ids are INTEGER columns: PostgreSQL refuses to compare them with anything larger.
+MAX_ROW_ID = 2**31 - 1
 
 
 class Page(BaseModel, Generic[T]):

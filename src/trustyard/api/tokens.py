@@ -7,6 +7,7 @@ from sqlalchemy import Connection
 
 from trustyard.api.audit import AuditTrail, Trail
 from trustyard.api.deps import Caller, Registry, Service, manage_org, require_user
+from trustyard.api.errors import problems
 from trustyard.api.schemas import TokenCreate, TokenCreated, TokenOut
 from trustyard.auth.interfaces import AccessToken
 from trustyard.db.engine import read_tx, write_tx
@@ -33,7 +34,7 @@ def list_tokens(caller: Caller, accounts: Registry, service: Service) -> list[To
         return [TokenOut.of(token) for token in service.list_tokens(conn, caller.name)]
 
 
-@router.post("/tokens", status_code=201)
+@router.post("/tokens", status_code=201, responses=problems(409))
 def create_token(
     body: TokenCreate, caller: Caller, trail: Trail, accounts: Registry, service: Service
 ) -> TokenCreated:
@@ -47,7 +48,7 @@ def create_token(
     return TokenCreated.created(token, text)
 
 
-@router.delete("/tokens/{public_id}")
+@router.delete("/tokens/{public_id}", responses=problems(404))
 def revoke_token(
     public_id: str, caller: Caller, trail: Trail, accounts: Registry, service: Service
 ) -> TokenOut:
@@ -60,7 +61,7 @@ def revoke_token(
     return TokenOut.of(revoked)
 
 
-@router.get("/organizations/{org}/robots/{robot}/tokens")
+@router.get("/organizations/{org}/robots/{robot}/tokens", responses=problems(404))
 def list_robot_tokens(
     org: str, robot: str, caller: Caller, accounts: Registry, service: Service
 ) -> list[TokenOut]:
@@ -69,7 +70,9 @@ def list_robot_tokens(
         return [TokenOut.of(token) for token in service.list_tokens(conn, f"{org}+{robot}")]
 
 
-@router.post("/organizations/{org}/robots/{robot}/tokens", status_code=201)
+@router.post(
+    "/organizations/{org}/robots/{robot}/tokens", status_code=201, responses=problems(404, 409)
+)
 def create_robot_token(
     org: str,
     robot: str,
@@ -89,7 +92,7 @@ def create_robot_token(
     return TokenCreated.created(token, text)
 
 
-@router.delete("/organizations/{org}/robots/{robot}/tokens/{public_id}")
+@router.delete("/organizations/{org}/robots/{robot}/tokens/{public_id}", responses=problems(404))
 def revoke_robot_token(
     org: str,
     robot: str,

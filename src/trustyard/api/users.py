@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response
 
 from trustyard.api.audit import Trail
 from trustyard.api.deps import After, Caller, Limit, Registry, Service, require_admin
-from trustyard.api.errors import forbidden
+from trustyard.api.errors import forbidden, problems
 from trustyard.api.schemas import Me, Page, UserCreate, UserOut, UserUpdate
 from trustyard.auth.access import locked_until, record_failure, user_key
 from trustyard.db.engine import read_tx, write_tx
@@ -39,7 +39,7 @@ def list_users(
     return Page(items=items, next=items[-1].username if len(found) > limit else None)
 
 
-@router.post("/users", status_code=201)
+@router.post("/users", status_code=201, responses=problems(409))
 def create_user(
     body: UserCreate, caller: Caller, trail: Trail, accounts: Registry, service: Service
 ) -> UserOut:
@@ -58,7 +58,7 @@ def create_user(
     return UserOut.of(user)
 
 
-@router.get("/users/{name}")
+@router.get("/users/{name}", responses=problems(404))
 def get_user(name: str, caller: Caller, accounts: Registry, service: Service) -> UserOut:
     if caller.name != name or caller.kind != "user":
         require_admin(caller)
@@ -66,7 +66,7 @@ def get_user(name: str, caller: Caller, accounts: Registry, service: Service) ->
         return UserOut.of(service.get_user(conn, name))
 
 
-@router.patch("/users/{name}")
+@router.patch("/users/{name}", responses=problems(404, 409))
 def update_user(
     name: str,
     body: UserUpdate,
@@ -121,7 +121,7 @@ def _check_current_password(accounts: Accounts, name: str, current: str | None) 
         raise forbidden("current_password is wrong")
 
 
-@router.delete("/users/{name}", status_code=204)
+@router.delete("/users/{name}", status_code=204, responses=problems(404, 409))
 def delete_user(
     name: str, caller: Caller, trail: Trail, accounts: Registry, service: Service
 ) -> Response:

@@ -203,7 +203,7 @@ class AccessStore:
 
     def organization(self, conn: Connection, name: str) -> Organization | None:
         row = conn.execute(select(organizations).where(organizations.c.name == name)).first()
-        return Organization(row.id, row.name, row.description, row.created_at) if row else None
+        return Organization(row.id, row.name, row.description, utc(row.created_at)) if row else None
 
     def list_organizations(
         self, conn: Connection, limit: int, after: str | None
@@ -212,7 +212,8 @@ class AccessStore:
         if after:
             query = query.where(organizations.c.name > after)
         return [
-            Organization(r.id, r.name, r.description, r.created_at) for r in conn.execute(query)
+            Organization(r.id, r.name, r.description, utc(r.created_at))
+            for r in conn.execute(query)
         ]
 
     def delete_organization(self, conn: Connection, name: str) -> bool:

@@ -88,6 +88,10 @@ def worker(
         if embedded:
             os.nice(EMBEDDED_NICENESS)  # requests come first when the cores are busy
             _stop_with_parent(runner.request_stop)
+            if settings.metrics.enabled:  # job runs count in the server's /metrics
+                from trustyard.metrics import configure
+
+                configure(settings.metrics_dir)
         kinds = ", ".join(runner.handlers)
         err.print(
             f"trustyard worker {runner.name} ready: {concurrency} jobs at once; kinds: {kinds}"

@@ -89,6 +89,10 @@ def serve(
     _prepare(settings)
     if settings.auth.enabled:
         _bootstrap_accounts(settings)
+    if settings.metrics.enabled:
+        from trustyard.metrics import wipe
+
+        wipe(settings.metrics_dir)  # counters start again with the server's processes
     os.environ.update(settings.to_environment())
     count = settings.server.workers or os.cpu_count() or 1
     err.print(

@@ -22,6 +22,18 @@ class PushedManifest:
     subject: str | None
     created: bool
     repository_created: bool = False
+    media_type: str = ""
+    size: int = 0
+    artifact_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeletedManifest:
+    """What a DELETE removed: the manifest's digest and the tags that named it (a tag delete
+    removes one tag; `digest` is the manifest it named)."""
+
+    digest: str
+    tags: tuple[str, ...]
 
 
 def manifest_unknown(reference: str) -> OciError:
@@ -87,7 +99,15 @@ class ManifestService:
         if tag is not None:
             self.store.set_tag(conn, repository_id, tag, manifest_id)
         subject = str(parsed.subject.digest) if parsed.subject else None
-        return PushedManifest(digest, subject, created, repository_created)
+        return PushedManifest(
+            digest,
+            subject,
+            created,
+            repository_created,
+            parsed.media_type,
+            len(body),
+            parsed.artifact_type,
+        )
 
     def _check_references(
         self, conn: Connection, repository_id: int, parsed: ParsedManifest
@@ -117,13 +137,19 @@ class ManifestService:
                 detail={"digest": missing[0]},
             )
 
-    def delete(self, conn: Connection, repository: str, reference: str) -> None:
+    def delete(self, conn: Connection, repository: str, reference: str) -> DeletedManifest:
         if ":" in reference:
-            deleted = self.store.delete_manifest(conn, repository, str(parse_digest(reference)))
+            digest = str(parse_digest(reference))
+            tags = self.store.manifest_tags(conn, repository, digest)
+            deleted = self.store.delete_manifest(conn, repository, digest)
         else:
-            deleted = self.store.delete_tag(conn, repository, check_tag(reference))
+            tag = check_tag(reference)
+            named = self.store.resolve_tag(conn, repository, tag)
+            digest, tags = (named.digest if named else ""), [tag]
+            deleted = self.store.delete_tag(conn, repository, tag)
         if not deleted:
             raise manifest_unknown(reference)
+        return DeletedManifest(digest, tuple(tags))
 
     def tags(self, repository: str, limit: int | None, last: str | None) -> Page:
         """A page of tags (through the hot-read cache); n=0 still checks the repository."""

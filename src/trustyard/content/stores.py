@@ -213,6 +213,20 @@ class ContentStore:
         conn.execute(delete(manifests).where(manifests.c.id == manifest_id))
         return True
 
+    def manifest_tags(self, conn: Connection, repository: str, digest: str) -> list[str]:
+        """The tags of `repository` that name the manifest `digest`, in name order."""
+        query = (
+            select(tags.c.name)
+            .select_from(
+                tags.join(manifests, manifests.c.id == tags.c.manifest_id).join(
+                    repositories, repositories.c.id == tags.c.repository_id
+                )
+            )
+            .where(repositories.c.name == repository, manifests.c.digest == digest)
+            .order_by(tags.c.name)
+        )
+        return list(conn.scalars(query))
+
     def referrers(self, conn: Connection, repository: str, digest: str) -> list[ReferrerRecord]:
         rows = conn.execute(
             select(

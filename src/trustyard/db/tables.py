@@ -386,3 +386,104 @@ job_schedules = Table(
     Column("last_job_id", Integer),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+
+# --- domain events and webhooks (trustyard.events, trustyard.webhooks) --------------------
+
+# The outbox: every domain event, written in the transaction of the change it describes.
+# The dispatcher hands undispatched events (dispatched_at IS NULL) to the consumers in id
+# order and stamps them; dispatched events are pruned after the retention period.
+event_outbox = Table(
+    "event_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(32), nullable=False, unique=True),  # uuid4 hex: CloudEvents id
+    Column("type", String(32), nullable=False),  # e.g. TAG_PUSH
+    Column("repository", String(255)),  # None: a registry-wide event
+    Column("namespace", String(255)),
+    Column("actor", String(128)),
+    Column("contents", Text, nullable=False),  # JSON object
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("dispatched_at", DateTime(timezone=True)),
+    Index(
+        "ix_event_outbox_undispatched",
+        "id",
+        sqlite_where=text("dispatched_at IS NULL"),
+        postgresql_where=text("dispatched_at IS NULL"),
+    ),
+    Index(None, "created_at"),
+)
+
+# A subscription belongs to its scope: a repository or a namespace (by name: it outlives the
+# repository, so its deletion is delivered) or the whole registry (target "").
+webhook_subscriptions = Table(
+    "webhook_subscriptions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("public_id", String(32), nullable=False, unique=True),  # wh_...: the API's id
+    Column("scope", String(16), nullable=False),  # repository | namespace | registry
+    Column("target", String(255), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("format", String(16), nullable=False),  # dtr | cloudevents
+    Column("event_types", Text, nullable=False),  # JSON list of event type names
+    Column("secret", Text, nullable=False),  # encrypted with a key outside the database
+    Column("ca_bundle", Text),  # PEM certificates to trust instead of the system's
+    Column("tls_verify", Boolean, nullable=False, server_default=true()),
+    Column("description", Text, nullable=False, server_default=text("''")),
+    Column("active", Boolean, nullable=False, server_default=true()),
+    Column("inactive_reason", Text),
+    Column("inactive_since", DateTime(timezone=True)),
+    Column("failing_since", DateTime(timezone=True)),  # first failure after the last success
+    Column("last_success_at", DateTime(timezone=True)),
+    Column("last_failure_at", DateTime(timezone=True)),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index(None, "scope", "target"),
+)
+
+# One event to send to one subscription (kind: event | test | redelivery), sent in id order.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "subscription_id",
+        Integer,
+        ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("event_id", Integer, ForeignKey("event_outbox.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("redelivery_of", Integer),
+    Column("state", String(16), nullable=False),  # pending | delivered
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True)),
+    Column("last_attempt_at", DateTime(timezone=True)),
+    Column("last_status", Integer),
+    Column("last_error", Text),
+    Index(None, "subscription_id", "state", "id"),
+    Index(None, "subscription_id", "id"),
+    Index(None, "event_id"),
+)
+
+# Every attempt of a delivery: when, the answer's status, how long it took, what went wrong.
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "delivery_id",
+        Integer,
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("attempt", Integer, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("status_code", Integer),  # None: no answer (refused, timeout, TLS failure)
+    Column("latency_ms", Integer),
+    Column("error", Text),
+    Column("response_excerpt", Text),
+    Index(None, "delivery_id"),
+)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -154,6 +154,22 @@ class JobHandler(Protocol):
     def __call__(self, job: JobContext) -> None: ...
 
 
+class Result(StrEnum):
+    """How a claimed job's run ended."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # retried after a backoff, or dead after max_attempts
+    PERMANENT = "permanent"  # failed for good (PermanentJobError)
+    RELEASED = "released"  # given back unfinished (a clean stop): the attempt does not count
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    claim: Claim
+    result: Result
+    error: str | None = None
+
+
 class JobQueue(Protocol):
     """What a worker needs from the queue; every method is its own transaction."""
 
@@ -161,17 +177,10 @@ class JobQueue(Protocol):
         """Take up to `limit` due jobs of `kinds` (none that another worker holds)."""
         ...
 
-    def succeed(self, claim: Claim) -> bool:
-        """Mark done; False when the claim was lost (lease expired, released)."""
-        ...
-
-    def fail(self, claim: Claim, error: str, *, permanent: bool = False) -> JobState | None:
-        """Record a failure: queued again after a backoff, dead, or failed (permanent);
-        None when the claim was lost."""
-        ...
-
-    def release(self, claims: Collection[Claim]) -> int:
-        """Give jobs back unfinished (a clean stop): queued again, the attempt not counted."""
+    def report(self, outcomes: Sequence[Outcome]) -> list[JobState | None]:
+        """Record how jobs ended, all in one transaction: each job's new state (queued
+        again after a backoff, succeeded, failed, dead), or None where the claim was lost
+        (its lease expired and the job was given to another worker)."""
         ...
 
     def renew(self, tokens: Collection[str]) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 import secrets
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,6 +19,8 @@ from trustyard.jobs.interfaces import (
     Enqueued,
     InvalidJob,
     JobState,
+    Outcome,
+    Result,
     utc_now,
 )
 from trustyard.jobs.registry import check_kind
@@ -116,39 +118,31 @@ class SqlJobQueue:
         with read_tx(self.engine) as conn:
             return self.store.any_due(conn, kinds, now)
 
-    def succeed(self, claim: Claim) -> bool:
-        with write_tx(self.engine) as conn:
-            return self.store.finish(
-                conn, claim, JobState.SUCCEEDED, now=self.clock(), outcome="succeeded"
-            )
-
-    def fail(self, claim: Claim, error: str, *, permanent: bool = False) -> JobState | None:
-        error = clip_error(error)
+    def report(self, outcomes: Sequence[Outcome]) -> list[JobState | None]:
+        if not outcomes:
+            return []
         now = self.clock()
+        wins = [outcome.claim for outcome in outcomes if outcome.result is Result.SUCCEEDED]
         with write_tx(self.engine) as conn:
-            if permanent or claim.attempt >= claim.max_attempts:
-                state = JobState.FAILED if permanent else JobState.DEAD
-                done = self.store.finish(conn, claim, state, now=now, error=error, outcome="failed")
-                return state if done else None
-            delay = self.retry.delay(claim.attempt, self.rng)
-            done = self.store.requeue(
-                conn,
-                claim,
-                run_after=now + timedelta(seconds=delay),
-                now=now,
-                error=error,
-                outcome="failed",
-            )
-        return JobState.QUEUED if done else None
+            # Successes, the common case, in one pair of statements; the rest one by one.
+            succeeded = self.store.succeed_many(conn, wins, now)
+            return [
+                (JobState.SUCCEEDED if outcome.claim.id in succeeded else None)
+                if outcome.result is Result.SUCCEEDED
+                else self._record(conn, outcome, now)
+                for outcome in outcomes
+            ]
 
-    def release(self, claims: Collection[Claim]) -> int:
-        if not claims:
-            return 0
-        now = self.clock()
-        released = 0
-        with write_tx(self.engine) as conn:
-            for claim in claims:
-                released += self.store.requeue(
+    def _record(self, conn: Connection, outcome: Outcome, now: datetime) -> JobState | None:
+        claim, store = outcome.claim, self.store
+        error = None if outcome.error is None else clip_error(outcome.error)
+        match outcome.result:
+            case Result.SUCCEEDED:
+                state = JobState.SUCCEEDED
+                done = store.finish(conn, claim, state, now=now, outcome="succeeded")
+            case Result.RELEASED:
+                state = JobState.QUEUED
+                done = store.requeue(
                     conn,
                     claim,
                     run_after=now,
@@ -157,7 +151,37 @@ class SqlJobQueue:
                     outcome="released",
                     count_attempt=False,
                 )
-        return released
+            case Result.PERMANENT:
+                state = JobState.FAILED
+                done = store.finish(conn, claim, state, now=now, error=error, outcome="failed")
+            case Result.FAILED if claim.attempt >= claim.max_attempts:
+                state = JobState.DEAD
+                done = store.finish(conn, claim, state, now=now, error=error, outcome="failed")
+            case Result.FAILED:
+                state = JobState.QUEUED
+                delay = self.retry.delay(claim.attempt, self.rng)
+                done = store.requeue(
+                    conn,
+                    claim,
+                    run_after=now + timedelta(seconds=delay),
+                    now=now,
+                    error=error,
+                    outcome="failed",
+                )
+        return state if done else None
+
+    # One-job shorthands of `report`.
+
+    def succeed(self, claim: Claim) -> bool:
+        return self.report([Outcome(claim, Result.SUCCEEDED)]) == [JobState.SUCCEEDED]
+
+    def fail(self, claim: Claim, error: str, *, permanent: bool = False) -> JobState | None:
+        result = Result.PERMANENT if permanent else Result.FAILED
+        return self.report([Outcome(claim, result, error)])[0]
+
+    def release(self, claims: Collection[Claim]) -> int:
+        states = self.report([Outcome(claim, Result.RELEASED) for claim in claims])
+        return sum(state is not None for state in states)
 
     def renew(self, tokens: Collection[str]) -> int:
         if not tokens:

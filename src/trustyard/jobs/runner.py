@@ -1,10 +1,13 @@
-"""A worker: claims due jobs for its free slots, runs each handler on a thread, renews the
-leases of the jobs it holds, and on a clean stop finishes or gives back what it holds.
+"""A worker: claims due jobs for its free slots, runs each handler on a thread, records the
+outcomes, renews the leases of the jobs it holds, and on a clean stop finishes or gives back
+what it holds.
 
 Threads: the caller's (dispatch: reap expired leases, scheduler ticks, claim), one per slot
-(run handlers), and a heartbeat (renew leases every third of the lease). Handler threads are
-daemons: a handler still running when the grace period ends has its job released and is
-abandoned with the process (the job runs again elsewhere; handlers are idempotent).
+(run handlers), a reporter (records the outcomes that slots hand it, as many per transaction
+as are waiting: a group commit, so a busy worker pays one commit for several jobs), and a
+heartbeat (renews leases every third of the lease). Handler threads are daemons: a handler
+still running when the grace period ends has its job released and is abandoned with the
+process (the job runs again elsewhere; handlers are idempotent).
 """
 
 from __future__ import annotations
@@ -24,13 +27,17 @@ from trustyard.jobs.interfaces import (
     JobContext,
     JobInterrupted,
     JobQueue,
+    Outcome,
     PermanentJobError,
+    Result,
 )
 from trustyard.jobs.registry import HandlerRegistry
+from trustyard.metrics import observe_job_run
 
 log = logging.getLogger(__name__)
 
 REPORT_TRIES = 5
+REPORT_BATCH = 256
 
 
 def default_worker_name() -> str:
@@ -70,9 +77,11 @@ class Worker:
         self.ticks = tuple(ticks)
         self.tick_seconds = tick_seconds
         self.reap_seconds = min(max(lease_seconds / 4, 0.5), 15.0)
+        # Claims from the moment they are taken until their outcome is recorded.
         self._held: dict[tuple[int, str], Claim] = {}
         self._lock = threading.Lock()
         self._inbox: queue.SimpleQueue[Claim | None] = queue.SimpleQueue()
+        self._outbox: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()
         self._stop = threading.Event()  # no more claims
         self._stopping = threading.Event()  # handed to handlers
         self._wake = threading.Event()  # a slot became free
@@ -105,13 +114,14 @@ class Worker:
             threading.Thread(target=self._slot, name=f"job-slot-{index}", daemon=True)
             for index in range(self.concurrency)
         ]
+        reporter = threading.Thread(target=self._reporter, name="job-reporter", daemon=True)
         heartbeat = threading.Thread(target=self._heartbeat, name="job-heartbeat", daemon=True)
-        for thread in (*slots, heartbeat):
+        for thread in (*slots, reporter, heartbeat):
             thread.start()
         try:
             self._dispatch(kinds)
         finally:
-            self._shutdown(slots, heartbeat)
+            self._shutdown(slots, reporter, heartbeat)
 
     # -- dispatch --------------------------------------------------------------------------
 
@@ -158,17 +168,15 @@ class Worker:
             claim = self._inbox.get()
             if claim is None:
                 return
-            try:
-                if self._stopping.is_set():
-                    self._report("release", partial(self.jobs.release, [claim]))
-                else:
-                    self._execute(claim)
-            finally:
-                with self._lock:
-                    self._held.pop((claim.id, claim.token), None)
-                self._wake.set()
+            if self._stopping.is_set():  # claimed just before the stop: give it back
+                self._outbox.put(Outcome(claim, Result.RELEASED))
+            else:
+                began = time.perf_counter()
+                outcome = self._execute(claim)
+                observe_job_run(claim.kind, outcome.result.value, time.perf_counter() - began)
+                self._outbox.put(outcome)
 
-    def _execute(self, claim: Claim) -> None:
+    def _execute(self, claim: Claim) -> Outcome:
         handler = self.handlers.get(claim.kind)
         context = JobContext(
             claim.id,
@@ -185,11 +193,10 @@ class Worker:
             handler(context)
         except JobInterrupted:
             log.info("job %d (%s) interrupted by the stop: released", claim.id, claim.kind)
-            self._report("release", lambda: self.jobs.release([claim]))
+            return Outcome(claim, Result.RELEASED)
         except PermanentJobError as error:
             log.warning("job %d (%s) failed for good: %s", claim.id, claim.kind, error)
-            text = describe(error)
-            self._report("fail", lambda: self.jobs.fail(claim, text, permanent=True))
+            return Outcome(claim, Result.PERMANENT, describe(error))
         except Exception as error:
             log.warning(
                 "job %d (%s) attempt %d/%d failed: %s",
@@ -199,26 +206,51 @@ class Worker:
                 claim.max_attempts,
                 error,
             )
-            text = describe(error)
-            self._report("fail", lambda: self.jobs.fail(claim, text))
-        else:
-            self._report("succeed", lambda: self.jobs.succeed(claim))
+            return Outcome(claim, Result.FAILED, describe(error))
+        return Outcome(claim, Result.SUCCEEDED)
 
-    def _report(self, what: str, action: Callable[[], object]) -> None:
-        """Record a job's outcome, retrying while the database does not answer. If it never
-        does, the lease expires and the job runs again (handlers are idempotent)."""
-        for attempt in range(1, REPORT_TRIES + 1):
-            try:
-                outcome = action()
-            except Exception:
-                log.exception("job worker %s: %s (try %d) failed", self.name, what, attempt)
-                time.sleep(min(0.2 * 2**attempt, 5.0))
-                continue
-            if outcome is False or outcome is None:
-                log.warning(
-                    "job worker %s: %s: the claim was lost (lease expired)", self.name, what
-                )
-            return
+    # -- outcomes --------------------------------------------------------------------------
+
+    def _reporter(self) -> None:
+        while True:
+            first = self._outbox.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < REPORT_BATCH:
+                try:
+                    more = self._outbox.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._outbox.put(None)  # seen after this batch
+                    break
+                batch.append(more)
+            self._report(batch)
+
+    def _report(self, outcomes: list[Outcome]) -> None:
+        """Record outcomes, retrying while the database does not answer. If it never does,
+        the leases expire and the jobs run again (handlers are idempotent)."""
+        try:
+            for attempt in range(1, REPORT_TRIES + 1):
+                try:
+                    states = self.jobs.report(outcomes)
+                except Exception:
+                    log.exception("job worker %s: recording outcomes (try %d)", self.name, attempt)
+                    time.sleep(min(0.2 * 2**attempt, 5.0))
+                    continue
+                for outcome, state in zip(outcomes, states, strict=True):
+                    if state is None:
+                        log.warning(
+                            "job %d: its lease had expired; another run took over",
+                            outcome.claim.id,
+                        )
+                return
+        finally:
+            with self._lock:
+                for outcome in outcomes:
+                    self._held.pop((outcome.claim.id, outcome.claim.token), None)
+            self._wake.set()
 
     # -- leases ----------------------------------------------------------------------------
 
@@ -235,13 +267,19 @@ class Worker:
 
     # -- stop ------------------------------------------------------------------------------
 
-    def _shutdown(self, slots: list[threading.Thread], heartbeat: threading.Thread) -> None:
+    def _shutdown(
+        self, slots: list[threading.Thread], reporter: threading.Thread, heartbeat: threading.Thread
+    ) -> None:
         self._stop.set()
         self._stopping.set()
         deadline = time.monotonic() + self.grace_seconds
         while self.held() and time.monotonic() < deadline:
             self._wake.wait(0.05)
             self._wake.clear()
+        for _ in slots:
+            self._inbox.put(None)
+        self._outbox.put(None)
+        reporter.join(timeout=30)
         left = self.held()
         if left:
             log.warning(
@@ -249,9 +287,7 @@ class Worker:
                 self.name,
                 len(left),
             )
-            self._report("release", lambda: self.jobs.release(left))
-        for _ in slots:
-            self._inbox.put(None)
+            self._report([Outcome(claim, Result.RELEASED) for claim in left])
         self._heartbeat_stop.set()
         heartbeat.join(timeout=5)
         for slot in slots:

@@ -15,7 +15,18 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, delete, func, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    and_,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from trustyard.db.tables import job_attempts, job_schedules, jobs
@@ -229,6 +240,34 @@ class JobStore:
         done = conn.execute(update(jobs).where(*_held(claim)).values(**values)).rowcount == 1
         if done:
             self._end_attempt(conn, claim, outcome, error, now)
+        return done
+
+    def succeed_many(self, conn: Connection, claims: Sequence[Claim], now: datetime) -> set[int]:
+        """Mark many claimed jobs succeeded in two statements; the ids whose claim held."""
+        if not claims:
+            return set()
+        pairs = [(claim.id, claim.token) for claim in claims]
+        done = set(
+            conn.scalars(
+                update(jobs)
+                .where(
+                    tuple_(jobs.c.id, jobs.c.lease_token).in_(pairs),
+                    jobs.c.state == JobState.RUNNING.value,
+                )
+                .values(state=JobState.SUCCEEDED.value, finished_at=now, **_NO_LEASE)
+                .returning(jobs.c.id)
+            )
+        )
+        if done:
+            conn.execute(
+                update(job_attempts)
+                .where(
+                    tuple_(job_attempts.c.job_id, job_attempts.c.lease_token).in_(
+                        [pair for pair in pairs if pair[0] in done]
+                    )
+                )
+                .values(outcome="succeeded", finished_at=now)
+            )
         return done
 
     def requeue(

@@ -110,6 +110,8 @@ class Accounts:
             username, _, secret = base64.b64decode(value, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             raise OciError(ErrorCode.UNAUTHORIZED, "malformed Basic credentials") from None
+        if "\x00" in username:  # no account has one, and PostgreSQL text cannot hold it
+            raise OciError(ErrorCode.UNAUTHORIZED, "malformed Basic credentials")
         keys = [user_key(username)] + ([address_key(address)] if address else [])
         now = datetime.now(UTC)
         with read_tx(self.engine) as conn:

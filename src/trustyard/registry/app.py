@@ -9,7 +9,7 @@ from sqlalchemy.exc import OperationalError
 
 from trustyard.auth import audit
 from trustyard.auth.authorize import ANONYMOUS, Action, Resource, Subject
-from trustyard.kit.asgi import Message, Receive, Scope, Send
+from trustyard.kit.asgi import ROUTE_KEY, Message, Receive, Scope, Send
 from trustyard.oci.errors import ErrorCode, OciError
 from trustyard.oci.names import check_name
 from trustyard.registry.context import RegistryContext
@@ -112,6 +112,7 @@ class RegistryApp:
         if found is None:
             raise OciError(ErrorCode.NAME_UNKNOWN, "no such endpoint", status=404)
         route, params = found
+        request.scope[ROUTE_KEY] = route.name
         handler = route.handlers.get(request.method)
         if handler is None:
             allow = ", ".join(sorted(route.handlers))

@@ -16,6 +16,9 @@ from trustyard.content.manifests import ManifestService
 from trustyard.content.stores import ContentStore
 from trustyard.content.uploads import UploadService
 from trustyard.db.engine import write_tx
+from trustyard.event_store import Outbox
+from trustyard.events import Event
+from trustyard.pull_events import PullRecorder
 from trustyard.storage.interfaces import BlobDriver
 
 if TYPE_CHECKING:
@@ -39,6 +42,8 @@ class RegistryContext:
     url_prefix: str = ""  # public base URL for Location headers ("" = relative)
     accounts: Accounts | None = None  # None: an open registry
     body_timeout: float = 120.0
+    events: Outbox | None = None  # None: no domain events (tests of the bare registry)
+    pulls: PullRecorder | None = None  # None: pull events are never recorded
 
     def location(self, path: str) -> str:
         return f"{self.url_prefix}{path}"
@@ -52,6 +57,15 @@ class RegistryContext:
                 return work(conn)
 
         return await asyncio.to_thread(run)
+
+    def actor(self, req: Request) -> str | None:
+        """Who made the request, as events name them (None: anonymous)."""
+        return audit.actor_of(req.scope.get("trustyard.subject", ANONYMOUS))[0] or None
+
+    def publish(self, conn: Connection, *events: Event) -> None:
+        """Record domain events in the change's own write transaction (the outbox)."""
+        if self.events is not None:
+            self.events.publish(conn, *events)
 
     def audit(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection
 
+from trustyard import events
 from trustyard.content.manifests import PushedManifest, acceptable
 from trustyard.kit.asgi import Send
 from trustyard.oci import mediatypes as mt
@@ -34,7 +35,13 @@ async def get_manifest(
         (b"etag", f'"{record.digest}"'.encode()),
         API_VERSION,
     ]
-    await respond(send, 200, headers, record.payload, head=req.method == "HEAD")
+    head = req.method == "HEAD"
+    if not head and ctx.pulls is not None and ctx.pulls.wanted():
+        pulled = events.manifest_pulled(
+            name, reference, record.digest, record.media_type, ctx.actor(req)
+        )
+        ctx.pulls.record(pulled)
+    await respond(send, 200, headers, record.payload, head=head)
 
 
 async def put_manifest(
@@ -48,12 +55,29 @@ async def put_manifest(
 
     def push(conn: Connection) -> PushedManifest:
         pushed = ctx.manifests.put(conn, name, reference, body, content_type)
+        actor, digest = ctx.actor(req), str(pushed.digest)
+        happened: list[events.Event] = []
         if pushed.repository_created:
             ctx.audit(conn, req, "repository.create", name, {"by": "push"})
-        detail = {"digest": str(pushed.digest)}
+            happened.append(events.repository_created(name, "private", "push", actor))
+        detail = {"digest": digest}
+        if pushed.created:
+            happened.append(
+                events.manifest_pushed(
+                    name,
+                    digest,
+                    pushed.media_type,
+                    pushed.size,
+                    actor,
+                    artifact_type=pushed.artifact_type,
+                    subject=pushed.subject,
+                )
+            )
         if ":" not in reference:
             detail["tag"] = reference
+            happened.append(events.tag_pushed(name, reference, digest, pushed.media_type, actor))
         ctx.audit(conn, req, "manifest.push", name, detail)
+        ctx.publish(conn, *happened)
         return pushed
 
     pushed = await ctx.write(push)
@@ -71,11 +95,16 @@ async def delete_manifest(
     ctx: RegistryContext, req: Request, send: Send, name: str, reference: str
 ) -> None:
     def delete(conn: Connection) -> None:
-        ctx.manifests.delete(conn, name, reference)
+        deleted = ctx.manifests.delete(conn, name, reference)
+        actor = ctx.actor(req)
+        untagged = [events.tag_deleted(name, tag, deleted.digest, actor) for tag in deleted.tags]
         if ":" in reference:
             ctx.audit(conn, req, "manifest.delete", name, {"digest": reference})
+            gone = events.manifest_deleted(name, deleted.digest, deleted.tags, actor)
+            ctx.publish(conn, *untagged, gone)
         else:
             ctx.audit(conn, req, "tag.delete", name, {"tag": reference})
+            ctx.publish(conn, *untagged)
 
     await ctx.write(delete)
     await respond(send, 202, [API_VERSION])

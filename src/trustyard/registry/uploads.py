@@ -11,6 +11,7 @@ from trustyard.auth.authorize import Action, Resource
 from trustyard.content.interfaces import UploadRecord
 from trustyard.content.uploads import ChunkWriter
 from trustyard.db.engine import read_tx, write_tx
+from trustyard.events import repository_created
 from trustyard.kit.asgi import Send
 from trustyard.oci.digest import DEFAULT_ALGORITHM, Digest, parse_digest
 from trustyard.oci.errors import ErrorCode, OciError
@@ -87,6 +88,7 @@ async def _try_mount(ctx: RegistryContext, req: Request, name: str, mount: str) 
         ctx.store.link_blob(conn, repository_id, digest)
         if created:
             ctx.audit(conn, req, "repository.create", name, {"by": "push"})
+            ctx.publish(conn, repository_created(name, "private", "push", ctx.actor(req)))
         return True
 
     return await ctx.write(link)
@@ -214,6 +216,8 @@ async def _finish(
         with write_tx(ctx.engine) as conn:
             if ctx.uploads.complete(conn, upload, expected, chunk.size):
                 ctx.audit(conn, req, "repository.create", upload.repository, {"by": "push"})
+                created = repository_created(upload.repository, "private", "push", ctx.actor(req))
+                ctx.publish(conn, created)
 
     await asyncio.to_thread(publish_and_record)
     await _created(ctx, send, upload.repository, expected)

@@ -22,6 +22,8 @@ from trustyard.jobs.interfaces import (
     JobNotFound,
     JobState,
     JobStateConflict,
+    Outcome,
+    Result,
 )
 from trustyard.jobs.queue import SqlJobQueue
 from trustyard.jobs.stores import JobStore
@@ -425,3 +427,33 @@ def test_prune_deletes_old_finished_jobs_only(queue: SqlJobQueue, clock: FakeClo
     assert left == {waiting, recent}
     assert old_done not in attempts_left
     assert old_dead not in attempts_left
+
+
+def test_a_batch_of_outcomes_is_recorded_in_one_go_and_lost_claims_change_nothing(
+    queue: SqlJobQueue, clock: FakeClock
+) -> None:
+    ids = [enqueue(queue) for _ in range(4)]
+    claims = queue.claim("w1", KINDS, 4)
+    assert sorted(claim.id for claim in claims) == ids
+    stale = claims[0]
+    clock.advance(LEASE + 1)
+    assert queue.reap() == 4
+    retaken = {claim.id: claim for claim in queue.claim("w2", KINDS, 4)}
+    fresh = [retaken[claim.id] for claim in claims[1:]]
+    states = queue.report(
+        [
+            Outcome(stale, Result.SUCCEEDED),  # w1 lost it: w2 holds it now
+            Outcome(fresh[0], Result.SUCCEEDED),
+            Outcome(fresh[1], Result.FAILED, "boom"),
+            Outcome(fresh[2], Result.SUCCEEDED),
+        ]
+    )
+    assert states == [None, JobState.SUCCEEDED, JobState.QUEUED, JobState.SUCCEEDED]
+    assert [job(queue, job_id).state for job_id in ids] == [
+        JobState.RUNNING,
+        JobState.SUCCEEDED,
+        JobState.QUEUED,
+        JobState.SUCCEEDED,
+    ]
+    assert outcomes(queue, fresh[0].id) == [(1, "w1", "lost"), (2, "w2", "succeeded")]
+    assert outcomes(queue, stale.id) == [(1, "w1", "lost"), (2, "w2", "running")]

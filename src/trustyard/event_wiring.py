@@ -1,0 +1,97 @@
+"""Composition of events and webhooks: what the HTTP server (app.py) and the job workers
+(background.py) build from settings. Nothing here runs at import time."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import Engine
+
+from trustyard.config import Settings
+from trustyard.event_store import (
+    DISPATCH_KIND,
+    DISPATCH_SCHEDULE,
+    PRUNE_KIND,
+    PRUNE_SCHEDULE,
+    Dispatcher,
+    Outbox,
+    PruneEvents,
+)
+from trustyard.jobs.queue import SqlJobQueue
+from trustyard.jobs.registry import HandlerRegistry
+from trustyard.jobs.scheduler import ScheduleSpec
+from trustyard.pull_events import PullRecorder
+from trustyard.webhooks.destinations import DestinationPolicy
+from trustyard.webhooks.jobs import (
+    DELIVER_KIND,
+    SWEEP_KIND,
+    SWEEP_SCHEDULE,
+    DeliverWebhooks,
+    Observer,
+    SweepWebhooks,
+    WebhookConsumer,
+    pull_interest,
+)
+from trustyard.webhooks.sender import Sender
+from trustyard.webhooks.service import WebhookService
+from trustyard.webhooks.signing import SecretBox
+
+
+def make_secret_box(settings: Settings) -> SecretBox:
+    """Webhook secrets are sealed under the token-signing passphrase (read when first used)."""
+
+    def passphrase() -> str:
+        from trustyard.app import signing_passphrase
+
+        return signing_passphrase(settings)
+
+    return SecretBox(passphrase)
+
+
+def make_policy(settings: Settings) -> DestinationPolicy:
+    return DestinationPolicy(settings.webhooks.allowed_networks)
+
+
+def make_webhook_service(settings: Settings, queue: SqlJobQueue) -> WebhookService:
+    return WebhookService(make_secret_box(settings), make_policy(settings), queue)
+
+
+def make_pull_recorder(settings: Settings, engine: Engine, outbox: Outbox) -> PullRecorder:
+    return PullRecorder(
+        engine,
+        outbox,
+        pull_interest(engine),
+        check_seconds=settings.events.pull_check_seconds,
+        flush_seconds=settings.events.pull_flush_seconds,
+    )
+
+
+def register_event_jobs(
+    handlers: HandlerRegistry,
+    schedules: list[ScheduleSpec],
+    settings: Settings,
+    engine: Engine,
+    queue: SqlJobQueue,
+    observe: Observer | None = None,
+) -> None:
+    """The dispatcher (and its safety-net schedule), event pruning, webhook deliveries and
+    their sweep."""
+    handlers.register(DISPATCH_KIND, Dispatcher(engine, [WebhookConsumer(queue)]))
+    handlers.register(
+        PRUNE_KIND, PruneEvents(engine, timedelta(days=settings.events.retention_days))
+    )
+    sender = Sender(make_policy(settings), timeout=settings.webhooks.timeout_seconds)
+    handlers.register(
+        DELIVER_KIND,
+        DeliverWebhooks(
+            engine,
+            queue,
+            sender,
+            make_secret_box(settings),
+            inactive_after=timedelta(days=settings.webhooks.inactive_after_days),
+            base_url=(settings.server.public_url or "").rstrip("/"),
+            observe=observe,
+        ),
+    )
+    handlers.register(SWEEP_KIND, SweepWebhooks(engine, queue))
+    schedules += [DISPATCH_SCHEDULE, PRUNE_SCHEDULE, SWEEP_SCHEDULE]

@@ -1,0 +1,272 @@
+"""Domain events: what happened in the registry, as typed, transport-free records.
+
+Core domains publish them (through `trustyard.event_store.Outbox`, in the transaction of the
+change); feature domains (webhooks today; scanning, promotion and mirroring later) react to them
+through jobs. An event names its type (DTR's names: `TAG_PUSH`, ...), the repository it is
+about (None for registry-wide events), who caused it, when, and its `contents`: the JSON object
+webhooks deliver. The constructors below are the one place where each type's contents are
+shaped; README's webhooks section documents them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from sqlalchemy import Connection
+
+
+class EventType(StrEnum):
+    TAG_PUSH = "TAG_PUSH"
+    TAG_DELETE = "TAG_DELETE"
+    MANIFEST_PUSH = "MANIFEST_PUSH"
+    MANIFEST_PULL = "MANIFEST_PULL"
+    MANIFEST_DELETE = "MANIFEST_DELETE"
+    REPO_CREATED = "REPO_CREATED"
+    REPO_UPDATED = "REPO_UPDATED"
+    REPO_DELETED = "REPO_DELETED"
+    # Reserved for later issues: subscriptions may name them; nothing emits them yet.
+    SCAN_COMPLETED = "SCAN_COMPLETED"
+    SCAN_FAILED = "SCAN_FAILED"
+    PROMOTION = "PROMOTION"
+    PUSH_MIRRORING = "PUSH_MIRRORING"
+    POLL_MIRRORING = "POLL_MIRRORING"
+    SCANNER_UPDATE_COMPLETED = "SCANNER_UPDATE_COMPLETED"  # the vulnerability DB was updated
+
+    @property
+    def dotted(self) -> str:
+        """`tag.push`, `repo.created`, ...: the type's name in CloudEvents `type`."""
+        return self.value.lower().replace("_", ".", 1)
+
+
+EMITTED = frozenset(
+    {
+        EventType.TAG_PUSH,
+        EventType.TAG_DELETE,
+        EventType.MANIFEST_PUSH,
+        EventType.MANIFEST_PULL,
+        EventType.MANIFEST_DELETE,
+        EventType.REPO_CREATED,
+        EventType.REPO_UPDATED,
+        EventType.REPO_DELETED,
+    }
+)
+RESERVED = frozenset(EventType) - EMITTED
+# Registry-wide events (no repository): only registry-scoped subscriptions receive them.
+REGISTRY_WIDE = frozenset({EventType.SCANNER_UPDATE_COMPLETED})
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def timestamp(moment: datetime) -> str:
+    """RFC 3339 in UTC with a Z, as every payload writes times."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def namespace_of(repository: str) -> str:
+    return repository.split("/", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    type: EventType
+    repository: str | None
+    actor: str | None  # username or org+robot; None: anonymous (or an open registry)
+    contents: Mapping[str, Any]
+    created_at: datetime = field(default_factory=utc_now)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)  # stable across redeliveries
+    seq: int | None = None  # the outbox row's id, once stored
+
+    @property
+    def namespace(self) -> str | None:
+        return namespace_of(self.repository) if self.repository else None
+
+
+class EventConsumer(Protocol):
+    """Reacts to committed events, in outbox order, inside the dispatcher's write
+    transaction (typically by storing work and enqueueing jobs in it): the events are marked
+    dispatched in the same transaction, so each consumer sees each event once."""
+
+    def consume(self, conn: Connection, events: Sequence[Event]) -> None: ...
+
+
+# --- constructors: the contents of each type ------------------------------------------------
+
+
+def _base(repository: str, actor: str | None) -> dict[str, Any]:
+    return {"namespace": namespace_of(repository), "repository": repository, "author": actor}
+
+
+def tag_pushed(repository: str, tag: str, digest: str, media_type: str, actor: str | None) -> Event:
+    at = utc_now()
+    contents = _base(repository, actor) | {
+        "tag": tag,
+        "digest": digest,
+        "mediaType": media_type,
+        "imageName": f"{repository}:{tag}",
+        "pushedAt": timestamp(at),
+    }
+    return Event(EventType.TAG_PUSH, repository, actor, contents, at)
+
+
+def tag_deleted(repository: str, tag: str, digest: str | None, actor: str | None) -> Event:
+    at = utc_now()
+    contents = _base(repository, actor) | {
+        "tag": tag,
+        "digest": digest,
+        "imageName": f"{repository}:{tag}",
+        "deletedAt": timestamp(at),
+    }
+    return Event(EventType.TAG_DELETE, repository, actor, contents, at)
+
+
+def manifest_pushed(
+    repository: str,
+    digest: str,
+    media_type: str,
+    size: int,
+    actor: str | None,
+    *,
+    artifact_type: str | None = None,
+    subject: str | None = None,
+) -> Event:
+    at = utc_now()
+    contents = _base(repository, actor) | {
+        "digest": digest,
+        "mediaType": media_type,
+        "size": size,
+        "artifactType": artifact_type,
+        "subject": subject,
+        "imageName": f"{repository}@{digest}",
+        "pushedAt": timestamp(at),
+    }
+    return Event(EventType.MANIFEST_PUSH, repository, actor, contents, at)
+
+
+def manifest_pulled(
+    repository: str, reference: str, digest: str, media_type: str, actor: str | None
+) -> Event:
+    at = utc_now()
+    by_tag = ":" not in reference
+    contents = _base(repository, actor) | {
+        "reference": reference,
+        "tag": reference if by_tag else None,
+        "digest": digest,
+        "mediaType": media_type,
+        "imageName": f"{repository}:{reference}" if by_tag else f"{repository}@{digest}",
+        "pulledAt": timestamp(at),
+    }
+    return Event(EventType.MANIFEST_PULL, repository, actor, contents, at)
+
+
+def manifest_deleted(repository: str, digest: str, tags: Sequence[str], actor: str | None) -> Event:
+    at = utc_now()
+    contents = _base(repository, actor) | {
+        "digest": digest,
+        "tags": sorted(tags),
+        "imageName": f"{repository}@{digest}",
+        "deletedAt": timestamp(at),
+    }
+    return Event(EventType.MANIFEST_DELETE, repository, actor, contents, at)
+
+
+def repository_created(repository: str, visibility: str, by: str, actor: str | None) -> Event:
+    """`by`: "push" (the first push created it) or "api"."""
+    at = utc_now()
+    contents = _base(repository, actor) | {
+        "visibility": visibility,
+        "createdBy": by,
+        "createdAt": timestamp(at),
+    }
+    return Event(EventType.REPO_CREATED, repository, actor, contents, at)
+
+
+def repository_updated(repository: str, changes: Mapping[str, Any], actor: str | None) -> Event:
+    at = utc_now()
+    contents = _base(repository, actor) | {"changes": dict(changes), "updatedAt": timestamp(at)}
+    return Event(EventType.REPO_UPDATED, repository, actor, contents, at)
+
+
+def repository_deleted(repository: str, actor: str | None) -> Event:
+    at = utc_now()
+    contents = _base(repository, actor) | {"deletedAt": timestamp(at)}
+    return Event(EventType.REPO_DELETED, repository, actor, contents, at)
+
+
+# --- samples (the webhook test endpoint) ------------------------------------------------------
+
+_SAMPLE_DIGEST = "sha256:" + "0" * 64
+_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def sample(event_type: EventType, repository: str, actor: str | None) -> Event:
+    """An illustrative event of `event_type` about `repository`, for testing a receiver.
+    Reserved types get the shape later issues plan for them; their contents carry
+    `"sample": true`."""
+    tag = "latest"
+    made: Event
+    match event_type:
+        case EventType.TAG_PUSH:
+            made = tag_pushed(repository, tag, _SAMPLE_DIGEST, _OCI_MANIFEST, actor)
+        case EventType.TAG_DELETE:
+            made = tag_deleted(repository, tag, _SAMPLE_DIGEST, actor)
+        case EventType.MANIFEST_PUSH:
+            made = manifest_pushed(repository, _SAMPLE_DIGEST, _OCI_MANIFEST, 0, actor)
+        case EventType.MANIFEST_PULL:
+            made = manifest_pulled(repository, tag, _SAMPLE_DIGEST, _OCI_MANIFEST, actor)
+        case EventType.MANIFEST_DELETE:
+            made = manifest_deleted(repository, _SAMPLE_DIGEST, [tag], actor)
+        case EventType.REPO_CREATED:
+            made = repository_created(repository, "private", "api", actor)
+        case EventType.REPO_UPDATED:
+            made = repository_updated(repository, {"description": "sample"}, actor)
+        case EventType.REPO_DELETED:
+            made = repository_deleted(repository, actor)
+        case _:
+            made = _reserved_sample(event_type, repository, actor)
+    return Event(
+        made.type,
+        None if event_type in REGISTRY_WIDE else repository,
+        actor,
+        {**made.contents, "sample": True},
+        made.created_at,
+    )
+
+
+def _reserved_sample(event_type: EventType, repository: str, actor: str | None) -> Event:
+    at = utc_now()
+    if event_type in REGISTRY_WIDE:
+        contents: dict[str, Any] = {"database": "osv", "updatedAt": timestamp(at)}
+        return Event(event_type, None, actor, contents, at)
+    image = _base(repository, actor) | {
+        "tag": "latest",
+        "digest": _SAMPLE_DIGEST,
+        "imageName": f"{repository}:latest",
+    }
+    extras: dict[EventType, dict[str, Any]] = {
+        EventType.SCAN_COMPLETED: {
+            "scanSummary": {"critical": 0, "high": 0, "medium": 0, "low": 0},
+            "completedAt": timestamp(at),
+        },
+        EventType.SCAN_FAILED: {"error": "sample failure", "failedAt": timestamp(at)},
+        EventType.PROMOTION: {
+            "promotedTo": f"{repository}-prod:latest",
+            "policy": "sample",
+            "promotedAt": timestamp(at),
+        },
+        EventType.PUSH_MIRRORING: {
+            "remote": "https://mirror.example/sample",
+            "mirroredAt": timestamp(at),
+        },
+        EventType.POLL_MIRRORING: {
+            "remote": "https://source.example/sample",
+            "mirroredAt": timestamp(at),
+        },
+    }
+    return Event(event_type, repository, actor, image | extras.get(event_type, {}), at)
