@@ -360,7 +360,10 @@ def list_webhooks(
     with read_tx(accounts.engine) as conn:
         cursor = None
         if after is not None:
-            cursor = webhooks.get(conn, after).id
+            known = webhooks.store.by_public_id(conn, after)
+            if known is None:
+                raise Invalid("after is the `next` of a previous page (that webhook is gone)")
+            cursor = known.id
         found: list[Subscription] = []
         while len(found) <= limit:
             batch = webhooks.store.list_subscriptions(

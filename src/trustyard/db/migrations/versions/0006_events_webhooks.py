@@ -34,7 +34,6 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("dispatched_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_event_outbox")),
-        sa.UniqueConstraint("event_id", name=op.f("uq_event_outbox_event_id")),
     )
     op.create_index(
         "ix_event_outbox_undispatched",
@@ -43,7 +42,6 @@ def upgrade() -> None:
         sqlite_where=UNDISPATCHED,
         postgresql_where=UNDISPATCHED,
     )
-    op.create_index(op.f("ix_event_outbox_created_at"), "event_outbox", ["created_at"])
     op.create_table(
         "webhook_subscriptions",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -145,6 +143,5 @@ def downgrade() -> None:
     op.drop_table("webhook_deliveries")
     op.drop_index(op.f("ix_webhook_subscriptions_scope_target"), table_name="webhook_subscriptions")
     op.drop_table("webhook_subscriptions")
-    op.drop_index(op.f("ix_event_outbox_created_at"), table_name="event_outbox")
     op.drop_index("ix_event_outbox_undispatched", table_name="event_outbox")
     op.drop_table("event_outbox")
