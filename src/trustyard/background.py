@@ -39,6 +39,14 @@ def make_handlers(settings: Settings, engine: Engine) -> tuple[HandlerRegistry, 
     schedules.append(PRUNE_SCHEDULE)
     queue = make_queue(settings, engine)
     register_event_jobs(handlers, schedules, settings, engine, queue, observe_webhook_delivery)
+    if settings.ldap.enabled and settings.ldap.sync_cron:
+        from trustyard.app import make_ldap
+        from trustyard.auth.jobs import LDAP_SYNC_KIND, LdapSyncJob
+
+        ldap = make_ldap(settings)
+        assert ldap is not None
+        handlers.register(LDAP_SYNC_KIND, LdapSyncJob(engine, ldap))
+        schedules.append(ScheduleSpec("ldap.sync", settings.ldap.sync_cron, LDAP_SYNC_KIND))
     if settings.jobs.test_kinds:
         testkinds.register(handlers, engine)
     return handlers, schedules

@@ -110,6 +110,11 @@ class LdapSettings(BaseModel):
     ca_file: Path | None = Field(
         default=None, description="CA certificates (PEM) to trust; default: the system's"
     )
+    sync_cron: str | None = Field(
+        default=None,
+        description="cron expression (UTC) of the full group -> team sync job, e.g. "
+        "'0 * * * *' hourly; default: only at login and with `trustyard ldap-sync`",
+    )
     timeout: float = Field(
         default=5.0, gt=0, le=120, description="seconds to connect and per directory request"
     )

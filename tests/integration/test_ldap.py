@@ -9,6 +9,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -692,3 +693,33 @@ def test_serve_refuses_ldap_settings_the_directory_client_would_refuse(tmp_path:
     assert no_url.returncode != 0
     assert "set TRUSTYARD_LDAP__URL" in no_url.stderr
     assert not (tmp_path / "d").exists()  # refused before anything was created
+
+
+def test_the_scheduled_sync_applies_group_changes_without_a_login(
+    start_server: Callable[..., TrustyardServer], slapd: Slapd
+) -> None:
+    """With `ldap.sync_cron`, the server's worker runs the full sync on schedule: someone who
+    left the group leaves the team without logging in again."""
+    server = start_server(
+        "ldap-cron",
+        TRUSTYARD_AUTH__ENABLED="true",
+        TRUSTYARD_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        TRUSTYARD_LDAP__SYNC_CRON="* * * * * */2",  # every 2 seconds (seconds come last)
+        **ldap_environment(slapd),
+    )
+    user, group, org = unique("cron"), unique("crew"), unique("org")
+    slapd.add_user(user, PASSWORD, f"{user}@example.org", "Cron User")
+    slapd.add_group(group, [user])
+    with database(server) as conn:
+        accounts = AccountService()
+        accounts.create_organization(conn, org, "admin")
+        accounts.create_team(conn, org, "crew")
+        accounts.set_ldap_group(conn, org, "crew", group)
+    assert httpx.get(f"{server.url}/v2/", headers=basic(user, PASSWORD)).status_code == 200
+    assert members(server, org, "crew") == [user]
+
+    slapd.set_group_members(group, [])
+    deadline = time.monotonic() + 120  # a bound for a hung worker, not a speed requirement
+    while members(server, org, "crew") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert members(server, org, "crew") == []

@@ -2,7 +2,8 @@
 
 Logins sync one user's teams at a time; this job does it for every directory account at once,
 so that someone who left a group loses the team (and its access tokens' reach) without waiting
-for their next login. `trustyard ldap-sync` runs it; the jobs issue will schedule it.
+for their next login. `trustyard ldap-sync` runs it, and so do workers on the
+`ldap.sync_cron` schedule (job kind `ldap.sync`).
 """
 
 from __future__ import annotations
@@ -49,3 +50,18 @@ def sync_ldap_teams(engine: Engine, ldap: LdapAccounts) -> list[UserSync]:
                 )
             )
     return results
+
+
+LDAP_SYNC_KIND = "ldap.sync"
+
+
+class LdapSyncJob:
+    """The scheduled full sync as a job handler. Idempotent: syncing twice changes nothing
+    the second time. A directory that does not answer fails the run (retried later)."""
+
+    def __init__(self, engine: Engine, ldap: LdapAccounts) -> None:
+        self.engine = engine
+        self.ldap = ldap
+
+    def __call__(self, job: object) -> None:
+        sync_ldap_teams(self.engine, self.ldap)
