@@ -20,6 +20,7 @@ from trustyard.auth.ldap import LdapConfig, LdapDirectory
 from trustyard.auth.ldap_accounts import LdapAccounts
 from trustyard.auth.registry_tokens import RegistryTokens
 from trustyard.auth.signing import SigningKeys
+from trustyard.background import make_queue
 from trustyard.config import LdapSettings, Settings
 from trustyard.content.hotreads import HotReads, SqliteHotReads, StoreHotReads
 from trustyard.content.manifests import ManifestService
@@ -119,8 +120,6 @@ def make_context(settings: Settings, engine: Engine | None = None) -> RegistryCo
     store = ContentStore()
     hot = make_hot_reads(engine, store)
     accounts = make_accounts(settings, engine)
-    from trustyard.background import make_queue  # the composition of background work
-
     outbox = Outbox(make_queue(settings, engine))
     return RegistryContext(
         engine=engine,

@@ -435,6 +435,20 @@ def test_audit_paging_stops_at_the_largest_row_id(admin: httpx.Client) -> None:
     assert_problem(admin.get("/api/v1/audit", params={"after": 2**31}), 422)
 
 
+def test_job_ids_stop_at_the_largest_row_id(admin: httpx.Client) -> None:
+    """Ids are 32-bit INTEGER columns: a larger id is a 422 (PostgreSQL refused it: a 500)."""
+    for too_large in (
+        admin.get("/api/v1/jobs", params={"after": 2**31}),
+        admin.get(f"/api/v1/jobs/{2**31}"),
+        admin.post(f"/api/v1/jobs/{2**31}/retry"),
+        admin.post(f"/api/v1/jobs/{2**31}/cancel"),
+    ):
+        assert_problem(too_large, 422)
+    assert admin.get("/api/v1/jobs", params={"after": 2**31 - 1}).status_code == 200
+    assert_problem(admin.get(f"/api/v1/jobs/{2**31 - 1}"), 404)
+    assert_problem(admin.post(f"/api/v1/jobs/{2**31 - 1}/cancel"), 404)
+
+
 @pytest.mark.parametrize("since", ["0.5", "1700000000", "2000-01-01", "2000-01-01T00"])
 def test_audit_since_is_a_date_and_time(admin: httpx.Client, since: str) -> None:
     """Not seconds since the epoch, nor a bare date, which pydantic alone would take."""

@@ -80,6 +80,19 @@ def deliveries(client: httpx.Client, webhook_id: str) -> list[dict[str, Any]]:
             return list(reversed(found))
 
 
+def settled(client: httpx.Client, webhook_id: str, count: int) -> list[dict[str, Any]]:
+    """The subscription's deliveries once there are `count` and none is pending (a receiver
+    has an answer a moment before the server records it)."""
+
+    def check() -> list[dict[str, Any]] | None:
+        found = deliveries(client, webhook_id)
+        done = len(found) == count and all(d["state"] == "delivered" for d in found)
+        return found if done else None
+
+    found: list[dict[str, Any]] = eventually(check, what=f"{count} deliveries recorded")
+    return found
+
+
 def eventually(check: Callable[[], Any], timeout: float = 60.0, what: str = "") -> Any:
     """Poll `check` until it returns something truthy (and return it)."""
     deadline = time.monotonic() + timeout

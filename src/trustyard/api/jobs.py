@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from trustyard.api.audit import Trail
 from trustyard.api.deps import Caller, Limit, Registry, require_admin
 from trustyard.api.errors import ApiProblem, problems
-from trustyard.api.schemas import Page
+from trustyard.api.schemas import MAX_ROW_ID, Page
 from trustyard.db.engine import read_tx, write_tx
 from trustyard.jobs.admin import JobAdmin
 from trustyard.jobs.interfaces import (
@@ -24,7 +24,7 @@ from trustyard.jobs.interfaces import (
 )
 
 router = APIRouter(tags=["jobs"])
-JobId = Annotated[int, Path(ge=1, le=2**62)]
+JobId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 
 class JobOut(BaseModel):
@@ -105,7 +105,7 @@ def list_jobs(
     accounts: Registry,
     limit: Limit = 100,
     after: Annotated[
-        int | None, Query(ge=1, le=2**62, description="the `next` of the previous page")
+        int | None, Query(ge=1, le=MAX_ROW_ID, description="the `next` of the previous page")
     ] = None,
     state: Annotated[list[JobState] | None, Query(description="only these states")] = None,
     kind: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z0-9_.-]+$")] = None,
