@@ -154,7 +154,7 @@ class JobsSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     embedded_workers: int = Field(
-        default=1,
+        default=4,
         ge=0,
         le=64,
         description="jobs `trustyard serve` runs at once in its own worker process; 0 runs none "

@@ -10,6 +10,7 @@ guarded by the claim's token, so a worker that lost its lease changes nothing.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
@@ -98,9 +99,11 @@ def _job(row: Row[Any]) -> Job:
     )
 
 
+@functools.cache
 def _insert_statement(dialect_name: str) -> Any:
     """INSERT that does nothing when a live job has the same dedupe key (the partial unique
-    index uq_jobs_live_dedupe_key); jobs without a key never conflict."""
+    index uq_jobs_live_dedupe_key); jobs without a key never conflict. Built once per dialect
+    (pushes enqueue a job in their transaction: the statement's construction is not free)."""
     dialect = postgresql if dialect_name == "postgresql" else sqlite
     return (
         dialect.insert(jobs)
