@@ -368,7 +368,7 @@ def test_skopeo_second_push_mounts_layers_from_the_first_repository(
             plain_posts += 1
         elif method == "PUT":
             completed.append(query["digest"][0])
-    assert mounted == dict.fromkeys(layers, first)
+    assert mounted == dict.fromkeys(layers, first), (requests, debug_messages(debug)[-40:])
     # skopeo logs "mount OK" only when the registry answers the mount POST with 201 Created.
     assert debug_messages(debug).count("... mount OK") == len(layers)
     # Only the config travelled again; the layers were never PATCHed or PUT into `second`.
