@@ -42,6 +42,7 @@ from trustyard.registry.http import JSON, Request, respond
 from trustyard.registry.token_endpoint import token_endpoint
 from trustyard.storage.filesystem import FilesystemDriver
 from trustyard.storage.interfaces import BlobDriver
+from trustyard.webhooks.stores import WebhookStore
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def make_context(settings: Settings, engine: Engine | None = None) -> RegistryCo
     store = ContentStore()
     hot = make_hot_reads(engine, store)
     accounts = make_accounts(settings, engine)
-    outbox = Outbox(make_queue(settings, engine))
+    outbox = Outbox(make_queue(settings, engine), wanted=WebhookStore().any_active)
     return RegistryContext(
         engine=engine,
         store=store,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -125,14 +125,28 @@ class OutboxStore:
 
 
 class Outbox:
-    """What writers use: `publish` in the transaction of the change."""
+    """What writers use: `publish` in the transaction of the change.
 
-    def __init__(self, queue: SqlJobQueue | None, store: OutboxStore | None = None) -> None:
+    `wanted` (given by the composition root) says, in that same transaction, whether any
+    consumer listens at all (today: an active webhook subscription exists). When none does,
+    nothing is written: a subscription only ever receives events that happen after it is
+    made, so skipping them is invisible, and a push then costs no outbox row, no dispatch job
+    and no dispatcher run."""
+
+    def __init__(
+        self,
+        queue: SqlJobQueue | None,
+        store: OutboxStore | None = None,
+        wanted: Callable[[Connection], bool] | None = None,
+    ) -> None:
         self.queue = queue  # None: store only (nothing will dispatch: tests of the store)
         self.store = store or OutboxStore()
+        self.wanted = wanted
 
     def publish(self, conn: Connection, *events: Event) -> None:
         if not events:
+            return
+        if self.wanted is not None and not self.wanted(conn):
             return
         self.store.insert(conn, events)
         if self.queue is not None:

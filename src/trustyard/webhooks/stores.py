@@ -104,6 +104,9 @@ def _delivery(row: Any, history: Sequence[Attempt] = ()) -> Delivery:
     )
 
 
+_ANY_ACTIVE = select(subs.c.id).where(subs.c.active.is_(True)).limit(1)
+
+
 class WebhookStore:
     # --- subscriptions ---------------------------------------------------------------------
     def insert_subscription(self, conn: Connection, values: dict[str, Any]) -> int:
@@ -158,6 +161,10 @@ class WebhookStore:
             )
         query = select(subs).where(subs.c.active.is_(True), or_(*scoped)).order_by(subs.c.id)
         return [_subscription(row) for row in conn.execute(query)]
+
+    def any_active(self, conn: Connection) -> bool:
+        """Whether any subscription is active (one indexed row at most)."""
+        return conn.scalar(_ANY_ACTIVE) is not None
 
     def any_wants(self, conn: Connection, event_type: EventType) -> bool:
         query = (
