@@ -15,6 +15,10 @@ select, writes the raw outputs to bench/results/<time>/ and prints a markdown ta
                regbench to it as user `bench`, who may push through an organization team grant
                (the real permission path, not the administrator's); the report adds a table of
                trustyard-auth against the open trustyard of the same run
+  --webhook    with --auth: a fourth server ("trustyard-hook"), accounts on as well, with a
+               registry-wide webhook subscription (pushes and new repositories) to a receiver
+               on loopback; the report adds trustyard-hook against trustyard-auth: what
+               recording and delivering events costs
   --quick      small counts and sizes everywhere (a smoke run, not a measurement)
   --report DIR print the tables of a past run again
 
@@ -52,7 +56,8 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 MiB = 1 << 20
-REF, TRUSTYARD, AUTH = "ref", "trustyard", "trustyard-auth"
+REF, TRUSTYARD, AUTH, HOOK = "ref", "trustyard", "trustyard-auth", "trustyard-hook"
+HOOK_ADMIN_PASSWORD = "an admin password for the webhook benchmark"
 BENCH_USER, BENCH_PASSWORD = "bench", "a password for the benchmark user"
 BENCH_ORGS = ("regbench", "rates")  # the repository prefixes regbench and rates.py use
 
@@ -85,7 +90,9 @@ class Target:
 class Servers:
     """Both registries, each on its own data folder under `workdir`; stop() stops both by PID."""
 
-    def __init__(self, workdir: Path, workers: int, auth: bool = False) -> None:
+    def __init__(
+        self, workdir: Path, workers: int, auth: bool = False, webhook: bool = False
+    ) -> None:
         if str(REPO_ROOT) not in sys.path:
             sys.path.insert(0, str(REPO_ROOT))
         from tests.support.refreg import ReferenceRegistry
@@ -103,6 +110,20 @@ class Servers:
             if auth
             else None
         )
+        self.hooked = (
+            TrustyardServer(
+                data_dir=workdir / "trustyard-hook" / "data",
+                workers=workers,
+                extra_env={
+                    "TRUSTYARD_AUTH__ENABLED": "true",
+                    "TRUSTYARD_ADMIN_PASSWORD": HOOK_ADMIN_PASSWORD,
+                    "TRUSTYARD_WEBHOOKS__ALLOWED_NETWORKS": "127.0.0.1/32",
+                },
+            )
+            if webhook
+            else None
+        )
+        self.receiver: Any = None
         self.targets: list[Target] = []
 
     def start(self) -> list[Target]:
@@ -119,6 +140,26 @@ class Servers:
             assert self.secured.process is not None
             seed_bench_accounts(f"sqlite:///{self.secured.data_dir / 'trustyard.db'}")
             self.targets.append(Target(AUTH, self.secured.url, self.secured.process.pid))
+        if self.hooked is not None:
+            from tests.support.webhook_receiver import WebhookReceiver
+
+            self.hooked.data_dir.parent.mkdir(parents=True, exist_ok=True)
+            self.hooked.start()
+            assert self.hooked.process is not None
+            seed_bench_accounts(f"sqlite:///{self.hooked.data_dir / 'trustyard.db'}")
+            self.receiver = WebhookReceiver().__enter__()
+            subscribe = httpx.post(
+                f"{self.hooked.url}/api/v1/webhooks",
+                auth=("admin", HOOK_ADMIN_PASSWORD),
+                json={
+                    "url": self.receiver.url(),
+                    "registry": True,
+                    "events": ["TAG_PUSH", "MANIFEST_PUSH", "REPO_CREATED"],
+                },
+                timeout=60,
+            )
+            _expect(subscribe, 201, "POST /api/v1/webhooks")
+            self.targets.append(Target(HOOK, self.hooked.url, self.hooked.process.pid))
         return self.targets
 
     def save_logs(self, out: Path) -> None:
@@ -132,6 +173,12 @@ class Servers:
 
     def stop(self) -> None:
         try:
+            if self.hooked is not None:
+                self.hooked.stop()
+            if self.receiver is not None:
+                delivered = len(self.receiver.requests)
+                print(f"webhook receiver got {delivered} deliveries", file=sys.stderr)
+                self.receiver.__exit__(None, None, None)
             if self.secured is not None:
                 self.secured.stop()
         finally:
@@ -211,7 +258,9 @@ def _load_json(path: Path, argv: list[str], status: int) -> dict[str, Any]:
 def run_rates(targets: list[Target], out: Path, args: argparse.Namespace) -> dict[str, Any]:
     argv = [sys.executable, "-c", RATES_SHIM, str(shared_dir() / "bench" / "rates.py")]
     argv += [f"--target={t.name}={t.url}" for t in targets]
-    argv += [f"--auth={AUTH}={BENCH_USER}:{BENCH_PASSWORD}" for t in targets if t.name == AUTH]
+    argv += [
+        f"--auth={t.name}={BENCH_USER}:{BENCH_PASSWORD}" for t in targets if t.name in (AUTH, HOOK)
+    ]
     argv += QUICK_RATES if args.quick else []
     if args.rounds:
         argv += ["--rounds", str(args.rounds)]
@@ -223,8 +272,8 @@ def run_regbench(targets: list[Target], out: Path, args: argparse.Namespace) -> 
     argv = [sys.executable, str(shared_dir() / "bench" / "regbench.py")]
     for t in targets:
         argv += [f"--target={t.name}={t.url}", f"--server-pid={t.name}={t.pid}"]
-        if t.name == AUTH:
-            argv += [f"--auth={AUTH}={BENCH_USER}:{BENCH_PASSWORD}"]
+        if t.name in (AUTH, HOOK):
+            argv += [f"--auth={t.name}={BENCH_USER}:{BENCH_PASSWORD}"]
     for scenario in args.scenario or []:
         argv += ["--scenario", scenario]
     argv += QUICK_REGBENCH if args.quick else []
@@ -589,14 +638,18 @@ def regbench_table(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
-def auth_table(rates: dict[str, Any] | None, regbench: dict[str, Any] | None) -> list[str]:
-    """trustyard with accounts on (user `bench` via a team grant) against the open trustyard of
-    the same run: what authentication and authorization cost per request."""
+def pair_table(
+    rates: dict[str, Any] | None,
+    regbench: dict[str, Any] | None,
+    base: str,
+    other: str,
+    title: str,
+) -> list[str]:
+    """Target `other` against target `base` of the same run, per request kind / scenario."""
     lines = [
-        f"accounts on ({AUTH}, user `{BENCH_USER}` through a team grant) vs the open "
-        f"trustyard, same run",
+        title,
         "",
-        "| benchmark | measure | trustyard (open) | trustyard-auth | auth / open |",
+        f"| benchmark | measure | {base} | {other} | {other} / {base} |",
         "|---|---|--:|--:|--:|",
     ]
     found = False
@@ -608,16 +661,40 @@ def auth_table(rates: dict[str, Any] | None, regbench: dict[str, Any] | None) ->
         for row in (doc or {}).get("rows" if tool == "rates" else "summary", []):
             rows.setdefault(row[key], {})[row["target"]] = row
         for name, by_target in rows.items():
-            open_, auth = by_target.get(TRUSTYARD, {}), by_target.get(AUTH, {})
-            if not open_.get(value) or auth.get(value) is None:
+            first, second = by_target.get(base, {}), by_target.get(other, {})
+            if not first.get(value) or second.get(value) is None:
                 continue
             found = True
-            unit = "req/s" if tool == "rates" else open_.get("unit", "")
+            unit = "req/s" if tool == "rates" else first.get("unit", "")
             lines.append(
-                f"| {tool} | {name} ({unit}) | {open_[value]:,.1f} | {auth[value]:,.1f} "
-                f"| {auth[value] / open_[value]:.2f} |"
+                f"| {tool} | {name} ({unit}) | {first[value]:,.1f} | {second[value]:,.1f} "
+                f"| {second[value] / first[value]:.2f} |"
             )
     return lines if found else []
+
+
+def auth_tables(rates: dict[str, Any] | None, regbench: dict[str, Any] | None) -> list[list[str]]:
+    """What accounts cost (trustyard-auth vs the open trustyard), and what a webhook
+    subscription costs (trustyard-hook vs trustyard-auth), when those targets ran."""
+    tables = [
+        pair_table(
+            rates,
+            regbench,
+            TRUSTYARD,
+            AUTH,
+            f"accounts on ({AUTH}, user `{BENCH_USER}` through a team grant) vs the open "
+            "trustyard, same run",
+        ),
+        pair_table(
+            rates,
+            regbench,
+            AUTH,
+            HOOK,
+            f"a registry-wide webhook subscription ({HOOK}: events recorded, dispatched and "
+            f"delivered to a receiver on loopback) vs {AUTH} without one, same run",
+        ),
+    ]
+    return [table for table in tables if table]
 
 
 def memory_table(rows: list[MemoryRow]) -> list[str]:
@@ -675,6 +752,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--memory-ref", action="store_true", help="also run --memory on the reference registry"
     )
     p.add_argument("--auth", action="store_true", help="add trustyard with accounts on")
+    p.add_argument("--webhook", action="store_true", help="with --auth: add one with a webhook")
     p.add_argument("--quick", action="store_true", help="small counts: a smoke run")
     p.add_argument("--rounds", type=int, help="rounds for rates/regbench (default: theirs)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="trustyard workers")
@@ -686,6 +764,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         return args
     if not (args.rates or args.regbench or args.memory):
         p.error("nothing to do: give --rates, --regbench and/or --memory")
+    if args.webhook and not args.auth:
+        p.error("--webhook needs --auth (it is compared with trustyard-auth)")
     if args.scenario and not args.regbench:
         p.error("--scenario needs --regbench")
     return args
@@ -742,9 +822,7 @@ def render(out: Path, meta: dict[str, Any]) -> str:
         for name in ("rates", "regbench")
         if (out / f"{name}.json").exists()
     }
-    authed = auth_table(loaded.get("rates"), loaded.get("regbench"))
-    if authed:
-        sections.append(authed)
+    sections += auth_tables(loaded.get("rates"), loaded.get("regbench"))
     if (out / "memory.json").exists():
         memory = json.loads((out / "memory.json").read_text())
         sections.append(memory_table([MemoryRow(**{"idle_pss_mib": None, **r}) for r in memory]))
@@ -774,7 +852,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     status = 0
     load = LoadSampler()
-    servers = Servers(workdir, args.workers, auth=args.auth)
+    servers = Servers(workdir, args.workers, auth=args.auth, webhook=args.webhook)
     try:
         targets = servers.start()
         meta["targets"] = [asdict(t) for t in targets]
