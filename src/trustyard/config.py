@@ -13,7 +13,16 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -222,12 +231,37 @@ class EventsSettings(BaseModel):
     )
 
 
+def _split_networks(value: Any) -> Any:
+    """CIDRs from the environment: comma-separated, or a JSON list."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+def _check_networks(value: list[str]) -> list[str]:
+    for network in value:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ValueError(f"{network!r} is not a network (CIDR)") from None
+    return value
+
+
+# A list of networks (CIDRs) as a setting.
+Networks = Annotated[
+    list[str], NoDecode, BeforeValidator(_split_networks), AfterValidator(_check_networks)
+]
+
+
 class WebhooksSettings(BaseModel):
     """Webhooks (trustyard.webhooks): where deliveries may go, and how long they may fail."""
 
     model_config = ConfigDict(extra="forbid")
 
-    allowed_networks: Annotated[list[str], NoDecode] = Field(
+    allowed_networks: Networks = Field(
         default_factory=list,
         description="networks (CIDRs, comma-separated in the environment) that webhook "
         "destinations may resolve to besides global addresses: loopback, link-local, private "
@@ -244,26 +278,6 @@ class WebhooksSettings(BaseModel):
         "this is marked inactive (with the reason); its owner turns it on again",
     )
 
-    @field_validator("allowed_networks", mode="before")
-    @classmethod
-    def _split_networks(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                return json.loads(text)
-            return [part.strip() for part in text.split(",") if part.strip()]
-        return value
-
-    @field_validator("allowed_networks")
-    @classmethod
-    def _check_networks(cls, value: list[str]) -> list[str]:
-        for network in value:
-            try:
-                ipaddress.ip_network(network, strict=False)
-            except ValueError:
-                raise ValueError(f"{network!r} is not a network (CIDR)") from None
-        return value
-
 
 class MetricsSettings(BaseModel):
     """GET /metrics (Prometheus) and who may read it."""
@@ -277,31 +291,11 @@ class MetricsSettings(BaseModel):
         description="when set, every caller must present it (`Authorization: Bearer TOKEN`) "
         "and allow_from no longer applies",
     )
-    allow_from: Annotated[list[str], NoDecode] = Field(
+    allow_from: Networks = Field(
         default_factory=lambda: ["127.0.0.0/8", "::1/128"],
         description="without a token: the networks (CIDRs, comma-separated in the "
         "environment) whose callers may read /metrics; an empty list allows no one",
     )
-
-    @field_validator("allow_from", mode="before")
-    @classmethod
-    def _split_allow_from(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                return json.loads(text)
-            return [part.strip() for part in text.split(",") if part.strip()]
-        return value
-
-    @field_validator("allow_from")
-    @classmethod
-    def _check_allow_from(cls, value: list[str]) -> list[str]:
-        for network in value:
-            try:
-                ipaddress.ip_network(network, strict=False)
-            except ValueError:
-                raise ValueError(f"{network!r} is not a network (CIDR)") from None
-        return value
 
 
 class Settings(BaseSettings):

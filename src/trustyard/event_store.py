@@ -28,6 +28,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, te
 from trustyard.db.engine import write_tx
 from trustyard.db.tables import event_outbox, jobs
 from trustyard.events import Event, EventConsumer, EventType, utc_now
+from trustyard.jobs.housekeeping import BatchedPrune
 from trustyard.jobs.interfaces import Clock, JobContext, JobInterrupted
 from trustyard.jobs.queue import SqlJobQueue
 from trustyard.jobs.scheduler import ScheduleSpec
@@ -210,27 +211,12 @@ class Dispatcher:
         return len(events)
 
 
-class PruneEvents:
+def PruneEvents(
+    engine: Engine,
+    retention: timedelta,
+    store: OutboxStore | None = None,
+    clock: Clock = utc_now,
+) -> BatchedPrune:
     """The `events.prune` job: delete events dispatched longer than `retention` ago, a
     thousand per transaction."""
-
-    def __init__(
-        self,
-        engine: Engine,
-        retention: timedelta,
-        store: OutboxStore | None = None,
-        clock: Clock = utc_now,
-    ) -> None:
-        self.engine = engine
-        self.retention = retention
-        self.store = store or OutboxStore()
-        self.clock = clock
-
-    def __call__(self, job: JobContext) -> None:
-        cutoff = self.clock() - self.retention
-        while True:
-            if job.should_stop():
-                raise JobInterrupted
-            with write_tx(self.engine) as conn:
-                if self.store.prune(conn, cutoff) == 0:
-                    return
+    return BatchedPrune(engine, retention, (store or OutboxStore()).prune, clock)

@@ -185,3 +185,21 @@ def test_to_environment_leaves_unset_optional_values_out() -> None:
     exported = Settings().to_environment()
     assert "TRUSTYARD_DATABASE_URL" not in exported
     assert "TRUSTYARD_SERVER__PUBLIC_URL" not in exported
+
+
+@pytest.mark.parametrize(
+    "variable", ["TRUSTYARD_WEBHOOKS__ALLOWED_NETWORKS", "TRUSTYARD_METRICS__ALLOW_FROM"]
+)
+def test_network_lists_come_comma_separated_or_as_json_and_must_be_cidrs(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    field = variable.rsplit("__", 1)[1].lower()
+    section = "webhooks" if "WEBHOOKS" in variable else "metrics"
+
+    monkeypatch.setenv(variable, " 127.0.0.1/32, 10.0.0.0/8 ,")
+    assert getattr(getattr(Settings(), section), field) == ["127.0.0.1/32", "10.0.0.0/8"]
+    monkeypatch.setenv(variable, '["::1/128"]')
+    assert getattr(getattr(Settings(), section), field) == ["::1/128"]
+    monkeypatch.setenv(variable, "127.0.0.1/32,not-a-network")
+    with pytest.raises(ValidationError, match="'not-a-network' is not a network"):
+        Settings()

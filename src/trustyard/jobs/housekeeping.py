@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from trustyard.db.engine import write_tx
 from trustyard.jobs.interfaces import Clock, JobContext, JobInterrupted, utc_now
@@ -15,21 +16,22 @@ PRUNE_KIND = "jobs.prune"
 PRUNE_SCHEDULE = ScheduleSpec("jobs.prune", "17 3 * * *", PRUNE_KIND)  # daily, 03:17 UTC
 
 
-class PruneFinishedJobs:
-    """Deletes jobs that finished (any way) more than `retention` ago, with their attempts,
-    a thousand per transaction so that the SQLite writer lock is never held for long.
+class BatchedPrune:
+    """A retention job: `prune(conn, cutoff)` deletes up to a batch of rows older than the
+    cutoff and returns how many; this repeats it, one transaction per batch (so the SQLite
+    writer lock is never held for long), until nothing is left or the worker stops.
     Idempotent: deleting what is already gone deletes nothing."""
 
     def __init__(
         self,
         engine: Engine,
         retention: timedelta,
-        store: JobStore | None = None,
+        prune: Callable[[Connection, datetime], int],
         clock: Clock = utc_now,
     ) -> None:
         self.engine = engine
         self.retention = retention
-        self.store = store or JobStore()
+        self.prune = prune
         self.clock = clock
 
     def __call__(self, job: JobContext) -> None:
@@ -38,5 +40,12 @@ class PruneFinishedJobs:
             if job.should_stop():
                 raise JobInterrupted
             with write_tx(self.engine) as conn:
-                if self.store.prune(conn, cutoff) == 0:
+                if self.prune(conn, cutoff) == 0:
                     return
+
+
+def PruneFinishedJobs(
+    engine: Engine, retention: timedelta, store: JobStore | None = None, clock: Clock = utc_now
+) -> BatchedPrune:
+    """Deletes jobs that finished (any way) more than `retention` ago, with their attempts."""
+    return BatchedPrune(engine, retention, (store or JobStore()).prune, clock)
