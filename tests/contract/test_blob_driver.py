@@ -7,6 +7,7 @@ folder, and returns an empty driver.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +24,7 @@ DriverFactory = Callable[[pytest.FixtureRequest, Path], BlobDriver]
 
 
 def _filesystem(_request: pytest.FixtureRequest, folder: Path) -> BlobDriver:
-    return FilesystemDriver(folder / "root", fsync=True)
+    return FilesystemDriver(folder / "root", fsync=True, lock_patience=0.2)
 
 
 DRIVERS: dict[str, DriverFactory] = {
@@ -263,6 +264,22 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_upload(driver: Blo
         first.close()
     assert upload_bytes(driver, upload_id, 9) == b"base+more"  # the refused opens truncated nothing
     assert write_upload(driver, upload_id, 9, b"!") == 10  # free again once closed
+
+
+def test_a_writer_waits_for_a_lock_released_within_the_drivers_patience(
+    driver: BlobDriver,
+) -> None:
+    # A request that hung up holds the lock for a moment; the next one must not see "busy".
+    upload_id = new_id()
+    write_upload(driver, upload_id, 0, b"base")
+    first = driver.open_upload(upload_id, 4)
+    releaser = threading.Timer(0.05, first.close)
+    releaser.start()
+    try:
+        assert write_upload(driver, upload_id, 4, b"+next") == 9
+    finally:
+        releaser.join()
+    assert upload_bytes(driver, upload_id, 9) == b"base+next"
 
 
 def test_commit_publishes_the_blob_only_when_complete(driver: BlobDriver) -> None:

@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import os
 import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +20,25 @@ from trustyard.oci.errors import OciError
 from trustyard.storage.interfaces import ContentMissing, UploadBusy, UploadMissing, UploadMoved
 
 _UPLOAD_ID_RE = re.compile(r"[a-f0-9]{32}")  # fullmatch: `$` lets "\n" through
+
+# A request that hung up may hold an upload's lock for a moment while it notices that the
+# session moved on; a follow-up request waits that long before it reports the upload busy.
+_UPLOAD_LOCK_PATIENCE = 2.0
+
+
+def _lock_within(fd: int, patience: float) -> bool:
+    """Take an exclusive lock on `fd`, polling for up to `patience` seconds."""
+    deadline = time.monotonic() + patience
+    pause = 0.005
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -59,9 +79,12 @@ class FileUploadWriter:
 
 
 class FilesystemDriver:
-    def __init__(self, root: Path, fsync: bool = True) -> None:
+    def __init__(
+        self, root: Path, fsync: bool = True, lock_patience: float = _UPLOAD_LOCK_PATIENCE
+    ) -> None:
         self.root = root
         self.fsync = fsync
+        self.lock_patience = lock_patience
         self._blobs = root / "blobs"
         self._uploads = root / "uploads"
         for folder in (self._blobs, self._uploads):
@@ -124,11 +147,9 @@ class FilesystemDriver:
             fd = os.open(path, flags, 0o640)
         except FileNotFoundError:
             raise UploadMissing(upload_id) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _lock_within(fd, self.lock_patience):
             os.close(fd)
-            raise UploadBusy(upload_id) from None
+            raise UploadBusy(upload_id)
         if confirm is not None and not confirm():
             os.close(fd)
             raise UploadMoved(upload_id)
