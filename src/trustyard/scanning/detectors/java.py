@@ -1,0 +1,7 @@
+"""Placeholder: the java detector is being written."""
+
+from __future__ import annotations
+
+from trustyard.scanning.detectors._placeholder import Placeholder
+
+DETECTOR = Placeholder("java")
