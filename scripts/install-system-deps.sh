@@ -17,7 +17,10 @@ log() { printf '[install-system-deps] %s\n' "$*" >&2; }
 
 # package -> what it must provide: commands, or absolute paths (globs allowed)
 PACKAGES=(skopeo buildah podman umoci docker-registry postgresql wrk
-          apache2-utils curl debootstrap git ca-certificates slapd ldap-utils)
+          apache2-utils curl debootstrap git ca-certificates slapd ldap-utils rpm
+          # the binary detectors' tests: Go toolchain, C toolchain, real libraries
+          golang-go gcc binutils libc6-dev zlib1g-dev libsqlite3-dev busybox-static libssl3
+          libcurl4 libbz2-1.0 xz-utils libpng16-16 openssh-client libpcre2-8-0)
 provides() {
   case "$1" in
     docker-registry) echo "docker-registry" ;;
@@ -25,6 +28,20 @@ provides() {
     apache2-utils)   echo "ab htpasswd" ;;
     slapd)           echo "/usr/sbin/slapd" ;;
     ldap-utils)      echo "ldapadd ldapmodify" ;;
+    rpm)             echo "rpmbuild rpm" ;;
+    golang-go)       echo "go" ;;
+    binutils)        echo "objcopy strip" ;;
+    libc6-dev)       echo "/usr/include/stdio.h" ;;
+    zlib1g-dev)      echo "/usr/include/zlib.h" ;;
+    libsqlite3-dev)  echo "/usr/include/sqlite3.h" ;;
+    busybox-static)  echo "/bin/busybox" ;;
+    libssl3)         echo "/usr/lib/*/libcrypto.so.3" ;;
+    libcurl4)        echo "/usr/lib/*/libcurl.so.4" ;;
+    libbz2-1.0)      echo "/usr/lib/*/libbz2.so.1.0" ;;
+    xz-utils)        echo "xz" ;;
+    libpng16-16)     echo "/usr/lib/*/libpng16.so.16" ;;
+    openssh-client)  echo "ssh" ;;
+    libpcre2-8-0)    echo "/usr/lib/*/libpcre2-8.so.0" ;;
     ca-certificates) echo "update-ca-certificates /etc/ssl/certs/ca-certificates.crt" ;;
     *)               echo "$1" ;;
   esac

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from trustyard.cli.jobs import embedded_worker, jobs_app, worker
+from trustyard.cli.scan import scan
 from trustyard.config import Settings, load_settings
 from trustyard.db import migrate as migrations
 from trustyard.db.engine import make_engine
@@ -260,6 +261,7 @@ def ldap_sync(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> Non
 
 
 app.command()(worker)
+app.command()(scan)
 app.add_typer(jobs_app, name="jobs")
 
 

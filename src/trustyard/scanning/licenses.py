@@ -71,17 +71,24 @@ def spdx_expression(text: str | None) -> str | None:
     licensing = _licensing()
     try:
         parsed = licensing.parse(text, validate=False, simple=False)
-    except ExpressionError:
+    except (ExpressionError, IndexError):  # boolean.py fails on `()`
         return license_ref(text)
     if parsed is None:
         return None
     for symbol in licensing.license_symbols(parsed, unique=True, decompose=True):
         key = symbol.key
-        if _ALIASES.get(key.lower()):
+        if _ALIASES.get(key.lower()) or _is_ref_or_exception(key, licensing):
             continue
         if licensing.validate(key).errors:
             return _rebuild(text, licensing)
     return str(licensing.dedup(parsed))
+
+
+def _is_ref_or_exception(key: str, licensing: Licensing) -> bool:
+    """Already a `LicenseRef-`, or an SPDX exception (valid after WITH, not on its own)."""
+    if key.startswith("LicenseRef-"):
+        return True
+    return bool(getattr(licensing.known_symbols.get(key), "is_exception", False))
 
 
 def combine(expressions: list[str]) -> str | None:
@@ -108,6 +115,8 @@ def _rebuild(text: str, licensing: Licensing) -> str:
         alias = _ALIASES.get(stripped.lower())
         if alias:
             out.append(alias)
+        elif _is_ref_or_exception(stripped, licensing):
+            out.append(stripped)
         elif not licensing.validate(stripped).errors:
             out.append(str(licensing.parse(stripped)))
         else:
@@ -115,5 +124,5 @@ def _rebuild(text: str, licensing: Licensing) -> str:
     joined = " ".join(out).replace("( ", "(").replace(" )", ")")
     try:
         return str(licensing.parse(joined, validate=False))
-    except ExpressionError:
+    except (ExpressionError, IndexError):
         return license_ref(text)

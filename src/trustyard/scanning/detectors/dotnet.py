@@ -1,7 +1,118 @@
-"""Placeholder: the dotnet detector is being written."""
+""".NET NuGet packages an application was built with: its `*.deps.json`.
+
+`libraries` keys are `Name/Version`; packages (`"type": "package"`) and runtime packs (a
+self-contained app's runtime, key `runtimepack.Name/Version`) are components, the app's own
+projects and framework references are not. The assemblies a package contributes
+(`targets`, next to the deps.json once published) follow the deps.json in its locations.
+"""
 
 from __future__ import annotations
 
-from trustyard.scanning.detectors._placeholder import Placeholder
+import json
+import posixpath
+from collections.abc import Iterable
+from typing import Any
 
-DETECTOR = Placeholder("dotnet")
+from packageurl import PackageURL
+
+from trustyard.scanning.interfaces import Collector, Detector, FileEntry, Limits, ScanContext
+from trustyard.scanning.model import NUGET, Component
+
+DEPS_MAX_BYTES = 64 << 20
+MAX_ASSEMBLIES = 100
+_KINDS = frozenset({"package", "runtimepack"})
+_RUNTIMEPACK = "runtimepack."
+
+
+def libraries(doc: Any) -> list[tuple[str, str, str]]:
+    """(key, name, version) of each package library."""
+    if not isinstance(doc, dict):
+        return []
+    libs = doc.get("libraries")
+    if not isinstance(libs, dict):
+        return []
+    out: list[tuple[str, str, str]] = []
+    for key, value in libs.items():
+        if not isinstance(key, str) or not isinstance(value, dict):
+            continue
+        kind = value.get("type")
+        if not isinstance(kind, str) or kind not in _KINDS:
+            continue
+        name, sep, version = key.rpartition("/")
+        if name.startswith(_RUNTIMEPACK):
+            name = name[len(_RUNTIMEPACK) :]
+        if sep and name and version and "\n" not in key:
+            out.append((key, name, version))
+    return out
+
+
+def assemblies(doc: dict[str, Any], key: str) -> list[str]:
+    """The file names of the assemblies `targets` lists for one library."""
+    names: list[str] = []
+    targets = doc.get("targets")
+    if not isinstance(targets, dict):
+        return names
+    for target in targets.values():
+        entry = target.get(key) if isinstance(target, dict) else None
+        if not isinstance(entry, dict):
+            continue
+        for section in ("runtime", "native"):
+            files = entry.get(section)
+            if isinstance(files, dict):
+                for path in files:
+                    if isinstance(path, str):
+                        base = path.rpartition("/")[2]
+                        if base and base not in names:
+                            names.append(base)
+    return names[:MAX_ASSEMBLIES]
+
+
+def purl_for(name: str, version: str) -> str | None:
+    try:
+        return PackageURL(type="nuget", name=name, version=version).to_string()
+    except ValueError:
+        return None
+
+
+class _DepsCollector:
+    def __init__(self, limits: Limits) -> None:
+        self._max = min(DEPS_MAX_BYTES, limits.max_file_bytes)
+        self._components: list[Component] = []
+
+    def wants(self, entry: FileEntry) -> int:
+        return self._max if entry.path.endswith(".deps.json") else 0
+
+    def take(self, entry: FileEntry, data: bytes) -> None:
+        try:
+            doc = json.loads(data)
+        except (ValueError, RecursionError):
+            return
+        directory = entry.path.rpartition("/")[0]
+        for key, name, version in libraries(doc):
+            purl = purl_for(name, version)
+            if purl is None:
+                continue
+            files = [posixpath.join(directory, base) for base in assemblies(doc, key)]
+            self._components.append(
+                Component(
+                    ecosystem=NUGET,
+                    name=name,
+                    version=version,
+                    purl=purl,
+                    locations=(entry.path, *files),
+                    detector=DotnetDetector.name,
+                )
+            )
+
+    def finish(self) -> Iterable[Component]:
+        return self._components
+
+
+class DotnetDetector:
+    name = "dotnet"
+
+    def collector(self, context: ScanContext) -> Collector:
+        return _DepsCollector(context.limits)
+
+
+DETECTOR: Detector = DotnetDetector()

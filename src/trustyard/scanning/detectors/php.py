@@ -1,7 +1,110 @@
-"""Placeholder: the php detector is being written."""
+"""PHP packages Composer installed: `vendor/composer/installed.json` (Composer 1 writes a
+list of packages, Composer 2 `{"packages": [...]}`). The version is kept as Composer wrote it
+(`v5.4.0`); a list of licences is a choice between them (OR), as Composer defines it."""
 
 from __future__ import annotations
 
-from trustyard.scanning.detectors._placeholder import Placeholder
+import json
+import posixpath
+from collections.abc import Iterable
+from typing import Any
 
-DETECTOR = Placeholder("php")
+from packageurl import PackageURL
+
+from trustyard.scanning.interfaces import Collector, Detector, FileEntry, Limits, ScanContext
+from trustyard.scanning.licenses import spdx_expression
+from trustyard.scanning.model import COMPOSER, Component
+
+INSTALLED_MAX_BYTES = 64 << 20
+_SUFFIX = "vendor/composer/installed.json"
+
+
+def packages_of(doc: Any) -> list[dict[str, Any]]:
+    if isinstance(doc, dict):
+        doc = doc.get("packages")
+    if not isinstance(doc, list):
+        return []
+    return [p for p in doc if isinstance(p, dict)]
+
+
+def license_of(declared: Any) -> str | None:
+    if isinstance(declared, str):
+        declared = [declared]
+    if not isinstance(declared, list):
+        return None
+    choices: list[str] = []
+    for text in declared:
+        spdx = spdx_expression(text) if isinstance(text, str) else None
+        if spdx and spdx not in choices:
+            choices.append(spdx)
+    if not choices:
+        return None
+    return " OR ".join(f"({c})" if " " in c else c for c in choices)
+
+
+def purl_for(name: str, version: str) -> str | None:
+    vendor, _, package = name.rpartition("/")
+    try:
+        return PackageURL(
+            type="composer", namespace=vendor or None, name=package, version=version
+        ).to_string()
+    except ValueError:
+        return None
+
+
+class _ComposerCollector:
+    def __init__(self, limits: Limits) -> None:
+        self._max = min(INSTALLED_MAX_BYTES, limits.max_file_bytes)
+        self._components: list[Component] = []
+
+    def wants(self, entry: FileEntry) -> int:
+        path = entry.path
+        if path.endswith(_SUFFIX) and (len(path) == len(_SUFFIX) or path[-len(_SUFFIX) - 1] == "/"):
+            return self._max
+        return 0
+
+    def take(self, entry: FileEntry, data: bytes) -> None:
+        try:
+            doc = json.loads(data)
+        except (ValueError, RecursionError):
+            return
+        composer_dir = entry.path.rpartition("/")[0]
+        for package in packages_of(doc):
+            name, version = package.get("name"), package.get("version")
+            if not isinstance(name, str) or not isinstance(version, str):
+                continue
+            if not name or not version or "\n" in name or "\n" in version:
+                continue
+            purl = purl_for(name, version)
+            if purl is None:
+                continue
+            locations = [entry.path]
+            install_path = package.get("install-path")
+            if isinstance(install_path, str) and install_path:
+                where = posixpath.normpath(posixpath.join(composer_dir, install_path))
+                if not where.startswith("..") and where != ".":
+                    locations.append(where)
+            self._components.append(
+                Component(
+                    ecosystem=COMPOSER,
+                    name=name,
+                    version=version,
+                    purl=purl,
+                    locations=tuple(locations),
+                    detector=ComposerDetector.name,
+                    licenses=license_of(package.get("license")),
+                )
+            )
+
+    def finish(self) -> Iterable[Component]:
+        return self._components
+
+
+class ComposerDetector:
+    name = "php"
+
+    def collector(self, context: ScanContext) -> Collector:
+        return _ComposerCollector(context.limits)
+
+
+DETECTOR: Detector = ComposerDetector()

@@ -1,0 +1,196 @@
+"""CycloneDX 1.6 JSON for one image or every platform of an index (cyclonedx-python-lib).
+
+Shape of the document:
+- `metadata.component` is what was scanned (type `container`): the image itself, with its
+  manifest digest as version, or, for several platforms, the index (`name`, the index digest
+  when known) whose platform images are top-level `container` components.
+- Every component of every platform is a top-level component (a flat list, which is what SBOM
+  consumers read; nested components are often ignored). Its properties say where it comes
+  from: `trustyard:platform`, `trustyard:image` (manifest digest), `trustyard:layer` (the
+  introducing layer's digest), `trustyard:diff_id`, `trustyard:evidence` (the file the
+  detector read), one `trustyard:location` per file (at most `EXPORTED_LOCATIONS`;
+  `trustyard:locations_not_listed` counts the rest: a wheel's RECORD names thousands),
+  `trustyard:ecosystem`, `trustyard:detector`, and the detector's own properties.
+- The distribution (`os-release`) is one `operating-system` component per platform image.
+- `dependencies` tie them together: the root depends on its platform images (or directly
+  on the components for a single image), each platform image on its components.
+A package present on two platforms appears twice (a bom-ref is unique per platform).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from trustyard.scanning.bom import ImageBom, exported_locations, image_purl
+from trustyard.scanning.model import BINARY
+
+if TYPE_CHECKING:
+    from cyclonedx.model import Property
+    from cyclonedx.model.bom import Bom
+    from cyclonedx.model.component import Component as CdxComponent
+    from packageurl import PackageURL
+
+    from trustyard.scanning.bom import BomComponent
+
+
+def to_cyclonedx(boms: Sequence[ImageBom], name: str, *, index_digest: str | None = None) -> str:
+    """The CycloneDX 1.6 JSON document of `boms` (the images of `name`)."""
+    from cyclonedx.model.bom import Bom
+    from cyclonedx.output.json import JsonV1Dot6
+
+    bom = Bom()
+    _tool(bom)
+    refs = _Refs()
+    if len(boms) == 1:
+        image = boms[0]
+        root = _image_component(image, name, refs, platform_in_name=False)
+        bom.metadata.component = root
+        bom.register_dependency(root, _add_image(bom, image, refs))
+    else:
+        root = _index_component(name, index_digest, refs)
+        bom.metadata.component = root
+        images = []
+        for image in boms:
+            container = _image_component(image, name, refs, platform_in_name=True)
+            bom.components.add(container)
+            bom.register_dependency(container, _add_image(bom, image, refs))
+            images.append(container)
+        bom.register_dependency(root, images)
+    return str(JsonV1Dot6(bom).output_as_string(indent=2))
+
+
+class _Refs:
+    """Unique, readable bom-refs."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def make(self, base: str) -> str:
+        ref, n = base, 1
+        while ref in self.seen:
+            n += 1
+            ref = f"{base}#{n}"
+        self.seen.add(ref)
+        return ref
+
+
+def _tool(bom: Bom) -> None:
+    from cyclonedx.model.component import Component, ComponentType
+
+    from trustyard import __version__
+
+    bom.metadata.tools.components.add(
+        Component(type=ComponentType.APPLICATION, name="trustyard", version=__version__)
+    )
+
+
+def _add_image(bom: Bom, image: ImageBom, refs: _Refs) -> list[CdxComponent]:
+    """Add `image`'s components (and its distribution) to `bom`; return them."""
+    added: list[CdxComponent] = []
+    distro = _distro_component(image, refs)
+    if distro is not None:
+        added.append(distro)
+    added.extend(_component(item, image, refs) for item in image.components)
+    for component in added:
+        bom.components.add(component)
+    return added
+
+
+def _image_component(
+    image: ImageBom, name: str, refs: _Refs, *, platform_in_name: bool
+) -> CdxComponent:
+    from cyclonedx.model.component import Component, ComponentType
+
+    props = [("trustyard:platform", image.platform), ("trustyard:image", image.manifest_digest)]
+    return Component(
+        type=ComponentType.CONTAINER,
+        name=f"{name} ({image.platform})" if platform_in_name else name,
+        version=image.manifest_digest,
+        bom_ref=refs.make(f"image:{image.platform or 'unknown'}:{image.manifest_digest}"),
+        purl=_purl(image_purl(name, image.manifest_digest, image.platform) or ""),
+        properties=_properties(props),
+    )
+
+
+def _index_component(name: str, digest: str | None, refs: _Refs) -> CdxComponent:
+    from cyclonedx.model.component import Component, ComponentType
+
+    return Component(
+        type=ComponentType.CONTAINER,
+        name=name,
+        version=digest,
+        bom_ref=refs.make(f"index:{digest or name}"),
+        purl=_purl(image_purl(name, digest, "") or ""),
+    )
+
+
+def _distro_component(image: ImageBom, refs: _Refs) -> CdxComponent | None:
+    from cyclonedx.model.component import Component, ComponentType
+
+    if image.distro is None:
+        return None
+    distro = image.distro
+    props = [("trustyard:platform", image.platform), ("trustyard:image", image.manifest_digest)]
+    if distro.pretty_name:
+        props.append(("trustyard:pretty_name", distro.pretty_name))
+    return Component(
+        type=ComponentType.OPERATING_SYSTEM,
+        name=distro.id,
+        version=distro.version_id or None,
+        bom_ref=refs.make(f"os:{image.platform}:{distro.id}-{distro.version_id}"),
+        description=distro.pretty_name or None,
+        properties=_properties(props),
+    )
+
+
+def _component(item: BomComponent, image: ImageBom, refs: _Refs) -> CdxComponent:
+    from cyclonedx.model.component import Component, ComponentType
+    from cyclonedx.model.license import LicenseExpression
+
+    component = item.component
+    props = [
+        ("trustyard:ecosystem", component.ecosystem),
+        ("trustyard:detector", component.detector),
+        ("trustyard:platform", image.platform),
+        ("trustyard:image", image.manifest_digest),
+        ("trustyard:layer", item.layer),
+    ]
+    if item.diff_id:
+        props.append(("trustyard:diff_id", item.diff_id))
+    shown, hidden = exported_locations(component)
+    props.append(("trustyard:evidence", component.evidence))
+    props.extend(("trustyard:location", location) for location in shown)
+    if hidden:
+        props.append(("trustyard:locations_not_listed", str(hidden)))
+    props.extend((f"trustyard:{key}", value) for key, value in component.properties)
+    purl = _purl(component.purl)
+    if purl is None and component.purl:
+        props.append(("trustyard:purl", component.purl))
+    kind = ComponentType.APPLICATION if component.ecosystem == BINARY else ComponentType.LIBRARY
+    return Component(
+        type=kind,
+        name=component.name,
+        version=component.version or None,
+        bom_ref=refs.make(f"{component.purl or component.name}:{image.platform}"),
+        purl=purl,
+        licenses=[LicenseExpression(component.licenses)] if component.licenses else None,
+        properties=_properties(props),
+    )
+
+
+def _properties(pairs: list[tuple[str, str]]) -> list[Property]:
+    from cyclonedx.model import Property
+
+    return [Property(name=key, value=value) for key, value in pairs if value]
+
+
+def _purl(text: str) -> PackageURL | None:
+    from packageurl import PackageURL
+
+    if not text:
+        return None
+    try:
+        return PackageURL.from_string(text)
+    except ValueError:
+        return None
