@@ -14,17 +14,18 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from sqlalchemy import Engine
 
 from trustyard.config import Settings, load_settings
-from trustyard.db import migrate as migrations
-from trustyard.db.engine import make_engine, read_tx, write_tx
-from trustyard.jobs.admin import JobAdmin, JobDetail
 from trustyard.jobs.interfaces import Job, JobError, JobState
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from trustyard.jobs.admin import JobDetail
 
 jobs_app = typer.Typer(help="Look at background jobs, retry or cancel them.", no_args_is_help=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -44,6 +45,9 @@ def _settings(data_dir: Path | None, database_url: str | None) -> Settings:
 
 
 def _engine(settings: Settings, pool_size: int = 2) -> Engine:
+    from trustyard.db import migrate as migrations
+    from trustyard.db.engine import make_engine
+
     engine = make_engine(settings.effective_database_url, pool_size=pool_size)
     current, head = migrations.current_revision(engine), migrations.head_revision()
     if current != head:
@@ -208,6 +212,9 @@ def list_jobs(
     database_url: DatabaseUrl = None,
 ) -> None:
     """The newest jobs: id, state, kind, attempts/max, due time, first line of the error."""
+    from trustyard.db.engine import read_tx
+    from trustyard.jobs.admin import JobAdmin
+
     engine = _engine(_settings(data_dir, database_url))
     try:
         with read_tx(engine) as conn:
@@ -229,6 +236,9 @@ def show_job(
     database_url: DatabaseUrl = None,
 ) -> None:
     """One job with its payload, last error and every attempt."""
+    from trustyard.db.engine import read_tx
+    from trustyard.jobs.admin import JobAdmin
+
     engine = _engine(_settings(data_dir, database_url))
     try:
         with read_tx(engine) as conn:
@@ -257,6 +267,9 @@ def show_job(
 
 
 def _change(job_id: int, action: str, settings: Settings) -> None:
+    from trustyard.db.engine import write_tx
+    from trustyard.jobs.admin import JobAdmin
+
     engine = _engine(settings)
     admin = JobAdmin()
     try:

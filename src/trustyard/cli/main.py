@@ -13,8 +13,6 @@ from rich.console import Console
 from trustyard.cli.jobs import embedded_worker, jobs_app, worker
 from trustyard.cli.scan import scan
 from trustyard.config import Settings, load_settings
-from trustyard.db import migrate as migrations
-from trustyard.db.engine import make_engine
 
 app = typer.Typer(help="trustyard: a trusted OCI container registry.", no_args_is_help=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -36,6 +34,9 @@ def _settings(data_dir: Path | None, database_url: str | None, **server: object)
 
 
 def _prepare(settings: Settings) -> None:
+    from trustyard.db import migrate as migrations
+    from trustyard.db.engine import make_engine
+
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.effective_database_url)
     try:
@@ -48,7 +49,7 @@ def _bootstrap_accounts(settings: Settings) -> None:
     """First start with accounts on: create `admin` and say once how to log in."""
     from trustyard.app import signing_passphrase
     from trustyard.auth.accounts import AccountService
-    from trustyard.db.engine import write_tx
+    from trustyard.db.engine import make_engine, write_tx
 
     signing_passphrase(settings)  # created before the workers race for it
     configured = settings.admin_password.get_secret_value() if settings.admin_password else None
@@ -142,7 +143,7 @@ def passwd(
     from trustyard.auth.access import clear_failures, user_key
     from trustyard.auth.accounts import AccountService
     from trustyard.auth.interfaces import AccessError
-    from trustyard.db.engine import write_tx
+    from trustyard.db.engine import make_engine, write_tx
 
     settings = _settings(data_dir, database_url)
     _prepare(settings)
@@ -167,6 +168,8 @@ def passwd(
 @app.command()
 def migrate(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     """Bring the metadata database to the newest schema."""
+    from trustyard.db import migrate as migrations
+
     settings = _settings(data_dir, database_url)
     _prepare(settings)
     err.print(f"database at revision {migrations.head_revision()}")
@@ -182,6 +185,7 @@ def fsck(
     from trustyard.app import make_driver
     from trustyard.content.fsck import fsck as run_fsck
     from trustyard.content.stores import ContentStore
+    from trustyard.db.engine import make_engine
 
     settings = _settings(data_dir, database_url)
     engine = make_engine(settings.effective_database_url)
@@ -228,6 +232,7 @@ def ldap_sync(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> Non
     from trustyard.app import make_ldap
     from trustyard.auth.jobs import sync_ldap_teams
     from trustyard.auth.ldap import LdapUnavailable
+    from trustyard.db.engine import make_engine
 
     settings = _settings(data_dir, database_url)
     if not settings.ldap.enabled:

@@ -168,10 +168,14 @@ def assemble(image: ImageRef, scans: Sequence[LayerScan]) -> ImageBom:
         before = view
         cover = _Cover(scan)
         view = {key: entry for key, entry in before.items() if not cover.hides(entry[0])}
-        for component in mine:
-            key = component.identity
+        for found in mine:
+            key = found.identity
             previous = before.get(key)
-            view[key] = (component, previous[1] if previous else index)
+            if previous is not None and found.licenses is None and previous[0].licenses:
+                # dpkg's status file, rewritten by a later layer, lists the lower layers'
+                # packages again; their copyright files (the licences) stay below.
+                found = replace(found, licenses=previous[0].licenses)  # noqa: PLW2901
+            view[key] = (found, previous[1] if previous else index)
         added = [c for c in mine if c.identity not in before]
         removed = [entry[0] for key, entry in before.items() if key not in view]
         changed = _pair_changes(removed, added)

@@ -70,15 +70,14 @@ class Scanner:
     ) -> list[LayerScan]:
         """One scan per layer of `image`, bottom first. ScanRefused (from the first hostile
         layer) ends the image's scan; the layers scanned before it are in the cache."""
-        scans: list[LayerScan] = []
-        distro: Distro | None = None
+        # Each layer is scanned on its own (no distro from the layers below): its result is
+        # cached by digest alone, so it must not depend on the image it was first seen in.
+        # bom.assemble puts the image's distro into the OS packages' purls.
         windows = image.os == "windows"
-        for layer in image.layers:
-            scan = self.scan_layer(source, layer, distro=distro, windows=windows, progress=progress)
-            if scan.distro is not None:
-                distro = scan.distro
-            scans.append(scan)
-        return scans
+        return [
+            self.scan_layer(source, layer, windows=windows, progress=progress)
+            for layer in image.layers
+        ]
 
     def scan_layer(
         self,

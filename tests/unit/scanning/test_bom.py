@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -102,6 +103,16 @@ def test_each_component_comes_from_its_layer_with_the_layer_diff_id() -> None:
     assert [lb.diff_id for lb in bom.layers] == [digest(0, "d"), digest(1, "d")]
     assert bom.manifest_digest == digest(0, "f")
     assert bom.platform == "linux/amd64"
+
+
+def test_a_rewritten_status_file_keeps_the_licence_read_in_the_lower_layer() -> None:
+    # apt-get install in a later layer rewrites dpkg's status file; the copyright files of the
+    # packages already installed stay in the lower layer, so the upper layer knows no licence.
+    unlicensed = replace(deb("bash", "5.2"), licenses=None)
+    bom = build(layer(1, deb("bash", "5.2")), layer(2, unlicensed, deb("curl", "7.88")))
+    licences = {c.component.name: c.component.licenses for c in bom.components}
+    assert licences == {"bash": "MIT", "curl": "MIT"}
+    assert where(bom)[("bash", "5.2")] == digest(1)
 
 
 def test_a_rewritten_status_file_keeps_unchanged_packages_in_their_first_layer() -> None:
