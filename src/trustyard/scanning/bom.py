@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from trustyard.scanning.model import BINARY, OS_ECOSYSTEMS, Component, Distro, LayerScan
+from trustyard.scanning.model import BINARY, NPM, OS_ECOSYSTEMS, Component, Distro, LayerScan
 
 if TYPE_CHECKING:
     from trustyard.scanning.sources import ImageRef
@@ -201,7 +201,7 @@ def assemble(image: ImageRef, scans: Sequence[LayerScan]) -> ImageBom:
         )
     squashed = [
         BomComponent(_with_distro(component, distro), layers[i].digest, layers[i].diff_id)
-        for component, i in view.values()
+        for component, i in _without_locked_duplicates(list(view.values()))
     ]
     squashed.sort(key=lambda c: sort_key(c.component))
     return ImageBom(
@@ -211,6 +211,35 @@ def assemble(image: ImageRef, scans: Sequence[LayerScan]) -> ImageBom:
         layers=layers,
         components=squashed,
     )
+
+
+_NPM_LOCKS = ("package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml")
+
+
+def _without_locked_duplicates(
+    entries: list[tuple[Component, int]],
+) -> list[tuple[Component, int]]:
+    """`COPY package*.json` then `RUN npm ci` puts the lock and the installed packages in two
+    layers: each layer reports the package from its own file. In the image, a package that is
+    installed is that one component; its lock entry is dropped."""
+    installed = {
+        (c.name, c.version)
+        for c, _ in entries
+        if c.ecosystem == NPM
+        and "node_modules/" in c.evidence
+        and c.evidence.endswith("/package.json")
+    }
+    if not installed:
+        return entries
+    return [
+        (c, i)
+        for c, i in entries
+        if not (
+            c.ecosystem == NPM
+            and c.evidence.endswith(_NPM_LOCKS)
+            and (c.name, c.version) in installed
+        )
+    ]
 
 
 def _norm(path: str) -> str:

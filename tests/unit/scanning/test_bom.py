@@ -115,6 +115,20 @@ def test_a_rewritten_status_file_keeps_the_licence_read_in_the_lower_layer() -> 
     assert where(bom)[("bash", "5.2")] == digest(1)
 
 
+def test_a_package_locked_in_one_layer_and_installed_in_the_next_is_one_component() -> None:
+    # COPY package*.json (layer 1), then RUN npm ci (layer 2): the lock and node_modules
+    # name the same packages; a locked package that was never installed stays.
+    locked = npm("lodash", "4.17.15")
+    locked = replace(locked, locations=("app/package-lock.json",))
+    only_locked = replace(npm("left-pad", "1.3.0"), locations=("app/package-lock.json",))
+    bom = build(layer(1, locked, only_locked), layer(2, npm("lodash", "4.17.15")))
+    found = {(c.component.name, c.component.evidence): c.layer for c in bom.components}
+    assert found == {
+        ("lodash", "app/node_modules/lodash/package.json"): digest(2),
+        ("left-pad", "app/package-lock.json"): digest(1),
+    }
+
+
 def test_a_rewritten_status_file_keeps_unchanged_packages_in_their_first_layer() -> None:
     first = layer(1, deb("bash", "5.2"), deb("zlib1g", "1.2"), deb("gone", "1"))
     second = layer(2, deb("bash", "5.2"), deb("zlib1g", "1.3"), deb("curl", "7.88"))
