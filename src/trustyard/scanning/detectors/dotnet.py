@@ -15,9 +15,11 @@ from typing import Any
 
 from packageurl import PackageURL
 
-from trustyard.scanning.interfaces import Collector, Detector, FileEntry, Limits, ScanContext
+from trustyard.scanning.detectors.per_file import FileDetector
+from trustyard.scanning.interfaces import Detector, FileEntry, Limits
 from trustyard.scanning.model import NUGET, Component
 
+DETECTOR_NAME = "dotnet"
 DEPS_MAX_BYTES = 64 << 20
 MAX_ASSEMBLIES = 100
 _KINDS = frozenset({"package", "runtimepack"})
@@ -74,45 +76,33 @@ def purl_for(name: str, version: str) -> str | None:
         return None
 
 
-class _DepsCollector:
-    def __init__(self, limits: Limits) -> None:
-        self._max = min(DEPS_MAX_BYTES, limits.max_file_bytes)
-        self._components: list[Component] = []
+def wants(entry: FileEntry, limits: Limits) -> int:
+    return min(DEPS_MAX_BYTES, limits.max_file_bytes) if entry.path.endswith(".deps.json") else 0
 
-    def wants(self, entry: FileEntry) -> int:
-        return self._max if entry.path.endswith(".deps.json") else 0
 
-    def take(self, entry: FileEntry, data: bytes) -> None:
-        try:
-            doc = json.loads(data)
-        except (ValueError, RecursionError):
-            return
-        directory = entry.path.rpartition("/")[0]
-        for key, name, version in libraries(doc):
-            purl = purl_for(name, version)
-            if purl is None:
-                continue
-            files = [posixpath.join(directory, base) for base in assemblies(doc, key)]
-            self._components.append(
-                Component(
-                    ecosystem=NUGET,
-                    name=name,
-                    version=version,
-                    purl=purl,
-                    locations=(entry.path, *files),
-                    detector=DotnetDetector.name,
-                )
+def read(entry: FileEntry, data: bytes) -> Iterable[Component]:
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        return []
+    directory = entry.path.rpartition("/")[0]
+    components: list[Component] = []
+    for key, name, version in libraries(doc):
+        purl = purl_for(name, version)
+        if purl is None:
+            continue
+        files = [posixpath.join(directory, base) for base in assemblies(doc, key)]
+        components.append(
+            Component(
+                ecosystem=NUGET,
+                name=name,
+                version=version,
+                purl=purl,
+                locations=(entry.path, *files),
+                detector=DETECTOR_NAME,
             )
-
-    def finish(self) -> Iterable[Component]:
-        return self._components
-
-
-class DotnetDetector:
-    name = "dotnet"
-
-    def collector(self, context: ScanContext) -> Collector:
-        return _DepsCollector(context.limits)
+        )
+    return components
 
 
-DETECTOR: Detector = DotnetDetector()
+DETECTOR: Detector = FileDetector(DETECTOR_NAME, wants, read)

@@ -25,7 +25,8 @@ from packageurl import PackageURL
 
 from trustyard.scanning.binaries import wanted_bytes
 from trustyard.scanning.binaries.executable import parse, readonly_ranges
-from trustyard.scanning.interfaces import Collector, FileEntry, ScanContext
+from trustyard.scanning.detectors.per_file import FileDetector
+from trustyard.scanning.interfaces import FileEntry
 from trustyard.scanning.model import BINARY, Component
 
 DETECTOR_NAME = "fingerprints"
@@ -213,24 +214,16 @@ def generic_purl(name: str, version: str) -> str | None:
         return None
 
 
-class FingerprintCollector:
-    def __init__(self, context: ScanContext) -> None:
-        self._limits = context.limits
-        self._components: list[Component] = []
-
-    def wants(self, entry: FileEntry) -> int:
-        return wanted_bytes(entry, self._limits)
-
-    def take(self, entry: FileEntry, data: bytes) -> None:
-        try:
-            found = fingerprint(data)
-        except Exception:  # a corrupt binary is not a scan failure
-            return
-        for name, version, text in found:
-            purl = generic_purl(name, version)
-            if purl is None:
-                continue
-            self._components.append(
+def read(entry: FileEntry, data: bytes) -> Iterable[Component]:
+    try:
+        found = fingerprint(data)
+    except Exception:  # a corrupt binary is not a scan failure
+        return []
+    components: list[Component] = []
+    for name, version, text in found:
+        purl = generic_purl(name, version)
+        if purl is not None:
+            components.append(
                 Component(
                     ecosystem=BINARY,
                     name=name,
@@ -241,17 +234,7 @@ class FingerprintCollector:
                     properties=(("fingerprint", text),),
                 )
             )
-
-    def finish(self) -> Iterable[Component]:
-        return self._components
+    return components
 
 
-@dataclass
-class FingerprintDetector:
-    name: str = DETECTOR_NAME
-
-    def collector(self, context: ScanContext) -> Collector:
-        return FingerprintCollector(context)
-
-
-DETECTOR = FingerprintDetector()
+DETECTOR = FileDetector(DETECTOR_NAME, wanted_bytes, read)

@@ -16,13 +16,13 @@ GOOS and GOARCH from the build settings are properties of every component.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from packageurl import PackageURL
 
 from trustyard.scanning.binaries import wanted_bytes
 from trustyard.scanning.binaries.gobuild import BuildInfo, Module, read_build_info
-from trustyard.scanning.interfaces import Collector, FileEntry, ScanContext
+from trustyard.scanning.detectors.per_file import FileDetector
+from trustyard.scanning.interfaces import FileEntry
 from trustyard.scanning.model import GOLANG, Component
 
 DETECTOR_NAME = "golang"
@@ -91,32 +91,12 @@ class _Builder:
         )
 
 
-class GolangCollector:
-    def __init__(self, context: ScanContext) -> None:
-        self._limits = context.limits
-        self._components: list[Component] = []
-
-    def wants(self, entry: FileEntry) -> int:
-        return wanted_bytes(entry, self._limits)
-
-    def take(self, entry: FileEntry, data: bytes) -> None:
-        try:
-            info = read_build_info(data)
-        except Exception:  # a corrupt binary is not a scan failure
-            return
-        if info is not None:
-            self._components.extend(components_of(info, entry.path))
-
-    def finish(self) -> Iterable[Component]:
-        return self._components
+def read(entry: FileEntry, data: bytes) -> Iterable[Component]:
+    try:
+        info = read_build_info(data)
+    except Exception:  # a corrupt binary is not a scan failure
+        return ()
+    return components_of(info, entry.path) if info is not None else ()
 
 
-@dataclass
-class GolangDetector:
-    name: str = DETECTOR_NAME
-
-    def collector(self, context: ScanContext) -> Collector:
-        return GolangCollector(context)
-
-
-DETECTOR = GolangDetector()
+DETECTOR = FileDetector(DETECTOR_NAME, wanted_bytes, read)

@@ -11,10 +11,12 @@ from typing import Any
 
 from packageurl import PackageURL
 
-from trustyard.scanning.interfaces import Collector, Detector, FileEntry, Limits, ScanContext
+from trustyard.scanning.detectors.per_file import FileDetector
+from trustyard.scanning.interfaces import Detector, FileEntry, Limits
 from trustyard.scanning.licenses import spdx_expression
 from trustyard.scanning.model import COMPOSER, Component
 
+DETECTOR_NAME = "php"
 INSTALLED_MAX_BYTES = 64 << 20
 _SUFFIX = "vendor/composer/installed.json"
 
@@ -52,59 +54,47 @@ def purl_for(name: str, version: str) -> str | None:
         return None
 
 
-class _ComposerCollector:
-    def __init__(self, limits: Limits) -> None:
-        self._max = min(INSTALLED_MAX_BYTES, limits.max_file_bytes)
-        self._components: list[Component] = []
+def wants(entry: FileEntry, limits: Limits) -> int:
+    path = entry.path
+    if path.endswith(_SUFFIX) and (len(path) == len(_SUFFIX) or path[-len(_SUFFIX) - 1] == "/"):
+        return min(INSTALLED_MAX_BYTES, limits.max_file_bytes)
+    return 0
 
-    def wants(self, entry: FileEntry) -> int:
-        path = entry.path
-        if path.endswith(_SUFFIX) and (len(path) == len(_SUFFIX) or path[-len(_SUFFIX) - 1] == "/"):
-            return self._max
-        return 0
 
-    def take(self, entry: FileEntry, data: bytes) -> None:
-        try:
-            doc = json.loads(data)
-        except (ValueError, RecursionError):
-            return
-        composer_dir = entry.path.rpartition("/")[0]
-        for package in packages_of(doc):
-            name, version = package.get("name"), package.get("version")
-            if not isinstance(name, str) or not isinstance(version, str):
-                continue
-            if not name or not version or "\n" in name or "\n" in version:
-                continue
-            purl = purl_for(name, version)
-            if purl is None:
-                continue
-            locations = [entry.path]
-            install_path = package.get("install-path")
-            if isinstance(install_path, str) and install_path:
-                where = posixpath.normpath(posixpath.join(composer_dir, install_path))
-                if not where.startswith("..") and where != ".":
-                    locations.append(where)
-            self._components.append(
-                Component(
-                    ecosystem=COMPOSER,
-                    name=name,
-                    version=version,
-                    purl=purl,
-                    locations=tuple(locations),
-                    detector=ComposerDetector.name,
-                    licenses=license_of(package.get("license")),
-                )
+def read(entry: FileEntry, data: bytes) -> Iterable[Component]:
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        return []
+    composer_dir = entry.path.rpartition("/")[0]
+    components: list[Component] = []
+    for package in packages_of(doc):
+        name, version = package.get("name"), package.get("version")
+        if not isinstance(name, str) or not isinstance(version, str):
+            continue
+        if not name or not version or "\n" in name or "\n" in version:
+            continue
+        purl = purl_for(name, version)
+        if purl is None:
+            continue
+        locations = [entry.path]
+        install_path = package.get("install-path")
+        if isinstance(install_path, str) and install_path:
+            where = posixpath.normpath(posixpath.join(composer_dir, install_path))
+            if not where.startswith("..") and where != ".":
+                locations.append(where)
+        components.append(
+            Component(
+                ecosystem=COMPOSER,
+                name=name,
+                version=version,
+                purl=purl,
+                locations=tuple(locations),
+                detector=DETECTOR_NAME,
+                licenses=license_of(package.get("license")),
             )
-
-    def finish(self) -> Iterable[Component]:
-        return self._components
-
-
-class ComposerDetector:
-    name = "php"
-
-    def collector(self, context: ScanContext) -> Collector:
-        return _ComposerCollector(context.limits)
+        )
+    return components
 
 
-DETECTOR: Detector = ComposerDetector()
+DETECTOR: Detector = FileDetector(DETECTOR_NAME, wants, read)

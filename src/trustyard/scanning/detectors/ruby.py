@@ -13,10 +13,12 @@ from collections.abc import Iterable
 
 from packageurl import PackageURL
 
-from trustyard.scanning.interfaces import Collector, Detector, FileEntry, Limits, ScanContext
+from trustyard.scanning.detectors.per_file import FileDetector
+from trustyard.scanning.interfaces import Detector, FileEntry, Limits
 from trustyard.scanning.licenses import spdx_expression
 from trustyard.scanning.model import GEM, Component
 
+DETECTOR_NAME = "ruby"
 GEMSPEC_MAX_BYTES = 1 << 20
 
 _STRING = r"""(?:"([^"\n]*)"|'([^'\n]*)'|%q\{([^}\n]*)\})"""
@@ -67,49 +69,35 @@ def purl_for(name: str, version: str) -> str | None:
         return None
 
 
-class _RubyCollector:
-    def __init__(self, limits: Limits) -> None:
-        self._max = min(GEMSPEC_MAX_BYTES, limits.max_file_bytes)
-        self._components: list[Component] = []
-
-    def wants(self, entry: FileEntry) -> int:
-        path = entry.path
-        if path.endswith(".gemspec") and "specifications/" in path:
-            return self._max
-        return 0
-
-    def take(self, entry: FileEntry, data: bytes) -> None:
-        parent = entry.path.rpartition("/")[0]
-        if not (parent.endswith("specifications") or parent.endswith("specifications/default")):
-            return
-        parsed = parse_gemspec(data.decode("utf-8", "replace"))
-        if parsed is None:
-            return
-        name, version, licenses = parsed
-        purl = purl_for(name, version) if name and version else None
-        if purl is None:
-            return
-        self._components.append(
-            Component(
-                ecosystem=GEM,
-                name=name,
-                version=version,
-                purl=purl,
-                locations=(entry.path,),
-                detector=RubyDetector.name,
-                licenses=license_of(licenses),
-            )
-        )
-
-    def finish(self) -> Iterable[Component]:
-        return self._components
+def wants(entry: FileEntry, limits: Limits) -> int:
+    path = entry.path
+    if path.endswith(".gemspec") and "specifications/" in path:
+        return min(GEMSPEC_MAX_BYTES, limits.max_file_bytes)
+    return 0
 
 
-class RubyDetector:
-    name = "ruby"
+def read(entry: FileEntry, data: bytes) -> Iterable[Component]:
+    parent = entry.path.rpartition("/")[0]
+    if not (parent.endswith("specifications") or parent.endswith("specifications/default")):
+        return ()
+    parsed = parse_gemspec(data.decode("utf-8", "replace"))
+    if parsed is None:
+        return ()
+    name, version, licenses = parsed
+    purl = purl_for(name, version) if name and version else None
+    if purl is None:
+        return ()
+    return (
+        Component(
+            ecosystem=GEM,
+            name=name,
+            version=version,
+            purl=purl,
+            locations=(entry.path,),
+            detector=DETECTOR_NAME,
+            licenses=license_of(licenses),
+        ),
+    )
 
-    def collector(self, context: ScanContext) -> Collector:
-        return _RubyCollector(context.limits)
 
-
-DETECTOR: Detector = RubyDetector()
+DETECTOR: Detector = FileDetector(DETECTOR_NAME, wants, read)

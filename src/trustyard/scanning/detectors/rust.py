@@ -14,14 +14,14 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from packageurl import PackageURL
 
 from trustyard.scanning.binaries import wanted_bytes
 from trustyard.scanning.binaries.executable import parse
-from trustyard.scanning.interfaces import Collector, FileEntry, ScanContext
+from trustyard.scanning.detectors.per_file import FileDetector
+from trustyard.scanning.interfaces import FileEntry
 from trustyard.scanning.model import CARGO, Component
 
 DETECTOR_NAME = "rust"
@@ -83,32 +83,12 @@ def components_of(packages: list[dict[str, Any]], path: str) -> Iterator[Compone
         )
 
 
-class RustCollector:
-    def __init__(self, context: ScanContext) -> None:
-        self._limits = context.limits
-        self._components: list[Component] = []
-
-    def wants(self, entry: FileEntry) -> int:
-        return wanted_bytes(entry, self._limits)
-
-    def take(self, entry: FileEntry, data: bytes) -> None:
-        try:
-            packages = read_audit_packages(data)
-            found = list(components_of(packages, entry.path)) if packages else []
-        except Exception:  # a corrupt binary is not a scan failure
-            return
-        self._components.extend(found)
-
-    def finish(self) -> Iterable[Component]:
-        return self._components
+def read(entry: FileEntry, data: bytes) -> Iterable[Component]:
+    try:
+        packages = read_audit_packages(data)
+        return list(components_of(packages, entry.path)) if packages else []
+    except Exception:  # a corrupt binary is not a scan failure
+        return []
 
 
-@dataclass
-class RustDetector:
-    name: str = DETECTOR_NAME
-
-    def collector(self, context: ScanContext) -> Collector:
-        return RustCollector(context)
-
-
-DETECTOR = RustDetector()
+DETECTOR = FileDetector(DETECTOR_NAME, wanted_bytes, read)
