@@ -28,8 +28,8 @@ from trustyard.content.stores import ContentStore
 from trustyard.content.uploads import HashStates, UploadService
 from trustyard.db.engine import is_sqlite, make_engine
 from trustyard.db.generation import access_generation_reader
-from trustyard.event_store import Outbox
-from trustyard.event_wiring import make_pull_recorder, make_webhook_service
+from trustyard.event_wiring import make_outbox, make_pull_recorder, make_webhook_service
+from trustyard.jobs.queue import SqlJobQueue
 from trustyard.kit.asgi import ROUTE_KEY, Message, Receive, Scope, Send
 from trustyard.metrics import configure as configure_metrics
 from trustyard.metrics import flush as flush_metrics
@@ -40,9 +40,9 @@ from trustyard.registry.app import RegistryApp
 from trustyard.registry.context import RegistryContext
 from trustyard.registry.http import JSON, Request, respond
 from trustyard.registry.token_endpoint import token_endpoint
+from trustyard.scanning.service import ScanService
 from trustyard.storage.filesystem import FilesystemDriver
 from trustyard.storage.interfaces import BlobDriver
-from trustyard.webhooks.stores import WebhookStore
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,9 @@ def make_context(settings: Settings, engine: Engine | None = None) -> RegistryCo
     store = ContentStore()
     hot = make_hot_reads(engine, store)
     accounts = make_accounts(settings, engine)
-    outbox = Outbox(make_queue(settings, engine), wanted=WebhookStore().any_active)
+    queue = make_queue(settings, engine)
+    outbox = make_outbox(queue)
+    scans = make_scan_service(settings, queue)
     return RegistryContext(
         engine=engine,
         store=store,
@@ -134,7 +136,12 @@ def make_context(settings: Settings, engine: Engine | None = None) -> RegistryCo
         accounts=accounts,
         events=outbox,
         pulls=make_pull_recorder(settings, engine, outbox),
+        on_push=scans.on_push if scans.enabled else None,
     )
+
+
+def make_scan_service(settings: Settings, queue: SqlJobQueue) -> ScanService:
+    return ScanService(queue, enabled=settings.scanning.enabled)
 
 
 class TrustyardApp:
@@ -230,6 +237,7 @@ def create_app(settings: Settings) -> TrustyardApp:
     if app.api is not None and ctx.events is not None and ctx.events.queue is not None:
         app.api.state.events = ctx.events
         app.api.state.webhooks = make_webhook_service(settings, ctx.events.queue)
+        app.api.state.scans = make_scan_service(settings, ctx.events.queue)
     return app
 
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 from sqlalchemy import Engine
 
 from trustyard.config import Settings
-from trustyard.event_wiring import register_event_jobs
+from trustyard.event_wiring import make_outbox, register_event_jobs
 from trustyard.jobs import testkinds
 from trustyard.jobs.backoff import RetryPolicy
 from trustyard.jobs.housekeeping import PRUNE_KIND, PRUNE_SCHEDULE, PruneFinishedJobs
@@ -18,6 +18,7 @@ from trustyard.jobs.registry import HandlerRegistry
 from trustyard.jobs.runner import Worker
 from trustyard.jobs.scheduler import Scheduler, ScheduleSpec
 from trustyard.metrics import observe_webhook_delivery
+from trustyard.scanning.interfaces import Limits
 
 
 def make_queue(settings: Settings, engine: Engine) -> SqlJobQueue:
@@ -47,9 +48,44 @@ def make_handlers(settings: Settings, engine: Engine) -> tuple[HandlerRegistry, 
         assert ldap is not None
         handlers.register(LDAP_SYNC_KIND, LdapSyncJob(engine, ldap))
         schedules.append(ScheduleSpec("ldap.sync", settings.ldap.sync_cron, LDAP_SYNC_KIND))
+    if settings.scanning.enabled:
+        register_scanning(handlers, settings, engine, queue)
     if settings.jobs.test_kinds:
         testkinds.register(handlers, engine)
     return handlers, schedules
+
+
+def scan_limits(settings: Settings) -> Limits:
+    scanning = settings.scanning
+    return Limits(
+        max_layer_bytes=scanning.max_layer_bytes,
+        max_ratio=scanning.max_ratio,
+        ratio_floor_bytes=scanning.ratio_floor_bytes,
+        max_entries=scanning.max_entries,
+        max_path_bytes=scanning.max_path_bytes,
+        max_path_depth=scanning.max_path_depth,
+        max_nesting=scanning.max_nesting,
+        max_file_bytes=scanning.max_file_bytes,
+    )
+
+
+def register_scanning(
+    handlers: HandlerRegistry, settings: Settings, engine: Engine, queue: SqlJobQueue
+) -> None:
+    """The `scan.image` job: images scanned from the registry's own storage."""
+    from trustyard.app import make_driver
+    from trustyard.scanning.jobs import ScanImage
+    from trustyard.scanning.service import SCAN_KIND
+
+    handler = ScanImage(
+        engine,
+        make_driver(settings),
+        make_outbox(queue),
+        limits=scan_limits(settings),
+        max_concurrent=settings.scanning.max_concurrent_scans,
+        progress_seconds=settings.scanning.progress_seconds,
+    )
+    handlers.register(SCAN_KIND, handler)
 
 
 def make_worker(settings: Settings, engine: Engine, concurrency: int) -> Worker:

@@ -231,6 +231,43 @@ class EventsSettings(BaseModel):
     )
 
 
+class ScanningSettings(BaseModel):
+    """Image scanning (trustyard.scanning): whether pushes are scanned, how many scans a worker
+    process runs at once, and the limits past which a layer is refused as hostile."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(
+        default=True,
+        description="scan images (on push where the repository asks for it, and on request)",
+    )
+    max_concurrent_scans: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="scans one worker process runs at once (more wait, holding a job slot)",
+    )
+    progress_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="how often a running scan records its progress"
+    )
+    max_layer_bytes: int = Field(
+        default=32 << 30, ge=1 << 20, description="uncompressed size of one layer"
+    )
+    max_ratio: int = Field(
+        default=1000, ge=2, description="uncompressed : compressed size of a layer"
+    )
+    ratio_floor_bytes: int = Field(
+        default=256 << 20, ge=0, description="the ratio is checked beyond this many bytes"
+    )
+    max_entries: int = Field(default=500_000, ge=1, description="tar entries in one layer")
+    max_path_bytes: int = Field(default=4096, ge=64, description="length of one path")
+    max_path_depth: int = Field(default=256, ge=1, description="directory levels of one path")
+    max_nesting: int = Field(default=4, ge=0, description="archives inside archives")
+    max_file_bytes: int = Field(
+        default=512 << 20, ge=1 << 10, description="the most a detector reads of one file"
+    )
+
+
 def _split_networks(value: Any) -> Any:
     """CIDRs from the environment: comma-separated, or a JSON list."""
     if isinstance(value, str):
@@ -316,6 +353,7 @@ class Settings(BaseSettings):
     jobs: JobsSettings = JobsSettings()
     ldap: LdapSettings = LdapSettings()
     metrics: MetricsSettings = MetricsSettings()
+    scanning: ScanningSettings = ScanningSettings()
     server: ServerSettings = ServerSettings()
     storage: StorageSettings = StorageSettings()
     webhooks: WebhooksSettings = WebhooksSettings()

@@ -35,6 +35,7 @@ from trustyard.webhooks.jobs import (
 from trustyard.webhooks.sender import Sender
 from trustyard.webhooks.service import WebhookService
 from trustyard.webhooks.signing import SecretBox
+from trustyard.webhooks.stores import WebhookStore
 
 
 def make_secret_box(settings: Settings) -> SecretBox:
@@ -54,6 +55,11 @@ def make_policy(settings: Settings) -> DestinationPolicy:
 
 def make_webhook_service(settings: Settings, queue: SqlJobQueue) -> WebhookService:
     return WebhookService(make_secret_box(settings), make_policy(settings), queue)
+
+
+def make_outbox(queue: SqlJobQueue) -> Outbox:
+    """The outbox writers publish to: nothing is written while no webhook listens."""
+    return Outbox(queue, wanted=WebhookStore().any_active)
 
 
 def make_pull_recorder(settings: Settings, engine: Engine, outbox: Outbox) -> PullRecorder:

@@ -29,9 +29,9 @@ class EventType(StrEnum):
     REPO_CREATED = "REPO_CREATED"
     REPO_UPDATED = "REPO_UPDATED"
     REPO_DELETED = "REPO_DELETED"
-    # Reserved for later issues: subscriptions may name them; nothing emits them yet.
     SCAN_COMPLETED = "SCAN_COMPLETED"
     SCAN_FAILED = "SCAN_FAILED"
+    # Reserved for later issues: subscriptions may name them; nothing emits them yet.
     PROMOTION = "PROMOTION"
     PUSH_MIRRORING = "PUSH_MIRRORING"
     POLL_MIRRORING = "POLL_MIRRORING"
@@ -53,6 +53,8 @@ EMITTED = frozenset(
         EventType.REPO_CREATED,
         EventType.REPO_UPDATED,
         EventType.REPO_DELETED,
+        EventType.SCAN_COMPLETED,
+        EventType.SCAN_FAILED,
     }
 )
 RESERVED = frozenset(EventType) - EMITTED
@@ -197,6 +199,39 @@ def repository_deleted(repository: str, actor: str | None) -> Event:
     at = utc_now()
     contents = _base(repository, actor) | {"deletedAt": timestamp(at)}
     return Event(EventType.REPO_DELETED, repository, actor, contents, at)
+
+
+def scan_completed(
+    repository: str,
+    digest: str,
+    platforms: Sequence[str],
+    components: int,
+    actor: str | None,
+) -> Event:
+    """A scan of a manifest finished with its bill of materials (`components`: how many,
+    over every platform). The vulnerability summary stays zero until vulnerabilities are
+    matched (a later issue)."""
+    at = utc_now()
+    contents = _base(repository, actor) | {
+        "digest": digest,
+        "imageName": f"{repository}@{digest}",
+        "platforms": list(platforms),
+        "components": components,
+        "scanSummary": {"critical": 0, "high": 0, "medium": 0, "low": 0},
+        "completedAt": timestamp(at),
+    }
+    return Event(EventType.SCAN_COMPLETED, repository, actor, contents, at)
+
+
+def scan_failed(repository: str, digest: str, error: str, actor: str | None) -> Event:
+    at = utc_now()
+    contents = _base(repository, actor) | {
+        "digest": digest,
+        "imageName": f"{repository}@{digest}",
+        "error": error,
+        "failedAt": timestamp(at),
+    }
+    return Event(EventType.SCAN_FAILED, repository, actor, contents, at)
 
 
 # --- samples (the webhook test endpoint) ------------------------------------------------------

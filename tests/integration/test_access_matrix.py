@@ -46,6 +46,7 @@ from tests.support.access_world import (
     PASSWORD,
     REPOSITORIES,
     ROBOT,
+    SCANNED_PACKAGE,
     SPARE_USER,
     WEBHOOK_NETWORKS,
     WEBHOOK_URL,
@@ -95,6 +96,7 @@ API_RULES = {
     "browse",  # anybody, anonymous and narrow tokens included: lists what they may pull
     "repo-read",  # the repository's readers (as on /v2); for anybody else it does not exist
     "repo-admin",  # the repository's admins: description, visibility, grants, deletion
+    "repo-scan",  # start a scan: read-write on the repository (DTR's "start scans")
     "repo-create",  # create a repository in the organization: owners and administrators
     "audit",  # administrators, and owners for their own organization
 }
@@ -147,6 +149,10 @@ def expect(rule: str, who: Who, target: str, *, bearer: bool = False) -> Outcome
         if may(who, "admin", target):
             return ALLOWED
         return DENIED if may(who, "pull", target) else HIDDEN
+    if rule == "repo-scan":
+        if may(who, "push", target):
+            return ALLOWED
+        return DENIED if may(who, "pull", target) else HIDDEN
     decisions = {
         "account": ALLOWED,
         "user": ALLOWED if who.credential == "password" else DENIED,
@@ -169,7 +175,7 @@ def knows(rule: str, who: Who, target: str) -> bool:
     every refusal must be the very answer a missing object gets."""
     if not who.valid:
         return False
-    if rule in ("pull", "push", "delete", "repo-read", "repo-admin"):
+    if rule in ("pull", "push", "delete", "repo-read", "repo-admin", "repo-scan"):
         return may(who, "pull", target)
     if rule in ("org-member", "org-owner", "repo-create", "audit"):
         return who.admin or who.acme != ""
@@ -426,6 +432,45 @@ def lists_readable_repositories(w: World, who: Who, target: str, answer: httpx.R
     assert listed == {name for name in REPOSITORIES if may(who, "pull", name)}
 
 
+def on_image(method: str, tail: str, **extra: Any) -> Builder:
+    """A request about the target repository's image (by tag) under /api/v1."""
+
+    def build(w: World, who: Who, target: str) -> Call:
+        path = f"{A}/repositories/{target}/manifests/{w.content[target].tag}/{tail}"
+        return Call(method, path, **extra).hiding(target, GHOSTS[target])
+
+    return build
+
+
+def on_layer(w: World, who: Who, target: str) -> Call:
+    path = f"{A}/repositories/{target}/layers/{w.content[target].layer_digest}/bom"
+    return Call("GET", path).hiding(target, GHOSTS[target])
+
+
+def shows_the_scan(w: World, who: Who, target: str, answer: httpx.Response) -> None:
+    body = answer.json()
+    assert (body["repository"], body["digest"]) == (target, w.content[target].digest)
+    assert body["status"] in ("queued", "running", "succeeded")
+
+
+def serves_the_bom(w: World, who: Who, target: str, answer: httpx.Response) -> None:
+    body = answer.json()
+    assert (body["repository"], body["digest"]) == (target, w.content[target].digest)
+    [image] = body["images"]
+    assert [layer["digest"] for layer in image["layers"]] == [w.content[target].layer_digest]
+
+
+def serves_the_layer_bom(w: World, who: Who, target: str, answer: httpx.Response) -> None:
+    body = answer.json()
+    assert body["digest"] == w.content[target].layer_digest
+    assert [c["name"] for c in body["components"]] == [SCANNED_PACKAGE]
+
+
+def lists_readable_components(w: World, who: Who, target: str, answer: httpx.Response) -> None:
+    listed = {item["repository"] for item in answer.json()["items"]} & set(REPOSITORIES)
+    assert listed == {name for name in REPOSITORIES if may(who, "pull", name)}
+
+
 def lists_managed_webhooks(w: World, who: Who, target: str, answer: httpx.Response) -> None:
     listed = {item["id"] for item in answer.json()["items"]}
     if may(who, "admin", APP):
@@ -617,6 +662,25 @@ MANAGEMENT: dict[str, Entry] = {
         (APP,),
     ),
     f"DELETE {A}/repositories/{{name}}": Entry("repo-admin", 204, delete_repository, (APP,)),
+    # scanning
+    f"POST {A}/repositories/{{name}}/manifests/{{reference}}/scan": Entry(
+        "repo-scan", 202, on_image("POST", "scan"), REPOSITORIES, shows_the_scan
+    ),
+    f"GET {A}/repositories/{{name}}/manifests/{{reference}}/scan": Entry(
+        "repo-read", 200, on_image("GET", "scan"), REPOSITORIES, shows_the_scan
+    ),
+    f"GET {A}/repositories/{{name}}/manifests/{{reference}}/bom": Entry(
+        "repo-read", 200, on_image("GET", "bom"), REPOSITORIES, serves_the_bom
+    ),
+    f"GET {A}/repositories/{{name}}/layers/{{digest}}/bom": Entry(
+        "repo-read", 200, on_layer, REPOSITORIES, serves_the_layer_bom
+    ),
+    f"GET {A}/components": Entry(
+        "browse",
+        200,
+        api("GET", f"{A}/components", params={"name": SCANNED_PACKAGE}),
+        check=lists_readable_components,
+    ),
     # background jobs
     f"GET {A}/jobs": Entry("admin", 200, api("GET", f"{A}/jobs")),
     f"GET {A}/jobs/{{job_id}}": Entry(

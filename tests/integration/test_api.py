@@ -73,6 +73,11 @@ ROUTES = {
     ("post", "/api/v1/webhooks/{webhook_id}/test"),
     ("get", "/api/v1/webhooks/{webhook_id}/deliveries"),
     ("post", "/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"),
+    ("post", "/api/v1/repositories/{name}/manifests/{reference}/scan"),
+    ("get", "/api/v1/repositories/{name}/manifests/{reference}/scan"),
+    ("get", "/api/v1/repositories/{name}/manifests/{reference}/bom"),
+    ("get", "/api/v1/repositories/{name}/layers/{digest}/bom"),
+    ("get", "/api/v1/components"),
 }
 
 

@@ -29,6 +29,10 @@ input is used) and `SEQUENCES` chains of at most `STEPS` calls.
 from __future__ import annotations
 
 import base64
+import gzip
+import io
+import tarfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +46,18 @@ from schemathesis.errors import FailureGroup
 from schemathesis.schemas import BaseSchema
 from sqlalchemy import delete
 
+from tests.integration.oci_helpers import (
+    OCI_CONFIG,
+    OCI_LAYER,
+    OCI_MANIFEST,
+    Image,
+    descriptor,
+    encode,
+    image_manifest,
+    push_blob,
+    put_manifest,
+    sha256,
+)
 from tests.support.server import TrustyardServer
 from trustyard.db.engine import make_engine, write_tx
 from trustyard.db.tables import login_failures
@@ -56,6 +72,7 @@ USER_PASSWORD = "the fuzzing user's password"
 OTHER = "vic"  # a user the fuzzer may do anything to
 LOGINS = frozenset({"admin", USER})
 GHOST = "ghost"  # a name nothing has
+SCANNED_METADATA = b"Metadata-Version: 2.1\nName: fuzzpkg\nVersion: 1.0\n"
 
 SEED = 20240603
 MAX_EXAMPLES = 10
@@ -111,6 +128,35 @@ class World:
 
     token_ids: tuple[str, ...]
     job_ids: tuple[int, ...]
+    image: Image | None = None  # acme/app:v1, scanned
+
+
+def scanned_image(server: TrustyardServer) -> Image:
+    """Push (again: the same bytes) a small image with one Python distribution into acme/app
+    and wait for its scan, so the scanning routes have a BOM, a layer and a component."""
+    files = {"usr/lib/python3/dist-packages/fuzzpkg-1.0.dist-info/METADATA": SCANNED_METADATA}
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path, data in files.items():
+            info = tarfile.TarInfo(path)
+            info.size, info.mtime = len(data), 1700000000
+            tar.addfile(info, io.BytesIO(data))
+    layer = gzip.compress(buffer.getvalue(), mtime=0)
+    config = encode({"architecture": "amd64", "os": "linux"})
+    with httpx.Client(base_url=server.url, auth=("admin", ADMIN_PASSWORD), timeout=60) as v2:
+        push_blob(v2, "acme/app", config)
+        push_blob(v2, "acme/app", layer)
+        document = image_manifest(descriptor(OCI_CONFIG, config), [descriptor(OCI_LAYER, layer)])
+        manifest = encode(document)
+        expect(put_manifest(v2, "acme/app", "v1", manifest), 201)
+        scan = f"/api/v1/repositories/acme/app/manifests/{sha256(manifest)}/scan"
+        deadline = time.monotonic() + 120
+        while (found := v2.get(scan)).json().get("status") not in ("succeeded", "failed"):
+            if found.status_code == 404:  # an earlier run turned scan_on_push off
+                expect(v2.post(scan), 202)
+            assert time.monotonic() < deadline, "the seeded image was not scanned"
+            time.sleep(0.2)
+    return Image(manifest, OCI_MANIFEST, config, [layer])
 
 
 def expect(response: httpx.Response, *statuses: int) -> httpx.Response:
@@ -160,7 +206,7 @@ def seed(server: TrustyardServer) -> World:
         token_ids = tuple(
             expect(answer, 201).json()["public_id"] for answer in (robot_token, user_token)
         )
-    return World(token_ids, job_ids)
+    return World(token_ids, job_ids, scanned_image(server))
 
 
 def dictionaries(world: World, caller: str) -> dict[str, Any]:
@@ -176,6 +222,9 @@ def dictionaries(world: World, caller: str) -> dict[str, Any]:
         "scopes": ["repository:acme/app:pull", "repository:*:*", "registry:catalog:*"],
         "tokens": [*world.token_ids, "aaaaaaaaaaaa"],
         "jobs": [*world.job_ids, 1],
+        "references": ["v1", *([world.image.digest] if world.image else []), "nope"],
+        "layers": [sha256(layer) for layer in world.image.layers] if world.image else [],
+        "components": ["fuzzpkg", "openssl"],
         "credentials": STRANGE_CREDENTIALS,
     }
     bindings = {
@@ -189,6 +238,9 @@ def dictionaries(world: World, caller: str) -> dict[str, Any]:
         "path.public_id": "tokens",
         "path.job_id": "jobs",
         "query.after": "both",
+        "path.reference": "references",
+        "path.digest": "layers",
+        "query.name": "components",
         "query.namespace": "names",
         "query.organization": "names",
         "query.actor": "names",

@@ -24,6 +24,7 @@ REPOSITORY_FIELDS = {
     "description",
     "scan_on_push",
     "immutable_tags",
+    "attach_sbom",
     "created_at",
 }
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import base64
 import enum
+import gzip
+import io
+import tarfile
 import time
 import uuid
 from collections.abc import Mapping
@@ -36,10 +39,12 @@ from tests.support.server import TrustyardServer
 from trustyard.auth.accounts import AccountService
 from trustyard.auth.scopes import ScopeGrant
 from trustyard.auth.signing import SigningKeys
-from trustyard.db.engine import make_engine, write_tx
+from trustyard.content.stores import ContentStore
+from trustyard.db.engine import make_engine, read_tx, write_tx
 from trustyard.db.tables import access_tokens, jobs, login_failures, repositories
 from trustyard.events import EventType
 from trustyard.jobs.queue import SqlJobQueue
+from trustyard.scanning.stores import ScanStore
 from trustyard.webhooks.destinations import DestinationPolicy
 from trustyard.webhooks.interfaces import Scope
 from trustyard.webhooks.service import WebhookService
@@ -67,6 +72,10 @@ ROBOT = "deploybot"  # acme+deploybot: read-write on acme/*, its token narrowed 
 ROBOT_LOGIN = f"{ORG}+{ROBOT}"
 ROBOT_TOKEN_SCOPES = (f"repository:{APP}:pull",)
 OTHER_SERVICE = "another-service"
+# The Python distribution in the layer of every seeded image (what scans find and the
+# component search looks for).
+SCANNED_PACKAGE = "matrixpkg"
+SCANNED_VERSION = "1.0"
 
 
 class Role(enum.IntEnum):
@@ -201,6 +210,24 @@ class Call:
         return " ".join(parts)
 
 
+def image_layer() -> bytes:
+    """A gzip-compressed tar layer: a unique file and one Python distribution."""
+    metadata = f"Metadata-Version: 2.1\nName: {SCANNED_PACKAGE}\nVersion: {SCANNED_VERSION}\n"
+    files = {
+        "srv/unique.bin": uuid.uuid4().bytes * 64,
+        f"usr/lib/python3/dist-packages/{SCANNED_PACKAGE}-{SCANNED_VERSION}.dist-info/METADATA": (
+            metadata.encode()
+        ),
+    }
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 1700000000
+            tar.addfile(info, io.BytesIO(data))
+    return gzip.compress(buffer.getvalue(), mtime=0)
+
+
 def basic(login: str, secret: str) -> str:
     return "Basic " + base64.b64encode(f"{login}:{secret}".encode()).decode()
 
@@ -260,6 +287,7 @@ class World:
             for team, role in TEAM_ROLES.items():
                 self.service.set_team_repository_grant(conn, ORG, team, APP, role)
         self._seed_credentials()
+        self._wait_for_scans()
         self.shared_webhook = self.new_webhook()
         self.sensitive |= {*users, SPARE_USER, *TEAM_ROLES, ROBOT, OTHER_ORG} - {"admin"}
         for item in self.content.values():
@@ -269,7 +297,7 @@ class World:
 
     def _push_image(self, repository: str) -> Content:
         config = encode({"architecture": "amd64", "os": "linux", "label": unique()})
-        layer = uuid.uuid4().bytes * 64
+        layer = image_layer()
         push_blob(self.admin, repository, config)
         push_blob(self.admin, repository, layer)
         document = image_manifest(descriptor(OCI_CONFIG, config), [descriptor(OCI_LAYER, layer)])
@@ -281,6 +309,22 @@ class World:
         referrer, _, answer = push_artifact(self.admin, repository, subject, "text/plain")
         assert answer.status_code == 201, answer.text
         return Content(tag, manifest, sha256(manifest), config, layer, sha256(layer), referrer)
+
+    def _wait_for_scans(self, deadline: float = 180.0) -> None:
+        """The seeded images are scanned on push by the server's embedded worker."""
+        store, content = ScanStore(), ContentStore()
+        give_up = time.monotonic() + deadline
+        for repository, item in self.content.items():
+            while True:
+                with read_tx(self.engine) as conn:
+                    repository_id = content.repository_id(conn, repository)
+                    assert repository_id is not None
+                    scan = store.latest(conn, repository_id, item.digest)
+                if scan is not None and scan.status == "succeeded":
+                    break
+                assert scan is None or scan.status != "failed", scan.error
+                assert time.monotonic() < give_up, f"{repository} not scanned: {scan}"
+                time.sleep(0.2)
 
     def _seed_credentials(self) -> None:
         # The first token makes the server create its signing key; the foreign JWT is signed

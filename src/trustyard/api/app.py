@@ -10,6 +10,7 @@ from trustyard.api import (
     jobs,
     organizations,
     repositories,
+    scans,
     tokens,
     users,
     webhooks,
@@ -33,6 +34,8 @@ def create_api(accounts: Accounts) -> FastAPI:
     api.state.service = AccountService()
     api.state.repositories = RepositoryService(policy=accounts.policy)
     errors.install(api)
-    for module in (users, organizations, tokens, repositories, audit, jobs, webhooks):
+    # scans before repositories: its /repositories/{name:path}/manifests/... routes would
+    # otherwise be taken by GET /repositories/{name:path}.
+    for module in (users, organizations, tokens, scans, repositories, audit, jobs, webhooks):
         api.include_router(module.router, prefix=PREFIX, responses=errors.COMMON)
     return api

@@ -143,7 +143,8 @@ def update_repository(
     repositories: Repositories,
     publish: Publish,
 ) -> RepositoryOut:
-    """Change visibility, description, scan on push or tag immutability (repository admins)."""
+    """Change visibility, description, scan on push, tag immutability or SBOM attachment
+    (repository admins)."""
     changes = body.model_dump(exclude_none=True)
     with write_tx(accounts.engine) as conn:
         _administered(conn, accounts, repositories, caller, name)

@@ -200,6 +200,11 @@ class RepositoryUpdate(BaseModel):
     description: str | None = Field(default=None, max_length=10000, pattern=NO_NUL)
     scan_on_push: bool | None = None
     immutable_tags: bool | None = None
+    attach_sbom: bool | None = Field(
+        default=None,
+        description="push each scan's CycloneDX SBOM into the repository as a referrer "
+        "(artifactType application/vnd.cyclonedx+json) of the scanned image",
+    )
 
 
 class RepositoryOut(BaseModel):
@@ -209,6 +214,7 @@ class RepositoryOut(BaseModel):
     description: str
     scan_on_push: bool
     immutable_tags: bool
+    attach_sbom: bool
     created_at: datetime
 
     @classmethod
@@ -220,6 +226,7 @@ class RepositoryOut(BaseModel):
             description=repository.description,
             scan_on_push=repository.scan_on_push,
             immutable_tags=repository.immutable_tags,
+            attach_sbom=repository.attach_sbom,
             created_at=repository.created_at,
         )
 

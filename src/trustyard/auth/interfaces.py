@@ -96,6 +96,7 @@ class Repository:
     scan_on_push: bool
     immutable_tags: bool
     created_at: datetime
+    attach_sbom: bool = False  # push each scan's SBOM as a referrer of the image
 
     @property
     def namespace(self) -> str:

@@ -67,6 +67,7 @@ class RepositoryService:
         description: str | None = None,
         scan_on_push: bool | None = None,
         immutable_tags: bool | None = None,
+        attach_sbom: bool | None = None,
     ) -> Repository:
         """Change the given settings (None leaves a setting as it is)."""
         repository = self.get(conn, name)
@@ -79,6 +80,8 @@ class RepositoryService:
             fields["scan_on_push"] = scan_on_push
         if immutable_tags is not None:
             fields["immutable_tags"] = immutable_tags
+        if attach_sbom is not None:
+            fields["attach_sbom"] = attach_sbom
         if fields:
             self.store.update_repository(conn, repository.id, **fields)
         return self.get(conn, name)

@@ -541,6 +541,7 @@ def _repository(row: Row[Any]) -> Repository:
         bool(row.scan_on_push),
         bool(row.immutable_tags),
         utc(row.created_at),
+        bool(row.attach_sbom),
     )
 
 

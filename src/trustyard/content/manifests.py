@@ -25,6 +25,11 @@ class PushedManifest:
     media_type: str = ""
     size: int = 0
     artifact_type: str | None = None
+    repository_id: int = 0
+    # Whether the repository asks for a scan of every pushed image, and whether this manifest
+    # is one (an image or an index of images, not another artifact).
+    scan_on_push: bool = False
+    scannable: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +85,7 @@ class ManifestService:
             tag = check_tag(reference)
             digest = digest_bytes(body, DEFAULT_ALGORITHM)
         parsed = parse_manifest(body, content_type)
-        repository_id, repository_created = self.store.claim_repository(conn, repository)
+        repository_id, repository_created, scan_on_push = self.store.push_target(conn, repository)
         manifest_id = self.store.manifest_id(conn, repository_id, str(digest))
         created = manifest_id is None
         if manifest_id is None:
@@ -107,6 +112,9 @@ class ManifestService:
             parsed.media_type,
             len(body),
             parsed.artifact_type,
+            repository_id,
+            scan_on_push,
+            scannable(parsed),
         )
 
     def _check_references(
@@ -166,6 +174,29 @@ class ManifestService:
         if artifact_type is not None:
             found = [r for r in found if r.artifact_type == artifact_type]
         return found
+
+
+# Config media types of container images (an image manifest with any other config, or with an
+# artifactType of its own, is an artifact: a signature, an SBOM, a Helm chart...).
+IMAGE_CONFIGS = frozenset(
+    {"application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"}
+)
+
+
+# Layer media types of container images (OCI and Docker; compressed or not; foreign too).
+LAYER_PREFIXES = ("application/vnd.oci.image.layer.", "application/vnd.docker.image.rootfs.")
+
+
+def scannable(parsed: ParsedManifest) -> bool:
+    """Whether a manifest is a container image (with filesystem layers) or an index of them;
+    not an artifact (a cosign signature has an image config but no filesystem layer)."""
+    if parsed.is_index:
+        return parsed.artifact_type is None and bool(parsed.children)
+    if len(parsed.blobs) < 2 or parsed.blobs[0].media_type not in IMAGE_CONFIGS:
+        return False
+    if parsed.artifact_type is not None and parsed.artifact_type not in IMAGE_CONFIGS:
+        return False
+    return all(layer.media_type.startswith(LAYER_PREFIXES) for layer in parsed.blobs[1:])
 
 
 def acceptable(media_type: str, accept: list[str]) -> bool:

@@ -59,6 +59,17 @@ class ContentStore:
         assert created is not None
         return created, False
 
+    def push_target(self, conn: Connection, name: str) -> tuple[int, bool, bool]:
+        """What a manifest push needs of its repository, in the one query it already made:
+        (id, whether this call created the repository, its scan_on_push setting)."""
+        row = conn.execute(_PUSH_TARGET, {"repository": name}).first()
+        if row is not None:
+            return row.id, False, bool(row.scan_on_push)
+        repository_id, created = self.claim_repository(conn, name)
+        if created:
+            return repository_id, True, True  # the column's default
+        return self.push_target(conn, name)
+
     def catalog(self, conn: Connection, limit: int | None, last: str | None) -> Page:
         name = _bytewise(conn, repositories.c.name)
         query = select(repositories.c.name).order_by(name)
@@ -328,6 +339,9 @@ _LINKED_BLOB_SIZES = (
         repository_blobs.c.repository_id == bindparam("repository_id"),
         repository_blobs.c.digest.in_(bindparam("digests", expanding=True)),
     )
+)
+_PUSH_TARGET = select(repositories.c.id, repositories.c.scan_on_push).where(
+    repositories.c.name == bindparam("repository")
 )
 _INSERT_MANIFEST = insert(manifests)
 _INSERT_UPLOAD = insert(uploads)

@@ -7,6 +7,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -45,6 +46,8 @@ repositories = Table(
     Column("description", Text, nullable=False, server_default=text("''")),
     Column("scan_on_push", Boolean, nullable=False, server_default=true()),
     Column("immutable_tags", Boolean, nullable=False, server_default=false()),
+    # Push each scan's CycloneDX SBOM into the repository as a referrer of the image.
+    Column("attach_sbom", Boolean, nullable=False, server_default=false()),
 )
 
 blobs = Table(
@@ -487,4 +490,75 @@ webhook_attempts = Table(
     Column("error", Text),
     Column("response_excerpt", Text),
     Index(None, "delivery_id"),
+)
+
+
+# --- scanning (trustyard.scanning) ----------------------------------------------------------
+
+# The layer cache shared by every image: what one layer holds on its own (a LayerScan as
+# zlib-compressed JSON), keyed by the layer's digest; valid for the scanner version that made
+# it. status: succeeded | failed (the refusal's reason in `error`, for operators).
+scan_layers = Table(
+    "scan_layers",
+    metadata,
+    Column("digest", DIGEST, primary_key=True),
+    Column("scanner_version", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("result", LargeBinary),
+    Column("error", Text),
+    Column("scanned_at", DateTime(timezone=True), nullable=False),
+    Column("duration_seconds", Float, nullable=False),
+)
+
+# One scan of one manifest (an image, or an index: every platform) of a repository; the
+# latest one per manifest is the one shown. status: queued | running | succeeded | failed.
+# `job_id` links it to the job that runs it (jobs are pruned: no foreign key).
+scans = Table(
+    "scans",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "repository_id",
+        Integer,
+        ForeignKey("repositories.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("manifest_digest", DIGEST, nullable=False),
+    Column("job_id", Integer),
+    Column("status", String(16), nullable=False),
+    Column("trigger", String(16), nullable=False),  # push | request | rescan
+    Column("force", Boolean, nullable=False, server_default=false()),
+    Column("requested_by", String(128)),
+    Column("bytes_done", BigInteger, nullable=False, server_default=text("0")),
+    Column("bytes_total", BigInteger, nullable=False, server_default=text("0")),
+    Column("layers_done", Integer, nullable=False, server_default=text("0")),
+    Column("layers_total", Integer, nullable=False, server_default=text("0")),
+    Column("error", Text),
+    Column("boms", LargeBinary),  # zlib-compressed JSON list of ImageBom.to_json()
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Index(None, "repository_id", "manifest_digest", "id"),
+    Index(None, "job_id"),
+)
+
+# The components of each manifest's latest succeeded scan, one row per (platform, component),
+# for the search across the registry ("which images contain openssl 3.0.11?").
+scan_components = Table(
+    "scan_components",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("scan_id", Integer, ForeignKey("scans.id", ondelete="CASCADE"), nullable=False),
+    Column("repository_id", Integer, nullable=False),
+    Column("manifest_digest", DIGEST, nullable=False),
+    Column("platform", String(64), nullable=False),
+    Column("ecosystem", String(32), nullable=False),
+    Column("name", String(512), nullable=False),
+    Column("version", String(255), nullable=False),
+    Column("purl", String(1024), nullable=False),
+    Column("layer_digest", DIGEST, nullable=False),
+    Column("location", Text, nullable=False),
+    Index(None, "name", "version"),
+    Index(None, "purl"),
+    Index(None, "scan_id"),
 )

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine
 
 from trustyard.auth import audit
 from trustyard.auth.authorize import ANONYMOUS, Authorizer
-from trustyard.content.manifests import ManifestService
+from trustyard.content.manifests import ManifestService, PushedManifest
 from trustyard.content.stores import ContentStore
 from trustyard.content.uploads import UploadService
 from trustyard.db.engine import write_tx
@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from trustyard.registry.http import Request
 
 T = TypeVar("T")
+# Called in the write transaction of every manifest push that stored a new manifest, with the
+# repository's name, what was pushed and who pushed it (the composition root wires scanning
+# here: registry/ does not import feature domains).
+PushHook = Callable[[Connection, str, PushedManifest, "str | None"], None]
 
 # Blobs up to this size are read and sent from Python; larger ones leave via pathsend.
 INLINE_BLOB_BYTES = 64 * 1024
@@ -44,6 +48,7 @@ class RegistryContext:
     body_timeout: float = 120.0
     events: Outbox | None = None  # None: no domain events (tests of the bare registry)
     pulls: PullRecorder | None = None  # None: pull events are never recorded
+    on_push: PushHook | None = None  # None: nothing reacts to pushes in their transaction
 
     def location(self, path: str) -> str:
         return f"{self.url_prefix}{path}"

@@ -78,6 +78,8 @@ async def put_manifest(
             happened.append(events.tag_pushed(name, reference, digest, pushed.media_type, actor))
         ctx.audit(conn, req, "manifest.push", name, detail)
         ctx.publish(conn, *happened)
+        if pushed.created and ctx.on_push is not None:
+            ctx.on_push(conn, name, pushed, actor)
         return pushed
 
     pushed = await ctx.write(push)

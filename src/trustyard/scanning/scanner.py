@@ -4,8 +4,11 @@ images is read once), with progress per layer."""
 from __future__ import annotations
 
 import copy
+import functools
+import hashlib
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Protocol
 
 from trustyard.scanning.interfaces import Detector, Limits
@@ -120,3 +123,35 @@ class Scanner:
         if self.cache is not None:
             self.cache.put(scan)
         return scan
+
+
+# What decides a layer's result: the walk, the model and every detector. Their source is the
+# version stored with each cached layer result, so a change to any of them makes every layer
+# be read again, without anyone remembering to bump a number.
+_RESULT_SOURCES = (
+    "layers.py",
+    "tarstream.py",
+    "decompress.py",
+    "licenses.py",
+    "model.py",
+    "interfaces.py",
+    "detectors",
+    "binaries",
+)
+
+
+@functools.cache
+def scanner_version() -> str:
+    """`trustyard-scan-<12 hex>`: a digest of the source that decides a layer's result."""
+    return f"trustyard-scan-{source_digest(Path(__file__).parent)[:12]}"
+
+
+def source_digest(package: Path) -> str:
+    digest = hashlib.sha256()
+    for name in _RESULT_SOURCES:
+        path = package / name
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        for file in files:
+            digest.update(file.relative_to(package).as_posix().encode() + b"\0")
+            digest.update(file.read_bytes())
+    return digest.hexdigest()

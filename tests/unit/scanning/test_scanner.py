@@ -4,8 +4,10 @@ layer cache, progress per layer, foreign layers, the distro handed up the layers
 from __future__ import annotations
 
 import io
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import BinaryIO
 
 import pytest
@@ -20,9 +22,16 @@ from tests.unit.scanning.layerkit import (
     symlink,
     tar_bytes,
 )
+from trustyard.scanning import scanner as scanner_module
 from trustyard.scanning.interfaces import Collector, FileEntry, Limits, ScanContext
 from trustyard.scanning.model import Component, Distro, LayerScan, ScanRefused
-from trustyard.scanning.scanner import FOREIGN_NOTE, MemoryLayerCache, Scanner
+from trustyard.scanning.scanner import (
+    FOREIGN_NOTE,
+    MemoryLayerCache,
+    Scanner,
+    scanner_version,
+    source_digest,
+)
 from trustyard.scanning.sources import ImageRef, ImageSource, LayerRef, open_path
 
 SHARED = ("debian-minbase", "python-app", "node-app", "go-binary", "multi-arch", "big-layer")
@@ -230,3 +239,19 @@ def test_each_layer_is_scanned_on_its_own_whatever_distro_the_layers_below_name(
     assert [s.distro for s in scans] == [debian, None]
     assert [c.distro for c in spy.contexts] == [None, None]
     assert all(c.limits == Limits() for c in spy.contexts)
+
+
+def test_cached_layer_results_are_keyed_by_the_source_of_the_walk_and_the_detectors(
+    tmp_path: Path,
+) -> None:
+    # A changed detector must make every cached layer be read again; a change elsewhere
+    # (the job, the API) must not throw the cache away.
+    package = tmp_path / "scanning"
+    shutil.copytree(Path(scanner_module.__file__).parent, package)
+    before = source_digest(package)
+    (package / "jobs.py").write_text("# the job changed\n")
+    assert source_digest(package) == before
+    dpkg = package / "detectors" / "dpkg.py"
+    dpkg.write_text(dpkg.read_text() + "\n# a detector changed\n")
+    assert source_digest(package) != before
+    assert scanner_version().startswith("trustyard-scan-")

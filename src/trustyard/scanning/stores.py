@@ -1,0 +1,436 @@
+"""All SQL of the scanning domain: the layer cache, scans with their progress and BOMs, and
+the component index of the latest scan of every manifest. Functions take the caller's
+connection; none commits."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from trustyard.db.tables import manifests, repositories, scan_components, scan_layers, scans, tags
+from trustyard.scanning.model import LayerScan
+
+QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
+LIVE = (QUEUED, RUNNING)
+
+# What the varchar columns hold at most (PostgreSQL refuses longer values).
+_LIMITS = {"ecosystem": 32, "name": 512, "version": 255, "purl": 1024, "platform": 64}
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def pack(document: Any) -> bytes:
+    """JSON, zlib-compressed: BOMs and layer results repeat themselves a lot."""
+    return zlib.compress(json.dumps(document, separators=(",", ":")).encode(), 6)
+
+
+def unpack(data: bytes) -> Any:
+    return json.loads(zlib.decompress(data))
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """SQLite gives naive datetimes back: they were written in UTC."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
+@dataclass(frozen=True, slots=True)
+class ScanRecord:
+    id: int
+    repository_id: int
+    repository: str
+    manifest_digest: str
+    job_id: int | None
+    status: str
+    trigger: str
+    force: bool
+    requested_by: str | None
+    bytes_done: int
+    bytes_total: int
+    layers_done: int
+    layers_total: int
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (SUCCEEDED, FAILED)
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentRow:
+    """One component of one platform of a manifest's latest scan (a search result)."""
+
+    id: int
+    repository: str
+    repository_id: int
+    manifest_digest: str
+    platform: str
+    ecosystem: str
+    name: str
+    version: str
+    purl: str
+    layer_digest: str
+    location: str
+
+
+@dataclass(frozen=True, slots=True)
+class LayerRow:
+    digest: str
+    scanner_version: str
+    status: str
+    error: str | None
+    scanned_at: datetime
+    duration_seconds: float
+
+
+_SCAN_COLUMNS = (
+    scans.c.id,
+    scans.c.repository_id,
+    repositories.c.name.label("repository"),
+    scans.c.manifest_digest,
+    scans.c.job_id,
+    scans.c.status,
+    scans.c.trigger,
+    scans.c.force,
+    scans.c.requested_by,
+    scans.c.bytes_done,
+    scans.c.bytes_total,
+    scans.c.layers_done,
+    scans.c.layers_total,
+    scans.c.error,
+    scans.c.created_at,
+    scans.c.started_at,
+    scans.c.finished_at,
+)
+_SCANS = select(*_SCAN_COLUMNS).select_from(
+    scans.join(repositories, repositories.c.id == scans.c.repository_id)
+)
+_INSERT_SCAN = insert(scans)
+_SCAN_BY_JOB = _SCANS.where(scans.c.job_id == bindparam("job_id")).order_by(scans.c.id.desc())
+
+
+def _record(row: Any) -> ScanRecord:
+    return ScanRecord(
+        id=row.id,
+        repository_id=row.repository_id,
+        repository=row.repository,
+        manifest_digest=row.manifest_digest,
+        job_id=row.job_id,
+        status=row.status,
+        trigger=row.trigger,
+        force=bool(row.force),
+        requested_by=row.requested_by,
+        bytes_done=row.bytes_done,
+        bytes_total=row.bytes_total,
+        layers_done=row.layers_done,
+        layers_total=row.layers_total,
+        error=row.error,
+        created_at=_aware(row.created_at) or now(),
+        started_at=_aware(row.started_at),
+        finished_at=_aware(row.finished_at),
+    )
+
+
+class ScanStore:
+    # --- the layer cache ---------------------------------------------------------------------
+    def cached_layer(self, conn: Connection, digest: str, version: str) -> LayerScan | None:
+        """The result of a layer scanned by this scanner version, if any."""
+        row = conn.execute(
+            select(scan_layers.c.result).where(
+                scan_layers.c.digest == digest,
+                scan_layers.c.scanner_version == version,
+                scan_layers.c.status == SUCCEEDED,
+            )
+        ).first()
+        if row is None or row.result is None:
+            return None
+        return LayerScan.from_json(unpack(row.result))
+
+    def put_layer(
+        self,
+        conn: Connection,
+        digest: str,
+        version: str,
+        *,
+        scan: LayerScan | None,
+        error: str | None = None,
+        duration: float = 0.0,
+    ) -> None:
+        """Record a layer's result (or, without `scan`, why it was refused): one upsert."""
+        values = {
+            "digest": digest,
+            "scanner_version": version,
+            "status": SUCCEEDED if scan is not None else FAILED,
+            "result": pack(scan.to_json()) if scan is not None else None,
+            "error": error,
+            "scanned_at": now(),
+            "duration_seconds": duration,
+        }
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        upsert = dialect.insert(scan_layers)
+        changed = {k: getattr(upsert.excluded, k) for k in values if k != "digest"}
+        conn.execute(upsert.on_conflict_do_update(index_elements=["digest"], set_=changed), values)
+
+    def layer_row(self, conn: Connection, digest: str) -> LayerRow | None:
+        row = conn.execute(select(scan_layers).where(scan_layers.c.digest == digest)).first()
+        if row is None:
+            return None
+        return LayerRow(
+            row.digest,
+            row.scanner_version,
+            row.status,
+            row.error,
+            _aware(row.scanned_at) or now(),
+            row.duration_seconds,
+        )
+
+    # --- scans -------------------------------------------------------------------------------
+    def create_scan(
+        self,
+        conn: Connection,
+        repository_id: int,
+        digest: str,
+        *,
+        job_id: int | None,
+        trigger: str,
+        force: bool,
+        requested_by: str | None,
+    ) -> int:
+        values = {
+            "repository_id": repository_id,
+            "manifest_digest": digest,
+            "job_id": job_id,
+            "status": QUEUED,
+            "trigger": trigger,
+            "force": force,
+            "requested_by": requested_by,
+            "created_at": now(),
+        }
+        result = conn.execute(_INSERT_SCAN, values)
+        return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    def get(self, conn: Connection, scan_id: int) -> ScanRecord | None:
+        row = conn.execute(_SCANS.where(scans.c.id == scan_id)).first()
+        return _record(row) if row else None
+
+    def by_job(self, conn: Connection, job_id: int) -> ScanRecord | None:
+        row = conn.execute(_SCAN_BY_JOB, {"job_id": job_id}).first()
+        return _record(row) if row else None
+
+    def latest(
+        self, conn: Connection, repository_id: int, digest: str, *, succeeded: bool = False
+    ) -> ScanRecord | None:
+        """The manifest's most recent scan (of any status, or the latest succeeded one)."""
+        query = _SCANS.where(
+            scans.c.repository_id == repository_id, scans.c.manifest_digest == digest
+        )
+        if succeeded:
+            query = query.where(scans.c.status == SUCCEEDED)
+        row = conn.execute(query.order_by(scans.c.id.desc()).limit(1)).first()
+        return _record(row) if row else None
+
+    def boms(self, conn: Connection, scan_id: int) -> list[dict[str, Any]]:
+        data = conn.scalar(select(scans.c.boms).where(scans.c.id == scan_id))
+        return list(unpack(data)) if data else []
+
+    def start(self, conn: Connection, scan_id: int) -> None:
+        conn.execute(
+            update(scans)
+            .where(scans.c.id == scan_id)
+            .values(
+                status=RUNNING,
+                started_at=now(),
+                error=None,
+                bytes_done=0,
+                bytes_total=0,
+                layers_done=0,
+                layers_total=0,
+            )
+        )
+
+    def progress(
+        self,
+        conn: Connection,
+        scan_id: int,
+        bytes_done: int,
+        bytes_total: int,
+        layers_done: int,
+        layers_total: int,
+    ) -> None:
+        conn.execute(
+            update(scans)
+            .where(scans.c.id == scan_id, scans.c.status == RUNNING)
+            .values(
+                bytes_done=bytes_done,
+                bytes_total=bytes_total,
+                layers_done=layers_done,
+                layers_total=layers_total,
+            )
+        )
+
+    def requeue(self, conn: Connection, scan_id: int, error: str | None) -> None:
+        """Back to queued (its job will run again): the error of the attempt that failed."""
+        conn.execute(update(scans).where(scans.c.id == scan_id).values(status=QUEUED, error=error))
+
+    def fail(self, conn: Connection, scan_id: int, error: str) -> None:
+        conn.execute(
+            update(scans)
+            .where(scans.c.id == scan_id)
+            .values(status=FAILED, error=error[:4000], finished_at=now())
+        )
+
+    def succeed(
+        self,
+        conn: Connection,
+        scan: ScanRecord,
+        boms: Sequence[dict[str, Any]],
+        components: Iterable[dict[str, str]],
+    ) -> bool:
+        """Store the image BOMs, and make this scan's components the manifest's in the search
+        index (those of its earlier scans go). False when the scan no longer exists."""
+        updated = conn.execute(
+            update(scans)
+            .where(scans.c.id == scan.id)
+            .values(
+                status=SUCCEEDED,
+                boms=pack(list(boms)),
+                error=None,
+                finished_at=now(),
+                bytes_done=scans.c.bytes_total,
+                layers_done=scans.c.layers_total,
+            )
+        )
+        if updated.rowcount != 1:
+            return False
+        conn.execute(
+            delete(scan_components).where(
+                scan_components.c.repository_id == scan.repository_id,
+                scan_components.c.manifest_digest == scan.manifest_digest,
+            )
+        )
+        rows = [
+            {
+                "scan_id": scan.id,
+                "repository_id": scan.repository_id,
+                "manifest_digest": scan.manifest_digest,
+                **{key: _fit(key, value) for key, value in component.items()},
+            }
+            for component in components
+        ]
+        if rows:
+            conn.execute(insert(scan_components), rows)
+        return True
+
+    # --- manifests (the content domain's rows, read-only) --------------------------------------
+    def manifest_payload(self, conn: Connection, repository_id: int, digest: str) -> bytes | None:
+        return conn.scalar(
+            select(manifests.c.payload).where(
+                manifests.c.repository_id == repository_id, manifests.c.digest == digest
+            )
+        )
+
+    def manifest_media_type(self, conn: Connection, repository_id: int, digest: str) -> str | None:
+        return conn.scalar(
+            select(manifests.c.media_type).where(
+                manifests.c.repository_id == repository_id, manifests.c.digest == digest
+            )
+        )
+
+    def attach_sbom(self, conn: Connection, repository_id: int) -> bool:
+        """The repository's setting: push each scan's SBOM as a referrer of the image."""
+        value = conn.scalar(
+            select(repositories.c.attach_sbom).where(repositories.c.id == repository_id)
+        )
+        return bool(value)
+
+    def manifest_tags(
+        self, conn: Connection, pairs: Iterable[tuple[int, str]]
+    ) -> dict[tuple[int, str], list[str]]:
+        """The tags naming each (repository id, manifest digest), in name order."""
+        wanted = set(pairs)
+        found: dict[tuple[int, str], list[str]] = {pair: [] for pair in wanted}
+        if not wanted:
+            return found
+        rows = conn.execute(
+            select(tags.c.repository_id, manifests.c.digest, tags.c.name)
+            .select_from(tags.join(manifests, manifests.c.id == tags.c.manifest_id))
+            .where(
+                tags.c.repository_id.in_({rid for rid, _ in wanted}),
+                manifests.c.digest.in_({digest for _, digest in wanted}),
+            )
+            .order_by(tags.c.name)
+        )
+        for row in rows:
+            key = (row.repository_id, row.digest)
+            if key in found:
+                found[key].append(row.name)
+        return found
+
+    # --- the component search ----------------------------------------------------------------
+    def search(
+        self,
+        conn: Connection,
+        *,
+        name: str | None,
+        version: str | None,
+        ecosystem: str | None,
+        purl: str | None,
+        after: int,
+        limit: int,
+    ) -> list[ComponentRow]:
+        """Components matching every given filter, in row order after the id `after`."""
+        query = (
+            select(
+                scan_components.c.id,
+                repositories.c.name.label("repository"),
+                scan_components.c.repository_id,
+                scan_components.c.manifest_digest,
+                scan_components.c.platform,
+                scan_components.c.ecosystem,
+                scan_components.c.name,
+                scan_components.c.version,
+                scan_components.c.purl,
+                scan_components.c.layer_digest,
+                scan_components.c.location,
+            )
+            .select_from(
+                scan_components.join(
+                    repositories, repositories.c.id == scan_components.c.repository_id
+                ).join(  # only manifests that still exist
+                    manifests,
+                    and_(
+                        manifests.c.repository_id == scan_components.c.repository_id,
+                        manifests.c.digest == scan_components.c.manifest_digest,
+                    ),
+                )
+            )
+            .where(scan_components.c.id > after)
+        )
+        if name is not None:
+            query = query.where(scan_components.c.name == name)
+        if version is not None:
+            query = query.where(scan_components.c.version == version)
+        if ecosystem is not None:
+            query = query.where(scan_components.c.ecosystem == ecosystem)
+        if purl is not None:
+            query = query.where(scan_components.c.purl == purl)
+        rows = conn.execute(query.order_by(scan_components.c.id).limit(limit))
+        return [ComponentRow(*row) for row in rows]
+
+
+def _fit(key: str, value: str) -> str:
+    limit = _LIMITS.get(key)
+    return value[:limit] if limit is not None else value
