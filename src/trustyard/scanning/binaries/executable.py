@@ -126,6 +126,12 @@ def parse(data: bytes | memoryview) -> list[Executable]:
     return list(found)
 
 
+def forget() -> None:
+    """Drop the memo (and the bytes it holds on to) once a file has been seen by all."""
+    global _last  # noqa: PLW0603
+    _last = None
+
+
 def _parse(data: bytes | memoryview) -> list[Executable]:
     view = data if isinstance(data, memoryview) else memoryview(data)
     magic = bytes(view[:4])

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from packageurl import PackageURL
 
 from trustyard.scanning.binaries import wanted_bytes
-from trustyard.scanning.binaries.executable import parse, readonly_ranges
+from trustyard.scanning.binaries.executable import forget, parse, readonly_ranges
 from trustyard.scanning.detectors.per_file import FileDetector
 from trustyard.scanning.interfaces import FileEntry
 from trustyard.scanning.model import BINARY, Component
@@ -176,6 +176,7 @@ def fingerprint(data: bytes) -> list[tuple[str, str, str]]:
     """(library, version, marker) for each library recognised in a binary, in MARKERS order,
     each (library, version) once."""
     ranges = readonly_ranges(parse(data), len(data))
+    forget()  # the last of the three binary detectors (MODULES order): free the memo
     found: dict[tuple[str, str], str] = {}
     for needle, markers in _BY_NEEDLE.items():
         hits = _hits(data, ranges, needle)
