@@ -36,6 +36,14 @@ from tests.integration.webhook_helpers import subscribe
 from tests.support.images import image_info, image_layout, load_truth
 from tests.support.server import TrustyardServer
 from tests.support.webhook_receiver import WebhookReceiver
+from tests.unit.scanning.layerkit import (
+    GzipZeroBomb,
+    file,
+    gzip_bytes,
+    many_entries_layer,
+    symlink,
+    tar_bytes,
+)
 from trustyard.auth.accounts import AccountService
 from trustyard.db.engine import make_engine, read_tx, write_tx
 from trustyard.db.tables import scan_layers
@@ -499,6 +507,58 @@ def test_a_hostile_layer_fails_its_scan_and_the_registry_keeps_serving(
     assert body["contents"]["digest"] == sha256(manifest)
     assert body["contents"]["error"] == scan["error"]
     assert got[0].signed_with(hook["secret"])
+
+
+def _bomb() -> bytes:
+    """1 GiB of zeros in about 1 MiB of gzip: past the ratio floor at over 1000:1."""
+    return GzipZeroBomb(1 << 30).read()
+
+
+HOSTILE: dict[str, tuple[Callable[[], bytes], str]] = {
+    "absolute-path": (
+        lambda: gzip_bytes(tar_bytes([file("etc/ok", b"ok"), file("/etc/passwd", b"x")])),
+        "escapes the layer",
+    ),
+    "symlink-loop": (
+        lambda: gzip_bytes(tar_bytes([symlink("a", "b"), symlink("b", "a")])),
+        "symlink loop: a -> b -> a",
+    ),
+    "decompression-bomb": (_bomb, "compression ratio is over 1000:1"),
+    "million-entries": (
+        lambda: many_entries_layer(1_000_000).read_bytes(),
+        "more than 500000 entries",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE))
+def test_each_kind_of_hostile_layer_fails_its_scan_and_the_registry_keeps_serving(
+    registry: TrustyardServer, admin: httpx.Client, kind: str
+) -> None:
+    make, reason = HOSTILE[kind]
+    layer = make()
+    repository = new_repository(kind)
+    assert admin.post("/api/v1/repositories", json={"name": repository}).status_code == 201
+    config = encode(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [sha256(layer)]},  # not checked
+        }
+    )
+    push_blob(admin, repository, config)
+    push_blob(admin, repository, layer)
+    manifest = encode(
+        image_manifest(descriptor(OCI_CONFIG, config), [descriptor(OCI_LAYER, layer)])
+    )
+    assert put_manifest(admin, repository, kind, manifest).status_code == 201
+
+    scan = wait_for_scan(admin, repository, kind)
+    assert scan["status"] == "failed", scan
+    assert reason in (scan["error"] or ""), scan
+    assert admin.get("/v2/").status_code == 200
+    blob = admin.get(f"/v2/{repository}/blobs/{sha256(layer)}")
+    assert (blob.status_code, blob.content) == (200, layer)
 
 
 def test_a_finished_scan_is_an_event(
