@@ -776,6 +776,7 @@ def test_every_route_has_a_matrix_entry(key: str) -> None:
 def world(start_server: Callable[..., TrustyardServer]) -> Iterator[World]:
     server = start_server(
         "matrix",
+        TRUSTYARD_SCANNING__ENABLED="true",
         TRUSTYARD_AUTH__ENABLED="true",
         TRUSTYARD_ADMIN_PASSWORD=ADMIN_PASSWORD,
         TRUSTYARD_WEBHOOKS__ALLOWED_NETWORKS=WEBHOOK_NETWORKS,

@@ -306,7 +306,10 @@ def locks_out_a_caller(case: Case) -> bool:
 @pytest.fixture(scope="module")
 def fuzzed(start_server: Callable[..., TrustyardServer]) -> TrustyardServer:
     return start_server(
-        "api-fuzz", TRUSTYARD_AUTH__ENABLED="true", TRUSTYARD_ADMIN_PASSWORD=ADMIN_PASSWORD
+        "api-fuzz",
+        TRUSTYARD_AUTH__ENABLED="true",
+        TRUSTYARD_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        TRUSTYARD_SCANNING__ENABLED="true",
     )
 
 

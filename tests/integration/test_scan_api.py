@@ -64,6 +64,7 @@ SCAN_DEADLINE = 300.0  # generous: the machine is shared; no test asserts a dura
 def registry(start_server: Callable[..., TrustyardServer]) -> TrustyardServer:
     server = start_server(
         "scans",
+        TRUSTYARD_SCANNING__ENABLED="true",
         TRUSTYARD_AUTH__ENABLED="true",
         TRUSTYARD_ADMIN_PASSWORD=ADMIN_PASSWORD,
         TRUSTYARD_JOBS__POLL_SECONDS="0.2",
