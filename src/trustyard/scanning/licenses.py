@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 
 from license_expression import ExpressionError, Licensing, get_spdx_licensing
@@ -89,6 +90,17 @@ def _is_ref_or_exception(key: str, licensing: Licensing) -> bool:
     if key.startswith("LicenseRef-"):
         return True
     return bool(getattr(licensing.known_symbols.get(key), "is_exception", False))
+
+
+def any_of(expressions: Iterable[str | None]) -> str | None:
+    """Several licences a package offers to choose from (npm's and Composer's lists, gem
+    `licenses`, Python classifiers) -> one expression (OR), duplicates and blanks dropped."""
+    choices = list(dict.fromkeys(e for e in expressions if e))
+    if not choices:
+        return None
+    if len(choices) == 1:
+        return choices[0]
+    return " OR ".join(f"({c})" if " " in c else c for c in choices)
 
 
 def combine(expressions: list[str]) -> str | None:

@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from packageurl import PackageURL
-
 from trustyard.scanning.detectors.os_release import (
     MAX_OS_RELEASE_BYTES,
     OS_RELEASE_PATHS,
     OsReleaseReader,
+    os_purl,
     purl_distro,
 )
 from trustyard.scanning.interfaces import FileEntry, OwnershipCollector, ScanContext
@@ -105,18 +104,10 @@ class ApkCollector:
         namespace, distro_qualifiers = purl_distro(self._os.distro(), self._context, "alpine")
         components: list[Component] = []
         for package in self._packages:
-            qualifiers = dict(distro_qualifiers)
-            if package.arch:
-                qualifiers = {"arch": package.arch, **qualifiers}
-            try:
-                purl = PackageURL(
-                    type="apk",
-                    namespace=namespace,
-                    name=package.name,
-                    version=package.version,
-                    qualifiers=qualifiers,
-                ).to_string()
-            except ValueError:
+            purl = os_purl(
+                "apk", namespace, package.name, package.version, package.arch, distro_qualifiers
+            )
+            if purl is None:
                 continue
             properties = (("source", package.origin),) if package.origin else ()
             components.append(

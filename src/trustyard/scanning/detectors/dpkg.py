@@ -22,12 +22,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
-from packageurl import PackageURL
-
 from trustyard.scanning.detectors.os_release import (
     MAX_OS_RELEASE_BYTES,
     OS_RELEASE_PATHS,
     OsReleaseReader,
+    os_purl,
     purl_distro,
 )
 from trustyard.scanning.interfaces import FileEntry, OwnershipCollector, ScanContext
@@ -352,18 +351,10 @@ class DpkgCollector:
     def _component(
         self, package: _Package, namespace: str, distro_qualifiers: dict[str, str]
     ) -> Component | None:
-        qualifiers = dict(distro_qualifiers)
-        if package.arch:
-            qualifiers = {"arch": package.arch, **qualifiers}
-        try:
-            purl = PackageURL(
-                type="deb",
-                namespace=namespace,
-                name=package.name,
-                version=package.version,
-                qualifiers=qualifiers,
-            ).to_string()
-        except ValueError:
+        purl = os_purl(
+            "deb", namespace, package.name, package.version, package.arch, distro_qualifiers
+        )
+        if purl is None:
             return None
         properties: list[tuple[str, str]] = []
         if package.source:

@@ -21,7 +21,7 @@ from typing import Any
 from packageurl import PackageURL
 
 from trustyard.scanning.interfaces import Collector, Detector, FileEntry, Limits, ScanContext
-from trustyard.scanning.licenses import spdx_expression
+from trustyard.scanning.licenses import any_of, spdx_expression
 from trustyard.scanning.model import NPM, Component
 
 PACKAGE_JSON_MAX_BYTES = 4 << 20
@@ -79,15 +79,8 @@ def license_of(data: dict[str, Any]) -> str | None:
         return spdx_expression(listed)
     if not isinstance(listed, list):
         return None
-    choices: list[str] = []
-    for item in listed:
-        text = item.get("type") if isinstance(item, dict) else item
-        spdx = spdx_expression(text) if isinstance(text, str) else None
-        if spdx and spdx not in choices:
-            choices.append(spdx)
-    if not choices:
-        return None
-    return " OR ".join(f"({c})" if " " in c else c for c in choices)
+    texts = (item.get("type") if isinstance(item, dict) else item for item in listed)
+    return any_of(spdx_expression(t) if isinstance(t, str) else None for t in texts)
 
 
 def purl_for(name: str, version: str) -> str | None:

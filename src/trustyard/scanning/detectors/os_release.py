@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from packageurl import PackageURL
+
 from trustyard.scanning.interfaces import DistroCollector, FileEntry, ScanContext
 from trustyard.scanning.model import Component, Distro
 
@@ -83,6 +85,28 @@ def purl_distro(
     if context.distro is not None and context.distro.id:
         return context.distro.id, {}
     return default, {}
+
+
+def os_purl(
+    purl_type: str,
+    namespace: str,
+    name: str,
+    version: str,
+    arch: str | None,
+    distro_qualifiers: dict[str, str],
+    **qualifiers: str,
+) -> str | None:
+    """The purl of an OS package (deb, apk, rpm): arch first, then the type's own qualifiers
+    (rpm's epoch), then the distro; None when the name or version cannot be a purl."""
+    ordered = {"arch": arch} if arch else {}
+    ordered.update(qualifiers)
+    ordered.update(distro_qualifiers)
+    try:
+        return PackageURL(
+            type=purl_type, namespace=namespace, name=name, version=version, qualifiers=ordered
+        ).to_string()
+    except ValueError:
+        return None
 
 
 class OsReleaseReader:

@@ -13,7 +13,7 @@ from packageurl import PackageURL
 
 from trustyard.scanning.detectors.per_file import FileDetector
 from trustyard.scanning.interfaces import Detector, FileEntry, Limits
-from trustyard.scanning.licenses import spdx_expression
+from trustyard.scanning.licenses import any_of, spdx_expression
 from trustyard.scanning.model import COMPOSER, Component
 
 DETECTOR_NAME = "php"
@@ -34,14 +34,7 @@ def license_of(declared: Any) -> str | None:
         declared = [declared]
     if not isinstance(declared, list):
         return None
-    choices: list[str] = []
-    for text in declared:
-        spdx = spdx_expression(text) if isinstance(text, str) else None
-        if spdx and spdx not in choices:
-            choices.append(spdx)
-    if not choices:
-        return None
-    return " OR ".join(f"({c})" if " " in c else c for c in choices)
+    return any_of(spdx_expression(t) if isinstance(t, str) else None for t in declared)
 
 
 def purl_for(name: str, version: str) -> str | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from packageurl import PackageURL
 
 from trustyard.scanning.interfaces import Collector, Detector, FileEntry, Limits, ScanContext
-from trustyard.scanning.licenses import spdx_expression
+from trustyard.scanning.licenses import any_of, spdx_expression
 from trustyard.scanning.model import PYPI, Component
 
 METADATA_MAX_BYTES = 16 << 20  # METADATA holds the long description after the headers
@@ -111,21 +111,14 @@ def license_of(fields: dict[str, list[str]]) -> str | None:
 
 
 def _classifier_license(fields: dict[str, list[str]]) -> str | None:
-    choices: list[str] = []
+    found: list[str | None] = []
     for classifier in fields.get("classifier", ()):
         if not classifier.startswith(_LICENSE_PREFIX):
             continue
         last = classifier.rpartition(" :: ")[2].strip()
-        if last == "OSI Approved":
-            continue
-        spdx = _CLASSIFIERS.get(last) or spdx_expression(last)
-        if spdx and spdx not in choices:
-            choices.append(spdx)
-    if not choices:
-        return None
-    if len(choices) == 1:
-        return choices[0]
-    return " OR ".join(f"({c})" if " " in c else c for c in choices)
+        if last != "OSI Approved":
+            found.append(_CLASSIFIERS.get(last) or spdx_expression(last))
+    return any_of(found)
 
 
 def purl_for(name: str, version: str) -> str | None:

@@ -19,12 +19,11 @@ import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from packageurl import PackageURL
-
 from trustyard.scanning.detectors.os_release import (
     MAX_OS_RELEASE_BYTES,
     OS_RELEASE_PATHS,
     OsReleaseReader,
+    os_purl,
     purl_distro,
 )
 from trustyard.scanning.interfaces import FileEntry, OwnershipCollector, ScanContext
@@ -241,21 +240,17 @@ class RpmCollector:
     def _component(
         evidence: str, package: RpmPackage, namespace: str, distro_qualifiers: dict[str, str]
     ) -> Component | None:
-        qualifiers: dict[str, str] = {}
-        if package.arch:
-            qualifiers["arch"] = package.arch
-        if package.epoch is not None:
-            qualifiers["epoch"] = str(package.epoch)
-        qualifiers.update(distro_qualifiers)
-        try:
-            purl = PackageURL(
-                type="rpm",
-                namespace=namespace,
-                name=package.name,
-                version=package.version_release,
-                qualifiers=qualifiers,
-            ).to_string()
-        except ValueError:
+        epoch = {"epoch": str(package.epoch)} if package.epoch is not None else {}
+        purl = os_purl(
+            "rpm",
+            namespace,
+            package.name,
+            package.version_release,
+            package.arch,
+            distro_qualifiers,
+            **epoch,
+        )
+        if purl is None:
             return None
         properties = (("source", package.source_rpm),) if package.source_rpm else ()
         return Component(

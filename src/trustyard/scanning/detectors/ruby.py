@@ -15,7 +15,7 @@ from packageurl import PackageURL
 
 from trustyard.scanning.detectors.per_file import FileDetector
 from trustyard.scanning.interfaces import Detector, FileEntry, Limits
-from trustyard.scanning.licenses import spdx_expression
+from trustyard.scanning.licenses import any_of, spdx_expression
 from trustyard.scanning.model import GEM, Component
 
 DETECTOR_NAME = "ruby"
@@ -52,14 +52,7 @@ def _first(match: re.Match[str] | None) -> str:
 
 def license_of(licenses: list[str]) -> str | None:
     """A gem's licences are a choice between them (OR)."""
-    choices: list[str] = []
-    for text in licenses:
-        spdx = spdx_expression(text)
-        if spdx and spdx not in choices:
-            choices.append(spdx)
-    if not choices:
-        return None
-    return " OR ".join(f"({c})" if " " in c else c for c in choices)
+    return any_of(spdx_expression(text) for text in licenses)
 
 
 def purl_for(name: str, version: str) -> str | None:
