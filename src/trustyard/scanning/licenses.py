@@ -9,6 +9,7 @@ from functools import lru_cache
 from license_expression import ExpressionError, Licensing, get_spdx_licensing
 
 _REF_CHARS = re.compile(r"[^A-Za-z0-9.-]+")
+_OPERATORS = re.compile(r"(\s+(?:AND|OR|WITH|and|or)\s+|[()])")
 
 # Names packages use that the SPDX list spells differently.
 _ALIASES = {
@@ -28,11 +29,13 @@ _ALIASES = {
     "expat": "MIT",
     "psf": "PSF-2.0",
     "python software foundation license": "PSF-2.0",
-    "gpl": "GPL-2.0-or-later",
+    "gpl": "LicenseRef-GPL",  # no version named: not a guess at one
     "gpl-2": "GPL-2.0-only",
     "gpl-2+": "GPL-2.0-or-later",
     "gpl-3": "GPL-3.0-only",
     "gpl-3+": "GPL-3.0-or-later",
+    "lgpl-2": "LGPL-2.0-only",
+    "lgpl-2+": "LGPL-2.0-or-later",
     "lgpl-2.1": "LGPL-2.1-only",
     "lgpl-2.1+": "LGPL-2.1-or-later",
     "lgpl-3": "LGPL-3.0-only",
@@ -70,6 +73,8 @@ def spdx_expression(text: str | None) -> str | None:
     if alias:
         return alias
     licensing = _licensing()
+    if any(token.strip().lower() in _ALIASES for token in _OPERATORS.split(text)):
+        return _rebuild(text, licensing)  # `GPL-2 or Artistic`, `MIT or Apache 2.0`...
     try:
         parsed = licensing.parse(text, validate=False, simple=False)
     except (ExpressionError, IndexError):  # boolean.py fails on `()`
@@ -78,7 +83,7 @@ def spdx_expression(text: str | None) -> str | None:
         return None
     for symbol in licensing.license_symbols(parsed, unique=True, decompose=True):
         key = symbol.key
-        if _ALIASES.get(key.lower()) or _is_ref_or_exception(key, licensing):
+        if _is_ref_or_exception(key, licensing):
             continue
         if licensing.validate(key).errors:
             return _rebuild(text, licensing)
@@ -115,7 +120,7 @@ def combine(expressions: list[str]) -> str | None:
 
 def _rebuild(text: str, licensing: Licensing) -> str:
     """Replace unknown symbols one by one (aliases or LicenseRef-) and keep the operators."""
-    tokens = re.split(r"(\s+(?:AND|OR|WITH|and|or)\s+|[()])", text)
+    tokens = _OPERATORS.split(text)
     out: list[str] = []
     for token in tokens:
         stripped = token.strip()
