@@ -14,7 +14,15 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from trustyard.db.tables import manifests, repositories, scan_components, scan_layers, scans, tags
+from trustyard.db.tables import (
+    jobs,
+    manifests,
+    repositories,
+    scan_components,
+    scan_layers,
+    scans,
+    tags,
+)
 from trustyard.scanning.model import LayerScan
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
@@ -114,22 +122,32 @@ _SCAN_COLUMNS = (
     scans.c.created_at,
     scans.c.started_at,
     scans.c.finished_at,
+    jobs.c.state.label("job_state"),
 )
 _SCANS = select(*_SCAN_COLUMNS).select_from(
-    scans.join(repositories, repositories.c.id == scans.c.repository_id)
+    scans.join(repositories, repositories.c.id == scans.c.repository_id).outerjoin(
+        jobs, jobs.c.id == scans.c.job_id
+    )
 )
 _INSERT_SCAN = insert(scans)
 _SCAN_BY_JOB = _SCANS.where(scans.c.job_id == bindparam("job_id")).order_by(scans.c.id.desc())
 
 
 def _record(row: Any) -> ScanRecord:
+    status, error = row.status, row.error
+    if status in LIVE and row.job_state not in LIVE:
+        # The job gave up (dead after its last attempt, cancelled by an admin, pruned) without
+        # the handler recording an end: the scan is over, and says so.
+        status = FAILED
+        ended = row.job_state or "removed"
+        error = f"the scan's job ended ({ended}) before the scan finished; ask for a new scan"
     return ScanRecord(
         id=row.id,
         repository_id=row.repository_id,
         repository=row.repository,
         manifest_digest=row.manifest_digest,
         job_id=row.job_id,
-        status=row.status,
+        status=status,
         trigger=row.trigger,
         force=bool(row.force),
         requested_by=row.requested_by,
@@ -137,7 +155,7 @@ def _record(row: Any) -> ScanRecord:
         bytes_total=row.bytes_total,
         layers_done=row.layers_done,
         layers_total=row.layers_total,
-        error=row.error,
+        error=error,
         created_at=_aware(row.created_at) or now(),
         started_at=_aware(row.started_at),
         finished_at=_aware(row.finished_at),

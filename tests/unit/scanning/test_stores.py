@@ -260,6 +260,31 @@ def test_a_request_while_a_scan_is_live_returns_that_scan_and_later_ones_are_res
         assert service.latest(conn, wanted).id == rescan.id
 
 
+@pytest.mark.parametrize("ended", ["dead", "cancelled", "removed"])
+def test_a_scan_whose_job_gave_up_reads_as_failed_and_says_why(engine: Engine, ended: str) -> None:
+    # A worker killed at the job's last attempt (reaped as dead), an admin's cancel, or the
+    # job's row pruned: the handler never recorded an end, the scan must not stay "queued".
+    service = service_for(engine)
+    add_manifest(engine, "acme/app", image_payload(f"gave-up-{ended}"), tag=ended)
+    wanted = target(engine, service, "acme/app", ended)
+    with write_tx(engine) as conn:
+        scan = service.request(conn, wanted, requested_by="wanda")
+        assert scan.status == "queued"
+        ScanStore().start(conn, scan.id)
+        if ended == "removed":
+            conn.execute(jobs.delete().where(jobs.c.id == scan.job_id))
+        else:
+            conn.execute(jobs.update().where(jobs.c.id == scan.job_id).values(state=ended))
+    with read_tx(engine) as conn:
+        seen = service.latest(conn, wanted)
+    assert (seen.id, seen.status) == (scan.id, "failed")
+    assert seen.error == (
+        f"the scan's job ended ({ended}) before the scan finished; ask for a new scan"
+    )
+    with write_tx(engine) as conn:  # and a new request starts a new scan
+        assert service.request(conn, wanted).id != scan.id
+
+
 def test_the_bom_is_served_only_from_a_succeeded_scan(engine: Engine) -> None:
     service, store = service_for(engine), ScanStore()
     add_manifest(engine, "acme/app", image_payload("three"), tag="v3")
