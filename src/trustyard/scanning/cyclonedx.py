@@ -20,7 +20,7 @@ A package present on two platforms appears twice (a bom-ref is unique per platfo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from trustyard.scanning.bom import ImageBom, exported_locations, image_purl
 from trustyard.scanning.model import BINARY
@@ -28,6 +28,7 @@ from trustyard.scanning.model import BINARY
 if TYPE_CHECKING:
     from cyclonedx.model import Property
     from cyclonedx.model.bom import Bom
+    from cyclonedx.model.bom_ref import BomRef
     from cyclonedx.model.component import Component as CdxComponent
     from packageurl import PackageURL
 
@@ -42,11 +43,12 @@ def to_cyclonedx(boms: Sequence[ImageBom], name: str, *, index_digest: str | Non
     bom = Bom()
     _tool(bom)
     refs = _Refs()
+    graph = _Graph()
     if len(boms) == 1:
         image = boms[0]
         root = _image_component(image, name, refs, platform_in_name=False)
         bom.metadata.component = root
-        bom.register_dependency(root, _add_image(bom, image, refs))
+        graph.depend(root, _add_image(bom, image, refs))
     else:
         root = _index_component(name, index_digest, refs)
         bom.metadata.component = root
@@ -54,10 +56,48 @@ def to_cyclonedx(boms: Sequence[ImageBom], name: str, *, index_digest: str | Non
         for image in boms:
             container = _image_component(image, name, refs, platform_in_name=True)
             bom.components.add(container)
-            bom.register_dependency(container, _add_image(bom, image, refs))
+            graph.depend(container, _add_image(bom, image, refs))
             images.append(container)
-        bom.register_dependency(root, images)
+        graph.depend(root, images)
+    graph.into(bom)
     return str(JsonV1Dot6(bom).output_as_string(indent=2))
+
+
+class _Graph:
+    """The dependency graph, built here and handed to the Bom once: the library's own
+    `register_dependency` searches every registered dependency for each one it adds
+    (quadratic: most of a 2,000-component export's 3.8 s went there)."""
+
+    def __init__(self) -> None:
+        self.edges: dict[int, tuple[BomRef, list[BomRef]]] = {}
+
+    def depend(self, target: CdxComponent, on: Sequence[CdxComponent]) -> None:
+        self._node(target.bom_ref).extend(c.bom_ref for c in on)
+        for component in on:
+            self._node(component.bom_ref)
+
+    def _node(self, ref: BomRef) -> list[BomRef]:
+        return self.edges.setdefault(id(ref), (ref, []))[1]
+
+    def into(self, bom: Bom) -> None:
+        from cyclonedx.model.bom import Bom
+        from cyclonedx.model.dependency import Dependency
+
+        nodes = {
+            ref.value: Dependency(ref=ref, dependencies=[Dependency(ref=on) for on in dependents])
+            for ref, dependents in self.edges.values()
+        }
+        bom.dependencies.update(nodes.values())
+
+        # The output calls Bom.validate(), which registers every component again through the
+        # same linear search; every component is registered already, so an indexed lookup
+        # gives the same graph (an instance attribute: this Bom only).
+        def register(target: Any, depends_on: Any = None) -> None:
+            known = nodes.get(target.bom_ref.value)
+            if known is None or depends_on:
+                Bom.register_dependency(bom, target, depends_on)
+
+        bom.register_dependency = register  # type: ignore[method-assign]
 
 
 class _Refs:
