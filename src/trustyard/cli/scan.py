@@ -146,8 +146,8 @@ def _scan(
     if not quiet:
         for bom in boms:
             err.print(
-                f"{image_name(path)} {bom.platform}: {len(bom.components)} components "
-                f"in {len(bom.layers)} layers",
+                f"{image_name(path)} {bom.platform}: {_count(len(bom.components), 'component')} "
+                f"in {_count(len(bom.layers), 'layer')}",
                 markup=False,
             )
     return _render(boms, image_name(path), output_format)
@@ -200,7 +200,8 @@ def _table(boms: list[ImageBom], name: str) -> str:
         table = Table(
             title=f"{name} {bom.platform} {bom.manifest_digest}{distro}",
             title_justify="left",
-            caption=f"{len(bom.components)} components, {len(bom.layers)} layers",
+            caption=f"{_count(len(bom.components), 'component')}, "
+            f"{_count(len(bom.layers), 'layer')}",
             caption_justify="left",
         )
         for column in ("ecosystem", "name", "version", "layer", "licence", "location"):
@@ -285,3 +286,7 @@ def _progress(err: Console, show: bool) -> _Bar:
             transient=True,
         )
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
