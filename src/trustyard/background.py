@@ -49,7 +49,7 @@ def make_handlers(settings: Settings, engine: Engine) -> tuple[HandlerRegistry, 
         handlers.register(LDAP_SYNC_KIND, LdapSyncJob(engine, ldap))
         schedules.append(ScheduleSpec("ldap.sync", settings.ldap.sync_cron, LDAP_SYNC_KIND))
     if settings.scanning.enabled:
-        register_scanning(handlers, settings, engine, queue)
+        register_scanning(handlers, schedules, settings, engine, queue)
     if settings.jobs.test_kinds:
         testkinds.register(handlers, engine)
     return handlers, schedules
@@ -70,11 +70,16 @@ def scan_limits(settings: Settings) -> Limits:
 
 
 def register_scanning(
-    handlers: HandlerRegistry, settings: Settings, engine: Engine, queue: SqlJobQueue
+    handlers: HandlerRegistry,
+    schedules: list[ScheduleSpec],
+    settings: Settings,
+    engine: Engine,
+    queue: SqlJobQueue,
 ) -> None:
-    """The `scan.image` job: images scanned from the registry's own storage."""
+    """The `scan.image` job (images scanned from the registry's own storage) and the daily
+    pruning of superseded scans and of layer results no scanner version reads."""
     from trustyard.app import make_driver
-    from trustyard.scanning.jobs import ScanImage
+    from trustyard.scanning.jobs import PRUNE_KIND, PRUNE_SCHEDULE, ScanImage, prune_scans
     from trustyard.scanning.service import SCAN_KIND
 
     handler = ScanImage(
@@ -86,6 +91,9 @@ def register_scanning(
         progress_seconds=settings.scanning.progress_seconds,
     )
     handlers.register(SCAN_KIND, handler)
+    retention = timedelta(days=settings.scanning.retention_days)
+    handlers.register(PRUNE_KIND, prune_scans(engine, retention))
+    schedules.append(PRUNE_SCHEDULE)
 
 
 def make_worker(settings: Settings, engine: Engine, concurrency: int) -> Worker:

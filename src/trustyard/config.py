@@ -250,6 +250,12 @@ class ScanningSettings(BaseModel):
     progress_seconds: float = Field(
         default=1.0, gt=0, le=60, description="how often a running scan records its progress"
     )
+    retention_days: int = Field(
+        default=30,
+        ge=1,
+        description="days a superseded scan (not its manifest's latest) is kept; cached layer "
+        "results of other scanner versions are dropped at once",
+    )
     max_layer_bytes: int = Field(
         default=32 << 30, ge=1 << 20, description="uncompressed size of one layer"
     )

@@ -13,13 +13,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 
 from sqlalchemy import Engine
 
 from trustyard import events
 from trustyard.db.engine import read_tx, write_tx
 from trustyard.event_store import Outbox
+from trustyard.jobs.housekeeping import BatchedPrune
 from trustyard.jobs.interfaces import JobContext, JobInterrupted, PermanentJobError
+from trustyard.jobs.scheduler import ScheduleSpec
 from trustyard.oci import mediatypes as mt
 from trustyard.scanning.attach import Attachment, SbomAttacher
 from trustyard.scanning.bom import ImageBom, assemble
@@ -305,3 +308,18 @@ class ScanImage:
                     scan.repository, scan.manifest_digest, message, scan.requested_by
                 )
                 self.outbox.publish(conn, failed)
+
+
+PRUNE_KIND = "scans.prune"
+PRUNE_SCHEDULE = ScheduleSpec("scans.prune", "53 3 * * *", PRUNE_KIND)  # daily, 03:53 UTC
+
+
+def prune_scans(
+    engine: Engine, retention: timedelta, store: ScanStore | None = None
+) -> BatchedPrune:
+    """Superseded scans older than `retention`, and cached layer results of other scanner
+    versions (each upgrade of the detectors leaves the previous ones unread)."""
+    found = store or ScanStore()
+    return BatchedPrune(
+        engine, retention, lambda conn, cutoff: found.prune(conn, cutoff, scanner_version())
+    )

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, exists, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import aliased
 
 from trustyard.db.tables import (
     jobs,
@@ -162,7 +163,43 @@ def _record(row: Any) -> ScanRecord:
     )
 
 
+PRUNE_BATCH = 500
+
+
 class ScanStore:
+    # --- retention -----------------------------------------------------------------------
+    def prune(
+        self, conn: Connection, cutoff: datetime, current_version: str, batch: int = PRUNE_BATCH
+    ) -> int:
+        """One batch of what nobody reads any more: cached layer results made by another
+        scanner version (never read again), and scans that finished before `cutoff` and
+        have a newer scan of the same manifest (with their component rows). A manifest's
+        latest scan is kept whatever its age. Returns how many rows went."""
+        stale = conn.scalars(
+            select(scan_layers.c.digest)
+            .where(scan_layers.c.scanner_version != current_version)
+            .limit(batch)
+        ).all()
+        if stale:
+            conn.execute(delete(scan_layers).where(scan_layers.c.digest.in_(stale)))
+        newer = aliased(scans)
+        superseded = conn.scalars(
+            select(scans.c.id)
+            .where(
+                scans.c.finished_at < cutoff,
+                exists().where(
+                    newer.c.repository_id == scans.c.repository_id,
+                    newer.c.manifest_digest == scans.c.manifest_digest,
+                    newer.c.id > scans.c.id,
+                ),
+            )
+            .limit(batch)
+        ).all()
+        if superseded:
+            conn.execute(delete(scan_components).where(scan_components.c.scan_id.in_(superseded)))
+            conn.execute(delete(scans).where(scans.c.id.in_(superseded)))
+        return len(stale) + len(superseded)
+
     # --- the layer cache ---------------------------------------------------------------------
     def cached_layer(self, conn: Connection, digest: str, version: str) -> LayerScan | None:
         """The result of a layer scanned by this scanner version, if any."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -498,3 +499,36 @@ def test_only_images_and_indexes_of_images_are_scannable(
     body: bytes, content_type: str | None, expected: bool
 ) -> None:
     assert scannable(parse_manifest(body, content_type)) is expected
+
+
+# --- retention -----------------------------------------------------------------------------------
+def test_pruning_keeps_each_manifests_latest_scan_and_the_current_layer_cache(
+    engine: Engine,
+) -> None:
+    store, service = ScanStore(), service_for(engine)
+    old_scan = succeed_with(engine, "acme/prune", "v1", ["flask"])
+    only_scan = succeed_with(engine, "acme/prune", "v2", ["six"])
+    with write_tx(engine) as conn:  # a rescan supersedes the first scan of v1
+        conn.execute(jobs.update().values(state="succeeded"))
+        first = service.latest(conn, old_scan)
+        second = service.request(conn, old_scan)
+        store.succeed(conn, second, [], [])
+        alone = service.latest(conn, only_scan)
+        long_ago = datetime.now(UTC) - timedelta(days=90)
+        conn.execute(scans.update().values(finished_at=long_ago))
+        for digest, version in (("a", VERSION), ("b", "trustyard-scan-older"), ("c", VERSION)):
+            scanned = layer_scan("sha256:" + digest * 64, component(digest))
+            store.put_layer(conn, scanned.digest, version, scan=scanned, duration=0.1)
+    cutoff = datetime.now(UTC) - timedelta(days=30)
+    with write_tx(engine) as conn:
+        assert store.prune(conn, cutoff, VERSION, batch=1) == 2  # one of each kind per batch
+        assert store.prune(conn, cutoff, VERSION) == 0
+    with read_tx(engine) as conn:
+        left = set(conn.scalars(select(scans.c.id)).all())
+        cached = set(conn.scalars(select(scan_layers.c.digest)).all())
+        components = set(conn.scalars(select(scan_components.c.scan_id)).all())
+    assert first.id not in left
+    assert {second.id, alone.id} <= left  # the latest of each manifest, however old
+    assert cached == {"sha256:" + "a" * 64, "sha256:" + "c" * 64}
+    assert first.id not in components
+    assert alone.id in components
