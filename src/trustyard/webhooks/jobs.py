@@ -73,6 +73,7 @@ def deliver_key(subscription_id: int) -> str:
 
 
 def enqueue_delivery(queue: SqlJobQueue, conn: Connection, subscription_id: int) -> None:
+    WebhookStore().lock_subscription(conn, subscription_id)  # see lock_subscription
     queue.enqueue(
         conn,
         DELIVER_KIND,
@@ -110,7 +111,7 @@ class WebhookConsumer:
                     )
                     touched[subscription.id] = None
         self.store.insert_deliveries(conn, rows)
-        for subscription_id in touched:
+        for subscription_id in sorted(touched):  # locks in id order, as the sweep takes them
             enqueue_delivery(self.queue, conn, subscription_id)
 
 
@@ -169,6 +170,7 @@ class DeliverWebhooks:
         """Give up the dedupe key unless something is pending (then keep it, go on)."""
         try:
             with write_tx(self.engine) as conn:
+                self.store.lock_subscription(conn, subscription_id)
                 detach_dedupe_key(conn, job_id, deliver_key(subscription_id))
                 if self.store.has_pending(conn, subscription_id):
                     raise _StillPending
@@ -208,6 +210,8 @@ class DeliverWebhooks:
                     conn, subscription.id, failing_since=None, last_success_at=now
                 )
                 if had_failed:
+                    # The lock before the job row: enqueue_delivery takes it too (no deadlock).
+                    self.store.lock_subscription(conn, subscription.id)
                     detach_dedupe_key(conn, job.id, deliver_key(subscription.id))
                     enqueue_delivery(self.queue, conn, subscription.id)
             else:
@@ -255,7 +259,7 @@ class SweepWebhooks:
 
     def __call__(self, job: JobContext) -> None:
         with write_tx(self.engine) as conn:
-            for subscription_id in self.store.with_pending(conn):
+            for subscription_id in sorted(self.store.with_pending(conn)):
                 enqueue_delivery(self.queue, conn, subscription_id)
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, insert, or_, select, text, update
 
 from trustyard.db.tables import event_outbox, jobs, webhook_attempts, webhook_deliveries
 from trustyard.db.tables import webhook_subscriptions as subs
@@ -107,11 +107,26 @@ def _delivery(row: Any, history: Sequence[Attempt] = ()) -> Delivery:
 _ANY_ACTIVE = select(subs.c.id).where(subs.c.active.is_(True)).limit(1)
 
 
+# The advisory-lock key space of webhook subscriptions: "ty" in the top 16 bits, the id below.
+_SUBSCRIPTION_LOCKS = 0x7479 << 48
+
+
 class WebhookStore:
     # --- subscriptions ---------------------------------------------------------------------
     def insert_subscription(self, conn: Connection, values: dict[str, Any]) -> int:
         result = conn.execute(insert(subs).values(**values))
         return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    def lock_subscription(self, conn: Connection, subscription_id: int) -> None:
+        """A PostgreSQL advisory lock on the subscription until the transaction ends (nothing
+        on SQLite, whose writers run one at a time). Whoever queues a delivery job and the job
+        that gives up its dedupe key both take it first, so a delivery committed while the job
+        was finishing is either seen by the job or gets a job of its own, never neither. An
+        advisory lock, not the row's: delivery rows hold a key-share lock on the subscription
+        through their foreign key, and upgrading past it could deadlock."""
+        if conn.dialect.name == "postgresql":
+            key = _SUBSCRIPTION_LOCKS | (subscription_id & 0xFFFFFFFFFFFF)
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
     def subscription(self, conn: Connection, subscription_id: int) -> Subscription | None:
         row = conn.execute(select(subs).where(subs.c.id == subscription_id)).first()
