@@ -33,7 +33,7 @@ router = APIRouter(prefix="/repositories", tags=["repositories"])
 _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*")
 
 
-def _readable(
+def readable_repository(
     conn: Connection,
     accounts: Accounts,
     repositories: RepositoryService,
@@ -57,7 +57,7 @@ def _administered(
 ) -> Repository:
     """The repository, if `principal` administers it: 404 when they may not even read it,
     403 when they may read but not administer it."""
-    repository = _readable(conn, accounts, repositories, principal, None, name)
+    repository = readable_repository(conn, accounts, repositories, principal, None, name)
     if not accounts.policy.may(conn, principal, Action.ADMIN, repository.name):
         raise forbidden(f"only administrators of {repository.name!r} may do this")
     return repository
@@ -129,7 +129,9 @@ def get_repository(
     name: str, reader: Anyone, accounts: Registry, repositories: Repositories
 ) -> RepositoryOut:
     with read_tx(accounts.engine) as conn:
-        repository = _readable(conn, accounts, repositories, reader.principal, reader.scope, name)
+        repository = readable_repository(
+            conn, accounts, repositories, reader.principal, reader.scope, name
+        )
     return RepositoryOut.of(repository)
 
 

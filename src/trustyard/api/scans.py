@@ -19,17 +19,14 @@ from sqlalchemy import Connection
 
 from trustyard.api.audit import Trail
 from trustyard.api.deps import Anyone, Limit, Registry, Repositories
-from trustyard.api.errors import ApiProblem, forbidden, hidden, problems
+from trustyard.api.errors import ApiProblem, forbidden, problems
+from trustyard.api.repositories import readable_repository
 from trustyard.api.schemas import MAX_ROW_ID, NO_NUL, Page
 from trustyard.auth import audit
 from trustyard.auth.authorize import Action
 from trustyard.auth.interfaces import Invalid, NotFound
-from trustyard.auth.permissions import Principal
-from trustyard.auth.repositories import RepositoryService
-from trustyard.auth.scopes import TokenScope
 from trustyard.db.engine import read_tx, write_tx
 from trustyard.oci import mediatypes as mt
-from trustyard.registry.access import Accounts
 from trustyard.scanning.service import (
     ManifestNotFound,
     NoScan,
@@ -192,21 +189,6 @@ class ComponentMatch(BaseModel):
 
 
 # --- helpers -------------------------------------------------------------------------------------
-def _readable(
-    conn: Connection,
-    accounts: Accounts,
-    repositories: RepositoryService,
-    principal: Principal,
-    scope: TokenScope | None,
-    name: str,
-) -> str:
-    """The repository's name if `principal` may pull it; else the 404 of a missing one."""
-    repository = repositories.get(conn, name)
-    if not accounts.policy.may(conn, principal, Action.PULL, repository.name, scope):
-        raise hidden("repository", name)
-    return repository.name
-
-
 def _problem(error: ScanError) -> ApiProblem:
     if isinstance(error, ManifestNotFound):
         return ApiProblem(404, str(error))
@@ -244,7 +226,7 @@ def start_scan(
     already queued or running, that scan. Needs read-write on the repository."""
     caller = trail.principal
     with write_tx(accounts.engine) as conn:
-        repository = _readable(conn, accounts, repositories, caller, None, name)
+        repository = readable_repository(conn, accounts, repositories, caller, None, name).name
         if not accounts.policy.may(conn, caller, Action.SCAN, repository):
             raise forbidden(f"starting scans of {repository!r} needs read-write on it")
         target = _target(conn, scans, repository, reference)
@@ -275,7 +257,9 @@ def get_scan(
 ) -> ScanOut:
     """The latest scan of the manifest, with its progress (404 when it was never scanned)."""
     with read_tx(accounts.engine) as conn:
-        repository = _readable(conn, accounts, repositories, reader.principal, reader.scope, name)
+        repository = readable_repository(
+            conn, accounts, repositories, reader.principal, reader.scope, name
+        ).name
         target = _target(conn, scans, repository, reference)
         try:
             return ScanOut.of(scans.latest(conn, target))
@@ -314,7 +298,9 @@ def get_bom(
     and squashed. 404 when it was never scanned; 409 while its scan is queued or running, or
     when it failed (the problem says why)."""
     with read_tx(accounts.engine) as conn:
-        repository = _readable(conn, accounts, repositories, reader.principal, reader.scope, name)
+        repository = readable_repository(
+            conn, accounts, repositories, reader.principal, reader.scope, name
+        ).name
         target = _target(conn, scans, repository, reference)
         try:
             scan, documents = scans.boms(conn, target)
@@ -359,7 +345,9 @@ def get_layer_bom(
     """What one layer of the repository holds on its own (whatever image it is part of), as
     its scan found it: components, whiteouts, opaque directories, notes."""
     with read_tx(accounts.engine) as conn:
-        repository = _readable(conn, accounts, repositories, reader.principal, reader.scope, name)
+        repository = readable_repository(
+            conn, accounts, repositories, reader.principal, reader.scope, name
+        ).name
         layer = scans.layer(conn, repository, digest)
     if layer is None:
         raise NotFound("scanned layer", digest)

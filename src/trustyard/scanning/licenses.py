@@ -61,6 +61,14 @@ def license_ref(text: str) -> str:
 
 @lru_cache(maxsize=4096)
 def spdx_expression(text: str | None) -> str | None:
+    """Never raises: an unreadable licence is not a scan failure (see `_expression`)."""
+    try:
+        return _expression(text)
+    except Exception:  # the parser library's own failures on odd input
+        return license_ref(text) if text and text.strip() else None
+
+
+def _expression(text: str | None) -> str | None:
     """Normalise a declared licence (`MIT`, `Apache 2.0`, `GPL-2+ or Artistic`, `BSD
     License`...) into an SPDX expression; parts with no SPDX identifier become `LicenseRef-`;
     None for nothing declared."""

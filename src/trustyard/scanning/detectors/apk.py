@@ -18,7 +18,7 @@ from trustyard.scanning.detectors.os_release import (
     purl_distro,
 )
 from trustyard.scanning.interfaces import FileEntry, OwnershipCollector, ScanContext
-from trustyard.scanning.licenses import license_ref, spdx_expression
+from trustyard.scanning.licenses import spdx_expression
 from trustyard.scanning.model import APK, Component
 
 DETECTOR_NAME = "apk"
@@ -69,13 +69,6 @@ def parse_installed(data: bytes) -> Iterator[ApkPackage]:
         yield package
 
 
-def _license(text: str) -> str | None:
-    try:
-        return spdx_expression(text)
-    except Exception:  # an unreadable licence is not a scan failure
-        return license_ref(text) if text.strip() else None
-
-
 class ApkCollector:
     def __init__(self, context: ScanContext) -> None:
         self._context = context
@@ -118,7 +111,7 @@ class ApkCollector:
                     purl=purl,
                     locations=(INSTALLED, *package.files),
                     detector=DETECTOR_NAME,
-                    licenses=_license(package.license),
+                    licenses=spdx_expression(package.license),
                     properties=properties,
                 )
             )

@@ -27,7 +27,7 @@ from trustyard.scanning.detectors.os_release import (
     purl_distro,
 )
 from trustyard.scanning.interfaces import FileEntry, OwnershipCollector, ScanContext
-from trustyard.scanning.licenses import license_ref, spdx_expression
+from trustyard.scanning.licenses import spdx_expression
 from trustyard.scanning.model import RPM, Component
 
 DETECTOR_NAME = "rpm"
@@ -199,13 +199,6 @@ def read_packages(data: bytes) -> list[RpmPackage]:
     return packages
 
 
-def _license(text: str) -> str | None:
-    try:
-        return spdx_expression(text)
-    except Exception:  # an unreadable licence is not a scan failure
-        return license_ref(text) if text.strip() else None
-
-
 class RpmCollector:
     def __init__(self, context: ScanContext) -> None:
         self._context = context
@@ -260,7 +253,7 @@ class RpmCollector:
             purl=purl,
             locations=(evidence, *package.files),
             detector=DETECTOR_NAME,
-            licenses=_license(package.license),
+            licenses=spdx_expression(package.license),
             properties=properties,
         )
 
