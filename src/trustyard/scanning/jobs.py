@@ -1,9 +1,10 @@
 """The `scan.image` job: scan a pushed manifest (every platform of an index) through the
 registry's own storage, with the layer cache in the database, and record its BOMs.
 
-Idempotent: a scan that already finished is left as it is; a run that is interrupted or
-fails for a passing reason puts its scan back to queued and runs again from the start (the
-layers it finished are in the layer cache by then). A refused layer (`ScanRefused`: a bomb, a
+Idempotent: a scan that already finished is left as it is; a scan whose manifest was deleted
+before it ran is dropped, and its job ends quietly; a run that is interrupted or fails for a
+passing reason puts its scan back to queued and runs again from the start (the layers it
+finished are in the layer cache by then). A refused layer (`ScanRefused`: a bomb, a
 path escaping the layer...) fails the scan for good with the reason, and the job with it.
 """
 
@@ -180,12 +181,20 @@ class ScanImage:
 
     def _run(self, job: JobContext, scan: ScanRecord) -> None:
         with write_tx(self.engine) as conn:
-            self.store.start(conn, scan.id)
             payload = self.store.manifest_payload(conn, scan.repository_id, scan.manifest_digest)
+            if payload is None:
+                self.store.remove(conn, scan.id)
+            else:
+                self.store.start(conn, scan.id)
         if payload is None:
-            message = "the manifest was deleted before it could be scanned"
-            self._fail(scan, message)
-            raise PermanentJobError(message)
+            # A normal outcome (the MANIFEST_DELETED event says it): nothing to scan, no failure.
+            log.debug(
+                "scan %d of %s@%s dropped: the manifest was deleted before it ran",
+                scan.id,
+                scan.repository,
+                scan.manifest_digest,
+            )
+            return
         try:
             boms = self._scan(job, scan, payload)
             self._succeed(scan, boms, self._attachment(scan, payload, boms))

@@ -340,6 +340,11 @@ class ScanStore:
         """Back to queued (its job will run again): the error of the attempt that failed."""
         conn.execute(update(scans).where(scans.c.id == scan_id).values(status=QUEUED, error=error))
 
+    def remove(self, conn: Connection, scan_id: int) -> None:
+        """Drop a scan that never ran (its manifest is gone), with any component rows."""
+        conn.execute(delete(scan_components).where(scan_components.c.scan_id == scan_id))
+        conn.execute(delete(scans).where(scans.c.id == scan_id))
+
     def fail(self, conn: Connection, scan_id: int, error: str) -> None:
         conn.execute(
             update(scans)

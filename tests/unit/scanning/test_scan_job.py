@@ -6,7 +6,10 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import logging
 import tarfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,8 +34,11 @@ from trustyard.db.tables import (
     tags,
 )
 from trustyard.event_store import Outbox
-from trustyard.jobs.interfaces import JobContext, PermanentJobError
+from trustyard.jobs.admin import JobAdmin
+from trustyard.jobs.interfaces import JobContext, JobState, PermanentJobError
 from trustyard.jobs.queue import SqlJobQueue
+from trustyard.jobs.registry import HandlerRegistry
+from trustyard.jobs.runner import Worker
 from trustyard.oci.digest import digest_bytes
 from trustyard.scanning.jobs import DatabaseLayerCache, ScanImage
 from trustyard.scanning.model import ScanRefused
@@ -229,15 +235,41 @@ def test_the_last_attempt_fails_the_scan(engine: Engine, driver: FilesystemDrive
     assert outbox_types(engine) == ["SCAN_FAILED"]
 
 
-def test_a_manifest_deleted_before_its_scan_fails_it(
-    engine: Engine, driver: FilesystemDriver
+def test_a_manifest_deleted_before_its_scan_ends_the_job_quietly(
+    engine: Engine, driver: FilesystemDriver, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A normal outcome, not a failure: the scan goes, its job succeeds, nothing is logged
+    above DEBUG and no SCAN_FAILED event is sent (MANIFEST_DELETED says what happened)."""
     scan = queued_scan(engine, driver, layer_bytes({"etc/hostname": b"box\n"}))
+    assert scan.job_id is not None
     with write_tx(engine) as conn:
         ContentStore().delete_manifest(conn, "acme/app", scan.manifest_digest)
-    with pytest.raises(PermanentJobError, match="deleted"):
-        handler(engine, driver)(context(scan))
-    assert current(engine, scan).status == "failed"
+    handlers = HandlerRegistry()
+    handlers.register("scan.image", handler(engine, driver))
+    worker = Worker(SqlJobQueue(engine), handlers, poll_seconds=0.05)
+    caplog.set_level(logging.INFO)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while job_state(engine, scan.job_id) in (JobState.QUEUED, JobState.RUNNING):
+            assert time.monotonic() < deadline, "the scan job never ended"
+            time.sleep(0.02)
+    finally:
+        worker.request_stop()
+        thread.join(60)
+    assert job_state(engine, scan.job_id) is JobState.SUCCEEDED
+    with read_tx(engine) as conn:
+        assert ScanStore().get(conn, scan.id) is None
+    assert outbox_types(engine) == []
+    loud = [r for r in caplog.records if r.name.startswith("trustyard.scanning")]
+    assert loud == []
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def job_state(engine: Engine, job_id: int) -> JobState:
+    with read_tx(engine) as conn:
+        return JobAdmin().get(conn, job_id).job.state
 
 
 def test_a_missing_layer_blob_is_refused(engine: Engine, driver: FilesystemDriver) -> None:
