@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from tests.integration.oci_helpers import (
     API_VERSION,
@@ -24,6 +27,7 @@ from tests.integration.oci_helpers import (
     put_manifest,
     sha256,
 )
+from tests.support.server import TrustyardServer
 
 pytestmark = pytest.mark.integration
 
@@ -122,6 +126,54 @@ def test_invalid_n_is_400(client: httpx.Client, repo: str, n: str) -> None:
     _tag_all(client, repo, ["a"])
     response = client.get(f"/v2/{repo}/tags/list", params={"n": n})
     assert_error(response, 400, "PAGINATION_NUMBER_INVALID")
+
+
+# `str.isdigit` is true for these, `int()` fails on the first two (a 500 before) and takes the
+# others (silently accepted before): only ASCII digits are a number.
+UNICODE_DIGITS = ["\u00b2", "1\u00b2", "\u0663", "\u0661\u0660", "\uff15", "\u09e8"]
+
+
+@pytest.mark.parametrize("n", UNICODE_DIGITS)
+def test_n_in_non_ascii_digits_is_400_on_tags_and_catalog(
+    client: httpx.Client, repo: str, n: str
+) -> None:
+    _tag_all(client, repo, ["a"])
+    for path in (f"/v2/{repo}/tags/list", "/v2/_catalog"):
+        assert_error(client.get(path, params={"n": n}), 400, "PAGINATION_NUMBER_INVALID")
+
+
+def test_n_with_thousands_of_digits_is_the_largest_page(client: httpx.Client, repo: str) -> None:
+    _tag_all(client, repo, ["a", "b"])
+    for n in ("9" * 5000, "0" * 5000 + "1"):  # int() refuses over 4300 digits: was a 500
+        response = client.get(f"/v2/{repo}/tags/list", params={"n": n})
+        assert response.status_code == 200, brief(response)
+        expected = ["a", "b"] if n.startswith("9") else ["a"]
+        assert response.json()["tags"] == expected
+        assert client.get("/v2/_catalog", params={"n": n}).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def listed_repo(server: TrustyardServer) -> str:
+    repo = f"test/n-fuzz-{uuid.uuid4().hex[:8]}"
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        _tag_all(http, repo, ["a", "b", "c"])
+    return repo
+
+
+@settings(max_examples=60, derandomize=True, database=None, deadline=None)
+@given(n=st.text(max_size=12) | st.from_regex(r"[0-9]{1,30}", fullmatch=True))
+@example(n="\u00b2")
+@example(n="9" * 5000)
+def test_any_n_is_a_page_or_a_400_never_a_500(
+    server: TrustyardServer, listed_repo: str, n: str
+) -> None:
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        for path in (f"/v2/{listed_repo}/tags/list", "/v2/_catalog"):
+            response = http.get(path, params={"n": n})
+            if n == "" or (n.isascii() and n.isdigit()):
+                assert response.status_code == 200, brief(response)
+            else:
+                assert_error(response, 400, "PAGINATION_NUMBER_INVALID")
 
 
 def test_tags_of_unknown_repository_is_name_unknown(client: httpx.Client, repo: str) -> None:

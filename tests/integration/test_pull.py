@@ -15,6 +15,7 @@ from tests.integration.oci_helpers import (
     brief,
     push_blob,
     push_image,
+    put_manifest,
     random_blob,
     sha256,
 )
@@ -95,6 +96,20 @@ def test_blob_range_outside_the_blob_is_416_with_its_size(
     assert response.headers["content-range"] == "bytes */100000"
 
 
+@pytest.mark.parametrize("header", ["bytes=500-0", "bytes=99999-99998", "bytes=100005-100000"])
+def test_a_reversed_blob_range_is_416_not_the_whole_blob(
+    client: httpx.Client, ranged_blob: tuple[str, bytes], header: str
+) -> None:
+    url, _ = ranged_blob
+    for response in (
+        client.get(url, headers={"Range": header}),
+        client.head(url, headers={"Range": header}),
+    ):
+        assert response.status_code == 416, brief(response)
+        assert response.headers["content-range"] == "bytes */100000"
+    assert_error(client.get(url, headers={"Range": header}), 416, "RANGE_INVALID")
+
+
 def test_blob_head_with_range_has_no_body(
     client: httpx.Client, ranged_blob: tuple[str, bytes]
 ) -> None:
@@ -170,6 +185,22 @@ def test_unknown_manifest_is_404_manifest_unknown(client: httpx.Client, repo: st
         head = client.head(f"/v2/{repo}/manifests/{reference}")
         assert head.status_code == 404
         assert head.content == b""
+
+
+@pytest.mark.parametrize("reference", [".INVALID_MANIFEST_NAME", "-dash", "a" * 129, "t%40g"])
+def test_a_tag_that_cannot_exist_is_an_unknown_manifest_on_reads(
+    client: httpx.Client, repo: str, reference: str
+) -> None:
+    """The conformance suite reads `.INVALID_MANIFEST_NAME` and expects 404: a tag outside the
+    grammar names nothing. Pushing one stays 400 TAG_INVALID."""
+    image = push_image(client, repo, "v1")
+    response = client.get(f"/v2/{repo}/manifests/{reference}")
+    assert_error(response, 404, "MANIFEST_UNKNOWN")
+    head = client.head(f"/v2/{repo}/manifests/{reference}")
+    assert head.status_code == 404
+    assert head.content == b""
+    pushed = put_manifest(client, repo, reference, image.manifest, image.media_type)
+    assert_error(pushed, 400, "TAG_INVALID")
 
 
 def test_manifest_of_unknown_repository_is_404(client: httpx.Client, repo: str) -> None:

@@ -13,7 +13,7 @@ from trustyard.oci import mediatypes as mt
 from trustyard.oci.digest import DEFAULT_ALGORITHM, Digest, digest_bytes, parse_digest
 from trustyard.oci.errors import ErrorCode, OciError
 from trustyard.oci.manifest import ParsedManifest, parse_manifest
-from trustyard.oci.names import check_tag
+from trustyard.oci.names import check_tag, is_valid_tag
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +55,14 @@ class ManifestService:
         self.hot = hot
 
     def get(self, repository: str, reference: str) -> ManifestRecord:
-        """The manifest a tag or digest names (through the hot-read cache)."""
+        """The manifest a tag or digest names (through the hot-read cache). A tag that breaks
+        the tag grammar cannot exist, so it is unknown like any other (pushing it is 400)."""
         if ":" in reference:
             record = self.hot.manifest(repository, str(parse_digest(reference)), by_digest=True)
+        elif is_valid_tag(reference):
+            record = self.hot.manifest(repository, reference, by_digest=False)
         else:
-            record = self.hot.manifest(repository, check_tag(reference), by_digest=False)
+            record = None
         if record is None:
             raise manifest_unknown(reference)
         return record

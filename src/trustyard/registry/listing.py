@@ -20,12 +20,21 @@ MAX_PAGE = 10_000
 
 
 def _page_size(req: Request) -> int | None:
+    """`n`: ASCII digits only (str.isdigit also takes '²' and Arabic-Indic digits); any
+    number past MAX_PAGE, however long, means MAX_PAGE."""
     raw = req.params.get("n")
     if raw is None or raw == "":
         return None
-    if not raw.isdigit():
-        raise OciError(ErrorCode.PAGINATION_NUMBER_INVALID, "n must be a non-negative integer")
-    return min(int(raw), MAX_PAGE)
+    if not (raw.isascii() and raw.isdigit()):
+        raise OciError(
+            ErrorCode.PAGINATION_NUMBER_INVALID,
+            "n must be a non-negative integer in ASCII digits",
+            detail={"n": raw[:40]},
+        )
+    significant = raw.lstrip("0")
+    if len(significant) > len(str(MAX_PAGE)):
+        return MAX_PAGE
+    return min(int(significant or "0"), MAX_PAGE)
 
 
 def _cursor(req: Request, check: Callable[[str], str]) -> str | None:
