@@ -8,7 +8,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from tests.integration.oci_helpers import assert_error, push_image
+from tests.integration.oci_helpers import assert_error, push_image, sha256, start_upload
 from tests.integration.test_api import PASSWORD, assert_problem, basic
 from tests.support.server import TrustyardServer
 
@@ -239,3 +239,38 @@ def test_only_administrators_delete_organizations_and_only_empty_ones(world: Wor
         assert "doomed/devs" not in rita.get("/api/v1/me").json()["teams"]
     with world.client("olga") as olga:
         assert "doomed" not in olga.get("/api/v1/me").json()["owned_organizations"]
+
+
+def test_creating_a_repository_claims_its_namespace(world: World) -> None:
+    """An administrator's push (or API create) into a namespace that is no user or
+    organization makes it an organization the administrator owns: nobody can found that
+    organization afterwards and read the repository (the start-up banner once suggested
+    `team/app`, and alice took `team` over)."""
+    with world.client("admin") as admin:
+        push_image(admin, "claimed/app", "v1")
+        assert admin.get("/api/v1/organizations/claimed/owners").json() == ["admin"]
+        created = admin.post("/api/v1/repositories", json={"name": "viaapi/app"})
+        assert created.status_code == 201, created.text
+        assert admin.get("/api/v1/organizations/viaapi/owners").json() == ["admin"]
+        audit = admin.get(
+            "/api/v1/audit", params={"action": "organization.create", "organization": "claimed"}
+        )
+        assert [event["actor"] for event in audit.json()["items"]] == ["admin"]
+        # the name is taken for users too
+        taken = admin.post("/api/v1/users", json={"username": "claimed", "password": PASSWORD})
+        assert_problem(taken, 409)
+        # a namespace no organization could be named is not created at all
+        location = start_upload(admin, "not__an__org/app")
+        blob = b"unclaimable"
+        finished = admin.put(location, params={"digest": sha256(blob)}, content=blob)
+        assert_error(finished, 403, "DENIED")
+        assert_problem(admin.get("/api/v1/repositories/not__an__org/app"), 404)
+        assert_problem(admin.post("/api/v1/repositories", json={"name": "not__an__org/app"}), 403)
+    with world.client("mallory") as mallory:
+        for name in ("claimed", "viaapi"):
+            assert_problem(mallory.post("/api/v1/organizations", json={"name": name}), 409)
+        assert_error(mallory.get("/v2/claimed/app/manifests/v1"), 404, "NAME_UNKNOWN")
+        assert_problem(mallory.get("/api/v1/repositories/claimed/app"), 404)
+    with world.client("admin") as admin:  # pushing into it later claims nothing new
+        push_image(admin, "claimed/second", "v1")
+        assert admin.get("/api/v1/organizations/claimed/owners").json() == ["admin"]

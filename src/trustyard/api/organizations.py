@@ -65,9 +65,14 @@ def list_organizations(
 def create_organization(
     body: OrganizationCreate, caller: Caller, trail: Trail, accounts: Registry, service: Service
 ) -> OrganizationOut:
+    """Any user may create an organization and becomes its first owner. A name that a user
+    or organization has, or (except for system administrators, who adopt them) that names a
+    namespace already holding repositories, is refused with 409."""
     require_user(caller)
     with write_tx(accounts.engine) as conn:
-        org = service.create_organization(conn, body.name, caller.name, body.description)
+        org = service.create_organization(
+            conn, body.name, caller.name, body.description, adopt=caller.is_admin
+        )
         trail.record(conn, "organization.create", "organization", org.name, organization=org.name)
     return OrganizationOut.of(org)
 

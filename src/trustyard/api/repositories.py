@@ -15,7 +15,16 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy import Connection
 
 from trustyard.api.audit import Trail
-from trustyard.api.deps import After, Anyone, Caller, Limit, Publish, Registry, Repositories
+from trustyard.api.deps import (
+    After,
+    Anyone,
+    Caller,
+    Limit,
+    Publish,
+    Registry,
+    Repositories,
+    Service,
+)
 from trustyard.api.errors import forbidden, hidden, problems
 from trustyard.api.schemas import Page, RepositoryCreate, RepositoryOut, RepositoryUpdate
 from trustyard.auth.authorize import Action
@@ -101,16 +110,27 @@ def create_repository(
     accounts: Registry,
     repositories: Repositories,
     publish: Publish,
+    service: Service,
 ) -> RepositoryOut:
     """Create an empty repository where the caller may create one (their own namespace, an
     organization they own or whose team holds an organization-wide read-write or admin grant;
-    administrators anywhere)."""
+    administrators anywhere: a namespace that is no user or organization becomes an
+    organization they own)."""
     check_repository_name(body.name)
     with write_tx(accounts.engine) as conn:
         if not accounts.policy.may_create(conn, caller, body.name):
             namespace = body.name.split("/", 1)[0]
             raise forbidden(f"you may not create repositories in namespace {namespace!r}")
         created = repositories.create(conn, body.name, body.visibility, body.description)
+        if service.claim_namespace(conn, created.name, caller.name):
+            trail.record(
+                conn,
+                "organization.create",
+                "organization",
+                created.namespace,
+                organization=created.namespace,
+                detail={"by": "repository.create", "repository": created.name},
+            )
         trail.record(
             conn,
             "repository.create",

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from argon2 import PasswordHasher
 from sqlalchemy import Connection
 
+from trustyard.auth.accounts import valid_name
 from trustyard.auth.authorize import Action
 from trustyard.auth.interfaces import NotFound, User
 from trustyard.auth.ldap import LdapIdentity
@@ -276,13 +277,17 @@ class AccessPolicy:
         )
 
     def may_create(self, conn: Connection, principal: Principal, repository: str) -> bool:
-        """Whether `principal` may create `repository` (the caller knows it does not exist)."""
+        """Whether `principal` may create `repository` (the caller knows it does not exist).
+        Creating one in a namespace that is no user or organization makes it an organization
+        (`AccountService.claim_namespace`), so its name must be able to name one."""
         namespace = repository.split("/", 1)[0]
         kind: NamespaceKind | None = None
         if self.store.user(conn, namespace) is not None:
             kind = "user"
         elif self.store.organization(conn, namespace) is not None:
             kind = "org"
+        elif not valid_name(namespace):
+            return False  # creating it would claim a namespace no organization can be named
         return _may_create(principal, namespace, kind, self.grants(conn, principal, namespace))
 
 

@@ -4,7 +4,11 @@ Every method takes the caller's connection and never commits (the edge opens
 `trustyard.db.engine.write_tx`). Rules enforced here:
 
 - users, organizations, teams and robots share one name grammar (`NAME_RE`, at most 64
-  characters); a user and an organization never share a name (both are repository namespaces);
+  characters); a user and an organization never share a name (both are repository namespaces),
+  nor take the name of a namespace that already holds repositories (only an administrator's
+  organization may adopt such a namespace, left without owner by an open registry or an older
+  version); creating a repository in a namespace that is no user or organization makes it an
+  organization of the creator (`claim_namespace`), so nobody can take it over later;
 - passwords follow `passwords.check_password_policy` and only their argon2id hash is stored;
 - the last active system administrator cannot be deleted, deactivated or demoted, and an
   organization always keeps at least one owner (a user who is the last owner of an
@@ -66,15 +70,22 @@ class OrganizationNotEmpty(StateConflict):
     of the same name would inherit them."""
 
 
+class NamespaceTaken(StateConflict):
+    """Repositories already exist in the namespace the new user or organization would own."""
+
+
 class NamespaceNotEmpty(StateConflict):
     """A user whose personal namespace still has repositories cannot be deleted: a later
     account of the same name would own them."""
 
 
-def _known(name: str) -> bool:
+def valid_name(name: str) -> bool:
     """Whether `name` could name a user, organization, team or robot (lookups of anything
     else are `NotFound` without asking the database)."""
     return len(name) <= MAX_NAME_LENGTH and NAME_RE.fullmatch(name) is not None
+
+
+_known = valid_name
 
 
 def check_name(kind: str, name: str) -> None:
@@ -100,10 +111,10 @@ class AccountService:
         if self.store.active_admins(conn):
             return None
         if password is not None:
-            self.create_user(conn, ADMIN_USERNAME, password, is_admin=True)
+            self.create_user(conn, ADMIN_USERNAME, password, is_admin=True, adopt=True)
             return None
         generated = secrets.generate_password()
-        self.create_user(conn, ADMIN_USERNAME, generated, is_admin=True)
+        self.create_user(conn, ADMIN_USERNAME, generated, is_admin=True, adopt=True)
         return generated
 
     def create_user(
@@ -116,11 +127,12 @@ class AccountService:
         full_name: str | None = None,
         is_admin: bool = False,
         source: str = "local",
+        adopt: bool = False,
     ) -> User:
-        """`password` None: no local password (a directory account, or login by token only)."""
+        """`password` None: no local password (a directory account, or login by token only).
+        `adopt`: the user may take a namespace that already holds repositories."""
         check_name("user", username)
-        if self.store.organization(conn, username) is not None:
-            raise Conflict("organization", username)
+        self._free_namespace(conn, username, adopt=adopt)
         password_hash = None
         if password is not None:
             check_password_policy(password, username=username)
@@ -212,15 +224,49 @@ class AccountService:
 
     # --- organizations -----------------------------------------------------------------------
     def create_organization(
-        self, conn: Connection, name: str, owner: str, description: str = ""
+        self, conn: Connection, name: str, owner: str, description: str = "", *, adopt: bool = False
     ) -> Organization:
+        """`adopt` (system administrators): the organization may take a namespace that
+        already holds repositories."""
         check_name("organization", name)
-        if self.store.user(conn, name) is not None:
-            raise Conflict("user", name)
+        self._free_namespace(conn, name, adopt=adopt)
         first_owner = self.get_user(conn, owner)
         organization = self.store.create_organization(conn, name, description)
         self.store.add_owner(conn, organization.id, first_owner.id)
         return organization
+
+    def claim_namespace(self, conn: Connection, repository: str, creator: str) -> bool:
+        """Called in the transaction that created `repository`: when its namespace is no user
+        or organization, make it an organization owned by `creator`. True when it did.
+        `Invalid` when the namespace cannot name an organization."""
+        namespace = repository.split("/", 1)[0]
+        self.store.lock_namespace(conn, namespace)
+        if self._namespace_kind(conn, namespace) is not None:
+            return False
+        self.create_organization(conn, namespace, creator, adopt=True)
+        return True
+
+    def _namespace_kind(self, conn: Connection, name: str) -> str | None:
+        if self.store.user(conn, name) is not None:
+            return "user"
+        if self.store.organization(conn, name) is not None:
+            return "organization"
+        return None
+
+    def _free_namespace(self, conn: Connection, name: str, *, adopt: bool) -> None:
+        """Refuse a name that a user or organization has, or (unless `adopt`) that names a
+        namespace holding repositories. The namespace lock (PostgreSQL) makes concurrent
+        creations of one name wait for each other, so the checks cannot race."""
+        self.store.lock_namespace(conn, name)
+        kind = self._namespace_kind(conn, name)
+        if kind is not None:
+            raise Conflict(kind, name)
+        if not adopt and self.store.has_repositories(conn, name):
+            raise NamespaceTaken(
+                f"repositories already exist in namespace {name!r} (created while it had no "
+                "owner); a system administrator may create an organization of that name to "
+                "adopt them"
+            )
 
     def get_organization(self, conn: Connection, name: str) -> Organization:
         organization = self.store.organization(conn, name) if _known(name) else None
@@ -343,6 +389,17 @@ class AccountService:
         if repo is None:
             raise NotFound("repository", repository[:255])
         return self.store.set_repository_grant(conn, found.id, repo[0], _role(role))
+
+    def team_grants(
+        self, conn: Connection, organization: str, team: str
+    ) -> tuple[str | None, list[tuple[str, str]]]:
+        """A team's organization-wide role (or None) and its (repository, role) grants in
+        repository name order."""
+        found = self.get_team(conn, organization, team)
+        rows = self.store.grants_for_namespace(conn, organization)
+        whole = next((role for name, role in rows["organization"] if name == found.name), None)
+        each = sorted((repo, role) for name, repo, role in rows["repository"] if name == found.name)
+        return whole, each
 
     def set_team_organization_grant(
         self, conn: Connection, organization: str, team: str, role: str | None

@@ -17,6 +17,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -81,6 +82,10 @@ def _user(row: Row[Any]) -> User:
         utc(row.created_at),
         _utc_or_none(row.last_login_at),
     )
+
+
+# The advisory-lock key space of namespaces (two-key form: "tyns" as an int4).
+_NAMESPACE_LOCKS = 0x74796E73
 
 
 class AccessStore:
@@ -188,6 +193,16 @@ class AccessStore:
         """Delete the repository row; the schema's ON DELETE CASCADE removes its tags,
         manifests (and their references), blob links and team grants. Blobs stay."""
         conn.execute(delete(repositories).where(repositories.c.id == repository_id))
+
+    def lock_namespace(self, conn: Connection, name: str) -> None:
+        """Hold a lock on the namespace `name` until the transaction ends, so that creating a
+        user, an organization or a claimed namespace of one name happen one after the other
+        (PostgreSQL: an advisory lock; SQLite has one writer at a time already)."""
+        if conn.dialect.name == "postgresql":
+            conn.execute(
+                text("SELECT pg_advisory_xact_lock(:space, hashtext(:name))"),
+                {"space": _NAMESPACE_LOCKS, "name": name},
+            )
 
     def has_repositories(self, conn: Connection, namespace: str) -> bool:
         query = select(repositories.c.id).where(_in_namespace(namespace)).limit(1)

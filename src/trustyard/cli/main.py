@@ -102,6 +102,8 @@ def serve(
         f"({count} workers, data in {settings.data_dir.resolve()})"
     )
     creds = "--dest-creds admin:PASSWORD " if settings.auth.enabled else ""
+    # The README's example: admin's own namespace (an open registry has no namespaces' owners).
+    example = "admin/app" if settings.auth.enabled else "library/app"
     if settings.auth.enabled:
         err.print(
             f"log in: podman login --tls-verify=false -u admin "
@@ -109,7 +111,7 @@ def serve(
         )
     err.print(
         f"push an image: skopeo copy {creds}--dest-tls-verify=false oci:DIR:TAG "
-        f"docker://{settings.server.host}:{settings.server.port}/team/app:TAG"
+        f"docker://{settings.server.host}:{settings.server.port}/{example}:TAG"
     )
     with embedded_worker(settings):  # background jobs in a process of their own
         Granian(

@@ -11,13 +11,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import Connection, Engine
 
 from trustyard.auth import audit
+from trustyard.auth.accounts import AccountService
 from trustyard.auth.authorize import ANONYMOUS, Authorizer
+from trustyard.auth.interfaces import Invalid, NotFound
 from trustyard.content.manifests import ManifestService, PushedManifest
 from trustyard.content.stores import ContentStore
 from trustyard.content.uploads import UploadService
 from trustyard.db.engine import write_tx
 from trustyard.event_store import Outbox
 from trustyard.events import Event
+from trustyard.events import repository_created as repository_created_event
+from trustyard.oci.errors import ErrorCode, OciError
 from trustyard.pull_events import PullRecorder
 from trustyard.storage.interfaces import BlobDriver
 
@@ -79,18 +83,21 @@ class RegistryContext:
         action: str,
         repository: str,
         detail: dict[str, Any] | None = None,
+        *,
+        kind: str = "repository",
     ) -> None:
-        """Record a change to `repository` in the audit log, inside the change's own write
-        transaction (one INSERT); only with accounts on: the open registry has no actors."""
+        """Record a change to `repository` (or to an object of `kind`) in the audit log, inside
+        the change's own write transaction (one INSERT); only with accounts on: the open
+        registry has no actors."""
         if self.accounts is None:
             return
-        actor, kind = audit.actor_of(req.scope.get("trustyard.subject", ANONYMOUS))
+        actor, actor_kind = audit.actor_of(req.scope.get("trustyard.subject", ANONYMOUS))
         event = audit.AuditEvent(
             datetime.now(UTC),
             actor,
-            kind,
+            actor_kind,
             action,
-            "repository",
+            kind,
             repository,
             "ok",
             req.address,
@@ -98,3 +105,25 @@ class RegistryContext:
             detail,
         )
         audit.record(conn, event)
+
+    def repository_created(self, conn: Connection, req: Request, name: str) -> None:
+        """What a push that created repository `name` does in its own transaction: the audit
+        record, the event, and (accounts on) claiming the namespace: one that is no user or
+        organization becomes an organization owned by the pusher, so that nobody can create
+        that organization later and read the repository."""
+        if self.accounts is not None:
+            creator = self.actor(req)
+            try:
+                if creator is None:
+                    raise Invalid("an anonymous push cannot create a repository")
+                claimed = AccountService(self.accounts.policy.store).claim_namespace(
+                    conn, name, creator
+                )
+            except (Invalid, NotFound) as error:
+                raise OciError(ErrorCode.DENIED, f"cannot create {name!r}: {error}") from None
+            if claimed:
+                namespace = name.split("/", 1)[0]
+                detail = {"by": "push", "repository": name}
+                self.audit(conn, req, "organization.create", namespace, detail, kind="organization")
+        self.audit(conn, req, "repository.create", name, {"by": "push"})
+        self.publish(conn, repository_created_event(name, "private", "push", self.actor(req)))

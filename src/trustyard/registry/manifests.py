@@ -58,8 +58,7 @@ async def put_manifest(
         actor, digest = ctx.actor(req), str(pushed.digest)
         happened: list[events.Event] = []
         if pushed.repository_created:
-            ctx.audit(conn, req, "repository.create", name, {"by": "push"})
-            happened.append(events.repository_created(name, "private", "push", actor))
+            ctx.repository_created(conn, req, name)
         detail = {"digest": digest}
         if pushed.created:
             happened.append(

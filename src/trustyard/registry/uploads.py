@@ -11,7 +11,6 @@ from trustyard.auth.authorize import Action, Resource
 from trustyard.content.interfaces import UploadRecord
 from trustyard.content.uploads import ChunkWriter
 from trustyard.db.engine import read_tx, write_tx
-from trustyard.events import repository_created
 from trustyard.kit.asgi import Send
 from trustyard.oci.digest import DEFAULT_ALGORITHM, Digest, parse_digest
 from trustyard.oci.errors import ErrorCode, OciError
@@ -87,8 +86,7 @@ async def _try_mount(ctx: RegistryContext, req: Request, name: str, mount: str) 
         repository_id, created = ctx.store.claim_repository(conn, name)
         ctx.store.link_blob(conn, repository_id, digest)
         if created:
-            ctx.audit(conn, req, "repository.create", name, {"by": "push"})
-            ctx.publish(conn, repository_created(name, "private", "push", ctx.actor(req)))
+            ctx.repository_created(conn, req, name)
         return True
 
     return await ctx.write(link)
@@ -215,9 +213,7 @@ async def _finish(
         ctx.uploads.publish(chunk, expected)
         with write_tx(ctx.engine) as conn:
             if ctx.uploads.complete(conn, upload, expected, chunk.size):
-                ctx.audit(conn, req, "repository.create", upload.repository, {"by": "push"})
-                created = repository_created(upload.repository, "private", "push", ctx.actor(req))
-                ctx.publish(conn, created)
+                ctx.repository_created(conn, req, upload.repository)
 
     await asyncio.to_thread(publish_and_record)
     await _created(ctx, send, upload.repository, expected)

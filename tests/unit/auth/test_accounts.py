@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, delete, select, text
 
 from tests.unit.auth.conftest import CHEAP_HASHER, MakeRepository
 from trustyard.auth.accounts import (
@@ -14,6 +16,7 @@ from trustyard.auth.accounts import (
     AccountService,
     LastAdministrator,
     LastOwner,
+    NamespaceTaken,
     OrganizationNotEmpty,
     StateConflict,
 )
@@ -24,6 +27,7 @@ from trustyard.auth.secrets import PASSWORD_ALPHABET, PASSWORD_LENGTH, parse_tok
 from trustyard.db.engine import read_tx, write_tx
 from trustyard.db.tables import (
     access_tokens,
+    organizations,
     repositories,
     robot_grants,
     team_repository_grants,
@@ -168,6 +172,91 @@ def test_users_and_organizations_never_share_a_name(
         accounts.create_user(conn, "alice", PASSWORD)
     with pytest.raises(Conflict):
         accounts.create_organization(conn, "acme", "alice")
+
+
+def test_a_namespace_holding_repositories_is_adopted_only_by_an_administrators_organization(
+    accounts: AccountService, conn: Connection, make_repository: MakeRepository
+) -> None:
+    """Repositories left without owner (an open registry, an older version): a user or an
+    organization taking their namespace would read and administer them."""
+    accounts.create_user(conn, "alice", PASSWORD)
+    make_repository("legacy/app")
+    with pytest.raises(NamespaceTaken, match="repositories already exist in namespace 'legacy'"):
+        accounts.create_organization(conn, "legacy", "alice")
+    with pytest.raises(NamespaceTaken):
+        accounts.create_user(conn, "legacy", PASSWORD)
+    make_repository("solo")  # a one-component name is its own namespace
+    with pytest.raises(NamespaceTaken):
+        accounts.create_organization(conn, "solo", "alice")
+    assert accounts.create_organization(conn, "legacy", "alice", adopt=True).name == "legacy"
+    assert accounts.owners(conn, "legacy") == ["alice"]
+
+
+def test_creating_a_repository_claims_a_namespace_nobody_has(
+    accounts: AccountService, conn: Connection, make_repository: MakeRepository
+) -> None:
+    accounts.create_user(conn, "admin2", PASSWORD, is_admin=True)
+    accounts.create_user(conn, "alice", PASSWORD)
+    accounts.create_organization(conn, "acme", "alice")
+    make_repository("team/app")
+    assert accounts.claim_namespace(conn, "team/app", "admin2") is True
+    assert accounts.owners(conn, "team") == ["admin2"]
+    make_repository("team/other")
+    assert accounts.claim_namespace(conn, "team/other", "admin2") is False  # already an org
+    for taken in ("alice/app", "acme/app"):  # a user's or an organization's: nothing to claim
+        make_repository(taken)
+        assert accounts.claim_namespace(conn, taken, "admin2") is False
+    assert accounts.owners(conn, "acme") == ["alice"]
+    with pytest.raises(Conflict):
+        accounts.create_organization(conn, "team", "alice")
+
+
+def test_concurrent_creations_of_one_name_wait_for_each_other(
+    accounts: AccountService, db_engine: Engine
+) -> None:
+    """PostgreSQL: a user and an organization of one name created at the same time (two
+    transactions, each checking that the other table has no such name) cannot both succeed.
+    SQLite admits one writer at a time and needs nothing more."""
+    if db_engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one write transaction at a time")
+    with write_tx(db_engine) as conn:
+        accounts.create_user(conn, "racer", PASSWORD)
+    outcome: list[BaseException | str] = []
+
+    def second() -> None:
+        try:
+            with write_tx(db_engine) as other:
+                accounts.create_organization(other, "raced", "racer")
+            outcome.append("created")
+        except BaseException as error:  # reported to the test thread
+            outcome.append(error)
+
+    try:
+        with write_tx(db_engine) as conn:
+            accounts.create_user(conn, "raced", PASSWORD)
+            thread = threading.Thread(target=second)
+            thread.start()
+            deadline = time.monotonic() + 30
+            while thread.is_alive() and not _waits_for_a_lock(db_engine):
+                assert time.monotonic() < deadline, "the second creation neither ran nor waited"
+                time.sleep(0.01)
+        thread.join(30)
+        assert len(outcome) == 1
+        assert isinstance(outcome[0], Conflict), outcome
+        assert outcome[0].kind == "user"
+    finally:
+        with write_tx(db_engine) as conn:
+            for name in ("raced", "racer"):
+                conn.execute(delete(organizations).where(organizations.c.name == name))
+                conn.execute(delete(users).where(users.c.username == name))
+
+
+def _waits_for_a_lock(engine: Engine) -> bool:
+    with engine.connect() as conn:
+        waiting = conn.scalar(
+            text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+        )
+    return bool(waiting)
 
 
 def test_update_and_list_users(accounts: AccountService, conn: Connection) -> None:
