@@ -66,6 +66,11 @@ def scan_limits(settings: Settings) -> Limits:
         max_path_depth=scanning.max_path_depth,
         max_nesting=scanning.max_nesting,
         max_file_bytes=scanning.max_file_bytes,
+        max_metadata_bytes=scanning.max_metadata_bytes,
+        max_rpmdb_bytes=scanning.max_rpmdb_bytes,
+        max_layer_components=scanning.max_layer_components,
+        max_image_components=scanning.max_image_components,
+        max_bom_bytes=scanning.max_bom_bytes,
     )
 
 

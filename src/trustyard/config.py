@@ -272,6 +272,22 @@ class ScanningSettings(BaseModel):
     max_file_bytes: int = Field(
         default=512 << 20, ge=1 << 10, description="the most a detector reads of one file"
     )
+    max_metadata_bytes: int = Field(
+        default=16 << 20,
+        ge=1 << 10,
+        description="size of one package list or manifest a detector parses (dpkg status, "
+        "apk installed, package-lock.json, deps.json, METADATA...); past it the scan is refused",
+    )
+    max_rpmdb_bytes: int = Field(
+        default=128 << 20, ge=1 << 10, description="size of rpm's package database"
+    )
+    max_layer_components: int = Field(default=50_000, ge=1, description="components of a layer")
+    max_image_components: int = Field(
+        default=50_000, ge=1, description="components of one platform's BOM"
+    )
+    max_bom_bytes: int = Field(
+        default=64 << 20, ge=1 << 10, description="a scan's stored BOMs (JSON, all platforms)"
+    )
 
 
 def _split_networks(value: Any) -> Any:

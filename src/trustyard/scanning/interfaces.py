@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from trustyard.scanning.model import Component, Distro
+from trustyard.scanning.model import Component, Distro, ScanRefused
 
 HEAD_BYTES = 64  # what `FileEntry.head` holds: enough for every magic number we look for
 MIB = 1 << 20
@@ -34,6 +34,14 @@ class Limits:
     max_nesting: int = 4  # archives inside archives (a jar in a war in an ear...)
     max_file_bytes: int = 512 * MIB  # the most any detector reads of one file
     max_symlink_hops: int = 40
+    # What one scan may make (a hostile layer is small and lists a great deal). Real images
+    # stay far below: debian-minbase has 88 packages and a 0.3 MB dpkg status file, large
+    # images a few thousand components and status files or lock files of a few MB.
+    max_metadata_bytes: int = 16 * MIB  # one package list or manifest a detector parses
+    max_rpmdb_bytes: int = 128 * MIB  # rpm's database (headers hold every file): ~2,000 pkgs
+    max_layer_components: int = 50_000
+    max_image_components: int = 50_000  # in one platform's BOM
+    max_bom_bytes: int = 64 * MIB  # a scan's BOMs as stored (JSON), every platform together
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +62,23 @@ class FileEntry:
         return self.path.rpartition("/")[2]
 
 
+def metadata_want(entry: FileEntry, limit: int, setting: str = "max_metadata_bytes") -> int:
+    """What a collector `wants` of a metadata file it parses whole (a package database, a lock
+    file, a manifest): the file, or `ScanRefused` when it is larger than `limit` (a package
+    list cannot be read in part, and skipping it would hide what the image holds)."""
+    if entry.size > limit:
+        raise ScanRefused(
+            f"{entry.path[:200]} is {entry.size} bytes, more than {limit} (the {setting} limit)"
+        )
+    return limit
+
+
+def check_components(count: int, limit: int, where: str, setting: str) -> None:
+    """`ScanRefused` once `where` holds more than `limit` components."""
+    if count > limit:
+        raise ScanRefused(f"{where} has more than {limit} components (the {setting} limit)")
+
+
 @dataclass(frozen=True, slots=True)
 class ScanContext:
     limits: Limits
@@ -65,7 +90,8 @@ class Collector(Protocol):
 
     def wants(self, entry: FileEntry) -> int:
         """0 to skip the file, else how many bytes of it the collector needs at most; a file
-        larger than that is not read for this collector (the walker notes it)."""
+        larger than that is not read for this collector (the walker notes it). A metadata
+        file past its limit refuses the layer instead (`metadata_want`)."""
         ...
 
     def take(self, entry: FileEntry, data: bytes) -> None:

@@ -10,11 +10,13 @@ path escaping the layer...) fails the scan for good with the reason, and the job
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -28,7 +30,7 @@ from trustyard.oci import mediatypes as mt
 from trustyard.scanning.attach import Attachment, SbomAttacher
 from trustyard.scanning.bom import ImageBom, assemble
 from trustyard.scanning.cyclonedx import to_cyclonedx
-from trustyard.scanning.interfaces import Detector, Limits
+from trustyard.scanning.interfaces import Detector, Limits, check_components
 from trustyard.scanning.model import LayerScan, ScanRefused
 from trustyard.scanning.registry_source import RegistrySource
 from trustyard.scanning.scanner import Scanner, scanner_version
@@ -162,7 +164,8 @@ class ScanImage:
         self.outbox = outbox
         self.store = store or ScanStore()
         self.progress_seconds = progress_seconds
-        self.make_scanner = scanner or default_scanner(detectors, limits or Limits())
+        self.limits = limits or Limits()
+        self.make_scanner = scanner or default_scanner(detectors, self.limits)
         self._slots = threading.BoundedSemaphore(max_concurrent)
         self.attacher = SbomAttacher(engine, driver) if attach else None
 
@@ -197,7 +200,8 @@ class ScanImage:
             return
         try:
             boms = self._scan(job, scan, payload)
-            self._succeed(scan, boms, self._attachment(scan, payload, boms))
+            documents = self._documents(boms)
+            self._succeed(scan, boms, documents, self._attachment(scan, payload, boms))
         except ScanRefused as refused:
             message = str(refused) or type(refused).__name__
             self._fail(scan, message)
@@ -236,9 +240,28 @@ class ScanImage:
         boms = []
         for image in images:
             layer_scans = scanner.scan_image(source, image, progress=progress.update)
-            boms.append(assemble(image, layer_scans))
+            bom = assemble(image, layer_scans)
+            del layer_scans
+            check_components(
+                len(bom.components),
+                self.limits.max_image_components,
+                f"the image {bom.platform}",
+                "max_image_components",
+            )
+            boms.append(bom)
             progress.finish([layer.digest for layer in image.layers])
         return boms
+
+    def _documents(self, boms: Sequence[ImageBom]) -> list[dict[str, Any]]:
+        """The BOMs as stored, refused past `max_bom_bytes` (of JSON, as the API serves it)."""
+        documents = [bom.to_json() for bom in boms]
+        size = len(json.dumps(documents, separators=(",", ":")))  # ASCII: characters are bytes
+        limit = self.limits.max_bom_bytes
+        if size > limit:
+            raise ScanRefused(
+                f"the scan's BOM is {size} bytes, more than {limit} (the max_bom_bytes limit)"
+            )
+        return documents
 
     def _attachment(
         self, scan: ScanRecord, payload: bytes, boms: Sequence[ImageBom]
@@ -261,9 +284,12 @@ class ScanImage:
         )
 
     def _succeed(
-        self, scan: ScanRecord, boms: Sequence[ImageBom], attachment: Attachment | None = None
+        self,
+        scan: ScanRecord,
+        boms: Sequence[ImageBom],
+        documents: list[dict[str, Any]],
+        attachment: Attachment | None = None,
     ) -> None:
-        documents = [bom.to_json() for bom in boms]
         components = [
             {
                 "platform": bom.platform,

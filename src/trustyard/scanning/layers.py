@@ -3,7 +3,8 @@ detectors' collectors, and what they take is read once and shared.
 
 The walk also records what the layer deletes (whiteouts, opaque directories) and refuses a
 hostile layer with `ScanRefused`: a path that escapes the layer, too many entries, too long
-or too deep a path, a symlink loop, or the byte and ratio limits of the stream itself.
+or too deep a path, a symlink loop, the byte and ratio limits of the stream itself, a metadata
+file past its size limit (raised by the collector that wants it) or too many components.
 Links are never followed for content.
 """
 
@@ -19,6 +20,7 @@ from trustyard.scanning.interfaces import (
     FileEntry,
     Limits,
     ScanContext,
+    check_components,
 )
 from trustyard.scanning.model import Component, Distro, LayerScan, ScanRefused
 from trustyard.scanning.tarstream import REGULAR, SYMLINK, TarStream
@@ -162,7 +164,7 @@ def scan_layer(
         tar.drain()
     scan.uncompressed_bytes = tar.uncompressed
     for taker in takers:
-        _finish(taker, scan)
+        _finish(taker, scan, limits)
     if progress is not None:
         progress(tar.compressed)
     return scan
@@ -285,7 +287,7 @@ def _note(scan: LayerScan, text: str) -> None:
         scan.notes.append(f"more notes left out (at most {MAX_NOTES} per layer)")
 
 
-def _finish(taker: _Taker, scan: LayerScan) -> None:
+def _finish(taker: _Taker, scan: LayerScan, limits: Limits) -> None:
     collector = taker.collector
     try:
         found: list[Component] = list(collector.finish())
@@ -305,3 +307,6 @@ def _finish(taker: _Taker, scan: LayerScan) -> None:
         _note(scan, f"{taker.name} failed: {type(exc).__name__}: {exc}")
         return
     scan.components.extend(found)
+    check_components(
+        len(scan.components), limits.max_layer_components, "the layer", "max_layer_components"
+    )

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trustyard.scanning.detectors import apk
 from trustyard.scanning.detectors.apk import parse_installed
 from trustyard.scanning.interfaces import HEAD_BYTES, FileEntry, Limits, ScanContext
-from trustyard.scanning.model import Component, Distro
+from trustyard.scanning.model import Component, Distro, ScanRefused
 
 INSTALLED = "lib/apk/db/installed"
 ALPINE_OS_RELEASE = (
@@ -184,11 +187,13 @@ def test_namespace_without_os_release_in_the_layer() -> None:
     )
 
 
-def test_other_paths_and_oversized_databases_are_not_read() -> None:
+def test_other_paths_are_not_read_and_an_oversized_database_is_refused() -> None:
     components, _ = collect({"lib/apk/db/installed.old": DB, "lib/apk/db/triggers": DB})
     assert components == []
-    small = ScanContext(Limits(max_file_bytes=len(DB) - 1))
-    assert collect({INSTALLED: DB}, small)[0] == []
+    small = ScanContext(Limits(max_metadata_bytes=len(DB) - 1))
+    expected = f"lib/apk/db/installed is {len(DB)} bytes, more than {len(DB) - 1} "
+    with pytest.raises(ScanRefused, match=re.escape(expected + "(the max_metadata_bytes limit)")):
+        collect({INSTALLED: DB}, small)
 
 
 def test_incomplete_paragraphs_are_skipped() -> None:

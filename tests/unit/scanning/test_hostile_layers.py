@@ -32,6 +32,7 @@ from tests.unit.scanning.layerkit import (
     tar_bytes,
     zstd_bytes,
 )
+from trustyard.scanning.detectors import default_detectors
 from trustyard.scanning.interfaces import Limits
 from trustyard.scanning.layers import check_symlinks, scan_layer
 from trustyard.scanning.model import ScanRefused
@@ -320,3 +321,102 @@ def test_damaged_layers_end_in_scan_refused_or_a_scan_never_another_error(
     except ScanRefused:
         return  # a clean refusal: the only way a layer may fail
     assert scan.files <= 4
+
+
+# --- what one scan may make: metadata files and components -----------------------------------
+
+METADATA_FILES = [
+    "var/lib/dpkg/status",
+    "var/lib/dpkg/status.d/base-files",
+    "var/lib/dpkg/info/libc6:amd64.list",
+    "lib/apk/db/installed",
+    "app/package-lock.json",
+    "app/node_modules/.package-lock.json",
+    "app/bin/App.deps.json",
+    "usr/lib/python3/dist-packages/pkg-1.0.dist-info/METADATA",
+    "usr/lib/python3/dist-packages/pkg-1.0.dist-info/RECORD",
+    "app/vendor/composer/installed.json",
+]
+
+
+@pytest.mark.parametrize("path", METADATA_FILES)
+def test_a_metadata_file_past_its_limit_is_refused(path: str) -> None:
+    blob = gzip_bytes(tar_bytes([file(path, b"x" * 1025)]))
+    expected = f"{path} is 1025 bytes, more than 1024 (the max_metadata_bytes limit)"
+    with pytest.raises(ScanRefused) as refused:
+        scan_bytes(blob, default_detectors(), limits=Limits(max_metadata_bytes=1024))
+    assert str(refused.value) == expected
+    # at the limit, the file is read
+    scan_bytes(
+        gzip_bytes(tar_bytes([file(path, b"x" * 1024)])),
+        default_detectors(),
+        limits=Limits(max_metadata_bytes=1024),
+    )
+
+
+def test_an_rpm_database_past_its_limit_is_refused() -> None:
+    blob = gzip_bytes(tar_bytes([file("var/lib/rpm/rpmdb.sqlite", b"x" * 2048)]))
+    with pytest.raises(ScanRefused) as refused:
+        scan_bytes(blob, default_detectors(), limits=Limits(max_rpmdb_bytes=2047))
+    assert str(refused.value) == (
+        "var/lib/rpm/rpmdb.sqlite is 2048 bytes, more than 2047 (the max_rpmdb_bytes limit)"
+    )
+
+
+def dpkg_status(entries: int) -> bytes:
+    return b"".join(
+        b"Package: p%d\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.%d\n\n"
+        % (index, index)
+        for index in range(entries)
+    )
+
+
+@pytest.mark.usefixtures("bounded_memory")
+def test_the_dpkg_status_of_the_review_is_refused_by_its_size() -> None:
+    """Issue 9: 300,000 entries (about 40 MB) in a 1 MB layer made a 1.1 GB scan."""
+    data = dpkg_status(300_000)
+    blob = gzip_bytes(tar_bytes([file("var/lib/dpkg/status", data)]))
+    with pytest.raises(ScanRefused) as refused:
+        scan_bytes(blob, default_detectors())
+    assert str(refused.value) == (
+        f"var/lib/dpkg/status is {len(data)} bytes, more than 16777216 "
+        "(the max_metadata_bytes limit)"
+    )
+
+
+@pytest.mark.usefixtures("bounded_memory")
+def test_a_dpkg_status_under_the_size_limit_stops_at_the_component_limit() -> None:
+    data = dpkg_status(50_001)  # about 3.7 MB
+    blob = gzip_bytes(tar_bytes([file("var/lib/dpkg/status", data)]))
+    with pytest.raises(ScanRefused) as refused:
+        scan_bytes(blob, default_detectors())
+    assert str(refused.value) == (
+        "the layer has more than 50000 components (the max_layer_components limit)"
+    )
+    assert (
+        len(
+            scan_bytes(
+                gzip_bytes(tar_bytes([file("var/lib/dpkg/status", dpkg_status(50_000))])),
+                default_detectors(),
+            ).components
+        )
+        == 50_000
+    )
+
+
+def test_components_of_every_detector_count_towards_the_layer_limit() -> None:
+    members = [
+        file(
+            f"usr/lib/python3/dist-packages/p{index}-1.0.dist-info/METADATA",
+            b"Metadata-Version: 2.1\nName: p%d\nVersion: 1.0\n" % index,
+        )
+        for index in range(6)
+    ]
+    members.append(file("var/lib/dpkg/status", dpkg_status(5)))
+    blob = gzip_bytes(tar_bytes(members))
+    assert len(scan_bytes(blob, default_detectors()).components) == 11
+    with pytest.raises(ScanRefused) as refused:
+        scan_bytes(blob, default_detectors(), limits=Limits(max_layer_components=10))
+    assert str(refused.value) == (
+        "the layer has more than 10 components (the max_layer_components limit)"
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import sqlite3
 import struct
@@ -24,7 +25,7 @@ from hypothesis import strategies as st
 from trustyard.scanning.detectors import rpm
 from trustyard.scanning.detectors.rpm import parse_header, read_packages
 from trustyard.scanning.interfaces import HEAD_BYTES, FileEntry, Limits, ScanContext
-from trustyard.scanning.model import Component, Distro
+from trustyard.scanning.model import Component, Distro, ScanRefused
 
 FIXTURES = Path(os.environ.get("TRUSTYARD_SCAN_FIXTURES", "/var/cache/trustyard/scan-fixtures"))
 RPMDB = "var/lib/rpm/rpmdb.sqlite"
@@ -223,11 +224,16 @@ def test_sysimage_path_and_rollback_journal_mode(rpmdb_bytes: bytes) -> None:
     assert {c.evidence for c in components} == {SYSIMAGE_RPMDB}
 
 
-def test_other_paths_and_oversized_databases_are_not_read(rpmdb_bytes: bytes) -> None:
+def test_other_paths_are_not_read_and_an_oversized_database_is_refused(
+    rpmdb_bytes: bytes,
+) -> None:
     assert collect({"var/lib/rpm/Packages": rpmdb_bytes})[0] == []
     assert collect({"srv/var/lib/rpm/rpmdb.sqlite": rpmdb_bytes})[0] == []
-    small = ScanContext(Limits(max_file_bytes=len(rpmdb_bytes) - 1))
-    assert collect({RPMDB: rpmdb_bytes}, small)[0] == []
+    size = len(rpmdb_bytes)
+    small = ScanContext(Limits(max_rpmdb_bytes=size - 1))
+    expected = f"{RPMDB} is {size} bytes, more than {size - 1} (the max_rpmdb_bytes limit)"
+    with pytest.raises(ScanRefused, match=re.escape(expected)):
+        collect({RPMDB: rpmdb_bytes}, small)
 
 
 # --- hand-made headers ----------------------------------------------------------------------

@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import logging
+import re
 import tarfile
 import threading
 import time
@@ -40,6 +41,7 @@ from trustyard.jobs.queue import SqlJobQueue
 from trustyard.jobs.registry import HandlerRegistry
 from trustyard.jobs.runner import Worker
 from trustyard.oci.digest import digest_bytes
+from trustyard.scanning.interfaces import Limits
 from trustyard.scanning.jobs import DatabaseLayerCache, ScanImage
 from trustyard.scanning.model import ScanRefused
 from trustyard.scanning.scanner import Scanner
@@ -312,3 +314,45 @@ def test_a_repository_deleted_during_its_scan_leaves_nothing_behind(
         assert ScanStore().get(conn, scan.id) is None
         assert conn.execute(select(scan_components)).first() is None
     assert outbox_types(engine) == []
+
+
+def python_dists(count: int) -> dict[str, bytes]:
+    return {
+        f"usr/lib/python3/dist-packages/p{index}-1.0.dist-info/METADATA": (
+            b"Metadata-Version: 2.1\nName: p%d\nVersion: 1.0\n" % index
+        )
+        for index in range(count)
+    }
+
+
+def test_an_image_past_the_component_limit_fails_its_scan_naming_it(
+    engine: Engine, driver: FilesystemDriver
+) -> None:
+    scan = queued_scan(engine, driver, layer_bytes(python_dists(11)))
+    limits = Limits(max_image_components=10)
+    with pytest.raises(PermanentJobError, match="scan refused"):
+        handler(engine, driver, limits=limits)(context(scan))
+    failed = current(engine, scan)
+    assert (failed.status, failed.error) == (
+        "failed",
+        "the image linux/amd64 has more than 10 components (the max_image_components limit)",
+    )
+    assert outbox_types(engine) == ["SCAN_FAILED"]
+
+
+def test_a_bom_past_the_stored_size_limit_fails_its_scan_naming_it(
+    engine: Engine, driver: FilesystemDriver
+) -> None:
+    scan = queued_scan(engine, driver, layer_bytes(python_dists(11)))
+    with pytest.raises(PermanentJobError, match="scan refused"):
+        handler(engine, driver, limits=Limits(max_bom_bytes=2048))(context(scan))
+    failed = current(engine, scan)
+    assert failed.status == "failed"
+    assert failed.error is not None
+    assert re.fullmatch(
+        r"the scan's BOM is \d{4,} bytes, more than 2048 \(the max_bom_bytes limit\)",
+        failed.error,
+    ), failed.error
+    with read_tx(engine) as conn:
+        assert conn.scalar(select(scans.c.boms).where(scans.c.id == scan.id)) is None
+        assert conn.execute(select(scan_components)).first() is None

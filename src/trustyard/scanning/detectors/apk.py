@@ -17,7 +17,12 @@ from trustyard.scanning.detectors.os_release import (
     os_purl,
     purl_distro,
 )
-from trustyard.scanning.interfaces import FileEntry, OwnershipCollector, ScanContext
+from trustyard.scanning.interfaces import (
+    FileEntry,
+    OwnershipCollector,
+    ScanContext,
+    metadata_want,
+)
 from trustyard.scanning.licenses import spdx_expression
 from trustyard.scanning.model import APK, Component
 
@@ -78,7 +83,7 @@ class ApkCollector:
     def wants(self, entry: FileEntry) -> int:
         path = entry.path
         if path == INSTALLED:
-            return self._context.limits.max_file_bytes
+            return metadata_want(entry, self._context.limits.max_metadata_bytes)
         if path in OS_RELEASE_PATHS:
             return MAX_OS_RELEASE_BYTES
         return 0

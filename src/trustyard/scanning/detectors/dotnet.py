@@ -16,11 +16,10 @@ from typing import Any
 from packageurl import PackageURL
 
 from trustyard.scanning.detectors.per_file import FileDetector
-from trustyard.scanning.interfaces import Detector, FileEntry, Limits
+from trustyard.scanning.interfaces import Detector, FileEntry, Limits, metadata_want
 from trustyard.scanning.model import NUGET, Component
 
 DETECTOR_NAME = "dotnet"
-DEPS_MAX_BYTES = 64 << 20
 MAX_ASSEMBLIES = 100
 _KINDS = frozenset({"package", "runtimepack"})
 _RUNTIMEPACK = "runtimepack."
@@ -77,7 +76,9 @@ def purl_for(name: str, version: str) -> str | None:
 
 
 def wants(entry: FileEntry, limits: Limits) -> int:
-    return min(DEPS_MAX_BYTES, limits.max_file_bytes) if entry.path.endswith(".deps.json") else 0
+    if entry.path.endswith(".deps.json"):
+        return metadata_want(entry, limits.max_metadata_bytes)
+    return 0
 
 
 def read(entry: FileEntry, data: bytes) -> Iterable[Component]:

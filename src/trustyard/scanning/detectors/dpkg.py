@@ -29,7 +29,13 @@ from trustyard.scanning.detectors.os_release import (
     os_purl,
     purl_distro,
 )
-from trustyard.scanning.interfaces import FileEntry, OwnershipCollector, ScanContext
+from trustyard.scanning.interfaces import (
+    FileEntry,
+    OwnershipCollector,
+    ScanContext,
+    check_components,
+    metadata_want,
+)
 from trustyard.scanning.licenses import combine, license_ref, spdx_expression
 from trustyard.scanning.model import DEB, Component
 
@@ -42,7 +48,6 @@ DOC = "usr/share/doc/"
 COPYRIGHT = "/copyright"
 MD5SUMS = ".md5sums"
 MAX_COPYRIGHT_BYTES = 4 << 20
-MAX_LIST_BYTES = 64 << 20
 
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 _FIELDS = frozenset({"Package", "Status", "Version", "Architecture", "Source"})
@@ -262,9 +267,8 @@ def _files_only(paths: list[str]) -> list[str]:
 class DpkgCollector:
     def __init__(self, context: ScanContext) -> None:
         self._context = context
-        self._max = context.limits.max_file_bytes
-        self._list_max = min(self._max, MAX_LIST_BYTES)
-        self._copyright_max = min(self._max, MAX_COPYRIGHT_BYTES)
+        self._max = context.limits.max_metadata_bytes
+        self._copyright_max = min(context.limits.max_file_bytes, MAX_COPYRIGHT_BYTES)
         self._packages: list[_Package] = []
         self._lists: dict[str, list[str]] = {}
         self._md5sums: dict[str, list[str]] = {}  # distroless status.d/<pkg>.md5sums
@@ -278,12 +282,10 @@ class DpkgCollector:
             if path.endswith(COPYRIGHT):
                 return self._copyright_max if path.startswith(DOC) else 0
             return MAX_OS_RELEASE_BYTES if path in OS_RELEASE_PATHS else 0
-        if path == STATUS:
-            return self._max
-        if path.startswith(STATUS_D):
-            return self._list_max if path.endswith(MD5SUMS) else self._max
+        if path == STATUS or path.startswith(STATUS_D):
+            return metadata_want(entry, self._max)
         if path.endswith(".list") and path.startswith(INFO):
-            return self._list_max
+            return metadata_want(entry, self._max)
         return 0
 
     def take(self, entry: FileEntry, data: bytes) -> None:
@@ -321,6 +323,8 @@ class DpkgCollector:
             self._packages.append(
                 _Package(name, version, fields.get("Architecture", ""), source, path)
             )
+            limit = self._context.limits.max_layer_components
+            check_components(len(self._packages), limit, "the layer", "max_layer_components")
 
     def _listed(self, package: _Package) -> list[str]:
         if package.arch:

@@ -20,12 +20,18 @@ from typing import Any
 
 from packageurl import PackageURL
 
-from trustyard.scanning.interfaces import Collector, Detector, FileEntry, Limits, ScanContext
+from trustyard.scanning.interfaces import (
+    Collector,
+    Detector,
+    FileEntry,
+    Limits,
+    ScanContext,
+    metadata_want,
+)
 from trustyard.scanning.licenses import any_of, spdx_expression
 from trustyard.scanning.model import NPM, Component
 
 PACKAGE_JSON_MAX_BYTES = 4 << 20
-LOCK_MAX_BYTES = 128 << 20
 
 _NM = "node_modules/"
 _LOCK_NAMES = frozenset({"package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml"})
@@ -224,7 +230,7 @@ class _Found:
 class _NpmCollector:
     def __init__(self, limits: Limits) -> None:
         self._json_max = min(PACKAGE_JSON_MAX_BYTES, limits.max_file_bytes)
-        self._lock_max = min(LOCK_MAX_BYTES, limits.max_file_bytes)
+        self._lock_max = limits.max_metadata_bytes
         # (project root, name, version) -> what was found
         self._found: dict[tuple[str, str, str], _Found] = {}
         self._installed_roots: set[str] = set()
@@ -236,7 +242,7 @@ class _NpmCollector:
         if name == "package.json":
             return self._json_max if _NM in entry.path else 0
         if name in _LOCK_NAMES or name == ".package-lock.json":
-            return self._lock_max
+            return metadata_want(entry, self._lock_max)
         return 0
 
     def take(self, entry: FileEntry, data: bytes) -> None:

@@ -12,12 +12,11 @@ from typing import Any
 from packageurl import PackageURL
 
 from trustyard.scanning.detectors.per_file import FileDetector
-from trustyard.scanning.interfaces import Detector, FileEntry, Limits
+from trustyard.scanning.interfaces import Detector, FileEntry, Limits, metadata_want
 from trustyard.scanning.licenses import any_of, spdx_expression
 from trustyard.scanning.model import COMPOSER, Component
 
 DETECTOR_NAME = "php"
-INSTALLED_MAX_BYTES = 64 << 20
 _SUFFIX = "vendor/composer/installed.json"
 
 
@@ -50,7 +49,7 @@ def purl_for(name: str, version: str) -> str | None:
 def wants(entry: FileEntry, limits: Limits) -> int:
     path = entry.path
     if path.endswith(_SUFFIX) and (len(path) == len(_SUFFIX) or path[-len(_SUFFIX) - 1] == "/"):
-        return min(INSTALLED_MAX_BYTES, limits.max_file_bytes)
+        return metadata_want(entry, limits.max_metadata_bytes)
     return 0
 
 

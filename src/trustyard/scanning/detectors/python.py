@@ -15,12 +15,17 @@ from dataclasses import dataclass, field
 
 from packageurl import PackageURL
 
-from trustyard.scanning.interfaces import Collector, Detector, FileEntry, Limits, ScanContext
+from trustyard.scanning.interfaces import (
+    Collector,
+    Detector,
+    FileEntry,
+    Limits,
+    ScanContext,
+    metadata_want,
+)
 from trustyard.scanning.licenses import any_of, spdx_expression
 from trustyard.scanning.model import PYPI, Component
 
-METADATA_MAX_BYTES = 16 << 20  # METADATA holds the long description after the headers
-RECORD_MAX_BYTES = 16 << 20
 MAX_OWNED_LOCATIONS = 1000  # files listed after the evidence; the rest are left out
 
 _METADATA_SUFFIXES = (
@@ -183,16 +188,13 @@ def _resolve(base: str, relative: str) -> str | None:
 
 class _PythonCollector:
     def __init__(self, limits: Limits) -> None:
-        self._metadata_max = min(METADATA_MAX_BYTES, limits.max_file_bytes)
-        self._record_max = min(RECORD_MAX_BYTES, limits.max_file_bytes)
+        self._metadata_max = limits.max_metadata_bytes
         self._dists: dict[str, _Dist] = {}
 
     def wants(self, entry: FileEntry) -> int:
         path = entry.path
-        if path.endswith(_METADATA_SUFFIXES):
-            return self._metadata_max
-        if path.endswith(_FILES_SUFFIXES):
-            return self._record_max
+        if path.endswith(_METADATA_SUFFIXES) or path.endswith(_FILES_SUFFIXES):
+            return metadata_want(entry, self._metadata_max)
         return 0
 
     def take(self, entry: FileEntry, data: bytes) -> None:

@@ -26,7 +26,12 @@ from trustyard.scanning.detectors.os_release import (
     os_purl,
     purl_distro,
 )
-from trustyard.scanning.interfaces import FileEntry, OwnershipCollector, ScanContext
+from trustyard.scanning.interfaces import (
+    FileEntry,
+    OwnershipCollector,
+    ScanContext,
+    metadata_want,
+)
 from trustyard.scanning.licenses import spdx_expression
 from trustyard.scanning.model import RPM, Component
 
@@ -208,7 +213,8 @@ class RpmCollector:
     def wants(self, entry: FileEntry) -> int:
         path = entry.path
         if path in RPMDB_PATHS:
-            return self._context.limits.max_file_bytes
+            limit = self._context.limits.max_rpmdb_bytes
+            return metadata_want(entry, limit, "max_rpmdb_bytes")
         if path in OS_RELEASE_PATHS:
             return MAX_OS_RELEASE_BYTES
         return 0
