@@ -13,7 +13,7 @@ from time import perf_counter
 from sqlalchemy import Engine, text
 
 from trustyard.api.app import PREFIX as API_PREFIX
-from trustyard.api.app import create_api
+from trustyard.api.app import create_api, guarded
 from trustyard.auth.access import AccessPolicy, Authenticator
 from trustyard.auth.authorize import open_policy
 from trustyard.auth.ldap import LdapConfig, LdapDirectory
@@ -148,10 +148,20 @@ class TrustyardApp:
     """Top-level ASGI router: /v2 to the registry, /api/v1, /auth/token, /healthz, /metrics,
     and 404 for the rest. With metrics on, every request is counted and timed by route."""
 
-    def __init__(self, ctx: RegistryContext, metrics: MetricsEndpoint | None = None) -> None:
+    def __init__(
+        self,
+        ctx: RegistryContext,
+        metrics: MetricsEndpoint | None = None,
+        api_body_limit: int = 1024 * 1024,
+    ) -> None:
         self.ctx = ctx
         self.registry = RegistryApp(ctx)
         self.api = create_api(ctx.accounts) if ctx.accounts is not None else None
+        self.api_guard = (
+            guarded(self.api, max_body=api_body_limit, body_timeout=ctx.body_timeout)
+            if self.api is not None
+            else None
+        )
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -185,8 +195,8 @@ class TrustyardApp:
         path: str = scope["path"]
         if path == "/v2" or path.startswith("/v2/"):
             await self.registry(scope, receive, send)
-        elif self.api is not None and (path == "/api/v1" or path.startswith("/api/v1/")):
-            await self.api(scope, receive, send)
+        elif self.api_guard is not None and (path == "/api/v1" or path.startswith("/api/v1/")):
+            await self.api_guard(scope, receive, send)
         elif path == "/healthz":
             scope[ROUTE_KEY] = "healthz"
             await self._health(send)
@@ -233,7 +243,7 @@ class TrustyardApp:
 def create_app(settings: Settings) -> TrustyardApp:
     ctx = make_context(settings)
     endpoint = MetricsEndpoint(settings.metrics, ctx.engine) if settings.metrics.enabled else None
-    app = TrustyardApp(ctx, endpoint)
+    app = TrustyardApp(ctx, endpoint, api_body_limit=settings.server.api_body_limit)
     if app.api is not None and ctx.events is not None and ctx.events.queue is not None:
         app.api.state.events = ctx.events
         app.api.state.webhooks = make_webhook_service(settings, ctx.events.queue)
@@ -245,6 +255,9 @@ def asgi_factory() -> TrustyardApp:
     """Entry point for server worker processes: settings come from TRUSTYARD_* variables."""
     settings = Settings()
     logging.basicConfig(level=settings.log_level.upper())
+    # A worker forked from `serve` inherits its root logger (WARNING), where basicConfig does
+    # nothing: the setting is applied to trustyard's own loggers.
+    logging.getLogger("trustyard").setLevel(settings.log_level.upper())
     if settings.metrics.enabled:  # add this process's counts to the server's
         configure_metrics(settings.metrics_dir)
     return create_app(settings)

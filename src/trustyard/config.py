@@ -44,6 +44,12 @@ class ServerSettings(BaseModel):
     body_timeout: float = Field(
         default=120.0, gt=0, description="seconds a request body may stall before it is dropped"
     )
+    api_body_limit: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="largest request body /api/v1 reads, in bytes (413 beyond it); a route "
+        "that takes uploads may allow more",
+    )
 
 
 class AuthSettings(BaseModel):

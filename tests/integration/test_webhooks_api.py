@@ -132,7 +132,7 @@ def test_who_may_subscribe_to_what(world: World) -> None:
         ("mallory", {"repository": PUBLIC}, 403),  # public: she may know it
         ("kim", {"namespace": ORG}, 403),  # a member is no owner
         ("mallory", {"namespace": ORG}, 404),
-        ("mallory", {"namespace": "olga"}, 403),  # another user's namespace
+        ("mallory", {"namespace": "olga"}, 404),  # another user's namespace: like a missing one
         ("olga", {"registry": True}, 403),
         (None, {"namespace": ORG}, 401),
     ]
@@ -142,6 +142,23 @@ def test_who_may_subscribe_to_what(world: World) -> None:
     missing = world.create("mallory", repository=f"{ORG}/nothing").json()["detail"]
     assert hidden.replace(REPO, f"{ORG}/nothing") == missing
     assert_problem(world.create("admin", repository=f"{ORG}/nothing"), 404)
+
+
+def test_another_users_namespace_answers_like_a_missing_one(world: World) -> None:
+    """Status, headers and body (the name aside) are the same for a user's namespace, a
+    missing name and an organization the caller cannot see: none of them tells what exists."""
+
+    def answer(namespace: str) -> tuple[int, list[tuple[str, str]], str]:
+        got = world.create("mallory", namespace=namespace)
+        headers = sorted((k, v) for k, v in got.headers.items() if k != "date")
+        return got.status_code, headers, got.text.replace(namespace, "NAME")
+
+    user, missing = answer("olga"), answer("nemo")  # names of one length
+    assert user[0] == 404
+    assert user == missing
+    unseen, missing = answer(ORG), answer("nobod")
+    assert unseen == missing
+    assert unseen[2] == user[2]
 
 
 def test_managing_a_subscription_follows_its_scope(world: World) -> None:

@@ -15,6 +15,7 @@ from trustyard.api import (
     users,
     webhooks,
 )
+from trustyard.api.guard import RequestGuard
 from trustyard.auth.accounts import AccountService
 from trustyard.auth.repositories import RepositoryService
 from trustyard.registry.access import Accounts
@@ -39,3 +40,9 @@ def create_api(accounts: Accounts) -> FastAPI:
     for module in (users, organizations, tokens, scans, repositories, audit, jobs, webhooks):
         api.include_router(module.router, prefix=PREFIX, responses=errors.COMMON)
     return api
+
+
+def guarded(api: FastAPI, *, max_body: int, body_timeout: float) -> RequestGuard:
+    """The API behind its guard: credentials checked and the body capped before FastAPI reads
+    the body (api/guard.py)."""
+    return RequestGuard(api, max_body=max_body, body_timeout=body_timeout)

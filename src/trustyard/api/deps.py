@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, Header, Query, Request
 from sqlalchemy import Connection
@@ -13,6 +13,7 @@ from trustyard.api.errors import forbidden, unauthorized
 from trustyard.api.schemas import NO_NUL
 from trustyard.auth import audit
 from trustyard.auth.accounts import DEFAULT_TOKEN_SCOPES, AccountService
+from trustyard.auth.authorize import Subject
 from trustyard.auth.interfaces import NotFound
 from trustyard.auth.permissions import Principal
 from trustyard.auth.repositories import RepositoryService
@@ -20,6 +21,7 @@ from trustyard.auth.scopes import TokenScope
 from trustyard.db.engine import read_tx
 from trustyard.event_store import Outbox
 from trustyard.events import Event
+from trustyard.kit.asgi import Scope
 from trustyard.registry.access import Accounts
 
 # What a token must allow to manage accounts: everything its owner may do.
@@ -36,21 +38,51 @@ def get_service(request: Request) -> AccountService:
     return service
 
 
+# What a route asks of its caller: credentials ("caller") or maybe credentials ("reader").
+Need = Literal["caller", "reader"]
+# Scope key: who is asking, once their credentials were checked (by api/guard.py before the
+# body is read, or by the first dependency that asks).
+SUBJECT_KEY = "trustyard.subject"
+
+
+async def authenticate(accounts: Accounts, scope: Scope) -> Subject:
+    """The subject behind the request's Authorization header (Basic with a password or a
+    `ty_` token, or Bearer), checked once per request; wrong credentials raise OciError."""
+    known = scope.get(SUBJECT_KEY)
+    if isinstance(known, Subject):
+        return known
+    authorization = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+    client = scope.get("client")
+    # The address counts towards the per-address login back-off, as on /v2.
+    subject = await accounts.authenticate(
+        authorization.decode("latin-1") if authorization is not None else None,
+        str(client[0]) if client else None,
+    )
+    scope[SUBJECT_KEY] = subject
+    return subject
+
+
+def vet(subject: Subject, need: Need) -> None:
+    """Refuse a subject a route cannot serve: anyone but a known caller where one is needed,
+    and registry (bearer) tokens everywhere."""
+    if need == "caller" and (subject.anonymous or subject.name is None):
+        raise unauthorized("authentication required")
+    if subject.bearer:
+        raise unauthorized("registry tokens are for /v2; log in with a password or access token")
+
+
 async def get_caller(
     request: Request,
     accounts: Annotated[Accounts, Depends(get_accounts)],
-    authorization: Annotated[str | None, Header()] = None,
+    authorization: Annotated[str | None, Header()] = None,  # read from the scope; documented
 ) -> Principal:
     """The caller, authenticated by Basic (password or `ty_` token) or Bearer; anonymous
     callers are refused. The principal is reloaded so that new ownerships count at once."""
-    # The address counts towards the per-address login back-off, as on /v2.
-    address = request.client.host if request.client else None
-    subject = await accounts.authenticate(authorization, address)
-    if subject.anonymous or subject.name is None:
-        raise unauthorized("authentication required")
-    request.state.actor = audit.actor_of(subject)  # for the audit of refusals
-    if subject.bearer:
-        raise unauthorized("registry tokens are for /v2; log in with a password or access token")
+    subject = await authenticate(accounts, request.scope)
+    if not (subject.anonymous or subject.name is None):
+        request.state.actor = audit.actor_of(subject)  # for the audit of refusals
+    vet(subject, "caller")
+    assert subject.name is not None
     if subject.scope is not None and str(subject.scope) != FULL_SCOPE:
         raise forbidden(
             "this access token is limited to some repositories; managing accounts "
@@ -109,16 +141,12 @@ class Reader:
 async def get_reader(
     request: Request,
     accounts: Annotated[Accounts, Depends(get_accounts)],
-    authorization: Annotated[str | None, Header()] = None,
+    authorization: Annotated[str | None, Header()] = None,  # read from the scope; documented
 ) -> Reader:
     """Like `get_caller`, but anonymous callers and limited tokens are welcome (the access
     policy of /v2 then decides, the token's scope included)."""
-    if not authorization:
-        return Reader(Principal.anonymous())
-    address = request.client.host if request.client else None
-    subject = await accounts.authenticate(authorization, address)
-    if subject.bearer:
-        raise unauthorized("registry tokens are for /v2; log in with a password or access token")
+    subject = await authenticate(accounts, request.scope)
+    vet(subject, "reader")
     if subject.anonymous or subject.name is None:
         return Reader(Principal.anonymous())
     request.state.actor = audit.actor_of(subject)

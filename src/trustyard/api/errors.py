@@ -154,12 +154,18 @@ async def _audit_denial(request: Request) -> None:
 
 async def _on_oci_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, OciError)  # only credential failures reach the API
+    refusal = oci_refusal(error)
+    return problem(refusal.status_code, refusal.detail, dict(refusal.headers or {}))
+
+
+def oci_refusal(error: OciError) -> HTTPException:
+    """The answer to a credential failure (wrong, throttled, directory down)."""
     if error.code is ErrorCode.TOOMANYREQUESTS and isinstance(error.detail, dict):
         retry = {"Retry-After": str(error.detail["retryAfter"])}
-        return problem(429, error.message, retry)
+        return HTTPException(429, error.message, retry)
     if error.code is ErrorCode.UNAVAILABLE:  # e.g. the LDAP directory does not answer
-        return problem(503, error.message)
-    return problem(401, error.message, CHALLENGE)
+        return HTTPException(503, error.message)
+    return HTTPException(401, error.message, CHALLENGE)
 
 
 async def _on_validation(_: Request, error: Exception) -> JSONResponse:

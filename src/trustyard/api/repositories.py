@@ -28,7 +28,7 @@ from trustyard.api.deps import (
 from trustyard.api.errors import forbidden, hidden, problems
 from trustyard.api.schemas import Page, RepositoryCreate, RepositoryOut, RepositoryUpdate
 from trustyard.auth.authorize import Action
-from trustyard.auth.interfaces import Invalid, Repository
+from trustyard.auth.interfaces import Invalid, NotFound, Repository
 from trustyard.auth.permissions import Principal
 from trustyard.auth.repositories import RepositoryService, check_repository_name
 from trustyard.auth.scopes import TokenScope
@@ -50,10 +50,20 @@ def readable_repository(
     scope: TokenScope | None,
     name: str,
 ) -> Repository:
-    """The repository, if `principal` may read it; otherwise the same 404 as a missing one."""
-    repository = repositories.get(conn, name)
-    if not accounts.policy.may(conn, principal, Action.PULL, repository.name, scope):
+    """The repository, if `principal` may read it; otherwise the same 404 as a missing one,
+    after the same work: the lookup, the access decision (a missing repository counts as
+    private) and the audit of the refusal happen whether or not it exists, so neither the
+    answer nor its time tells a private repository from a missing one. Only a caller who
+    could read it learns that it is missing (a plain 404, not audited)."""
+    try:
+        repository: Repository | None = repositories.get(conn, name)
+    except NotFound:
+        repository = None
+    target = repository.name if repository is not None else name
+    if not accounts.policy.may(conn, principal, Action.PULL, target, scope):
         raise hidden("repository", name)
+    if repository is None:
+        raise NotFound("repository", name[:300])
     return repository
 
 

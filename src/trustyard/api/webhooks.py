@@ -231,7 +231,9 @@ def check_scope(
     target: str,
 ) -> None:
     """Raise unless `principal` manages the webhooks of this scope: a 404 (the scope's own
-    NotFound words) when they may not know it exists, 403 when they may but do not manage it."""
+    NotFound words) when they may not know it exists, 403 when they may but do not manage it.
+    A namespace that is another user's is answered exactly like a missing one (users are not
+    listed to other users), after the same work."""
     if scope is Scope.REGISTRY:
         require_admin(principal)
         return
@@ -243,9 +245,14 @@ def check_scope(
         return
     if accounts.policy.store.user(conn, target) is not None:
         if not (principal.is_admin or (principal.kind == "user" and principal.name == target)):
-            raise forbidden(f"only {target!r} and system administrators manage these webhooks")
+            raise hidden("organization", target)
         return
-    manage_org(service, conn, principal, target)
+    try:
+        manage_org(service, conn, principal, target)
+    except NotFound:
+        if principal.is_admin:  # administrators may know what exists
+            raise
+        raise hidden("organization", target) from None
 
 
 def _managed(

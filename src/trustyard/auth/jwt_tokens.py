@@ -30,6 +30,8 @@ ALGORITHM = "ES256"
 DEFAULT_ISSUER = "trustyard"
 DEFAULT_LEEWAY = timedelta(seconds=30)
 _REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "nbf", "iat", "jti", "access")
+# Times a token may carry: from the epoch to the end of the year 9999 (what a datetime holds).
+_LATEST = int(datetime(9999, 12, 31, tzinfo=UTC).timestamp())
 
 
 class InvalidToken(AccessError):
@@ -176,6 +178,8 @@ class TokenSigner:
         times = [claims["exp"], claims["nbf"], claims["iat"]]
         if not all(type(value) is int for value in times):
             raise InvalidToken("the token's exp, nbf and iat are not whole seconds")
+        if not all(0 <= value <= _LATEST for value in times):
+            raise InvalidToken("the token's exp, nbf and iat are out of range")
         expires, not_before, _ = times
         if moment >= expires + slack:
             raise InvalidToken("the token has expired")

@@ -17,6 +17,10 @@ class ClientGone(Exception):
     """The client disconnected or stopped sending before the body was complete."""
 
 
+class BodyStalled(ClientGone):
+    """The client sent nothing for the body timeout before the body was complete."""
+
+
 @dataclass
 class Request:
     scope: Scope
@@ -87,7 +91,7 @@ class Request:
                     if not message.get("more_body", False):
                         break
         except TimeoutError:
-            raise ClientGone("client stopped sending the body") from None
+            raise BodyStalled("client stopped sending the body") from None
         if declared is not None and received != declared:
             raise ClientGone("body is shorter than Content-Length")
 

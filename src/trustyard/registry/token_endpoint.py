@@ -24,6 +24,7 @@ import asyncio
 import base64
 import binascii
 import json
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from urllib.parse import parse_qs
@@ -45,7 +46,9 @@ from trustyard.db.engine import write_tx
 from trustyard.kit.asgi import Send
 from trustyard.oci.errors import ErrorCode, OciError
 from trustyard.registry.access import Accounts, directory_errors
-from trustyard.registry.http import JSON, Headers, Request, respond
+from trustyard.registry.http import JSON, BodyStalled, ClientGone, Headers, Request, respond
+
+log = logging.getLogger(__name__)
 
 MAX_FORM_BYTES = 64 * 1024
 NO_STORE: Headers = [(b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
@@ -79,12 +82,21 @@ async def token_endpoint(accounts: Accounts, request: Request, send: Send) -> No
             body = await _get(accounts, request)
         else:
             raise _Refused(405, "invalid_request", "use GET or POST", [(b"allow", b"GET, POST")])
-    except _Refused as refused:
+    except (_Refused, ClientGone) as error:
+        refused = error if isinstance(error, _Refused) else _incomplete(request, error)
         answer = {"error": refused.error, "error_description": refused.description}
         headers = [JSON, *NO_STORE, *refused.headers]
         await respond(send, refused.status, headers, json.dumps(answer).encode())
         return
     await respond(send, 200, [JSON, *NO_STORE], json.dumps(body).encode())
+
+
+def _incomplete(request: Request, gone: ClientGone) -> _Refused:
+    """A body that broke off (cut short, a bad chunked encoding, a disconnect: 400) or
+    stalled past the body timeout (408): one log line, no traceback."""
+    log.info("%s /auth/token from %s: %s", request.method, request.address, gone)
+    status = 408 if isinstance(gone, BodyStalled) else 400
+    return _Refused(status, "invalid_request", f"the request body is incomplete: {gone}")
 
 
 # --- GET (the Docker token specification) --------------------------------------------------
