@@ -4,6 +4,7 @@ DTR roles, robot tokens, hidden private repositories, and real skopeo with crede
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -256,3 +257,161 @@ def test_any_valid_token_logs_in_at_the_base_endpoint(secured: TrustyardServer) 
             f"{secured.url}/v2/acme/app/tags/list", headers={"Authorization": f"Bearer {empty}"}
         )
         assert private.status_code == 401
+
+
+# --- cross-repository mounts in the Docker token flow ---------------------------------------------
+CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+
+
+def challenge_of(response: httpx.Response) -> dict[str, str]:
+    """The parameters of a `Bearer` challenge (each once)."""
+    header = response.headers["www-authenticate"]
+    assert header.startswith("Bearer ")
+    found = CHALLENGE_PARAM.findall(header)
+    assert len({key for key, _ in found}) == len(found), header
+    return dict(found)
+
+
+def pushed_blob(server: TrustyardServer, repository: str, data: bytes) -> str:
+    digest = sha256(data)
+    answer = httpx.post(
+        f"{server.url}/v2/{repository}/blobs/uploads/",
+        params={"digest": digest},
+        content=data,
+        headers=basic("olga", PASSWORD),
+    )
+    assert answer.status_code == 201, answer.text
+    return digest
+
+
+def mount(
+    server: TrustyardServer, target: str, params: dict[str, str], **headers: str
+) -> httpx.Response:
+    return httpx.post(f"{server.url}/v2/{target}/blobs/uploads/", params=params, headers=headers)
+
+
+def blob_linked(server: TrustyardServer, repository: str, digest: str) -> bool:
+    head = httpx.head(
+        f"{server.url}/v2/{repository}/blobs/{digest}", headers=basic("olga", PASSWORD)
+    )
+    return head.status_code == 200
+
+
+@pytest.mark.parametrize("form", ["one scope parameter", "repeated scope parameters"])
+def test_a_token_client_that_follows_the_mount_challenge_mounts(
+    secured: TrustyardServer, form: str
+) -> None:
+    """docker, containerd and the conformance suite ask the realm for what the challenge names:
+    the challenge of a mount must name pull on its source too, or the mount falls back to a
+    full upload (202) even for the source's owner."""
+    source, target = f"acme/src-{form[:3]}", f"acme/dst-{form[:3]}"
+    digest = pushed_blob(secured, source, f"layer for {form}".encode())
+    params = {"mount": digest, "from": source}
+    first = mount(secured, target, params)
+    assert first.status_code == 401
+    challenge = challenge_of(first)
+    assert challenge["scope"] == f"repository:{target}:pull,push repository:{source}:pull"
+    assert challenge["realm"] == f"{secured.url}/auth/token"
+    scopes = challenge["scope"]
+    # docker sends the challenge's scope as it is; containers/image one parameter per scope
+    separate = scopes.split(" ") if form == "repeated scope parameters" else [scopes]
+    query: dict[str, str | list[str]] = {"service": challenge["service"], "scope": separate}
+    issued = httpx.get(challenge["realm"], params=query, headers=basic("olga", PASSWORD))
+    assert issued.status_code == 200, issued.text
+    bearer = f"Bearer {issued.json()['token']}"
+    mounted = mount(secured, target, params, Authorization=bearer)
+    assert mounted.status_code == 201, mounted.text
+    assert mounted.headers["docker-content-digest"] == digest
+    assert blob_linked(secured, target, digest)
+
+
+def test_a_token_that_never_asked_for_the_source_is_challenged_for_it(
+    secured: TrustyardServer,
+) -> None:
+    """A token fetched for an earlier request (push on the target only) says nothing about the
+    source: the mount answers 401 insufficient_scope naming both scopes, so the client asks
+    again instead of uploading the whole layer."""
+    source, target = "acme/src-again", "acme/dst-again"
+    digest = pushed_blob(secured, source, b"a layer mounted after a second challenge")
+    push_only = token(secured, f"repository:{target}:pull,push", "olga")["token"]
+    params = {"mount": digest, "from": source}
+    again = mount(secured, target, params, Authorization=f"Bearer {push_only}")
+    assert again.status_code == 401
+    assert again.json()["errors"][0]["code"] == "UNAUTHORIZED"
+    challenge = challenge_of(again)
+    assert challenge["error"] == "insufficient_scope"
+    assert challenge["scope"] == f"repository:{target}:pull,push repository:{source}:pull"
+    assert not blob_linked(secured, target, digest)
+    both = token(secured, challenge["scope"], "olga")["token"]
+    assert mount(secured, target, params, Authorization=f"Bearer {both}").status_code == 201
+
+
+def test_a_token_refused_the_source_gets_a_plain_upload_not_a_loop(
+    secured: TrustyardServer,
+) -> None:
+    """outsider may push to their own namespace but not read acme's: the token they get for
+    the challenge's scopes holds nothing on the source, and the mount falls back to 202."""
+    source, target = "acme/src-private", "outsider/copy"
+    digest = pushed_blob(secured, source, b"a layer outsider may not read")
+    params = {"mount": digest, "from": source}
+    challenge = challenge_of(mount(secured, target, params))
+    assert granted(secured, challenge["scope"], "outsider") == [
+        (target, ["pull", "push"]),
+        (source, []),
+    ]
+    refused = token(secured, challenge["scope"], "outsider")["token"]
+    fallback = mount(secured, target, params, Authorization=f"Bearer {refused}")
+    assert fallback.status_code == 202, fallback.text
+    assert "docker-content-digest" not in fallback.headers
+    assert f"/v2/{target}/blobs/uploads/" in fallback.headers["location"]
+    with_basic = mount(secured, target, params, **basic("outsider", PASSWORD))
+    assert with_basic.status_code == 202, with_basic.text
+    assert not blob_linked(secured, target, digest)
+
+
+def test_a_mount_without_from_is_a_plain_upload_with_a_token_and_with_basic(
+    secured: TrustyardServer,
+) -> None:
+    """With accounts on, a mount without `from` never mounts, whatever the credential (a token
+    cannot name a source it was never told): both answer 202 (was 201 with Basic only)."""
+    source, target = "acme/src-auto", "acme/dst-auto"
+    digest = pushed_blob(secured, source, b"a layer nobody names the source of")
+    params = {"mount": digest}
+    challenge = challenge_of(mount(secured, target, params))
+    assert challenge["scope"] == f"repository:{target}:pull,push"
+    bearer = f"Bearer {token(secured, f'repository:{target}:pull,push', 'olga')['token']}"
+    for headers in ({"Authorization": bearer}, basic("olga", PASSWORD)):
+        answer = mount(secured, target, params, **headers)
+        assert answer.status_code == 202, answer.text
+        assert "docker-content-digest" not in answer.headers
+    assert not blob_linked(secured, target, digest)
+
+
+# --- the realm never echoes a hostile Host header -------------------------------------------------
+@pytest.mark.parametrize(
+    "host",
+    [
+        'evil.com",error="x',
+        "evil.com, other.com",
+        'evil.com:5000",scope="registry:catalog:*',
+        "evil.com/path",
+        "user@evil.com",
+        "",
+    ],
+)
+def test_the_realm_ignores_a_host_header_that_is_not_a_plain_host(
+    secured: TrustyardServer, host: str
+) -> None:
+    answer = httpx.get(f"{secured.url}/v2/acme/app/tags/list", headers={"Host": host})
+    assert answer.status_code == 401
+    challenge = challenge_of(answer)
+    assert set(challenge) == {"realm", "service", "scope"}
+    assert challenge["realm"] == f"{secured.url}/auth/token"
+    assert "evil" not in answer.headers["www-authenticate"]
+
+
+@pytest.mark.parametrize("host", ["registry.example.com", "registry.example.com:5000", "[::1]:80"])
+def test_the_realm_follows_a_plain_host_header(secured: TrustyardServer, host: str) -> None:
+    answer = httpx.get(f"{secured.url}/v2/", headers={"Host": host})
+    assert answer.status_code == 401
+    assert challenge_of(answer)["realm"] == f"http://{host}/auth/token"

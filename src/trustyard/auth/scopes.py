@@ -114,6 +114,10 @@ class TokenScope:
     """What a token is limited to; it can only narrow what its principal may do."""
 
     entries: tuple[ScopeEntry, ...]
+    # Repositories a registry token's endpoint was asked about, granted or not (a JWT's
+    # `access` claim keeps refused scopes with no actions): `answered` tells a client that
+    # never asked for a repository from one that asked and was refused.
+    asked: frozenset[str] = frozenset()
 
     @classmethod
     def parse(cls, text: str) -> TokenScope:
@@ -128,8 +132,10 @@ class TokenScope:
     @classmethod
     def from_grants(cls, grants: Iterable[ScopeGrant]) -> TokenScope:
         """The scope a verified JWT's `access` claim stands for."""
+        grants = tuple(grants)
         return cls(
-            tuple(ScopeEntry(g.type, g.name, frozenset(g.actions)) for g in grants if g.actions)
+            tuple(ScopeEntry(g.type, g.name, frozenset(g.actions)) for g in grants if g.actions),
+            frozenset(g.name for g in grants if g.type == REPOSITORY),
         )
 
     def allows(self, action: Action, repository: str | None = None) -> bool:
@@ -143,6 +149,11 @@ class TokenScope:
             e.type == REPOSITORY and not e.actions.isdisjoint(wanted) and e.covers(repository)
             for e in self.entries
         )
+
+    def answered(self, repository: str) -> bool:
+        """True when this scope already says whether `repository` may be pulled: a token
+        endpoint was asked about it (and granted pull or refused it), or pull is allowed."""
+        return repository in self.asked or self.allows(Action.PULL, repository)
 
     def __str__(self) -> str:
         return " ".join(str(entry) for entry in self.entries)

@@ -13,8 +13,16 @@ from trustyard.kit.asgi import ROUTE_KEY, Message, Receive, Scope, Send
 from trustyard.oci.errors import ErrorCode, OciError
 from trustyard.oci.names import check_name
 from trustyard.registry.context import RegistryContext
-from trustyard.registry.http import ClientGone, Headers, Request, header_list, respond_error
+from trustyard.registry.http import (
+    ClientGone,
+    Headers,
+    Request,
+    header_list,
+    public_base,
+    respond_error,
+)
 from trustyard.registry.routes import match
+from trustyard.registry.uploads import mount_source
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +62,27 @@ class RegistryApp:
                 await respond_error(send, OciError(ErrorCode.UNKNOWN, "internal error"))
 
     def _challenge(
-        self, request: Request, resource: Resource | None, action: Action, error: str = ""
+        self,
+        request: Request,
+        resource: Resource | None,
+        action: Action,
+        error: str = "",
+        source: str | None = None,
     ) -> Headers:
-        """WWW-Authenticate for the Docker token flow: where to get a token for what."""
+        """WWW-Authenticate for the Docker token flow: where to get a token for what. A mount
+        also asks for pull on its `source`, in the same scope parameter (space-separated, as
+        the reference registry does), so that the token a client fetches can mount."""
         accounts = self.ctx.accounts
         if accounts is None:
             return []
-        base = self.ctx.url_prefix or f"http://{request.header('host') or 'localhost'}"
+        base = self.ctx.url_prefix or public_base(request)
         parts = [f'realm="{base}/auth/token"', f'service="{accounts.service}"']
         if resource is not None and resource.kind == "repository":
             wanted = {Action.PUSH: "pull,push", Action.DELETE: "delete"}.get(action, "pull")
-            parts.append(f'scope="repository:{resource.name}:{wanted}"')
+            scopes = [f"repository:{resource.name}:{wanted}"]
+            if source is not None:
+                scopes.append(f"repository:{source}:pull")
+            parts.append(f'scope="{" ".join(scopes)}"')
         elif resource is not None:
             parts.append('scope="registry:catalog:*"')
         if error:
@@ -72,13 +90,19 @@ class RegistryApp:
         return [(b"www-authenticate", ("Bearer " + ",".join(parts)).encode())]
 
     async def _deny(
-        self, request: Request, send: Send, subject: Subject, resource: Resource, action: Action
+        self,
+        request: Request,
+        send: Send,
+        subject: Subject,
+        resource: Resource,
+        action: Action,
+        source: str | None = None,
     ) -> None:
         """Anonymous and token-bearing callers are challenged; others learn nothing about a
         repository they may not even read."""
         if subject.anonymous or subject.bearer:
             error = "insufficient_scope" if subject.bearer else ""
-            challenge = self._challenge(request, resource, action, error)
+            challenge = self._challenge(request, resource, action, error, source)
             await respond_error(send, OciError(ErrorCode.UNAUTHORIZED), challenge)
             return
         await self._audit_denial(request, subject, resource, action)
@@ -87,6 +111,13 @@ class RegistryApp:
             await respond_error(send, hidden)
             return
         await respond_error(send, OciError(ErrorCode.DENIED))
+
+    def _unasked_source(self, subject: Subject, source: str) -> bool:
+        """A registry token that says nothing about a mount's source (neither grants nor
+        refuses pull on it): it was fetched for another request."""
+        if not subject.bearer or subject.scope is None:
+            return False
+        return not subject.scope.answered(source)
 
     async def _audit_denial(
         self, request: Request, subject: Subject, resource: Resource, action: Action
@@ -128,6 +159,7 @@ class RegistryApp:
             name = None
             resource = Resource("registry", "catalog")
         action = route.actions[request.method]
+        source = mount_source(request, name) if route.name == "upload_start" else None
         accounts = self.ctx.accounts
         try:
             subject = (
@@ -136,7 +168,7 @@ class RegistryApp:
                 else ANONYMOUS
             )
         except OciError as error:
-            headers = self._challenge(request, resource, action)
+            headers = self._challenge(request, resource, action, source=source)
             if error.code is ErrorCode.TOOMANYREQUESTS and isinstance(error.detail, dict):
                 headers.append((b"retry-after", str(error.detail["retryAfter"]).encode()))
             await respond_error(send, error, headers)
@@ -151,7 +183,13 @@ class RegistryApp:
                 )
                 return
         elif not self.ctx.authorize(subject, action, resource):
-            await self._deny(request, send, subject, resource, action)
+            await self._deny(request, send, subject, resource, action, source)
+            return
+        elif source is not None and self._unasked_source(subject, source):
+            # A token that never asked about the mount's source: challenge once more, for
+            # both scopes. A token that asked and was refused goes on to a plain upload.
+            challenge = self._challenge(request, resource, action, "insufficient_scope", source)
+            await respond_error(send, OciError(ErrorCode.UNAUTHORIZED), challenge)
             return
         args = [name, *params.values()] if name is not None else list(params.values())
         await handler(self.ctx, request, send, *args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
@@ -11,6 +12,11 @@ from trustyard.kit.asgi import Receive, Scope, Send
 from trustyard.oci.errors import ErrorCode, OciError, error_body
 
 Headers = list[tuple[bytes, bytes]]
+
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# A Host header trustyard may echo: a DNS name or IPv4 address, or a bracketed IPv6 address,
+# and an optional port. Nothing else (quotes, commas, spaces, paths) is ever echoed.
+_HOST_RE = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]{{2,45}}\])(?::[0-9]{{1,5}})?")
 
 
 class ClientGone(Exception):
@@ -107,6 +113,25 @@ class Request:
                 raise too_large
             parts.append(chunk)
         return b"".join(parts)
+
+
+def public_base(request: Request) -> str:
+    """`scheme://host[:port]` of this server as the client addressed it, for URLs sent back in
+    headers: the Host header when it is a plain host[:port] (a name of 253 characters at most),
+    else the address the server listens on."""
+    scheme = request.scope.get("scheme")
+    if scheme not in ("http", "https"):
+        scheme = "http"
+    host = request.header("host")
+    if host is None or len(host) > 259 or _HOST_RE.fullmatch(host) is None:
+        server = request.scope.get("server")
+        if not server or not server[0]:
+            return f"{scheme}://localhost"
+        address, port = str(server[0]), server[1]
+        host = f"[{address}]" if ":" in address else address
+        if port is not None:
+            host = f"{host}:{int(port)}"
+    return f"{scheme}://{host}"
 
 
 def header_list(pairs: Iterable[tuple[str, str]]) -> Headers:

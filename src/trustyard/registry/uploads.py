@@ -63,18 +63,35 @@ async def start_upload(ctx: RegistryContext, req: Request, send: Send, name: str
     await _finish(ctx, req, send, upload, expected, start=None)
 
 
+def mount_source(req: Request, name: str | None) -> str | None:
+    """The repository a mount request (`?mount=D&from=S`) reads from: a valid name other
+    than the target, else None. The token flow asks for pull on it as well."""
+    source = req.params.get("from")
+    if "mount" not in req.params or source is None or source == name:
+        return None
+    return source if is_valid_name(source) else None
+
+
 async def _try_mount(ctx: RegistryContext, req: Request, name: str, mount: str) -> bool:
-    """Link an existing blob into `name`; False means fall back to a normal upload."""
+    """Link an existing blob into `name`; False means fall back to a normal upload.
+
+    Without `from`, the open registry mounts from any repository holding the blob (the OCI
+    spec's optional automatic discovery); with accounts on it never does, whatever the
+    credential: a registry token names the repositories it may read, and a mount without
+    `from` names none the client could have asked a token for, so Basic credentials get the
+    same plain upload as a token would (clients send `from`: docker, containerd, skopeo)."""
     try:
         digest = str(parse_digest(mount))
     except OciError:
         return False
     source = req.params.get("from")
+    if source is None and ctx.accounts is not None:
+        return False
     with read_tx(ctx.engine) as conn:
         holders = ctx.store.repositories_with_blob(conn, digest)
     if source is not None:
         candidates = [source] if source in holders and is_valid_name(source) else []
-    else:  # automatic mount: any repository holding it that the caller may read
+    else:  # automatic mount in the open registry: any repository holding it
         candidates = holders
     subject = req.scope["trustyard.subject"]
     if not any(ctx.authorize(subject, Action.PULL, Resource("repository", c)) for c in candidates):

@@ -203,6 +203,27 @@ def test_token_scope_from_granted_access() -> None:
     assert scope.allows(Action.CATALOG)
 
 
+def test_a_token_scope_remembers_what_its_endpoint_was_asked_about() -> None:
+    """A refused scope stays in a JWT's access claim with no actions: the registry can tell a
+    token that asked about a mount's source and was refused from one that never asked."""
+    scope = TokenScope.from_grants(
+        [
+            ScopeGrant("repository", "acme/app", ("pull", "push")),
+            ScopeGrant("repository", "acme/refused", ()),
+            ScopeGrant("registry", "catalog", ()),
+        ]
+    )
+    assert scope.answered("acme/app")
+    assert scope.answered("acme/refused")
+    assert not scope.allows(Action.PULL, "acme/refused")
+    assert not scope.answered("acme/never-asked")
+    assert not scope.answered("catalog")
+    assert str(scope) == "repository:acme/app:pull,push"  # the text names granted actions only
+    patterned = TokenScope.parse("repository:acme/*:pull")
+    assert patterned.answered("acme/any")
+    assert not patterned.answered("other/app")
+
+
 def test_granted_subset_keeps_only_permitted_actions() -> None:
     permitted = {(Action.PULL, "acme/app"), (Action.PULL, "acme/base"), (Action.PUSH, "acme/app")}
     requested = parse_scopes(
