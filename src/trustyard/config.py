@@ -39,7 +39,10 @@ class ServerSettings(BaseModel):
     port: int = Field(default=5000, ge=0, le=65535)
     workers: int = Field(default=0, ge=0, description="0 means one per CPU core")
     public_url: str | None = Field(
-        default=None, description="URL clients use to reach the registry (for Location headers)"
+        default=None,
+        description="URL clients use to reach the registry (for Location headers and the token "
+        "realm; unset: the realm comes from a Host header that is a plain host[:port], else "
+        "from the listening address)",
     )
     body_timeout: float = Field(
         default=120.0, gt=0, description="seconds a request body may stall before it is dropped"
