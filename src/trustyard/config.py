@@ -418,7 +418,7 @@ class Settings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         if self.database_url:
-            return self.database_url
+            return with_driver(self.database_url)
         return f"sqlite:///{(self.data_dir / 'trustyard.db').resolve()}"
 
     def to_environment(self) -> dict[str, str]:
@@ -440,6 +440,15 @@ class Settings(BaseSettings):
 
         walk("", self.model_dump())
         return env
+
+
+def with_driver(url: str) -> str:
+    """`postgres://` (as most tools write it) and a bare `postgresql://` mean the installed
+    psycopg 3 driver; SQLAlchemy would reject the first and look for psycopg2 on the second."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in ("postgres", "postgresql"):
+        return f"postgresql+psycopg://{rest}"
+    return url
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -258,6 +258,7 @@ def test_the_jobs_commands_show_retry_and_cancel(database: Database) -> None:
     status, out, _ = database.cli("jobs", "list", "--kind", RECORD_KIND)
     assert status == 0
     assert [line.split("\t")[:4] for line in out.splitlines()] == [
+        ["id", "state", "kind", "attempts"],  # a header row names the columns
         [str(waiting), "queued", RECORD_KIND, "0/5"],
         [str(dead), "dead", RECORD_KIND, "1/1"],
     ]

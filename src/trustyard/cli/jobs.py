@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
+from trustyard.cli import preflight
 from trustyard.config import Settings, load_settings
 from trustyard.jobs.interfaces import Job, JobError, JobState
 
@@ -31,16 +32,28 @@ jobs_app = typer.Typer(help="Look at background jobs, retry or cancel them.", no
 err = Console(stderr=True, soft_wrap=True)
 
 DataDir = Annotated[
-    Path | None, typer.Option("--data-dir", help="Folder for blobs and the SQLite database.")
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        metavar="DIR",
+        help="Folder for blobs and the SQLite database.  [default: ./data]",
+    ),
 ]
 DatabaseUrl = Annotated[
-    str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: SQLite).")
+    str | None,
+    typer.Option(
+        "--database-url",
+        metavar="URL",
+        help="postgresql://USER:PASSWORD@HOST/NAME, or another SQLAlchemy URL.  "
+        "[default: SQLite in the data folder]",
+    ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 EMBEDDED_NICENESS = 5
 
 
 def _settings(data_dir: Path | None, database_url: str | None) -> Settings:
+    preflight.private_files()
     return load_settings(data_dir=data_dir, database_url=database_url)
 
 
@@ -48,7 +61,13 @@ def _engine(settings: Settings, pool_size: int = 2) -> Engine:
     from trustyard.db import migrate as migrations
     from trustyard.db.engine import make_engine
 
-    engine = make_engine(settings.effective_database_url, pool_size=pool_size)
+    preflight.existing_sqlite(settings)
+    engine = make_engine(preflight.database_url(settings), pool_size=pool_size)
+    try:
+        preflight.database(engine)
+    except preflight.PreflightError:
+        engine.dispose()
+        raise
     current, head = migrations.current_revision(engine), migrations.head_revision()
     if current != head:
         engine.dispose()
@@ -65,7 +84,8 @@ def _engine(settings: Settings, pool_size: int = 2) -> Engine:
 
 def worker(
     concurrency: Annotated[
-        int, typer.Option("--concurrency", "-c", min=1, max=256, help="Jobs run at once.")
+        int,
+        typer.Option("--concurrency", "-c", min=1, max=256, metavar="N", help="Jobs run at once."),
     ] = 4,
     embedded: Annotated[
         bool, typer.Option("--embedded", hidden=True, help="Started by serve: end with it.")
@@ -187,6 +207,9 @@ def _first_line(text: str | None) -> str:
     return (text or "").split("\n", 1)[0][:120]
 
 
+HEADER = ("id", "state", "kind", "attempts", "due", "error")
+
+
 def _line(job: Job) -> str:
     return "\t".join(
         (
@@ -203,10 +226,20 @@ def _line(job: Job) -> str:
 @jobs_app.command("list")
 def list_jobs(
     state: Annotated[
-        list[JobState] | None, typer.Option("--state", help="Only jobs in this state (repeat).")
+        list[JobState] | None,
+        typer.Option(
+            "--state",
+            metavar="STATE",
+            help="Only jobs in this state (repeat): queued, running, succeeded, failed, dead "
+            "or cancelled.",
+        ),
     ] = None,
-    kind: Annotated[str | None, typer.Option(help="Only jobs of this kind.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    kind: Annotated[
+        str | None, typer.Option(metavar="KIND", help="Only jobs of this kind.")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option(min=1, max=10_000, metavar="N", help="At most this many.")
+    ] = 50,
     as_json: AsJson = False,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
@@ -224,13 +257,14 @@ def list_jobs(
     if as_json:
         typer.echo(json.dumps([job_json(job) for job in found], indent=2))
         return
+    typer.echo("\t".join(HEADER))
     for job in found:
         typer.echo(_line(job))
 
 
 @jobs_app.command("show")
 def show_job(
-    job_id: Annotated[int, typer.Argument(help="The job's id.")],
+    job_id: Annotated[int, typer.Argument(metavar="ID", help="The job's id.")],
     as_json: AsJson = False,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
@@ -285,7 +319,7 @@ def _change(job_id: int, action: str, settings: Settings) -> None:
 
 @jobs_app.command("retry")
 def retry_job(
-    job_id: Annotated[int, typer.Argument(help="The job's id.")],
+    job_id: Annotated[int, typer.Argument(metavar="ID", help="The job's id.")],
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
 ) -> None:
@@ -295,7 +329,7 @@ def retry_job(
 
 @jobs_app.command("cancel")
 def cancel_job(
-    job_id: Annotated[int, typer.Argument(help="The job's id.")],
+    job_id: Annotated[int, typer.Argument(metavar="ID", help="The job's id.")],
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
 ) -> None:

@@ -9,23 +9,49 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from typer.core import TyperArgument
 
-from trustyard.cli.jobs import embedded_worker, jobs_app, worker
+from trustyard.cli import preflight
+from trustyard.cli.jobs import DatabaseUrl, DataDir, embedded_worker, jobs_app, worker
+from trustyard.cli.preflight import PreflightError
 from trustyard.cli.scan import scan
-from trustyard.config import Settings, load_settings
+from trustyard.config import ServerSettings, Settings, load_settings
 
-app = typer.Typer(help="trustyard: a trusted OCI container registry.", no_args_is_help=True)
+# Plain click help: paragraphs rewrapped to the terminal, type names as words, no boxes.
+app = typer.Typer(
+    help="trustyard: a trusted OCI container registry.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings={"show_default": True},
+)
 err = Console(stderr=True, soft_wrap=True)
+DEFAULT = ServerSettings()
+# An argument's help row is its metavar alone: typer would add `<str>`, `<int>` after it.
+setattr(TyperArgument, "display_type_rich", lambda _self, ctx: None)  # noqa: B010
 
-DataDir = Annotated[
-    Path | None, typer.Option("--data-dir", help="Folder for blobs and the SQLite database.")
-]
-DatabaseUrl = Annotated[
-    str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: SQLite).")
-]
+
+def _version(wanted: bool) -> None:
+    if wanted:
+        from importlib.metadata import version
+
+        typer.echo(f"trustyard {version('trustyard')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    _version_: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """trustyard: a trusted OCI container registry."""
 
 
 def _settings(data_dir: Path | None, database_url: str | None, **server: object) -> Settings:
+    preflight.private_files()
     base = load_settings(data_dir=data_dir, database_url=database_url)
     wanted = {k: v for k, v in server.items() if v is not None}
     if wanted:
@@ -37,9 +63,11 @@ def _prepare(settings: Settings) -> None:
     from trustyard.db import migrate as migrations
     from trustyard.db.engine import make_engine
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.effective_database_url)
+    for warning in preflight.data_dir(settings, create=True):
+        err.print(f"warning: {warning}")
+    engine = make_engine(preflight.database_url(settings))
     try:
+        preflight.database(engine)
         migrations.upgrade(engine)
     finally:
         engine.dispose()
@@ -76,9 +104,20 @@ def _bootstrap_accounts(settings: Settings) -> None:
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
-    port: Annotated[int | None, typer.Option(help="TCP port.")] = None,
-    workers: Annotated[int | None, typer.Option(help="Worker processes (0: one per core).")] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(metavar="ADDRESS", help=f"Address to listen on.  [default: {DEFAULT.host}]"),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(metavar="PORT", help=f"TCP port.  [default: {DEFAULT.port}]")
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help=f"Worker processes, 0 for one per core.  [default: {DEFAULT.workers}]",
+        ),
+    ] = None,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
 ) -> None:
@@ -88,6 +127,10 @@ def serve(
 
     settings = _settings(data_dir, database_url, host=host, port=port, workers=workers)
     _check_ldap(settings)
+    preflight.database_url(settings)
+    preflight.port_free(settings.server.host, settings.server.port)
+    preflight.data_dir(settings, create=True)
+    lock = preflight.lock_data_dir(settings)  # held (open) until this process ends
     _prepare(settings)
     if settings.auth.enabled:
         _bootstrap_accounts(settings)
@@ -126,11 +169,13 @@ def serve(
             respawn_failed_workers=True,
             backlog=2048,
         ).serve()
+    if lock is not None:
+        os.close(lock)
 
 
 @app.command()
 def passwd(
-    username: Annotated[str, typer.Argument(help="The account.")] = "admin",
+    username: Annotated[str, typer.Argument(metavar="USERNAME", help="The account.")] = "admin",
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the new password from standard input.")
     ] = False,
@@ -190,7 +235,9 @@ def fsck(
     from trustyard.db.engine import make_engine
 
     settings = _settings(data_dir, database_url)
-    engine = make_engine(settings.effective_database_url)
+    preflight.existing_sqlite(settings)
+    engine = make_engine(preflight.database_url(settings))
+    preflight.database(engine)
     with err.status("checking...") as status:
         report = run_fsck(
             engine,
@@ -273,5 +320,18 @@ app.add_typer(jobs_app, name="jobs")
 
 
 def main() -> None:
+    from pydantic import ValidationError
+
     logging.basicConfig(level=logging.WARNING)
-    app()
+    try:
+        app(prog_name="trustyard")
+    except PreflightError as problem:
+        err.print(f"trustyard: {problem}", markup=False, highlight=False)
+        raise SystemExit(preflight.EXIT_CODE) from None
+    except ValidationError as problem:
+        wrong = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in problem.errors()
+        )
+        err.print(f"trustyard: invalid settings: {wrong}", markup=False, highlight=False)
+        raise SystemExit(preflight.EXIT_CODE) from None

@@ -40,17 +40,27 @@ class Format(StrEnum):
 def scan(
     path: Annotated[
         Path,
-        typer.Argument(help="OCI image layout directory, oci-archive or docker-archive tarball."),
+        typer.Argument(
+            metavar="PATH",
+            help="OCI image layout directory, oci-archive or docker-archive tarball.",
+        ),
     ],
     output_format: Annotated[
-        Format, typer.Option("--format", "-f", help="What to write.")
+        Format,
+        typer.Option(
+            "--format", "-f", metavar="[table|json|cyclonedx-json|spdx-json]", help="What to write."
+        ),
     ] = Format.table,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write to FILE instead of stdout.")
+        Path | None,
+        typer.Option("--output", "-o", metavar="FILE", help="Write to FILE instead of stdout."),
     ] = None,
     platform: Annotated[
         str | None,
-        typer.Option(help="Scan only this platform of an index: os/arch or os/arch/variant."),
+        typer.Option(
+            metavar="PLATFORM",
+            help="Scan only this platform of an index: os/arch or os/arch/variant.",
+        ),
     ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar, no summary on stderr.")
