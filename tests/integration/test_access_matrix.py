@@ -424,7 +424,28 @@ def lists_visible_organizations(w: World, who: Who, target: str, answer: httpx.R
 
 
 def lists_own_tokens_only(w: World, who: Who, target: str, answer: httpx.Response) -> None:
-    assert {token["owner"] for token in answer.json()} <= {who.login}
+    assert {token["owner"] for token in answer.json()["items"]} <= {who.login}
+
+
+def lists_readable_grants(w: World, who: Who, target: str, answer: httpx.Response) -> None:
+    """A team's grants show only repositories the caller may read (pullers hold one on APP)."""
+    listed = {grant["repository"] for grant in answer.json()["items"]} & set(REPOSITORIES)
+    assert listed == ({APP} if may(who, "pull", APP) else set())
+
+
+def lists_the_tags(w: World, who: Who, target: str, answer: httpx.Response) -> None:
+    tags = {tag["name"]: tag for tag in answer.json()["items"]}
+    item = w.content[target]
+    assert tags[item.tag]["digest"] == item.digest
+    assert tags[item.tag]["size"] > len(item.manifest)
+
+
+def names_the_admins(w: World, who: Who, target: str, answer: httpx.Response) -> None:
+    body = answer.json()
+    assert body["repository"] == target
+    roles = {team["name"]: team["role"] for team in body["teams"]}
+    assert roles.get("keepers") == "admin"
+    assert "admin" in {user["name"] for user in body["users"]}
 
 
 def lists_readable_repositories(w: World, who: Who, target: str, answer: httpx.Response) -> None:
@@ -502,13 +523,16 @@ def redeliver_call(w: World, who: Who, target: str) -> Call:
     return Call("POST", path).hiding(webhook, MISSING_WEBHOOK_ID)
 
 
-def docs(path: str) -> dict[str, Entry]:
-    return {f"{m} {path}": Entry("docs", 200, plain(m, path)) for m in ("GET", "HEAD")}
+def docs(path: str, example: str | None = None) -> dict[str, Entry]:
+    """GET and HEAD of `path` (a route; `example` fills in its parameters)."""
+    return {f"{m} {path}": Entry("docs", 200, plain(m, example or path)) for m in ("GET", "HEAD")}
 
 
 MANAGEMENT: dict[str, Entry] = {
     **docs(f"{A}/openapi.json"),
     **docs(f"{A}/docs"),
+    **docs(f"{A}/docs/oauth2-redirect"),
+    **docs(f"{A}/docs/static/{{name}}", f"{A}/docs/static/swagger-ui.css"),
     f"GET {A}/me": Entry("account", 200, api("GET", f"{A}/me"), check=names_the_caller),
     # users
     f"GET {A}/users": Entry("admin", 200, api("GET", f"{A}/users")),
@@ -560,6 +584,15 @@ MANAGEMENT: dict[str, Entry] = {
     ),
     f"DELETE {A}/organizations/{{org}}/teams/{{team}}": Entry(
         "org-owner", 204, in_org("DELETE", lambda w: f"teams/{w.new_team()}")
+    ),
+    f"GET {A}/organizations/{{org}}/teams/{{team}}": Entry(
+        "org-member", 200, api("GET", f"{O}/teams/pullers", hide=ORG)
+    ),
+    f"GET {A}/organizations/{{org}}/teams/{{team}}/repositories": Entry(
+        "org-member",
+        200,
+        api("GET", f"{O}/teams/pullers/repositories", hide=ORG),
+        check=lists_readable_grants,
     ),
     f"GET {A}/organizations/{{org}}/teams/{{team}}/members": Entry(
         "org-member", 200, api("GET", f"{O}/teams/pullers/members", hide=ORG)
@@ -655,6 +688,20 @@ MANAGEMENT: dict[str, Entry] = {
     f"GET {A}/repositories/{{name}}": Entry(
         "repo-read", 200, api("GET", f"{A}/repositories/{APP}", hide=APP), (APP,)
     ),
+    f"GET {A}/repositories/{{name}}/tags": Entry(
+        "repo-read",
+        200,
+        lambda w, who, t: Call("GET", f"{A}/repositories/{t}/tags").hiding(t, GHOSTS[t]),
+        REPOSITORIES,
+        lists_the_tags,
+    ),
+    f"GET {A}/repositories/{{name}}/access": Entry(
+        "repo-admin",
+        200,
+        api("GET", f"{A}/repositories/{APP}/access", hide=APP),
+        (APP,),
+        names_the_admins,
+    ),
     f"PATCH {A}/repositories/{{name}}": Entry(
         "repo-admin",
         200,
@@ -748,7 +795,7 @@ def management_routes(*, schema_only: bool = False) -> set[str]:
     for route in iter_route_contexts(management_app().routes):
         path = route.path_format or ""
         if not path.startswith(f"{A}/"):
-            continue  # e.g. FastAPI's /docs/oauth2-redirect: nothing routes it to the app
+            continue  # nothing routes it to the app
         if schema_only:
             original = route.original_route
             if not (isinstance(original, APIRoute) and original.include_in_schema):

@@ -6,10 +6,12 @@ from fastapi import FastAPI
 
 from trustyard.api import (
     audit,
+    docs,
     errors,
     jobs,
     organizations,
     repositories,
+    repository_details,
     scans,
     tokens,
     users,
@@ -28,16 +30,27 @@ def create_api(accounts: Accounts) -> FastAPI:
         title="trustyard management API",
         version="1",
         openapi_url=f"{PREFIX}/openapi.json",
-        docs_url=f"{PREFIX}/docs",
+        docs_url=None,  # served from trustyard's own copy of Swagger UI (api/docs.py)
         redoc_url=None,
     )
     api.state.accounts = accounts
     api.state.service = AccountService()
     api.state.repositories = RepositoryService(policy=accounts.policy)
     errors.install(api)
-    # scans before repositories: its /repositories/{name:path}/manifests/... routes would
-    # otherwise be taken by GET /repositories/{name:path}.
-    for module in (users, organizations, tokens, scans, repositories, audit, jobs, webhooks):
+    docs.install(api, PREFIX)
+    # scans and repository_details before repositories: their /repositories/{name:path}/...
+    # routes would otherwise be taken by GET /repositories/{name:path}.
+    for module in (
+        users,
+        organizations,
+        tokens,
+        scans,
+        repository_details,
+        repositories,
+        audit,
+        jobs,
+        webhooks,
+    ):
         api.include_router(module.router, prefix=PREFIX, responses=errors.COMMON)
     return api
 
