@@ -229,7 +229,7 @@ def main() -> None:
                         size += len(chunk)
                 took = time.perf_counter() - began
                 print(f"GET bom ({name}): {got.status_code}, {size / 1e6:.1f} MB in {took:.2f} s")
-            show_peaks(server, "after the BOM GET")
+                show_peaks(server, f"after the BOM GET ({name})")
     finally:
         server.stop()
 

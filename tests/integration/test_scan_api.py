@@ -38,6 +38,7 @@ from tests.support.server import TrustyardServer
 from tests.support.webhook_receiver import WebhookReceiver
 from tests.unit.scanning.layerkit import (
     GzipZeroBomb,
+    dpkg_status,
     file,
     gzip_bytes,
     many_entries_layer,
@@ -218,6 +219,9 @@ def test_a_pushed_image_is_scanned_and_its_bom_is_the_ground_truth(
         assert component["purl"].startswith(f"pkg:{component['ecosystem']}/")
     added = {(c["ecosystem"], c["name"]) for c in image["layers"][1]["added"]}
     assert added == {(e, n) for e, n, _ in truth("python-app") if e == "pypi"}
+    # The whole BOM is streamed as stored; one platform's is rendered through the model: the same.
+    one = admin.get(scan_path(repository, tag, "bom"), params={"platform": "linux/amd64"})
+    assert one.json() == bom
 
 
 def test_the_bom_in_cyclonedx_and_spdx(
@@ -311,6 +315,9 @@ def test_without_scan_on_push_nothing_is_scanned_until_asked(
     assert "has not been scanned" in assert_problem(admin.get(scan_path(repository, tag)), 404)
     never = admin.get(scan_path(repository, tag, "bom"))
     assert "has not been scanned" in assert_problem(never, 404)
+    tags_path = f"/api/v1/repositories/{repository}/tags"
+    listed = admin.get(tags_path).json()["items"]
+    assert [(item["name"], item["scan_status"]) for item in listed] == [(tag, None)]
 
     started = admin.post(scan_path(repository, tag))
     assert started.status_code == 202, brief(started)
@@ -320,6 +327,8 @@ def test_without_scan_on_push_nothing_is_scanned_until_asked(
     assert (scan["id"], scan["status"]) == (body["id"], "succeeded")
     bom = admin.get(scan_path(repository, tag, "bom")).json()
     assert found(bom["images"][0]) == truth("go-binary")
+    listed = admin.get(tags_path).json()["items"]
+    assert [(item["name"], item["scan_status"]) for item in listed] == [(tag, "succeeded")]
 
 
 def test_a_rescan_uses_the_layer_cache_and_force_reads_the_layers_again(
@@ -529,6 +538,15 @@ HOSTILE: dict[str, tuple[Callable[[], bytes], str]] = {
         lambda: many_entries_layer(1_000_000).read_bytes(),
         "more than 500000 entries",
     ),
+    # issue 9: 300,000 packages in a 1 MB layer made a 1.1 GB scan and a 222 MB BOM
+    "huge-dpkg-status": (
+        lambda: gzip_bytes(tar_bytes([file("var/lib/dpkg/status", dpkg_status(300_000))])),
+        "var/lib/dpkg/status is 25277780 bytes, more than 16777216 (the max_metadata_bytes limit)",
+    ),
+    "too-many-packages": (
+        lambda: gzip_bytes(tar_bytes([file("var/lib/dpkg/status", dpkg_status(50_001))])),
+        "the layer has more than 50000 components (the max_layer_components limit)",
+    ),
 }
 
 
@@ -557,6 +575,7 @@ def test_each_kind_of_hostile_layer_fails_its_scan_and_the_registry_keeps_servin
     scan = wait_for_scan(admin, repository, kind)
     assert scan["status"] == "failed", scan
     assert reason in (scan["error"] or ""), scan
+    assert reason in assert_problem(admin.get(scan_path(repository, kind, "bom")), 409)
     assert admin.get("/v2/").status_code == 200
     blob = admin.get(f"/v2/{repository}/blobs/{sha256(layer)}")
     assert (blob.status_code, blob.content) == (200, layer)

@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import Engine
 
@@ -34,7 +33,7 @@ from trustyard.scanning.interfaces import Detector, Limits, check_components
 from trustyard.scanning.model import LayerScan, ScanRefused
 from trustyard.scanning.registry_source import RegistrySource
 from trustyard.scanning.scanner import Scanner, scanner_version
-from trustyard.scanning.stores import FAILED, SUCCEEDED, ScanRecord, ScanStore
+from trustyard.scanning.stores import FAILED, SUCCEEDED, ScanRecord, ScanStore, pack_text
 from trustyard.storage.interfaces import BlobDriver
 
 log = logging.getLogger(__name__)
@@ -252,16 +251,16 @@ class ScanImage:
             progress.finish([layer.digest for layer in image.layers])
         return boms
 
-    def _documents(self, boms: Sequence[ImageBom]) -> list[dict[str, Any]]:
-        """The BOMs as stored, refused past `max_bom_bytes` (of JSON, as the API serves it)."""
-        documents = [bom.to_json() for bom in boms]
-        size = len(json.dumps(documents, separators=(",", ":")))  # ASCII: characters are bytes
+    def _documents(self, boms: Sequence[ImageBom]) -> bytes:
+        """The BOMs as stored (`pack`ed), refused past `max_bom_bytes` of JSON."""
+        text = json.dumps([bom.to_json() for bom in boms], separators=(",", ":"))
+        size = len(text)  # ASCII (json.dumps escapes the rest): characters are bytes
         limit = self.limits.max_bom_bytes
         if size > limit:
             raise ScanRefused(
                 f"the scan's BOM is {size} bytes, more than {limit} (the max_bom_bytes limit)"
             )
-        return documents
+        return pack_text(text)
 
     def _attachment(
         self, scan: ScanRecord, payload: bytes, boms: Sequence[ImageBom]
@@ -287,10 +286,10 @@ class ScanImage:
         self,
         scan: ScanRecord,
         boms: Sequence[ImageBom],
-        documents: list[dict[str, Any]],
+        documents: bytes,
         attachment: Attachment | None = None,
     ) -> None:
-        components = [
+        components = (
             {
                 "platform": bom.platform,
                 "ecosystem": item.component.ecosystem,
@@ -302,7 +301,7 @@ class ScanImage:
             }
             for bom in boms
             for item in bom.components
-        ]
+        )
         with write_tx(self.engine) as conn:
             if not self.store.succeed(conn, scan, documents, components):
                 return  # the repository was deleted (with its scans) while this one ran
@@ -327,7 +326,7 @@ class ScanImage:
                     scan.repository,
                     scan.manifest_digest,
                     platforms,
-                    len(components),
+                    sum(len(bom.components) for bom in boms),
                     scan.requested_by,
                 )
                 self.outbox.publish(conn, *happened, done)

@@ -181,6 +181,16 @@ class ScanService:
     def boms(self, conn: Connection, target: Target) -> tuple[ScanRecord, list[dict[str, Any]]]:
         """The image BOMs (as JSON, one per platform) of the manifest's latest succeeded
         scan."""
+        scan = self.finished_scan(conn, target)
+        return scan, self.store.boms(conn, scan.id)
+
+    def packed_boms(self, conn: Connection, target: Target) -> tuple[ScanRecord, bytes | None]:
+        """`boms` as stored (a zlib-compressed JSON list), to be sent without parsing."""
+        scan = self.finished_scan(conn, target)
+        return scan, self.store.packed_boms(conn, scan.id)
+
+    def finished_scan(self, conn: Connection, target: Target) -> ScanRecord:
+        """The manifest's latest succeeded scan; `NoScan` or `ScanNotReady` say why not."""
         scan = self.store.latest(conn, target.repository_id, target.digest, succeeded=True)
         if scan is None:
             latest = self.store.latest(conn, target.repository_id, target.digest)
@@ -190,7 +200,7 @@ class ScanService:
             if latest.status == "failed":
                 raise ScanNotReady(f"the scan of {where} failed: {latest.error}")
             raise ScanNotReady(f"the scan of {where} is {latest.status}: no bill of materials yet")
-        return scan, self.store.boms(conn, scan.id)
+        return scan
 
     def layer(self, conn: Connection, repository: str, digest: str) -> LayerScan | None:
         """A layer's own result, if the layer belongs to `repository` and was scanned."""

@@ -9,6 +9,7 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, exists, insert, select, update
@@ -39,7 +40,12 @@ def now() -> datetime:
 
 def pack(document: Any) -> bytes:
     """JSON, zlib-compressed: BOMs and layer results repeat themselves a lot."""
-    return zlib.compress(json.dumps(document, separators=(",", ":")).encode(), 6)
+    return pack_text(json.dumps(document, separators=(",", ":")))
+
+
+def pack_text(text: str) -> bytes:
+    """JSON text already made, compressed as `pack` does."""
+    return zlib.compress(text.encode(), 6)
 
 
 def unpack(data: bytes) -> Any:
@@ -164,6 +170,7 @@ def _record(row: Any) -> ScanRecord:
 
 
 PRUNE_BATCH = 500
+COMPONENT_BATCH = 1000  # search-index rows per INSERT: a large BOM is not one huge statement
 
 
 class ScanStore:
@@ -297,9 +304,27 @@ class ScanStore:
         row = conn.execute(query.order_by(scans.c.id.desc()).limit(1)).first()
         return _record(row) if row else None
 
+    def latest_statuses(
+        self, conn: Connection, repository_id: int, digests: Iterable[str]
+    ) -> dict[str, str]:
+        """The status of each manifest's most recent scan (manifests never scanned are left
+        out), read in one query."""
+        wanted = list(set(digests))
+        if not wanted:
+            return {}
+        query = _SCANS.where(
+            scans.c.repository_id == repository_id, scans.c.manifest_digest.in_(wanted)
+        ).order_by(scans.c.id)
+        return {row.manifest_digest: _record(row).status for row in conn.execute(query)}
+
     def boms(self, conn: Connection, scan_id: int) -> list[dict[str, Any]]:
-        data = conn.scalar(select(scans.c.boms).where(scans.c.id == scan_id))
+        data = self.packed_boms(conn, scan_id)
         return list(unpack(data)) if data else []
+
+    def packed_boms(self, conn: Connection, scan_id: int) -> bytes | None:
+        """The BOMs as stored: a JSON list, zlib-compressed (`pack`)."""
+        data: bytes | None = conn.scalar(select(scans.c.boms).where(scans.c.id == scan_id))
+        return data
 
     def start(self, conn: Connection, scan_id: int) -> None:
         conn.execute(
@@ -356,17 +381,18 @@ class ScanStore:
         self,
         conn: Connection,
         scan: ScanRecord,
-        boms: Sequence[dict[str, Any]],
+        boms: Sequence[dict[str, Any]] | bytes,
         components: Iterable[dict[str, str]],
     ) -> bool:
-        """Store the image BOMs, and make this scan's components the manifest's in the search
-        index (those of its earlier scans go). False when the scan no longer exists."""
+        """Store the image BOMs (or their `pack`ed bytes), and make this scan's components the
+        manifest's in the search index (those of its earlier scans go), inserted a batch at a
+        time. False when the scan no longer exists."""
         updated = conn.execute(
             update(scans)
             .where(scans.c.id == scan.id)
             .values(
                 status=SUCCEEDED,
-                boms=pack(list(boms)),
+                boms=boms if isinstance(boms, bytes) else pack(list(boms)),
                 error=None,
                 finished_at=now(),
                 bytes_done=scans.c.bytes_total,
@@ -381,7 +407,7 @@ class ScanStore:
                 scan_components.c.manifest_digest == scan.manifest_digest,
             )
         )
-        rows = [
+        rows = (
             {
                 "scan_id": scan.id,
                 "repository_id": scan.repository_id,
@@ -389,9 +415,9 @@ class ScanStore:
                 **{key: _fit(key, value) for key, value in component.items()},
             }
             for component in components
-        ]
-        if rows:
-            conn.execute(insert(scan_components), rows)
+        )
+        while batch := list(islice(rows, COMPONENT_BATCH)):
+            conn.execute(insert(scan_components), batch)
         return True
 
     # --- manifests (the content domain's rows, read-only) --------------------------------------

@@ -75,6 +75,15 @@ def tar_bytes(members: Iterable[Member], fmt: int = tarfile.PAX_FORMAT) -> bytes
     return buffer.getvalue()
 
 
+def dpkg_status(entries: int) -> bytes:
+    """A dpkg status file of `entries` installed packages (about 75 bytes each)."""
+    return b"".join(
+        b"Package: p%d\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.%d\n\n"
+        % (index, index)
+        for index in range(entries)
+    )
+
+
 def gzip_bytes(data: bytes, members: int = 1) -> bytes:
     """gzip, in `members` members (what pigz or a concatenation of gzip files makes)."""
     step = max(1, -(-len(data) // members))

@@ -22,6 +22,7 @@ from tests.unit.scanning.layerkit import (
     Recorder,
     ZstdZeroBomb,
     as_binary,
+    dpkg_status,
     file,
     gzip_bytes,
     hardlink,
@@ -360,14 +361,6 @@ def test_an_rpm_database_past_its_limit_is_refused() -> None:
         scan_bytes(blob, default_detectors(), limits=Limits(max_rpmdb_bytes=2047))
     assert str(refused.value) == (
         "var/lib/rpm/rpmdb.sqlite is 2048 bytes, more than 2047 (the max_rpmdb_bytes limit)"
-    )
-
-
-def dpkg_status(entries: int) -> bytes:
-    return b"".join(
-        b"Package: p%d\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.%d\n\n"
-        % (index, index)
-        for index in range(entries)
     )
 
 
