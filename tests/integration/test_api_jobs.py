@@ -18,7 +18,7 @@ from tests.support.server import TrustyardServer
 from tests.support.workers import FAST_JOBS
 from trustyard.db.engine import make_engine, read_tx, write_tx
 from trustyard.jobs.queue import SqlJobQueue
-from trustyard.jobs.testkinds import RECORD_KIND, test_job_runs
+from trustyard.jobs.testkinds import RECORD_KIND, ensure_table, test_job_runs
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("api-jobs")]
 
@@ -71,6 +71,7 @@ def world(start_server: Callable[..., TrustyardServer]) -> Iterator[World]:
         created = admin.post("/api/v1/users", json={"username": "mallory", "password": PASSWORD})
         assert created.status_code == 201, created.text
     world = World(server)
+    ensure_table(world.engine)  # the test's own reads need it; the worker creates it too
     try:
         yield world
     finally:

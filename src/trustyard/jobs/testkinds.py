@@ -53,14 +53,22 @@ test_job_runs = Table(
 
 
 def ensure_table(engine: Engine) -> None:
-    """Create test_job_runs unless it exists (several processes may race to it)."""
-    for _ in range(3):
-        if inspect(engine).has_table(test_job_runs.name):
-            return
+    """Create test_job_runs unless it exists; never return without it.
+
+    Several processes race to it. In a write transaction (SQLite: the write gate, then BEGIN
+    IMMEDIATE) the check and the creation wait for other writers; a deferred transaction that
+    has read the schema would fail at once while another process writes. On PostgreSQL two
+    concurrent creations still collide: the loser finds the winner's table on its next try.
+    """
+    for attempt in range(1, 4):
         try:
-            test_metadata.create_all(engine, checkfirst=True)
+            with write_tx(engine) as conn:
+                test_metadata.create_all(conn, checkfirst=True)
         except DBAPIError:
-            time.sleep(0.1)  # another process created it between the check and ours
+            if attempt == 3:
+                raise
+            if inspect(engine).has_table(test_job_runs.name):
+                return
         else:
             return
 
