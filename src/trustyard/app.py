@@ -25,6 +25,7 @@ from trustyard.config import LdapSettings, Settings
 from trustyard.content.hotreads import HotReads, SqliteHotReads, StoreHotReads
 from trustyard.content.manifests import ManifestService
 from trustyard.content.stores import ContentStore
+from trustyard.content.tags import TagService
 from trustyard.content.uploads import HashStates, UploadService
 from trustyard.db.engine import is_sqlite, make_engine
 from trustyard.db.generation import access_generation_reader
@@ -157,6 +158,8 @@ class TrustyardApp:
         self.ctx = ctx
         self.registry = RegistryApp(ctx)
         self.api = create_api(ctx.accounts) if ctx.accounts is not None else None
+        if self.api is not None:
+            self.api.state.tags = TagService(ctx.store, ctx.driver)
         self.api_guard = (
             guarded(self.api, max_body=api_body_limit, body_timeout=ctx.body_timeout)
             if self.api is not None

@@ -31,7 +31,9 @@ ROUTES = {
     ("get", "/api/v1/organizations/{org}"),
     ("get", "/api/v1/organizations/{org}/teams"),
     ("post", "/api/v1/organizations/{org}/teams"),
+    ("get", "/api/v1/organizations/{org}/teams/{team}"),
     ("get", "/api/v1/organizations/{org}/teams/{team}/members"),
+    ("get", "/api/v1/organizations/{org}/teams/{team}/repositories"),
     ("put", "/api/v1/organizations/{org}/teams/{team}/members/{user}"),
     ("delete", "/api/v1/organizations/{org}/teams/{team}/members/{user}"),
     ("put", "/api/v1/organizations/{org}/teams/{team}/repositories/{repository}"),
@@ -58,6 +60,8 @@ ROUTES = {
     ("get", "/api/v1/repositories"),
     ("post", "/api/v1/repositories"),
     ("get", "/api/v1/repositories/{name}"),
+    ("get", "/api/v1/repositories/{name}/tags"),
+    ("get", "/api/v1/repositories/{name}/access"),
     ("patch", "/api/v1/repositories/{name}"),
     ("delete", "/api/v1/repositories/{name}"),
     ("get", "/api/v1/audit"),
@@ -272,8 +276,9 @@ def test_owner_builds_a_team_that_can_pull(
     assert olga.post("/api/v1/organizations/acme/teams", json={"name": "devs"}).status_code == 201
     added = olga.put("/api/v1/organizations/acme/teams/devs/members/rita")
     assert added.status_code == 204
-    assert olga.get("/api/v1/organizations/acme/teams/devs/members").json() == ["rita"]
-    teams = olga.get("/api/v1/organizations/acme/teams").json()
+    members = olga.get("/api/v1/organizations/acme/teams/devs/members").json()
+    assert members == {"items": ["rita"], "next": None}
+    teams = olga.get("/api/v1/organizations/acme/teams").json()["items"]
     assert "devs" in [team["name"] for team in teams]
     bad = olga.put(
         "/api/v1/organizations/acme/teams/devs/repositories/acme/app", json={"role": "superuser"}
@@ -309,7 +314,7 @@ def test_personal_access_token_works_on_v2_until_revoked(
     assert body["token"].startswith("ty_")
     assert (body["kind"], body["owner"], body["revoked_at"]) == ("pat", "olga", None)
     assert httpx.get(f"{api.url}/v2/", auth=basic("olga", body["token"])).status_code == 200
-    listed = olga.get("/api/v1/tokens").json()
+    listed = olga.get("/api/v1/tokens").json()["items"]
     assert body["public_id"] in [token["public_id"] for token in listed]
     assert all("token" not in token for token in listed)
     # the token also authenticates the API itself

@@ -68,7 +68,7 @@ def test_owners_are_listed_added_and_removed_but_never_the_last(world: World) ->
     new_org(world, "owned")
     path = "/api/v1/organizations/owned/owners"
     with world.client("rita") as rita:  # a member sees the owners, cannot change them
-        assert rita.get(path).json() == ["olga"]
+        assert rita.get(path).json()["items"] == ["olga"]
         assert_problem(rita.put(f"{path}/rita"), 403)
         assert_problem(rita.delete(f"{path}/olga"), 403)
     with world.client("mallory") as mallory:  # an outsider sees no organization at all
@@ -80,7 +80,7 @@ def test_owners_are_listed_added_and_removed_but_never_the_last(world: World) ->
     with world.client("olga") as olga:
         assert olga.put(f"{path}/otto").status_code == 204
         assert olga.put(f"{path}/otto").status_code == 204  # idempotent
-        assert olga.get(path).json() == ["olga", "otto"]
+        assert olga.get(path).json()["items"] == ["olga", "otto"]
         assert_problem(olga.put(f"{path}/nobody"), 404)
         assert_problem(olga.delete(f"{path}/rita"), 404)  # not an owner
         assert_problem(olga.get("/api/v1/organizations/nowhere/owners"), 404)
@@ -90,13 +90,13 @@ def test_owners_are_listed_added_and_removed_but_never_the_last(world: World) ->
         assert otto.delete(f"{path}/olga").status_code == 204
         last = otto.delete(f"{path}/otto")
         assert "last owner" in str(assert_problem(last, 409)["detail"])
-        assert otto.get(path).json() == ["otto"]
+        assert otto.get(path).json()["items"] == ["otto"]
     with world.client("olga") as olga:  # olga is no owner any more, only a stranger
         assert_problem(olga.put(f"{path}/olga"), 404)
     with world.client("admin") as admin:  # administrators manage every organization
         assert admin.put(f"{path}/olga").status_code == 204
         assert admin.delete(f"{path}/otto").status_code == 204
-        assert admin.get(path).json() == ["olga"]
+        assert admin.get(path).json()["items"] == ["olga"]
 
 
 def test_teams_are_changed_by_owners(world: World) -> None:
@@ -116,7 +116,7 @@ def test_teams_are_changed_by_owners(world: World) -> None:
         cleared = olga.patch(path, json={"ldap_group": None}).json()
         assert (cleared["description"], cleared["ldap_group"]) == ("devs", None)
         assert olga.patch(path, json={}).json() == cleared
-        listed = olga.get("/api/v1/organizations/teamed/teams").json()
+        listed = olga.get("/api/v1/organizations/teamed/teams").json()["items"]
         assert [team for team in listed if team["name"] == "devs"] == [cleared]
         assert_problem(olga.patch(path, json={"ldap_group": "  "}), 422)
         assert_problem(olga.patch(path, json={"ldap_group": "x" * 513}), 422)
@@ -144,7 +144,10 @@ def test_deleting_a_team_takes_its_access_away(world: World) -> None:
         deleted = olga.delete("/api/v1/organizations/disbanded/teams/devs")
         assert deleted.status_code == 204
         assert_problem(olga.delete("/api/v1/organizations/disbanded/teams/devs"), 404)
-        assert olga.get("/api/v1/organizations/disbanded/teams").json() == []
+        assert olga.get("/api/v1/organizations/disbanded/teams").json() == {
+            "items": [],
+            "next": None,
+        }
     with world.client("rita") as rita:
         assert_error(rita.get("/v2/disbanded/app/manifests/v1"), 404, "NAME_UNKNOWN")
         assert "disbanded/devs" not in rita.get("/api/v1/me").json()["teams"]
@@ -175,7 +178,7 @@ def test_deleting_a_robot_revokes_its_tokens_and_grants(world: World) -> None:
     with world.client("olga") as olga:
         assert olga.delete("/api/v1/organizations/robotic/robots/ci").status_code == 204
         assert_problem(olga.delete("/api/v1/organizations/robotic/robots/ci"), 404)
-        assert olga.get("/api/v1/organizations/robotic/robots").json() == []
+        assert olga.get("/api/v1/organizations/robotic/robots").json()["items"] == []
         assert_problem(olga.get("/api/v1/organizations/robotic/robots/ci/tokens"), 404)
     with world.client("robotic+ci", tokens[0]) as robot:
         assert_problem(robot.get("/api/v1/me"), 401)
@@ -248,10 +251,10 @@ def test_creating_a_repository_claims_its_namespace(world: World) -> None:
     `team/app`, and alice took `team` over)."""
     with world.client("admin") as admin:
         push_image(admin, "claimed/app", "v1")
-        assert admin.get("/api/v1/organizations/claimed/owners").json() == ["admin"]
+        assert admin.get("/api/v1/organizations/claimed/owners").json()["items"] == ["admin"]
         created = admin.post("/api/v1/repositories", json={"name": "viaapi/app"})
         assert created.status_code == 201, created.text
-        assert admin.get("/api/v1/organizations/viaapi/owners").json() == ["admin"]
+        assert admin.get("/api/v1/organizations/viaapi/owners").json()["items"] == ["admin"]
         audit = admin.get(
             "/api/v1/audit", params={"action": "organization.create", "organization": "claimed"}
         )
@@ -273,4 +276,84 @@ def test_creating_a_repository_claims_its_namespace(world: World) -> None:
         assert_problem(mallory.get("/api/v1/repositories/claimed/app"), 404)
     with world.client("admin") as admin:  # pushing into it later claims nothing new
         push_image(admin, "claimed/second", "v1")
-        assert admin.get("/api/v1/organizations/claimed/owners").json() == ["admin"]
+        assert admin.get("/api/v1/organizations/claimed/owners").json()["items"] == ["admin"]
+
+
+def test_a_team_its_grants_and_every_list_read_page_by_page(world: World) -> None:
+    """A team's details and its repository grants are readable (they were 405), and every
+    list of the organization answers {"items", "next"} with cursor paging."""
+    new_org(world, "detailed", member=None)
+    base = "/api/v1/organizations/detailed"
+    with world.client("olga") as olga:
+        assert olga.post(f"{base}/teams", json={"name": "viewers"}).status_code == 201
+        assert olga.put(f"{base}/teams/viewers/members/rita").status_code == 204
+        for name in ("detailed/app", "detailed/lib", "detailed/secret"):
+            assert olga.post("/api/v1/repositories", json={"name": name}).status_code == 201
+        for name, role in (("detailed/app", "read-write"), ("detailed/lib", "admin")):
+            granted = olga.put(f"{base}/teams/devs/repositories/{name}", json={"role": role})
+            assert granted.status_code == 204
+        assert olga.post(f"{base}/teams", json={"name": "ops"}).status_code == 201
+        secret = olga.put(f"{base}/teams/ops/repositories/detailed/secret", json={"role": "admin"})
+        assert secret.status_code == 204
+        team = olga.get(f"{base}/teams/devs")
+        assert team.status_code == 200, team.text
+        assert team.json() == {
+            "organization": "detailed",
+            "name": "devs",
+            "description": "",
+            "ldap_group": None,
+            "organization_role": "read-only",
+        }
+        first = olga.get(f"{base}/teams/devs/repositories", params={"limit": 1}).json()
+        assert first == {
+            "items": [{"repository": "detailed/app", "role": "read-write"}],
+            "next": "detailed/app",
+        }
+        rest = olga.get(f"{base}/teams/devs/repositories", params={"after": first["next"]})
+        assert rest.json() == {
+            "items": [{"repository": "detailed/lib", "role": "admin"}],
+            "next": None,
+        }
+        assert_problem(olga.get(f"{base}/teams/nobody"), 404)
+        assert_problem(olga.get(f"{base}/teams/nobody/repositories"), 404)
+        # every list of the organization pages the same way
+        assert olga.put(f"{base}/owners/otto").status_code == 204
+        owners = olga.get(f"{base}/owners", params={"limit": 1}).json()
+        assert owners == {"items": ["olga"], "next": "olga"}
+        assert olga.get(f"{base}/owners", params={"after": "olga"}).json() == {
+            "items": ["otto"],
+            "next": None,
+        }
+        teams = olga.get(f"{base}/teams", params={"limit": 1}).json()
+        assert teams["items"][0]["name"] == "devs"
+        assert teams["next"] == "devs"
+        assert [
+            t["name"] for t in olga.get(f"{base}/teams", params={"after": "devs"}).json()["items"]
+        ] == ["ops", "viewers"]
+        members = olga.get(f"{base}/teams/viewers/members").json()
+        assert members == {"items": ["rita"], "next": None}
+        for robot in ("a", "b"):
+            assert olga.post(f"{base}/robots", json={"name": robot}).status_code == 201
+            for _ in range(2):
+                made = olga.post(f"{base}/robots/{robot}/tokens", json={"name": "t"})
+                assert made.status_code == 201
+        robots = olga.get(f"{base}/robots", params={"limit": 1}).json()
+        assert ([r["name"] for r in robots["items"]], robots["next"]) == (["a"], "a")
+        tokens = olga.get(f"{base}/robots/a/tokens", params={"limit": 1}).json()
+        assert len(tokens["items"]) == 1
+        again = olga.get(f"{base}/robots/a/tokens", params={"after": tokens["next"]}).json()
+        assert len(again["items"]) == 1
+        assert again["next"] is None
+        assert again["items"][0]["public_id"] != tokens["items"][0]["public_id"]
+        gone = olga.get(f"{base}/robots/a/tokens", params={"after": "aaaaaaaaaaaa"})
+        assert_problem(gone, 422)
+        mine = olga.get("/api/v1/tokens").json()
+        assert set(mine) == {"items", "next"}
+    with world.client("rita") as rita:  # a member who may read none of the repositories:
+        assert rita.get(f"{base}/teams/devs").status_code == 200  # grants on them are left out
+        for team in ("devs", "ops"):
+            listed = rita.get(f"{base}/teams/{team}/repositories").json()
+            assert listed == {"items": [], "next": None}
+    with world.client("mallory") as mallory:  # an outsider sees no organization at all
+        for path in (f"{base}/teams/devs", f"{base}/teams/devs/repositories"):
+            assert_problem(mallory.get(path), 404)

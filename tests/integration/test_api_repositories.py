@@ -6,11 +6,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 import httpx
 import pytest
 
-from tests.integration.oci_helpers import assert_error, push_blob, push_image
+from tests.integration.oci_helpers import (
+    OCI_INDEX,
+    Image,
+    assert_error,
+    descriptor,
+    encode,
+    index_manifest,
+    push_blob,
+    push_image,
+    put_manifest,
+    sha256,
+)
 from tests.integration.test_api import PASSWORD, assert_problem, basic
 from tests.support.server import TrustyardServer
 
@@ -378,3 +390,102 @@ def test_a_deleted_repository_is_gone_from_v2_but_its_blobs_stay(world: World) -
     with world.client("rita") as rita:
         assert_problem(rita.get("/api/v1/repositories/acme/doomed"), 404)
         assert_error(rita.get("/v2/acme/doomed/tags/list"), 404, "NAME_UNKNOWN")
+
+
+def _size(image: Image) -> int:
+    return len(image.manifest) + len(image.config) + sum(len(layer) for layer in image.layers)
+
+
+def test_tags_are_listed_with_digest_size_platforms_push_time_and_scan_status(
+    world: World,
+) -> None:
+    with world.client("olga") as olga:
+        first = push_image(olga, "acme/tagged", "v1")
+        second = push_image(olga, "acme/tagged", "v2", docker=True)
+        children = [
+            descriptor(
+                first.media_type, first.manifest, platform={"os": "linux", "architecture": "amd64"}
+            ),
+            descriptor(
+                second.media_type,
+                second.manifest,
+                platform={"os": "linux", "architecture": "arm64", "variant": "v8"},
+            ),
+        ]
+        index = encode(index_manifest(children))
+        assert put_manifest(olga, "acme/tagged", "multi", index, OCI_INDEX).status_code == 201
+        page = olga.get("/api/v1/repositories/acme/tagged/tags", params={"limit": 2})
+        assert page.status_code == 200, page.text
+        body = page.json()
+        assert [tag["name"] for tag in body["items"]] == ["multi", "v1"]
+        assert body["next"] == "v1"
+        multi, v1 = body["items"]
+        assert v1["digest"] == first.digest
+        assert v1["media_type"] == first.media_type
+        assert v1["size"] == _size(first)
+        assert v1["platforms"] == ["linux/amd64"]
+        assert v1["scan_status"] is None  # never scanned (test_scan_api shows a scanned one)
+        assert datetime.fromisoformat(v1["pushed_at"]).tzinfo is not None
+        assert multi["digest"] == sha256(index)
+        assert multi["size"] == len(index) + _size(first) + _size(second)
+        assert multi["platforms"] == ["linux/amd64", "linux/arm64/v8"]
+        assert multi["scan_status"] is None
+        rest = olga.get("/api/v1/repositories/acme/tagged/tags", params={"after": "v1"}).json()
+        assert [(tag["name"], tag["digest"]) for tag in rest["items"]] == [("v2", second.digest)]
+        assert rest["next"] is None
+        assert rest["items"][0]["platforms"] == ["linux/amd64"]
+    with world.client("mallory") as mallory, world.client(None) as anonymous:
+        for reader in (mallory, anonymous):
+            hidden = reader.get("/api/v1/repositories/acme/tagged/tags")
+            missing = reader.get("/api/v1/repositories/acme/never-tagged/tags")
+            assert_problem(hidden, 404)
+            assert hidden.json() == {
+                **missing.json(),
+                "detail": "repository 'acme/tagged' does not exist",
+            }
+
+
+def test_who_may_access_a_repository_is_shown_to_its_administrators(world: World) -> None:
+    with world.client("olga") as olga:
+        assert create(olga, "acme/guarded").status_code == 201
+        granted = olga.put(
+            "/api/v1/organizations/acme/teams/readers/repositories/acme/guarded",
+            json={"role": "read-only"},
+        )
+        assert granted.status_code == 204
+        robot = olga.put(
+            "/api/v1/organizations/acme/robots/ci/repositories/acme/guard*",
+            json={"role": "read-write"},
+        )
+        assert robot.status_code == 204
+        answer = olga.get("/api/v1/repositories/acme/guarded/access")
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {
+            "repository": "acme/guarded",
+            "visibility": "private",
+            "users": [
+                {"name": "admin", "role": "admin", "via": ["system administrator"]},
+                {"name": "olga", "role": "admin", "via": ["organization owner"]},
+            ],
+            "teams": [
+                {"name": "readers", "role": "read-only", "via": ["repository grant"]},
+                {"name": "writers", "role": "read-write", "via": ["organization grant"]},
+            ],
+            "robots": [
+                {"name": "acme+ci", "role": "read-write", "via": ["grant on acme/guard*"]},
+            ],
+        }
+    with world.client("admin") as admin:
+        assert admin.get("/api/v1/repositories/acme/guarded/access").status_code == 200
+    with world.client("walt") as walt:  # read-write through his team: not an administrator
+        assert_problem(walt.get("/api/v1/repositories/acme/guarded/access"), 403)
+    with world.client("mallory") as mallory:  # cannot read it: it does not exist for her
+        hidden = mallory.get("/api/v1/repositories/acme/guarded/access")
+        missing = mallory.get("/api/v1/repositories/acme/never-guarded/access")
+        assert_problem(hidden, 404)
+        assert hidden.json() == {
+            **missing.json(),
+            "detail": "repository 'acme/guarded' does not exist",
+        }
+    with world.client(None) as anonymous:
+        assert_problem(anonymous.get("/api/v1/repositories/acme/guarded/access"), 401)

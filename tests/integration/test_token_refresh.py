@@ -384,7 +384,7 @@ def test_a_refresh_token_is_listed_and_revoked_with_the_owners_tokens(http: http
     token = offline_post(http, "frank")["refresh_token"]
     listed = http.get("/api/v1/tokens", auth=("frank", PASSWORD))
     assert listed.status_code == 200, listed.text
-    mine = [t for t in listed.json() if t["public_id"] == public_id(token)]
+    mine = [t for t in listed.json()["items"] if t["public_id"] == public_id(token)]
     assert len(mine) == 1
     assert mine[0]["kind"] == "rft"
     assert mine[0]["name"] == "refresh token (docker)"

@@ -28,8 +28,11 @@ from trustyard.api.schemas import (
     RobotOut,
     RoleBody,
     TeamCreate,
+    TeamDetailOut,
+    TeamGrantOut,
     TeamOut,
     TeamUpdate,
+    page_by_key,
 )
 from trustyard.auth.accounts import AccountService
 from trustyard.auth.authorize import Action
@@ -43,6 +46,10 @@ router = APIRouter(prefix="/organizations", tags=["organizations"])
 
 def _no_content() -> Response:
     return Response(status_code=204)
+
+
+def _itself(name: str) -> str:
+    return name
 
 
 @router.get("")
@@ -104,12 +111,19 @@ def delete_organization(
 
 
 @router.get("/{org}/owners", responses=problems(404))
-def list_owners(org: str, caller: Caller, accounts: Registry, service: Service) -> list[str]:
+def list_owners(
+    org: str,
+    caller: Caller,
+    accounts: Registry,
+    service: Service,
+    limit: Limit = 100,
+    after: After = None,
+) -> Page[str]:
     """The owners' usernames (for anyone who sees the organization)."""
     if not may_see_org(caller, org):
         raise NotFound("organization", org)
     with read_tx(accounts.engine) as conn:
-        return service.owners(conn, org)
+        return page_by_key(service.owners(conn, org), _itself, limit, after)
 
 
 @router.put("/{org}/owners/{user}", status_code=204, responses=problems(404))
@@ -144,11 +158,19 @@ def remove_owner(
 
 
 @router.get("/{org}/teams", responses=problems(404))
-def list_teams(org: str, caller: Caller, accounts: Registry, service: Service) -> list[TeamOut]:
+def list_teams(
+    org: str,
+    caller: Caller,
+    accounts: Registry,
+    service: Service,
+    limit: Limit = 100,
+    after: After = None,
+) -> Page[TeamOut]:
     if not may_see_org(caller, org):
         raise NotFound("organization", org)
     with read_tx(accounts.engine) as conn:
-        return [TeamOut.of(team) for team in service.list_teams(conn, org)]
+        found = [TeamOut.of(team) for team in service.list_teams(conn, org)]
+    return page_by_key(found, lambda team: team.name, limit, after)
 
 
 @router.post("/{org}/teams", status_code=201, responses=problems(404, 409))
@@ -160,6 +182,44 @@ def create_team(
         team = service.create_team(conn, org, body.name, body.description)
         trail.record(conn, "team.create", "team", f"{org}/{team.name}", organization=org)
         return TeamOut.of(team)
+
+
+@router.get("/{org}/teams/{team}", responses=problems(404))
+def get_team(
+    org: str, team: str, caller: Caller, accounts: Registry, service: Service
+) -> TeamDetailOut:
+    """A team, with its organization-wide role (for anyone who sees the organization)."""
+    if not may_see_org(caller, org):
+        raise NotFound("organization", org)
+    with read_tx(accounts.engine) as conn:
+        found = service.get_team(conn, org, team)
+        whole, _ = service.team_grants(conn, org, team)
+    return TeamDetailOut.detail(found, whole)
+
+
+@router.get("/{org}/teams/{team}/repositories", responses=problems(404))
+def list_team_repositories(
+    org: str,
+    team: str,
+    caller: Caller,
+    accounts: Registry,
+    service: Service,
+    limit: Limit = 100,
+    after: After = None,
+) -> Page[TeamGrantOut]:
+    """The team's grants on single repositories, in name order (its organization-wide role is
+    in the team's details). Anyone who sees the organization reads them, except grants on
+    repositories they may not read themselves, which are left out."""
+    if not may_see_org(caller, org):
+        raise NotFound("organization", org)
+    with read_tx(accounts.engine) as conn:
+        _, grants = service.team_grants(conn, org, team)
+        shown = [
+            TeamGrantOut(repository=repository, role=role)
+            for repository, role in grants
+            if accounts.policy.may(conn, caller, Action.PULL, repository)
+        ]
+    return page_by_key(shown, lambda grant: grant.repository, limit, after)
 
 
 @router.patch("/{org}/teams/{team}", responses=problems(404))
@@ -208,12 +268,18 @@ def delete_team(
 
 @router.get("/{org}/teams/{team}/members", responses=problems(404))
 def list_members(
-    org: str, team: str, caller: Caller, accounts: Registry, service: Service
-) -> list[str]:
+    org: str,
+    team: str,
+    caller: Caller,
+    accounts: Registry,
+    service: Service,
+    limit: Limit = 100,
+    after: After = None,
+) -> Page[str]:
     if not may_see_org(caller, org):
         raise NotFound("organization", org)
     with read_tx(accounts.engine) as conn:
-        return service.members(conn, org, team)
+        return page_by_key(service.members(conn, org, team), _itself, limit, after)
 
 
 @router.put("/{org}/teams/{team}/members/{user}", status_code=204, responses=problems(404))
@@ -361,10 +427,18 @@ def revoke_organization(
 
 
 @router.get("/{org}/robots", responses=problems(404))
-def list_robots(org: str, caller: Caller, accounts: Registry, service: Service) -> list[RobotOut]:
+def list_robots(
+    org: str,
+    caller: Caller,
+    accounts: Registry,
+    service: Service,
+    limit: Limit = 100,
+    after: After = None,
+) -> Page[RobotOut]:
     with read_tx(accounts.engine) as conn:
         manage_org(service, conn, caller, org)
-        return [RobotOut.of(robot) for robot in service.list_robots(conn, org)]
+        found = [RobotOut.of(robot) for robot in service.list_robots(conn, org)]
+    return page_by_key(found, lambda robot: robot.name, limit, after)
 
 
 @router.post("/{org}/robots", status_code=201, responses=problems(404, 409))

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
 from trustyard.auth.audit import AuditEvent
-from trustyard.auth.interfaces import AccessToken, Organization, Repository, Robot, Team, User
+from trustyard.auth.interfaces import (
+    AccessToken,
+    Invalid,
+    Organization,
+    Repository,
+    Robot,
+    Team,
+    User,
+)
+from trustyard.auth.repositories import AccessEntry, RepositoryAccess
+from trustyard.content.tags import TagDetail
 
 T = TypeVar("T")
 # Text stored in or compared with the database: PostgreSQL cannot hold a NUL character.
@@ -20,6 +31,30 @@ MAX_ROW_ID = 2**31 - 1
 class Page(BaseModel, Generic[T]):
     items: list[T]
     next: str | None = Field(description="pass as `after` for the next page; null at the end")
+
+
+def page_by_key(
+    items: Sequence[T], key: Callable[[T], str], limit: int, after: str | None
+) -> Page[T]:
+    """One page of `items` (sorted by `key`, in byte order) after the key `after`."""
+    chosen = [item for item in items if after is None or key(item) > after]
+    shown = list(chosen[:limit])
+    return Page(items=shown, next=key(shown[-1]) if len(chosen) > limit else None)
+
+
+def page_in_order(
+    items: Sequence[T], key: Callable[[T], str], limit: int, after: str | None
+) -> Page[T]:
+    """One page of `items` (in their own order) after the item whose key is `after`."""
+    start = 0
+    if after is not None:
+        keys = [key(item) for item in items]
+        if after not in keys:
+            raise Invalid("after is the `next` of a previous page (that item is gone)")
+        start = keys.index(after) + 1
+    shown = list(items[start : start + limit])
+    more = len(items) > start + limit
+    return Page(items=shown, next=key(shown[-1]) if more else None)
 
 
 class Me(BaseModel):
@@ -259,4 +294,72 @@ class AuditEventOut(BaseModel):
             outcome=event.outcome,
             address=event.address,
             detail=event.detail,
+        )
+
+
+class TeamDetailOut(TeamOut):
+    organization_role: str | None = Field(
+        description="the team's role on every repository of the organization, if any"
+    )
+
+    @classmethod
+    def detail(cls, team: Team, organization_role: str | None) -> TeamDetailOut:
+        return cls(**TeamOut.of(team).model_dump(), organization_role=organization_role)
+
+
+class TeamGrantOut(BaseModel):
+    repository: str
+    role: str
+
+
+class AccessEntryOut(BaseModel):
+    name: str
+    role: str
+    via: list[str] = Field(description="the rules that give the role (the highest counts)")
+
+    @classmethod
+    def of(cls, entry: AccessEntry) -> AccessEntryOut:
+        return cls(name=entry.name, role=entry.role.api_name, via=list(entry.via))
+
+
+class RepositoryAccessOut(BaseModel):
+    repository: str
+    visibility: str = Field(description="public: everybody may also pull (read-only)")
+    users: list[AccessEntryOut]
+    teams: list[AccessEntryOut]
+    robots: list[AccessEntryOut]
+
+    @classmethod
+    def of(cls, access: RepositoryAccess) -> RepositoryAccessOut:
+        return cls(
+            repository=access.repository.name,
+            visibility=access.repository.visibility,
+            users=[AccessEntryOut.of(entry) for entry in access.users],
+            teams=[AccessEntryOut.of(entry) for entry in access.teams],
+            robots=[AccessEntryOut.of(entry) for entry in access.robots],
+        )
+
+
+class TagOut(BaseModel):
+    name: str
+    digest: str
+    media_type: str
+    size: int = Field(description="bytes a pull may fetch: manifests, configs and layers")
+    platforms: list[str] = Field(description="os/architecture[/variant] of the image(s)")
+    pushed_at: datetime
+    scan_status: str | None = Field(
+        description="the latest scan of the manifest: queued, running, succeeded or failed; "
+        "null when never scanned"
+    )
+
+    @classmethod
+    def of(cls, tag: TagDetail, scan_status: str | None) -> TagOut:
+        return cls(
+            name=tag.name,
+            digest=tag.digest,
+            media_type=tag.media_type,
+            size=tag.size,
+            platforms=list(tag.platforms),
+            pushed_at=tag.pushed_at,
+            scan_status=scan_status,
         )

@@ -6,9 +6,17 @@ from fastapi import APIRouter
 from sqlalchemy import Connection
 
 from trustyard.api.audit import AuditTrail, Trail
-from trustyard.api.deps import Caller, Registry, Service, manage_org, require_user
+from trustyard.api.deps import (
+    After,
+    Caller,
+    Limit,
+    Registry,
+    Service,
+    manage_org,
+    require_user,
+)
 from trustyard.api.errors import problems
-from trustyard.api.schemas import TokenCreate, TokenCreated, TokenOut
+from trustyard.api.schemas import Page, TokenCreate, TokenCreated, TokenOut, page_in_order
 from trustyard.auth.interfaces import AccessToken
 from trustyard.db.engine import read_tx, write_tx
 
@@ -28,10 +36,14 @@ def _record(
 
 
 @router.get("/tokens")
-def list_tokens(caller: Caller, accounts: Registry, service: Service) -> list[TokenOut]:
+def list_tokens(
+    caller: Caller, accounts: Registry, service: Service, limit: Limit = 100, after: After = None
+) -> Page[TokenOut]:
+    """The caller's tokens, oldest first (revoked and expired ones too)."""
     require_user(caller)
     with read_tx(accounts.engine) as conn:
-        return [TokenOut.of(token) for token in service.list_tokens(conn, caller.name)]
+        found = [TokenOut.of(token) for token in service.list_tokens(conn, caller.name)]
+    return page_in_order(found, _public_id, limit, after)
 
 
 @router.post("/tokens", status_code=201, responses=problems(409))
@@ -63,11 +75,23 @@ def revoke_token(
 
 @router.get("/organizations/{org}/robots/{robot}/tokens", responses=problems(404))
 def list_robot_tokens(
-    org: str, robot: str, caller: Caller, accounts: Registry, service: Service
-) -> list[TokenOut]:
+    org: str,
+    robot: str,
+    caller: Caller,
+    accounts: Registry,
+    service: Service,
+    limit: Limit = 100,
+    after: After = None,
+) -> Page[TokenOut]:
+    """The robot's tokens, oldest first."""
     with read_tx(accounts.engine) as conn:
         manage_org(service, conn, caller, org)
-        return [TokenOut.of(token) for token in service.list_tokens(conn, f"{org}+{robot}")]
+        found = [TokenOut.of(token) for token in service.list_tokens(conn, f"{org}+{robot}")]
+    return page_in_order(found, _public_id, limit, after)
+
+
+def _public_id(token: TokenOut) -> str:
+    return token.public_id
 
 
 @router.post(

@@ -9,12 +9,21 @@ manifests, blob links and team grants (the schema cascades); blobs stay for a ga
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import Connection
 
 from trustyard.auth.access import AccessPolicy
 from trustyard.auth.interfaces import Invalid, NotFound, Repository
-from trustyard.auth.permissions import Grants, Principal, RepositoryFacts, Visibility, visible
-from trustyard.auth.scopes import TokenScope
+from trustyard.auth.permissions import (
+    Grants,
+    Principal,
+    RepositoryFacts,
+    Role,
+    Visibility,
+    visible,
+)
+from trustyard.auth.scopes import TokenScope, name_matches
 from trustyard.auth.stores import AccessStore
 from trustyard.oci.names import is_valid_name
 
@@ -36,6 +45,38 @@ def _check_visibility(visibility: str) -> Visibility:
         if visibility == known:
             return known
     raise Invalid(f"unknown visibility {visibility[:50]!r}: use private or public")
+
+
+@dataclass(frozen=True, slots=True)
+class AccessEntry:
+    """Who holds a role on a repository (a user, a team of its organization, a robot `org+name`)
+    and every rule that gives it (the highest role counts)."""
+
+    name: str
+    role: Role
+    via: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryAccess:
+    repository: Repository
+    users: list[AccessEntry]
+    teams: list[AccessEntry]
+    robots: list[AccessEntry]
+
+
+class _Holders:
+    def __init__(self) -> None:
+        self.found: dict[str, tuple[Role, list[str]]] = {}
+
+    def add(self, name: str, role: Role, via: str) -> None:
+        held, reasons = self.found.get(name, (Role.NONE, []))
+        self.found[name] = (max(held, role), [*reasons, via])
+
+    def entries(self) -> list[AccessEntry]:
+        return [
+            AccessEntry(name, role, tuple(via)) for name, (role, via) in sorted(self.found.items())
+        ]
 
 
 class RepositoryService:
@@ -92,6 +133,34 @@ class RepositoryService:
         repository = self.get(conn, name)
         self.store.delete_repository(conn, repository.id)
         return repository
+
+    def access(self, conn: Connection, name: str) -> RepositoryAccess:
+        """Who may use the repository and with which role, by the rules of `permissions`:
+        system administrators, the namespace's user or the organization's owners (admin),
+        teams with a grant on it or on the whole organization, robots whose grant pattern
+        matches it. A public repository is read-only for everybody besides."""
+        repository = self.get(conn, name)
+        namespace = repository.namespace
+        users, teams, robots = _Holders(), _Holders(), _Holders()
+        for admin in self.store.active_admins(conn):
+            users.add(admin, Role.ADMIN, "system administrator")
+        owner = self.store.user(conn, namespace)
+        if owner is not None and owner.is_active:
+            users.add(namespace, Role.ADMIN, "personal namespace")
+        organization = self.store.organization(conn, namespace)
+        if organization is not None:
+            for username in self.store.owners(conn, organization.id):
+                users.add(username, Role.ADMIN, "organization owner")
+            grants = self.store.grants_for_namespace(conn, namespace)
+            for team, granted, role in grants["repository"]:
+                if granted == repository.name:
+                    teams.add(team, Role.parse(role), "repository grant")
+            for team, role in grants["organization"]:
+                teams.add(team, Role.parse(role), "organization grant")
+            for robot, pattern, role in grants["robot"]:
+                if name_matches(pattern, repository.name):
+                    robots.add(f"{namespace}+{robot}", Role.parse(role), f"grant on {pattern}")
+        return RepositoryAccess(repository, users.entries(), teams.entries(), robots.entries())
 
     def visible(
         self,

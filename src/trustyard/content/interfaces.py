@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,3 +34,16 @@ class UploadRecord:
 class Page:
     items: list[str]
     more: bool  # a next page exists
+
+
+@dataclass(frozen=True, slots=True)
+class TagRow:
+    """A tag with the manifest it points at, as stored."""
+
+    name: str
+    manifest_id: int
+    digest: str
+    media_type: str
+    manifest_size: int
+    payload: bytes
+    pushed_at: datetime

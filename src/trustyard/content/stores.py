@@ -14,6 +14,7 @@ from sqlalchemy import (
     Table,
     bindparam,
     delete,
+    func,
     insert,
     select,
     update,
@@ -21,7 +22,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from trustyard.content import queries
-from trustyard.content.interfaces import ManifestRecord, Page, ReferrerRecord, UploadRecord
+from trustyard.content.interfaces import (
+    ManifestRecord,
+    Page,
+    ReferrerRecord,
+    TagRow,
+    UploadRecord,
+)
 from trustyard.db.tables import (
     blobs,
     manifest_references,
@@ -35,6 +42,10 @@ from trustyard.db.tables import (
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 class ContentStore:
@@ -308,6 +319,69 @@ class ContentStore:
         if last:
             query = query.where(name > last)
         return _page(conn, query.order_by(name), limit)
+
+    def tag_rows(
+        self, conn: Connection, repository_id: int, limit: int, after: str | None
+    ) -> list[TagRow]:
+        """Up to `limit` tags of the repository in byte order after `after`, each with its
+        manifest (digest, media type, size, bytes) and when the tag was last pushed."""
+        name = _bytewise(conn, tags.c.name)
+        query = (
+            select(
+                tags.c.name,
+                tags.c.updated_at,
+                manifests.c.id,
+                manifests.c.digest,
+                manifests.c.media_type,
+                manifests.c.size,
+                manifests.c.payload,
+            )
+            .select_from(tags.join(manifests, manifests.c.id == tags.c.manifest_id))
+            .where(tags.c.repository_id == repository_id)
+            .order_by(name)
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(name > after)
+        return [
+            TagRow(
+                row.name,
+                row.id,
+                row.digest,
+                row.media_type,
+                row.size,
+                bytes(row.payload),
+                _utc(row.updated_at),
+            )
+            for row in conn.execute(query)
+        ]
+
+    def blob_totals(self, conn: Connection, manifest_ids: Iterable[int]) -> dict[int, int]:
+        """For each manifest, the summed size of the blobs it references (config, layers)."""
+        ids = list(manifest_ids)
+        if not ids:
+            return {}
+        query = (
+            select(manifest_references.c.manifest_id, func.sum(blobs.c.size).label("total"))
+            .select_from(
+                manifest_references.join(blobs, blobs.c.digest == manifest_references.c.digest)
+            )
+            .where(manifest_references.c.kind == "blob", manifest_references.c.manifest_id.in_(ids))
+            .group_by(manifest_references.c.manifest_id)
+        )
+        return {row.manifest_id: int(row.total or 0) for row in conn.execute(query)}
+
+    def manifests_by_digest(
+        self, conn: Connection, repository_id: int, digests: Iterable[str]
+    ) -> dict[str, tuple[int, int]]:
+        """The id and size of the repository's manifests among `digests` (index children)."""
+        wanted = list(set(digests))
+        if not wanted:
+            return {}
+        query = select(manifests.c.digest, manifests.c.id, manifests.c.size).where(
+            manifests.c.repository_id == repository_id, manifests.c.digest.in_(wanted)
+        )
+        return {row.digest: (row.id, row.size) for row in conn.execute(query)}
 
     def dangling_tags(self, conn: Connection) -> list[tuple[str, str]]:
         query = (
