@@ -17,7 +17,8 @@ time (FastAPI has chosen the route by then: `scope["route"]`), first
 Then it counts the body as it arrives (a chunked one has no Content-Length) and refuses it
 with 413 past the limit, and with 408 (one log line) when it stalls for `server.body_timeout`
 seconds. Refusals are raised as HTTPException, which FastAPI lets through from a body read
-and errors.py answers as problem+json.
+and errors.py answers as problem+json. Routes without a body parameter never read a body
+(Starlette may still call `receive` to wait for a disconnect): theirs is passed through.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class RequestGuard:
         self.api = api
         self.max_body = max_body
         self.body_timeout = body_timeout
-        self._routes: dict[int, tuple[Need | None, int]] = {}  # by id(route)
+        self._routes: dict[int, tuple[bool, Need | None, int]] = {}  # by id(route)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,11 +70,12 @@ class RequestGuard:
             return
         await self.api(scope, _Body(self, scope, receive), send)
 
-    def route_terms(self, scope: Scope) -> tuple[Need | None, int]:
-        """What the route FastAPI chose needs of the caller, and its body limit."""
+    def route_terms(self, scope: Scope) -> tuple[bool, Need | None, int]:
+        """Whether the route FastAPI chose takes a body, what it needs of the caller, and its
+        body limit."""
         route = scope.get("route")
         if route is None:
-            return None, self.max_body
+            return False, None, self.max_body
         known = self._routes.get(id(route))
         if known is None:
             dependant = getattr(route, "dependant", None)
@@ -81,7 +83,8 @@ class RequestGuard:
             extra = getattr(route, "openapi_extra", None) or {}
             own = extra.get(LIMIT_KEY)
             limit = own if isinstance(own, int) else self.max_body
-            known = self._routes[id(route)] = (need, limit)
+            takes_body = getattr(route, "body_field", None) is not None
+            known = self._routes[id(route)] = (takes_body, need, limit)
         return known
 
 
@@ -106,12 +109,16 @@ class _Body:
         self.guard = guard
         self.scope = scope
         self.receive = receive
-        self.limit: int | None = None  # known once admitted
+        self.admitted = False
+        self.limit = guard.max_body
         self.size = 0
         self.complete = False
 
-    async def _admit(self) -> int:
-        need, limit = self.guard.route_terms(self.scope)
+    async def _admit(self) -> None:
+        takes_body, need, self.limit = self.guard.route_terms(self.scope)
+        if not takes_body:
+            self.complete = True  # nothing reads this body: pass `receive` through
+            return
         if need is not None:
             try:
                 vet(await authenticate(self.guard.api.state.accounts, self.scope), need)
@@ -120,15 +127,15 @@ class _Body:
             except OciError as error:  # wrong credentials, the login back-off, LDAP down
                 raise oci_refusal(error) from None
         declared = _content_length(self.scope)
-        if declared is not None and declared > limit:
-            raise _too_large(limit)
-        return limit
+        if declared is not None and declared > self.limit:
+            raise _too_large(self.limit)
 
     async def __call__(self) -> Message:
+        if not self.admitted:
+            self.admitted = True
+            await self._admit()
         if self.complete:  # after the body (Starlette waits for a disconnect this way)
             return await self.receive()
-        if self.limit is None:
-            self.limit = await self._admit()
         try:
             async with asyncio.timeout(self.guard.body_timeout):
                 message = await self.receive()

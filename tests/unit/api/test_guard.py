@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
 
 from trustyard.api import errors
 from trustyard.api.guard import LIMIT_KEY, RequestGuard
@@ -33,6 +34,10 @@ def make_guard(body_timeout: float = 30.0) -> RequestGuard:
     def upload(body: dict[str, Any]) -> int:
         return len(body)
 
+    @api.post("/stream")
+    def stream() -> StreamingResponse:
+        return StreamingResponse(iter([b'{"streamed": ', b"true}"]))
+
     return RequestGuard(api, max_body=DEFAULT, body_timeout=body_timeout)
 
 
@@ -41,10 +46,11 @@ def call(
     path: str,
     receive: Callable[[], Awaitable[Message]],
     headers: list[tuple[bytes, bytes]],
+    spec_version: str = "2.4",
 ) -> tuple[int, dict[str, Any]]:
     scope = {
         "type": "http",
-        "asgi": {"version": "3.0"},
+        "asgi": {"version": "3.0", "spec_version": spec_version},
         "http_version": "1.1",
         "method": "POST",
         "scheme": "http",
@@ -130,3 +136,22 @@ def test_a_stalled_body_is_408() -> None:
     status, problem = call(make_guard(body_timeout=0.05), "/small", receive, [])
     assert (status, problem["status"]) == (408, 408)
     assert "0.05 s" in problem["detail"]
+
+
+def test_a_route_without_a_body_passes_receive_through() -> None:
+    """Starlette (before ASGI 2.4) waits for a disconnect through `receive` while it streams a
+    response: a body the route never reads is no reason to refuse, whatever its length."""
+    calls = 0
+
+    async def receive() -> Message:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return {"type": "http.request", "body": b" " * 2000, "more_body": False}
+        await asyncio.Event().wait()  # the client stays; the listener is cancelled at the end
+        raise AssertionError("unreachable")
+
+    length = [(b"content-length", b"2000")]
+    status, body = call(make_guard(body_timeout=0.05), "/stream", receive, length, "2.3")
+    assert (status, body) == (200, {"streamed": True})
+    assert calls >= 1
