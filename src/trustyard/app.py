@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from datetime import timedelta
 from time import perf_counter
 
@@ -28,10 +28,11 @@ from trustyard.content.stores import ContentStore
 from trustyard.content.tags import TagService
 from trustyard.content.uploads import HashStates, UploadService
 from trustyard.db.engine import is_sqlite, make_engine
-from trustyard.db.generation import access_generation_reader
+from trustyard.db.generation import access_generation_reader, credential_generation_reader
 from trustyard.event_wiring import make_outbox, make_pull_recorder, make_webhook_service
 from trustyard.jobs.queue import SqlJobQueue
 from trustyard.kit.asgi import ROUTE_KEY, Message, Receive, Scope, Send
+from trustyard.kit.forwarded import client_address, networks
 from trustyard.metrics import configure as configure_metrics
 from trustyard.metrics import flush as flush_metrics
 from trustyard.metrics import method_label, observe_request
@@ -113,6 +114,7 @@ def make_accounts(settings: Settings, engine: Engine) -> Accounts | None:
         service=settings.auth.service,
         refresh_ttl=timedelta(seconds=settings.auth.refresh_token_ttl_seconds),
         generation=access_generation_reader(engine),
+        credentials=credential_generation_reader(engine),
     )
 
 
@@ -147,12 +149,14 @@ def make_scan_service(settings: Settings, queue: SqlJobQueue) -> ScanService:
 
 class TrustyardApp:
     """Top-level ASGI router: /v2 to the registry, /api/v1, /auth/token, /healthz, /metrics,
-    and 404 for the rest. With metrics on, every request is counted and timed by route."""
+    and 404 for the rest. With metrics on, every request is counted and timed by route.
+    Behind `trusted_proxies`, the scope's client becomes the one X-Forwarded-For names."""
 
     def __init__(
         self,
         ctx: RegistryContext,
         metrics: MetricsEndpoint | None = None,
+        trusted_proxies: Sequence[str] = (),
         api_body_limit: int = 1024 * 1024,
     ) -> None:
         self.ctx = ctx
@@ -166,12 +170,15 @@ class TrustyardApp:
             else None
         )
         self.metrics = metrics
+        self.proxies = networks(trusted_proxies)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
                 await self._lifespan(receive, send)
             return
+        if self.proxies and scope.get("client"):
+            self._forwarded_client(scope)
         if self.metrics is None:
             await self._route(scope, receive, send)
             return
@@ -193,6 +200,13 @@ class TrustyardApp:
             route = route_label(scope, API_PREFIX)
             method = method_label(scope["method"])
             observe_request(route, method, status, perf_counter() - began)
+
+    def _forwarded_client(self, scope: Scope) -> None:
+        values = [v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-for"]
+        host = scope["client"][0]
+        client = client_address(host, ",".join(values), self.proxies)
+        if client != host:
+            scope["client"] = (client, 0)
 
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
@@ -246,7 +260,12 @@ class TrustyardApp:
 def create_app(settings: Settings) -> TrustyardApp:
     ctx = make_context(settings)
     endpoint = MetricsEndpoint(settings.metrics, ctx.engine) if settings.metrics.enabled else None
-    app = TrustyardApp(ctx, endpoint, api_body_limit=settings.server.api_body_limit)
+    app = TrustyardApp(
+        ctx,
+        endpoint,
+        settings.server.trusted_proxies,
+        api_body_limit=settings.server.api_body_limit,
+    )
     if app.api is not None and ctx.events is not None and ctx.events.queue is not None:
         app.api.state.events = ctx.events
         app.api.state.webhooks = make_webhook_service(settings, ctx.events.queue)

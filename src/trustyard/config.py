@@ -53,6 +53,12 @@ class ServerSettings(BaseModel):
         description="largest request body /api/v1 reads, in bytes (413 beyond it); a route "
         "that takes uploads may allow more",
     )
+    trusted_proxies: Networks = Field(
+        default_factory=list,
+        description="reverse proxies (CIDRs, comma-separated in the environment) whose "
+        "X-Forwarded-For names the client (for login throttling, the audit log, metrics "
+        "access); from any other peer the header is ignored",
+    )
 
 
 class AuthSettings(BaseModel):

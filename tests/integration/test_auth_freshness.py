@@ -1,6 +1,7 @@
-"""Workers remember logins (30 s) and access decisions (until the database changes); neither may
-outlive a change of rights: a removed member, a lowered grant, a deactivated account count from
-the very next request, on every worker."""
+"""Workers remember logins (30 s at most, until a token is revoked or a password changes) and
+access decisions (until the database changes); neither may outlive a change of rights: a removed
+member, a lowered grant, a deactivated account count from the very next request, on every
+worker (revoked tokens and changed passwords: test_auth_abuse.py)."""
 
 from __future__ import annotations
 
@@ -91,6 +92,6 @@ def test_a_removed_member_loses_access_at_the_next_request(
 
     with write_tx(db) as conn:
         AccountService().deactivate_user(conn, "dana")
-    # A worker that remembers her login still refuses her (as if the repository did not exist);
-    # one that checks the password again answers 401.
-    assert statuses(secured, "dana", path) <= {401, 404}
+    # Deactivation moves the credential generation: every worker checks the password again and
+    # refuses it (401; 429 once this address has failed five times in a row for her).
+    assert statuses(secured, "dana", path) <= {401, 429}

@@ -26,9 +26,9 @@ from tests.integration.clients import ClientFailed, Clients, layout_top
 from tests.support.images import test_images_dir
 from tests.support.server import TrustyardServer
 from tests.support.slapd import Slapd
-from trustyard.auth.access import user_key
 from trustyard.auth.accounts import AccountService
 from trustyard.auth.ldap import LdapConfig, LdapDirectory, LdapIdentity, LdapUnavailable
+from trustyard.auth.login_throttle import account_key, pair_key
 from trustyard.auth.stores import AccessStore
 from trustyard.db.engine import make_engine, write_tx
 
@@ -443,7 +443,7 @@ def test_directory_user_logs_in_on_v2_and_the_token_endpoint_and_gets_a_local_ac
     assert members(server, world.org, "devs") == [user]
 
 
-def test_wrong_directory_passwords_are_refused_and_count_towards_the_back_off(
+def test_wrong_directory_passwords_are_refused_and_count_towards_the_throttle(
     world: World,
 ) -> None:
     server, user = world.server, world.user
@@ -457,7 +457,7 @@ def test_wrong_directory_passwords_are_refused_and_count_towards_the_back_off(
     assert refused.json()["errors"][0]["code"] == "UNAUTHORIZED"
     assert token.status_code == 401
     with database(server) as conn:
-        failure = AccessStore().login_failure(conn, user_key(user))
+        failure = AccessStore().login_failure(conn, pair_key(user, "127.0.0.1"))
         assert AccessStore().user(conn, user) is None  # a refused login creates nobody
     assert failure is not None
     failures, _, locked = failure
@@ -557,7 +557,8 @@ def test_directory_outage_is_503_for_directory_users_while_local_admin_logs_in(
     assert granted(admin_token)["sub"] == "admin"
     assert local_v2.status_code == 200
     with database(server) as conn:  # an outage is no failed login
-        assert AccessStore().login_failure(conn, user_key(user)) is None
+        assert AccessStore().login_failure(conn, account_key(user)) is None
+        assert AccessStore().login_failure(conn, pair_key(user, "127.0.0.1")) is None
     assert httpx.get(f"{server.url}/v2/", headers=basic(user, PASSWORD)).status_code == 200
 
 

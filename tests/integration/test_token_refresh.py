@@ -96,7 +96,9 @@ def offline_get(http: httpx.Client, user: str, secret: str = PASSWORD, scope: st
     return text
 
 
-def offline_post(http: httpx.Client, user: str, secret: str = PASSWORD) -> dict[str, Any]:
+def offline_post(
+    http: httpx.Client, user: str, secret: str = PASSWORD, client_id: str = "docker"
+) -> dict[str, Any]:
     """The OAuth2 password grant with access_type=offline (docker login)."""
     answer = http.post(
         "/auth/token",
@@ -105,7 +107,7 @@ def offline_post(http: httpx.Client, user: str, secret: str = PASSWORD) -> dict[
             "username": user,
             "password": secret,
             "service": "trustyard",
-            "client_id": "docker",
+            "client_id": client_id,
             "access_type": "offline",
         },
     )
@@ -121,7 +123,7 @@ def exchange(
         "grant_type": "refresh_token",
         "refresh_token": refresh_token,
         "service": "trustyard",
-        "client_id": "containerd-client",
+        "client_id": "docker",  # the client the refresh tokens here were issued to
         "scope": scope,
         **extra,
     }
@@ -345,7 +347,7 @@ def test_a_password_change_invalidates_refresh_tokens_and_is_audited(
             "failed",
             "127.0.0.1",
             {
-                "client_id": "containerd-client",
+                "client_id": "docker",
                 "reason": "the password it was obtained with has changed",
             },
         )
@@ -374,7 +376,7 @@ def test_deactivating_a_user_stops_their_refresh_tokens(http: httpx.Client, db: 
         AccountService().deactivate_user(conn, "carol")
     assert_oauth_error(exchange(http, token), 400, "invalid_grant")
     reason = events(db, "refresh_token.exchange", public_id(token))[-1][4]["reason"]
-    assert reason == "its owner is deactivated or deleted"
+    assert reason == "revoked refresh token"  # deactivation revokes them for good
     with write_tx(db) as conn:
         AccountService().delete_user(conn, "carol")
     assert_oauth_error(exchange(http, token), 400, "invalid_grant")
@@ -406,7 +408,7 @@ def test_an_expired_refresh_token_is_refused(http: httpx.Client, db: Engine) -> 
         )
     assert_oauth_error(exchange(http, token), 400, "invalid_grant")
     assert events(db, "refresh_token.exchange", public_id(token))[-1][4] == {
-        "client_id": "containerd-client",
+        "client_id": "docker",
         "reason": "expired refresh token",
     }
 
@@ -500,8 +502,9 @@ def test_podman_logs_in_and_pulls_and_skopeo_pulls_with_a_refresh_token(
         )
 
     # A refresh token in the auth file (`identitytoken`, as docker login stores it) makes
-    # containers/image use the OAuth2 refresh grant instead of a password.
-    token = offline_post(http, "reader")["refresh_token"]
+    # containers/image use the OAuth2 refresh grant instead of a password. A refresh token is
+    # bound to the client it was issued to: containers/image exchanges as "containers/image".
+    token = offline_post(http, "reader", client_id="containers/image")["refresh_token"]
     identity = tmp_path / "identity.json"
     entry = {"auth": base64.b64encode(b"reader:").decode(), "identitytoken": token}
     identity.write_text(json.dumps({"auths": {registry.host: entry}}))

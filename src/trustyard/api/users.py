@@ -10,7 +10,7 @@ from trustyard.api.audit import Trail
 from trustyard.api.deps import After, Caller, Limit, Registry, Service, require_admin
 from trustyard.api.errors import forbidden, problems
 from trustyard.api.schemas import Me, Page, UserCreate, UserOut, UserUpdate
-from trustyard.auth.access import locked_until, record_failure, user_key
+from trustyard.auth.login_throttle import LoginThrottle
 from trustyard.db.engine import read_tx, write_tx
 from trustyard.registry.access import Accounts
 
@@ -81,7 +81,7 @@ def update_user(
         raise forbidden("only system administrators may change other users or roles")
     if itself and body.password is not None:
         # Whoever holds a session or a token must not be able to take the account over.
-        _check_current_password(accounts, name, body.current_password)
+        _check_current_password(accounts, name, body.current_password, trail.address)
     with write_tx(accounts.engine) as conn:
         if body.password is not None:
             service.change_password(conn, name, body.password)
@@ -102,18 +102,21 @@ def update_user(
     return UserOut.of(user)
 
 
-def _check_current_password(accounts: Accounts, name: str, current: str | None) -> None:
+def _check_current_password(
+    accounts: Accounts, name: str, current: str | None, address: str | None
+) -> None:
     if not current:
         raise forbidden("changing your own password needs current_password")
     now = datetime.now(UTC)
+    throttle: LoginThrottle = accounts.throttle
     with write_tx(accounts.engine) as conn:
         user = accounts.authenticator.store.user(conn, name)
         if user is None or user.source != "local":
             return  # unknown (the update answers 404) or a directory account (refused there)
-        if locked_until(conn, user_key(name), now) is not None:
+        if throttle.refused_until(conn, name, address, now) is not None:
             raise forbidden("too many failed logins; try again later")
         if accounts.authenticator.authenticate_password(conn, name, current) is None:
-            record_failure(conn, user_key(name), now)
+            throttle.failed(conn, name, address, now)
             failed = True
         else:
             failed = False

@@ -1,10 +1,10 @@
-"""Authentication (passwords, access tokens), principals, the access policy, login back-off.
+"""Authentication (passwords, access tokens), principals, the access policy.
 
 Every function takes the caller's connection and never commits. Authentication writes
 (`last_login_at`, `last_used_at`, a rehashed password), so the edge calls it inside
-`write_tx`. Failed logins answer None without saying why; the edge records them with
-`record_failure` and refuses early while `locked_until` says so (without verifying anything,
-and without counting the refused attempt).
+`write_tx`. Failed logins answer None without saying why; the edge counts failed passwords
+with `login_throttle.LoginThrottle` and refuses early while it says so (without verifying
+anything, and without counting the refused attempt).
 
 With LDAP on, the directory checks the passwords of directory accounts and of names unknown
 here (local accounts, such as `admin`, never reach it). The edge asks it between transactions:
@@ -15,7 +15,7 @@ directory cannot answer, which is not a failed login), then `login` with that an
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from argon2 import PasswordHasher
 from sqlalchemy import Connection
@@ -45,13 +45,6 @@ from trustyard.auth.stores import AccessStore
 from trustyard.auth.stores import now as _now
 
 TOKEN_PREFIX = f"{PREFIX}_"
-
-# Back-off: the first FREE_FAILURES failures cost nothing; then 1 s, 2 s, 4 s ... up to MAX_LOCK.
-FREE_FAILURES = 4
-FIRST_LOCK = timedelta(seconds=1)
-MAX_LOCK = timedelta(minutes=15)
-# A key whose last failure is older than this starts counting from zero again.
-FAILURES_FORGOTTEN_AFTER = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,62 +282,3 @@ class AccessPolicy:
         elif not valid_name(namespace):
             return False  # creating it would claim a namespace no organization can be named
         return _may_create(principal, namespace, kind, self.grants(conn, principal, namespace))
-
-
-# --- login back-off ------------------------------------------------------------------------
-
-
-def user_key(username: str) -> str:
-    return f"user:{username[:100]}"
-
-
-ADDRESS_FREE_FAILURES = 50
-
-
-def address_key(address: str) -> str:
-    return f"addr:{address[:100]}"
-
-
-def lock_duration(failures: int, free: int = FREE_FAILURES) -> timedelta | None:
-    """How long a key is locked after its `failures`-th consecutive failure."""
-    if failures <= free:
-        return None
-    exponent = min(failures - free - 1, 20)  # 2**20 s is far past the cap already
-    duration: timedelta = FIRST_LOCK * (1 << exponent)
-    return min(duration, MAX_LOCK)
-
-
-def record_failure(
-    conn: Connection,
-    key: str,
-    now: datetime,
-    store: AccessStore | None = None,
-    free: int = FREE_FAILURES,
-) -> datetime | None:
-    """Count a failed login for `key`; returns until when it is now locked (or None).
-    The first `free` failures in a row cost nothing (addresses, shared by many people behind
-    one NAT, get more of them than accounts)."""
-    store = store or AccessStore()
-    previous = store.login_failure(conn, key, lock=True)
-    failures = 1
-    if previous is not None and now - previous[1] <= FAILURES_FORGOTTEN_AFTER:
-        failures = previous[0] + 1
-    duration = lock_duration(failures, free)
-    until = None if duration is None else now + duration
-    store.put_login_failure(conn, key, failures, now, until)
-    return until
-
-
-def clear_failures(conn: Connection, key: str, store: AccessStore | None = None) -> None:
-    """Forget `key`'s failures (after a successful login)."""
-    (store or AccessStore()).clear_login_failures(conn, key)
-
-
-def locked_until(
-    conn: Connection, key: str, now: datetime, store: AccessStore | None = None
-) -> datetime | None:
-    """Until when logins for `key` are refused, or None when they are allowed at `now`."""
-    found = (store or AccessStore()).login_failure(conn, key)
-    if found is None or found[2] is None or found[2] <= now:
-        return None
-    return found[2]

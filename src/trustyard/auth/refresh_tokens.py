@@ -7,6 +7,8 @@ only the SHA-256 of the secret is stored, in `access_tokens` with kind "rft", so
 are listed with their owner's other tokens (`GET /api/v1/tokens`, a robot's token list) and
 revoked the same way (`DELETE /api/v1/tokens/{public_id}`). A refresh token is not an access
 token: it is refused as a Basic password, and an access token is refused as a refresh token.
+It is bound to the `client_id` it was issued to: only that client may exchange it (one issued
+without a client_id may be exchanged by any).
 
 What an exchange grants is decided again each time, never remembered: the owner's roles as they
 are now, narrowed by the token's scopes (those of the access or robot token it was obtained
@@ -15,8 +17,9 @@ working when it is revoked or expires (`auth.refresh_token_ttl_seconds`, at most
 of the token it was obtained with), when its owner is deactivated or deleted, when the password
 it was obtained with changes (a fingerprint of the password hash is kept: an administrator's
 reset and a rehash after new argon2 parameters count as changes too), and when the access or
-robot token it was obtained with is revoked, expires or is deleted. Reactivating a deactivated
-user revives their unexpired refresh tokens, as it does their access tokens.
+robot token it was obtained with is revoked, expires or is deleted. Deactivating a user revokes
+their refresh tokens (`AccessStore.update_user`): reactivating them revives their access tokens,
+not their refresh tokens.
 
 Functions take the caller's connection and never commit; the secret is compared in constant
 time and never appears in a repr, an error message or the audit log.
@@ -203,6 +206,7 @@ class RefreshTokens:
                 expires_at=expires_at,
                 parent_id=parent_id,
                 credential_stamp=stamp,
+                client_id=client_id,
                 **self._owner_ids(conn, principal),
             )
         )
@@ -215,9 +219,16 @@ class RefreshTokens:
         )
         return Offline(refresh, principal, scope)
 
-    def exchange(self, conn: Connection, text: str, *, now: datetime | None = None) -> Exchange:
-        """The owner and scope of a valid refresh token (touching its `last_used_at`); raises
-        `InvalidGrant` for anything else."""
+    def exchange(
+        self,
+        conn: Connection,
+        text: str,
+        *,
+        client_id: str | None = None,
+        now: datetime | None = None,
+    ) -> Exchange:
+        """The owner and scope of a valid refresh token presented by `client_id` (touching its
+        `last_used_at`); raises `InvalidGrant` for anything else."""
         parsed = parse_refresh_text(text)
         if parsed is None:
             raise InvalidGrant("malformed refresh token")
@@ -228,6 +239,10 @@ class RefreshTokens:
         owner = _owner(row)
         if not secret_matches(secret, row.secret_hash):
             raise InvalidGrant("wrong refresh token secret", public_id=public_id, owner=owner)
+        if row.client_id is not None and row.client_id != client_id:
+            raise InvalidGrant(
+                "the refresh token was issued to another client", public_id=public_id, owner=owner
+            )
         moment = now or _now()
         if row.revoked_at is not None:
             raise InvalidGrant("revoked refresh token", public_id=public_id, owner=owner)

@@ -106,7 +106,20 @@ class AccessStore:
         return (_user(row), row.password_hash) if row else None
 
     def update_user(self, conn: Connection, username: str, **fields: Any) -> bool:
+        """Set `fields`; deactivating revokes the user's refresh tokens for good (so that a
+        reactivation does not revive them)."""
         result = conn.execute(update(users).where(users.c.username == username).values(**fields))
+        if result.rowcount and fields.get("is_active") is False:
+            owner = select(users.c.id).where(users.c.username == username).scalar_subquery()
+            conn.execute(
+                update(access_tokens)
+                .where(
+                    access_tokens.c.user_id == owner,
+                    access_tokens.c.kind == "rft",
+                    access_tokens.c.revoked_at.is_(None),
+                )
+                .values(revoked_at=now())
+            )
         return result.rowcount > 0
 
     def delete_user(self, conn: Connection, username: str) -> bool:

@@ -187,9 +187,9 @@ def passwd(
     import sys
 
     from trustyard.auth import secrets
-    from trustyard.auth.access import clear_failures, user_key
     from trustyard.auth.accounts import AccountService
     from trustyard.auth.interfaces import AccessError
+    from trustyard.auth.login_throttle import LoginThrottle
     from trustyard.db.engine import make_engine, write_tx
 
     settings = _settings(data_dir, database_url)
@@ -200,7 +200,7 @@ def passwd(
     try:
         with write_tx(engine) as conn:
             AccountService().change_password(conn, username, new)
-            clear_failures(conn, user_key(username))
+            LoginThrottle().forgive(conn, username)
     except AccessError as problem:
         err.print(f"[red]cannot set the password of {username!r}: {problem}[/red]")
         raise typer.Exit(1) from None

@@ -267,6 +267,8 @@ access_tokens = Table(
     # the password (they die when it changes).
     Column("parent_id", Integer, ForeignKey("access_tokens.id", ondelete="CASCADE")),
     Column("credential_stamp", String(64)),
+    # The OAuth2 client a refresh token was issued to: only it may exchange the token.
+    Column("client_id", String(64)),
 )
 
 # Append-only: every mutation and every denied request.
@@ -308,7 +310,17 @@ access_generation = Table(
     Column("value", BigInteger, nullable=False),
 )
 
-# Failed logins per account and per address, for back-off.
+# One row (id 1) whose value moves whenever a remembered login may have become invalid (a token
+# revoked or deleted, a password changed, an account deactivated...): triggers of migration
+# 0008; workers drop remembered credentials when it moves.
+credential_generation = Table(
+    "credential_generation",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("value", BigInteger, nullable=False),
+)
+
+# Failed logins per (account, address) pair, per address and per account (auth/login_throttle).
 login_failures = Table(
     "login_failures",
     metadata,

@@ -1,7 +1,10 @@
 """Accounts on /v2: who is asking (Basic or Bearer), and the policy that decides.
 
 Credentials are checked once per process and remembered for a short while (argon2 is meant to
-be slow); a registry token is verified once and remembered until it expires. Decisions for
+be slow), and only as long as the credential generation (db.generation, moved by triggers when
+a token is revoked or a password changes) stays where it was when they were checked: a revoked
+token or an old password is refused from the next request on, on every worker. A registry token
+is verified once and remembered until it expires. Decisions for
 Basic-authenticated callers need the caller's current roles (several queries): with a
 `generation` source (db.generation: a counter that database triggers move whenever accounts,
 teams, grants, robots or repositories change) they are remembered until it moves, so a revoked
@@ -26,21 +29,16 @@ from sqlalchemy import Connection, Engine
 
 from trustyard.auth import audit
 from trustyard.auth.access import (
-    ADDRESS_FREE_FAILURES,
     TOKEN_PREFIX,
     AccessPolicy,
     Authenticator,
     DirectoryAnswer,
-    address_key,
-    clear_failures,
-    locked_until,
-    record_failure,
-    user_key,
 )
 from trustyard.auth.authorize import ANONYMOUS, Action, Resource, Subject
 from trustyard.auth.interfaces import NotFound
 from trustyard.auth.jwt_tokens import InvalidToken, SigningKeyError
 from trustyard.auth.ldap import LdapUnavailable
+from trustyard.auth.login_throttle import LoginThrottle, retry_after
 from trustyard.auth.permissions import Principal, may_list_catalog
 from trustyard.auth.refresh_tokens import DEFAULT_REFRESH_TTL, RefreshTokens
 from trustyard.auth.registry_tokens import RegistryTokens
@@ -51,7 +49,9 @@ from trustyard.oci.errors import ErrorCode, OciError
 log = logging.getLogger(__name__)
 
 ANONYMOUS_PRINCIPAL = Principal.anonymous()
-CREDENTIAL_TTL = 30.0  # seconds a checked password or access token is trusted in memory
+# Seconds a checked password or access token is trusted in memory at most (a directory
+# account's password changes in the directory, which moves no generation here).
+CREDENTIAL_TTL = 30.0
 _CACHE_LIMIT = 10_000
 
 
@@ -69,41 +69,57 @@ class Accounts:
     refresh_tokens: RefreshTokens = field(init=False)  # the token endpoint's offline access
     # Moves whenever access may have changed (None: decide from the database every time).
     generation: Callable[[], int] | None = None
+    # Moves whenever a remembered login may be invalid (None: logins kept for CREDENTIAL_TTL).
+    credentials: Callable[[], int] | None = None
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
 
     def __post_init__(self) -> None:
-        self._known: dict[str, tuple[float, Subject]] = {}
+        # Authorization header hash -> (until, credential generation or None, subject).
+        self._known: dict[str, tuple[float, int | None, Subject]] = {}
         self._decisions: dict[tuple[object, ...], bool] = {}
         self._decided_at: int | None = None
         self.refresh_tokens = RefreshTokens(self.authenticator, self.refresh_ttl)
 
-    def _remember(self, key: str, subject: Subject, until: float) -> Subject:
+    def _remember(
+        self, key: str, subject: Subject, until: float, generation: int | None = None
+    ) -> Subject:
         if len(self._known) >= _CACHE_LIMIT:
             self._known.clear()
-        self._known[key] = (until, subject)
+        self._known[key] = (until, generation, subject)
         return subject
 
     async def authenticate(self, authorization: str | None, address: str | None = None) -> Subject:
         """The subject behind an Authorization header; bad credentials are UNAUTHORIZED, and
-        too many of them in a row (per account and per address) TOOMANYREQUESTS."""
+        too many wrong passwords (per account and address, per address) TOOMANYREQUESTS."""
         if not authorization:
             return ANONYMOUS
         key = hashlib.sha256(authorization.encode()).hexdigest()
         known = self._known.get(key)
-        if known is not None and known[0] > time.monotonic():
-            return known[1]
+        if (
+            known is not None
+            and known[0] > time.monotonic()
+            and (known[1] is None or known[1] == self._credential_generation())
+        ):
+            return known[2]
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() == "basic":
+            # Read before the check: a change committed during it moves the generation past.
+            generation = self._credential_generation()
             subject = await asyncio.to_thread(self._basic, value.strip(), address)
-            return self._remember(key, subject, time.monotonic() + CREDENTIAL_TTL)
+            return self._remember(key, subject, time.monotonic() + CREDENTIAL_TTL, generation)
         if scheme.lower() == "bearer" and value.strip().startswith(TOKEN_PREFIX):
             # A personal access or robot token sent as a bearer token (API clients do this).
+            generation = self._credential_generation()
             subject = await asyncio.to_thread(self._access_token, value.strip(), address)
-            return self._remember(key, subject, time.monotonic() + CREDENTIAL_TTL)
+            return self._remember(key, subject, time.monotonic() + CREDENTIAL_TTL, generation)
         if scheme.lower() == "bearer":
             subject, expires_at = self._bearer(value.strip())
             ttl = max(0.0, expires_at - time.time())
             return self._remember(key, subject, time.monotonic() + ttl)
         raise OciError(ErrorCode.UNAUTHORIZED, f"unsupported authorization scheme {scheme[:20]!r}")
+
+    def _credential_generation(self) -> int | None:
+        return None if self.credentials is None else self.credentials()
 
     def _basic(self, value: str, address: str | None) -> Subject:
         try:
@@ -112,17 +128,19 @@ class Accounts:
             raise OciError(ErrorCode.UNAUTHORIZED, "malformed Basic credentials") from None
         if "\x00" in username:  # no account has one, and PostgreSQL text cannot hold it
             raise OciError(ErrorCode.UNAUTHORIZED, "malformed Basic credentials")
-        keys = [user_key(username)] + ([address_key(address)] if address else [])
+        # Tokens are not throttled (256 random bits cannot be guessed): login_throttle.
+        password = not secret.startswith(TOKEN_PREFIX)
         now = datetime.now(UTC)
-        with read_tx(self.engine) as conn:
-            locks = [until for key in keys if (until := locked_until(conn, key, now))]
-        if locks:
-            wait = max(1, int((max(locks) - now).total_seconds()) + 1)
-            raise OciError(
-                ErrorCode.TOOMANYREQUESTS,
-                f"too many failed logins; retry in {wait} s",
-                detail={"retryAfter": wait},
-            )
+        if password:
+            with read_tx(self.engine) as conn:
+                until = self.throttle.refused_until(conn, username, address, now)
+            if until is not None:
+                wait = retry_after(until, now)
+                raise OciError(
+                    ErrorCode.TOOMANYREQUESTS,
+                    f"too many failed logins from this address; retry in {wait} s",
+                    detail={"retryAfter": wait},
+                )
         answer = self.directory_answer(username, secret)
         with write_tx(self.engine) as conn:
             with directory_errors(username):
@@ -130,12 +148,12 @@ class Accounts:
                     conn, username, secret, answer=answer, address=address
                 )
             if found is not None:
-                clear_failures(conn, keys[0])
+                if password:
+                    self.throttle.succeeded(conn, username, address)
                 principal, scope = found
                 return Subject(principal.name, principal, scope)
-            record_failure(conn, keys[0], now)
-            if address:
-                record_failure(conn, keys[1], now, free=ADDRESS_FREE_FAILURES)
+            if password:
+                self.throttle.failed(conn, username, address, now)
             audit.record(
                 conn,
                 audit.AuditEvent(
@@ -152,27 +170,14 @@ class Accounts:
         raise OciError(ErrorCode.UNAUTHORIZED, "wrong username or password")
 
     def _access_token(self, text: str, address: str | None) -> Subject:
-        """An access token without a username: it names its owner. Failures count towards
-        the per-address back-off only (there is no account to lock)."""
+        """An access token without a username: it names its owner. Not throttled: a token
+        cannot be guessed, and a bad one must not lock out others sharing the address."""
         now = datetime.now(UTC)
-        key = address_key(address) if address else None
-        if key is not None:
-            with read_tx(self.engine) as conn:
-                until = locked_until(conn, key, now)
-            if until is not None:
-                wait = max(1, int((until - now).total_seconds()) + 1)
-                raise OciError(
-                    ErrorCode.TOOMANYREQUESTS,
-                    f"too many failed logins; retry in {wait} s",
-                    detail={"retryAfter": wait},
-                )
         with write_tx(self.engine) as conn:
             found = self.authenticator.authenticate_token(conn, text)
             if found is not None:
                 principal, scope = found
                 return Subject(principal.name, principal, scope)
-            if key is not None:
-                record_failure(conn, key, now, free=ADDRESS_FREE_FAILURES)
             audit.record(
                 conn,
                 audit.AuditEvent(

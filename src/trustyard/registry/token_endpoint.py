@@ -11,11 +11,12 @@ owner may do at that moment, and the same refresh token again (it is not rotated
 
 Refusals follow OAuth2 (RFC 6749 section 5.2): a JSON body `{"error", "error_description"}`
 with `Cache-Control: no-store`; a refresh token that is malformed, unknown, revoked, expired, or
-whose owner, password or originating token changed is 400 `invalid_grant` (the audit log says
-which); a missing or repeated parameter is 400 `invalid_request`, a grant other than password
-and refresh_token 400 `unsupported_grant_type`, a bad scope 400 `invalid_scope`. Wrong (or
-missing) login credentials stay 401 (`invalid_client` on GET, `invalid_grant` on POST), and
-429 with `Retry-After` while the account or address is locked out.
+whose owner, password or originating token changed, or that was issued to another `client_id`
+is 400 `invalid_grant` (the audit log says which); a missing or repeated parameter is 400
+`invalid_request`, a grant other than password and refresh_token 400 `unsupported_grant_type`,
+a bad scope 400 `invalid_scope`. Wrong (or missing) login credentials stay 401
+(`invalid_client` on GET, `invalid_grant` on POST), and 429 with `Retry-After` while the
+caller's address is throttled for that account (auth/login_throttle.py).
 """
 
 from __future__ import annotations
@@ -200,7 +201,7 @@ async def _refresh_grant(
     def work() -> IssuedToken | InvalidGrant:
         try:
             with write_tx(accounts.engine) as conn:
-                exchange = accounts.refresh_tokens.exchange(conn, text)
+                exchange = accounts.refresh_tokens.exchange(conn, text, client_id=client_id)
                 name = exchange.principal.name
                 user = accounts.authenticator.store.user(conn, name)
                 if ldap is None or user is None or not ldap.handles(name, user):
@@ -215,7 +216,7 @@ async def _refresh_grant(
             if identity is None:
                 raise gone
             with write_tx(accounts.engine) as conn:
-                exchange = accounts.refresh_tokens.exchange(conn, text)
+                exchange = accounts.refresh_tokens.exchange(conn, text, client_id=client_id)
                 user = accounts.authenticator.store.user(conn, name)
                 if user is None:
                     raise gone

@@ -1,4 +1,5 @@
-"""Authentication, principals, the access policy over real grants, and login back-off."""
+"""Authentication, principals, and the access policy over real grants (login throttling:
+test_login_throttle.py)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import Connection, select
 
 from tests.unit.auth.conftest import CHEAP_HASHER, MakeRepository
-from trustyard.auth.access import (
-    AccessPolicy,
-    Authenticator,
-    address_key,
-    clear_failures,
-    locked_until,
-    record_failure,
-    user_key,
-)
+from trustyard.auth.access import AccessPolicy, Authenticator
 from trustyard.auth.accounts import AccountService
 from trustyard.auth.authorize import Action
 from trustyard.auth.interfaces import NotFound
@@ -343,38 +336,3 @@ def test_a_read_write_organization_grant_lets_members_create(
 ) -> None:
     accounts.set_team_organization_grant(conn, "acme", "everyone", "read-write")
     assert policy.may_create(conn, auth.load_principal(conn, "multi"), "acme/x")
-
-
-# --- login back-off ----------------------------------------------------------------------------
-
-
-def test_failures_lock_with_exponential_backoff(conn: Connection) -> None:
-    key = user_key("alice")
-    for n in range(4):
-        assert record_failure(conn, key, T0 + timedelta(seconds=n)) is None
-        assert locked_until(conn, key, T0 + timedelta(seconds=n)) is None
-    at = T0 + timedelta(seconds=10)
-    expected = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 900, 900, 900]
-    for seconds in expected:
-        until = record_failure(conn, key, at)
-        assert until == at + timedelta(seconds=seconds)
-        assert locked_until(conn, key, at) == until
-        assert locked_until(conn, key, until - timedelta(microseconds=1)) == until
-        assert locked_until(conn, key, until) is None
-        at = until
-    assert locked_until(conn, address_key("192.0.2.1"), at - timedelta(seconds=1)) is None
-    clear_failures(conn, key)
-    assert locked_until(conn, key, T0) is None
-    assert record_failure(conn, key, at) is None  # counting starts again
-
-
-def test_old_failures_are_forgotten(conn: Connection) -> None:
-    key = address_key("2001:db8::1")
-    for _ in range(5):
-        record_failure(conn, key, T0)
-    assert locked_until(conn, key, T0) == T0 + timedelta(seconds=1)
-    later = T0 + timedelta(hours=1, seconds=1)
-    assert record_failure(conn, key, later) is None
-    assert locked_until(conn, key, later) is None
-    assert user_key("alice") == "user:alice"
-    assert address_key("192.0.2.1") == "addr:192.0.2.1"

@@ -57,9 +57,11 @@ def make(refresh: RefreshTokens, conn: Connection, user: str, secret: str = PASS
     return offline.refresh.text
 
 
-def refused(refresh: RefreshTokens, conn: Connection, text: str, at: datetime = T0) -> str:
+def refused(
+    refresh: RefreshTokens, conn: Connection, text: str, at: datetime = T0, client: str = "docker"
+) -> str:
     with pytest.raises(InvalidGrant) as caught:
-        refresh.exchange(conn, text, now=at)
+        refresh.exchange(conn, text, client_id=client, now=at)
     return caught.value.reason
 
 
@@ -99,12 +101,12 @@ def test_the_exchange_answers_the_owner_as_they_are_now(
     conn: Connection, refresh: RefreshTokens, accounts: AccountService
 ) -> None:
     text = make(refresh, conn, "alice")
-    first = refresh.exchange(conn, text, now=T0 + timedelta(days=1))
+    first = refresh.exchange(conn, text, client_id="docker", now=T0 + timedelta(days=1))
     assert first.principal.name == "alice"
     assert first.principal.owned_orgs == frozenset()
     assert first.scope == TokenScope.from_strings(DEFAULT_TOKEN_SCOPES)
     accounts.add_owner(conn, "acme", "alice")
-    later = refresh.exchange(conn, text, now=T0 + timedelta(days=2))
+    later = refresh.exchange(conn, text, client_id="docker", now=T0 + timedelta(days=2))
     assert later.principal.owned_orgs == frozenset({"acme"})
     used = conn.execute(
         select(access_tokens.c.last_used_at).where(access_tokens.c.public_id == later.public_id)
@@ -115,7 +117,7 @@ def test_the_exchange_answers_the_owner_as_they_are_now(
 @pytest.mark.usefixtures("accounts")
 def test_a_refresh_token_dies_when_it_expires(conn: Connection, refresh: RefreshTokens) -> None:
     text = make(refresh, conn, "olga")
-    refresh.exchange(conn, text, now=T0 + TTL - timedelta(seconds=1))
+    refresh.exchange(conn, text, client_id="docker", now=T0 + TTL - timedelta(seconds=1))
     assert refused(refresh, conn, text, T0 + TTL) == "expired refresh token"
 
 
@@ -124,7 +126,7 @@ def test_a_revoked_refresh_token_is_refused(
 ) -> None:
     text = make(refresh, conn, "olga")
     listed = {token.public_id: token for token in accounts.list_tokens(conn, "olga")}
-    public_id = refresh.exchange(conn, text, now=T0).public_id
+    public_id = refresh.exchange(conn, text, client_id="docker", now=T0).public_id
     assert listed[public_id].kind == "rft"
     accounts.revoke_token(conn, public_id, owner="olga")
     assert refused(refresh, conn, text) == "revoked refresh token"
@@ -137,7 +139,7 @@ def test_a_password_change_ends_the_refresh_tokens_it_made(
     accounts.change_password(conn, "olga", NEW_PASSWORD)
     assert refused(refresh, conn, text) == "the password it was obtained with has changed"
     fresh = make(refresh, conn, "olga", NEW_PASSWORD)
-    assert refresh.exchange(conn, fresh, now=T0).principal.name == "olga"
+    assert refresh.exchange(conn, fresh, client_id="docker", now=T0).principal.name == "olga"
 
 
 def test_deactivating_or_deleting_the_owner_ends_their_refresh_tokens(
@@ -145,7 +147,7 @@ def test_deactivating_or_deleting_the_owner_ends_their_refresh_tokens(
 ) -> None:
     olga, alice = make(refresh, conn, "olga"), make(refresh, conn, "alice")
     accounts.deactivate_user(conn, "olga")
-    assert refused(refresh, conn, olga) == "its owner is deactivated or deleted"
+    assert refused(refresh, conn, olga) == "revoked refresh token"  # for good
     accounts.delete_user(conn, "alice")
     assert refused(refresh, conn, alice) == "unknown refresh token"
 
@@ -160,16 +162,16 @@ def test_a_refresh_token_from_an_access_token_keeps_its_scope_and_dies_with_it(
     assert offline is not None
     assert offline.refresh.obtained_with == "token"
     assert offline.refresh.expires_at == T0 + timedelta(days=3)  # never outlives its parent
-    exchanged = refresh.exchange(conn, offline.refresh.text, now=T0)
+    exchanged = refresh.exchange(conn, offline.refresh.text, client_id="containerd", now=T0)
     assert exchanged.scope == TokenScope.from_strings(["repository:acme/*:pull"])
     assert exchanged.scope.allows(Action.PULL, "acme/app")
     assert not exchanged.scope.allows(Action.PUSH, "acme/app")
     # A password change leaves tokens alone: only the parent's fate counts.
     accounts.change_password(conn, "olga", NEW_PASSWORD)
-    refresh.exchange(conn, offline.refresh.text, now=T0)
+    refresh.exchange(conn, offline.refresh.text, client_id="containerd", now=T0)
     accounts.revoke_token(conn, pat.public_id)
     assert (
-        refused(refresh, conn, offline.refresh.text)
+        refused(refresh, conn, offline.refresh.text, client="containerd")
         == "the token it was obtained with is revoked or expired"
     )
 
@@ -179,7 +181,7 @@ def test_a_robot_token_login_gets_a_robot_refresh_token(
 ) -> None:
     _, robot_text = accounts.create_token(conn, "acme+ci", "deploy", ["repository:acme/*:*"])
     text = make(refresh, conn, "acme+ci", robot_text)
-    exchanged = refresh.exchange(conn, text, now=T0)
+    exchanged = refresh.exchange(conn, text, client_id="docker", now=T0)
     assert exchanged.principal.kind == "robot"
     assert exchanged.principal.robot_org == "acme"
     listed = accounts.list_tokens(conn, "acme+ci")
@@ -212,7 +214,7 @@ def test_a_wrong_secret_is_refused_and_named_in_the_audit_event_without_the_secr
     other = base64.urlsafe_b64encode(bytes(32)).rstrip(b"=").decode()
     assert other != secret
     with pytest.raises(InvalidGrant) as caught:
-        refresh.exchange(conn, f"ty_rft_{public_id}_{other}", now=T0)
+        refresh.exchange(conn, f"ty_rft_{public_id}_{other}", client_id="docker", now=T0)
     assert caught.value.reason == "wrong refresh token secret"
     event = refused_event(caught.value, "docker", "10.0.0.1", T0)
     assert (event.actor, event.actor_kind, event.action) == (
@@ -271,3 +273,27 @@ def test_anything_else_is_not_a_refresh_token(text: str) -> None:
 def test_client_ids_are_short_printable_ascii(client_id: str) -> None:
     expected = 1 <= len(client_id) <= 64 and all(" " <= c <= "~" for c in client_id)
     assert is_valid_client_id(client_id) is expected
+
+
+def test_a_reactivated_user_gets_none_of_their_old_refresh_tokens_back(
+    conn: Connection, refresh: RefreshTokens, accounts: AccountService
+) -> None:
+    text = make(refresh, conn, "olga")
+    accounts.deactivate_user(conn, "olga")
+    accounts.update_user(conn, "olga", is_active=True)
+    assert refused(refresh, conn, text) == "revoked refresh token"
+    fresh = make(refresh, conn, "olga")  # a new login gets a new one
+    assert refresh.exchange(conn, fresh, client_id="docker", now=T0).principal.name == "olga"
+
+
+def test_a_refresh_token_is_bound_to_the_client_it_was_issued_to(
+    conn: Connection, refresh: RefreshTokens, accounts: AccountService
+) -> None:
+    text = make(refresh, conn, "olga")  # issued to "docker"
+    for other in ("containerd", "docker ", None):
+        with pytest.raises(InvalidGrant) as caught:
+            refresh.exchange(conn, text, client_id=other, now=T0)
+        assert caught.value.reason == "the refresh token was issued to another client"
+    assert refresh.exchange(conn, text, client_id="docker", now=T0).principal.name == "olga"
+    row = conn.execute(select(access_tokens.c.client_id).where(access_tokens.c.kind == "rft"))
+    assert row.scalar_one() == "docker"
