@@ -35,7 +35,7 @@ class Limits:
     max_file_bytes: int = 512 * MIB  # the most any detector reads of one file
     max_symlink_hops: int = 40
     # What one scan may make (a hostile layer is small and lists a great deal). Real images
-    # stay far below: debian-minbase has 88 packages and a 0.3 MB dpkg status file, large
+    # stay far below: debian-minbase has 88 packages and a 77 KB dpkg status file, large
     # images a few thousand components and status files or lock files of a few MB.
     max_metadata_bytes: int = 16 * MIB  # one package list or manifest a detector parses
     max_rpmdb_bytes: int = 128 * MIB  # rpm's database (headers hold every file): ~2,000 pkgs
