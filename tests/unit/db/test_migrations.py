@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, insert, inspect, select
+from sqlalchemy import Engine, insert, inspect, select, text
 
 from tests.support.postgres import PostgresCluster
 from trustyard.db import migrate
 from trustyard.db.engine import make_engine, read_tx, write_tx
-from trustyard.db.tables import blobs, metadata
+from trustyard.db.tables import access_tokens, blobs, metadata
 
 VERSION_TABLE = "alembic_version"
 
@@ -93,3 +93,51 @@ def test_every_revision_steps_down_and_up_one_at_a_time(engine: Engine) -> None:
         steps -= 1
     assert steps == 0
     assert schema_differences(engine) == []
+
+
+def test_0008_binds_old_refresh_tokens_to_their_client_and_ends_those_of_inactive_users(
+    engine: Engine,
+) -> None:
+    """Refresh tokens made before 0008 carry their client_id in their name; those of users who
+    are deactivated when it runs are revoked (a reactivation must not revive them)."""
+    migrate.upgrade(engine, "0007")
+    now = datetime.now(UTC)
+    with write_tx(engine) as conn:
+        for name, active in (("olga", True), ("gone", False)):
+            conn.execute(
+                text(
+                    "INSERT INTO users (username, password_hash, is_admin, is_active, source, "
+                    "created_at) VALUES (:name, 'x', false, :active, 'local', :now)"
+                ),
+                {"name": name, "active": active, "now": now},
+            )
+        tokens = [
+            ("aaaa", "olga", "refresh token (docker)", "rft"),
+            ("bbbb", "olga", "refresh token (unnamed client)", "rft"),
+            ("cccc", "gone", "refresh token (containers/image)", "rft"),
+            ("dddd", "gone", "laptop", "pat"),
+        ]
+        for public_id, owner, name, kind in tokens:
+            conn.execute(
+                text(
+                    "INSERT INTO access_tokens (public_id, secret_hash, kind, name, user_id, "
+                    "scopes, created_at) VALUES (:public_id, 'h', :kind, :name, "
+                    "(SELECT id FROM users WHERE username = :owner), '[]', :now)"
+                ),
+                {"public_id": public_id, "kind": kind, "name": name, "owner": owner, "now": now},
+            )
+    migrate.upgrade(engine)
+    with read_tx(engine) as conn:
+        rows = conn.execute(
+            select(
+                access_tokens.c.public_id,
+                access_tokens.c.client_id,
+                access_tokens.c.revoked_at.is_not(None),
+            ).order_by(access_tokens.c.public_id)
+        ).all()
+    assert [tuple(row) for row in rows] == [
+        ("aaaa", "docker", False),
+        ("bbbb", None, False),
+        ("cccc", "containers/image", True),
+        ("dddd", None, False),  # access tokens come back with their owner, as before
+    ]
