@@ -139,15 +139,20 @@ def existing_sqlite(settings: Settings) -> None:
         return
     if not Path(parsed.database).is_file():
         raise PreflightError(
-            f"no trustyard database at {parsed.database}: run this where the registry's data "
-            f"folder is, or name it ({DATA_DIR_SETTING}; PostgreSQL: {DATABASE_SETTING})"
+            f"no trustyard database at {parsed.database}: name the registry's data folder "
+            f"({DATA_DIR_SETTING}; PostgreSQL: {DATABASE_SETTING}), or create one there: "
+            "run `trustyard migrate` (or start `trustyard serve`)"
         )
 
 
 def lock_data_dir(settings: Settings) -> int | None:
-    """One `serve` per data folder on SQLite (PostgreSQL replicas may share blobs): hold an
-    flock on DATA_DIR/serve.lock for the life of the process. Returns the lock's descriptor
-    (None: not needed), to be kept open."""
+    """One `serve` per data folder on SQLite (PostgreSQL replicas may share blobs): hold a lock
+    on DATA_DIR/serve.lock for the life of the process. Returns the lock's descriptor (None: not
+    needed), to be kept open.
+
+    A POSIX record lock (lockf), not flock: it belongs to this process alone, so granian's
+    forked workers do not hold it, and it is gone the moment `serve` itself is (a restart
+    right after a kill finds it free)."""
     from sqlalchemy.engine.url import make_url
 
     if make_url(settings.effective_database_url).get_backend_name() != "sqlite":
@@ -155,8 +160,10 @@ def lock_data_dir(settings: Settings) -> int | None:
     path = settings.data_dir / SERVE_LOCK
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        if error.errno not in (errno.EACCES, errno.EAGAIN):
+            raise
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
         os.close(fd)
         raise PreflightError(
