@@ -339,9 +339,11 @@ def get_bom(
     boms = [ImageBom.from_json(d) for d in documents]
     index = target.digest if target.media_type in mt.INDEXES else None
     if format == "cyclonedx-json":
-        from trustyard.scanning.cyclonedx import to_cyclonedx
+        from trustyard.scanning.cyclonedx import iter_cyclonedx
 
-        text = to_cyclonedx(boms, repository, index_digest=index)
+        # Written while it is sent: the memory is the BOMs', not the document's.
+        chunks = iter_cyclonedx(boms, repository, index_digest=index)
+        return StreamingResponse(chunks, media_type=CYCLONEDX)
     else:
         from trustyard.scanning.spdx import to_spdx
 
