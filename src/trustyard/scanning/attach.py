@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine
@@ -20,7 +21,7 @@ from trustyard.content.hotreads import StoreHotReads
 from trustyard.content.manifests import ManifestService, PushedManifest
 from trustyard.content.stores import ContentStore
 from trustyard.oci import mediatypes as mt
-from trustyard.oci.digest import Digest, digest_bytes
+from trustyard.oci.digest import DEFAULT_ALGORITHM, Digest, digest_bytes, new_hasher
 from trustyard.storage.interfaces import BlobDriver
 
 ARTIFACT_TYPE = "application/vnd.cyclonedx+json"
@@ -48,16 +49,16 @@ class SbomAttacher:
 
     def prepare(
         self,
-        document: str,
+        document: Iterable[bytes],
         subject_digest: str,
         subject_media_type: str,
         subject_size: int,
         scan_id: int,
     ) -> Attachment:
-        """Store the blobs of the artifact (blocking I/O, outside any transaction)."""
-        body = document.encode()
+        """Store the blobs of the artifact (blocking I/O, outside any transaction); the
+        document is written as its chunks come (a 50,000-component SBOM is 90 MB)."""
         config_digest = self._store(EMPTY_CONFIG)
-        body_digest = self._store(body)
+        body_digest, body_size = self._write(document)
         manifest = {
             "schemaVersion": 2,
             "mediaType": mt.OCI_MANIFEST,
@@ -67,7 +68,7 @@ class SbomAttacher:
                 "digest": str(config_digest),
                 "size": len(EMPTY_CONFIG),
             },
-            "layers": [{"mediaType": ARTIFACT_TYPE, "digest": str(body_digest), "size": len(body)}],
+            "layers": [{"mediaType": ARTIFACT_TYPE, "digest": str(body_digest), "size": body_size}],
             "subject": {
                 "mediaType": subject_media_type,
                 "digest": subject_digest,
@@ -76,7 +77,7 @@ class SbomAttacher:
             "annotations": {SCAN_ANNOTATION: str(scan_id)},
         }
         encoded = json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode()
-        blobs = ((str(config_digest), len(EMPTY_CONFIG)), (str(body_digest), len(body)))
+        blobs = ((str(config_digest), len(EMPTY_CONFIG)), (str(body_digest), body_size))
         return Attachment(encoded, blobs)
 
     def record(self, conn: Connection, repository: str, attachment: Attachment) -> PushedManifest:
@@ -91,14 +92,28 @@ class SbomAttacher:
 
     def _store(self, data: bytes) -> Digest:
         digest = digest_bytes(data)
-        if self.driver.stat(digest) is not None:
-            return digest
+        if self.driver.stat(digest) is None:
+            self._write([data])
+        return digest
+
+    def _write(self, chunks: Iterable[bytes]) -> tuple[Digest, int]:
+        """Store the blob made of `chunks`, hashed as they are written: its digest and size
+        (an identical blob already stored is kept: `commit_upload` deduplicates)."""
         upload_id = uuid.uuid4().hex
+        hasher = new_hasher(DEFAULT_ALGORITHM)
+        size = 0
         writer = self.driver.open_upload(upload_id, 0)
         try:
-            writer.write(data)
+            for chunk in chunks:
+                writer.write(chunk)
+                hasher.update(chunk)
+                size += len(chunk)
             writer.sync()
-        finally:
+        except BaseException:
             writer.close()
-        self.driver.commit_upload(upload_id, len(data), digest)
-        return digest
+            self.driver.delete_upload(upload_id)
+            raise
+        writer.close()
+        digest = Digest(DEFAULT_ALGORITHM, hasher.hexdigest())
+        self.driver.commit_upload(upload_id, size, digest)
+        return digest, size

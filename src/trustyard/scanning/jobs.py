@@ -28,7 +28,7 @@ from trustyard.jobs.scheduler import ScheduleSpec
 from trustyard.oci import mediatypes as mt
 from trustyard.scanning.attach import Attachment, SbomAttacher
 from trustyard.scanning.bom import ImageBom, assemble
-from trustyard.scanning.cyclonedx import to_cyclonedx
+from trustyard.scanning.cyclonedx import iter_cyclonedx
 from trustyard.scanning.interfaces import Detector, Limits, check_components
 from trustyard.scanning.model import LayerScan, ScanRefused
 from trustyard.scanning.registry_source import RegistrySource
@@ -277,7 +277,7 @@ class ScanImage:
         if not wanted or media_type is None:
             return None
         index = scan.manifest_digest if media_type in mt.INDEXES else None
-        document = to_cyclonedx(list(boms), scan.repository, index_digest=index)
+        document = iter_cyclonedx(boms, scan.repository, index_digest=index)
         return self.attacher.prepare(
             document, scan.manifest_digest, media_type, len(payload), scan.id
         )
