@@ -18,6 +18,7 @@ from trustyard.auth.access import AccessPolicy, Authenticator
 from trustyard.auth.authorize import open_policy
 from trustyard.auth.ldap import LdapConfig, LdapDirectory
 from trustyard.auth.ldap_accounts import LdapAccounts
+from trustyard.auth.login_throttle import LoginThrottle
 from trustyard.auth.registry_tokens import RegistryTokens
 from trustyard.auth.signing import SigningKeys
 from trustyard.background import make_queue
@@ -115,6 +116,9 @@ def make_accounts(settings: Settings, engine: Engine) -> Accounts | None:
         refresh_ttl=timedelta(seconds=settings.auth.refresh_token_ttl_seconds),
         generation=access_generation_reader(engine),
         credentials=credential_generation_reader(engine),
+        throttle=LoginThrottle(
+            first_lock=timedelta(seconds=settings.auth.login_first_lock_seconds)
+        ),
     )
 
 

@@ -79,6 +79,13 @@ class AuthSettings(BaseModel):
         "(`offline_token=true`, OAuth2 `access_type=offline`): 30 days; never longer than the "
         "access token they were obtained with",
     )
+    login_first_lock_seconds: float = Field(
+        default=1.0,
+        ge=0.1,
+        le=900,
+        description="how long an (account, address) pair or an address is locked after its "
+        "free failed password logins; each further failure doubles it, up to 15 minutes",
+    )
     signing_passphrase: SecretStr | None = Field(
         default=None,
         description="encrypts the token-signing key in the database; replicas must share it "

@@ -3,7 +3,7 @@
 Failed password logins are counted (table `login_failures`, one row per key) under three keys:
 
 - the pair (account, client address): after `PAIR_FREE_FAILURES` failures in a row the pair is
-  locked for 1 s, 2 s, 4 s ... up to `MAX_LOCK`. Only that address is refused for that account:
+  locked for 1 s (`auth.login_first_lock_seconds`), 2 s, 4 s ... up to `MAX_LOCK`. Only that address is refused for that account:
   the account's owner, anywhere else, logs in as usual.
 - the client address: after `ADDRESS_FREE_FAILURES` failures over all accounts (password
   spraying) the address is locked the same way, for every account. An address is shared by
@@ -59,12 +59,12 @@ def pair_key(username: str, address: str | None) -> str:
     return f"pair:{username[:100]}@{(address or NO_ADDRESS)[:64]}"
 
 
-def lock_duration(failures: int, free: int) -> timedelta | None:
+def lock_duration(failures: int, free: int, first_lock: timedelta = FIRST_LOCK) -> timedelta | None:
     """How long a key is locked after its `failures`-th consecutive failure."""
     if failures <= free:
         return None
     exponent = min(failures - free - 1, 20)  # 2**20 s is far past the cap already
-    duration: timedelta = FIRST_LOCK * (1 << exponent)
+    duration: timedelta = first_lock * (1 << exponent)
     return min(duration, MAX_LOCK)
 
 
@@ -85,9 +85,10 @@ def count_failure(
     free: int | None,
     full_lock: bool = False,
     store: AccessStore | None = None,
+    first_lock: timedelta = FIRST_LOCK,
 ) -> Count:
     """Count a failure for `key`: the first `free` in a row cost nothing, then the lock doubles
-    from `FIRST_LOCK` (or is `MAX_LOCK` at once with `full_lock`); `free=None` never locks."""
+    from `first_lock` (or is `MAX_LOCK` at once with `full_lock`); `free=None` never locks."""
     store = store or AccessStore()
     previous = store.login_failure(conn, key, lock=True)
     failures = 1
@@ -95,7 +96,7 @@ def count_failure(
     if previous is not None and now - previous[1] <= FAILURES_FORGOTTEN_AFTER:
         failures = previous[0] + 1
         was_locked = previous[2] is not None and previous[2] > now
-    duration = None if free is None else lock_duration(failures, free)
+    duration = None if free is None else lock_duration(failures, free, first_lock)
     if duration is not None and full_lock:
         duration = MAX_LOCK
     until = None if duration is None else now + duration
@@ -116,8 +117,11 @@ def locked_until(
 class LoginThrottle:
     """The three counts of password logins (see the module's text)."""
 
-    def __init__(self, store: AccessStore | None = None) -> None:
+    def __init__(
+        self, store: AccessStore | None = None, first_lock: timedelta = FIRST_LOCK
+    ) -> None:
         self.store = store or AccessStore()
+        self.first_lock = first_lock  # `auth.login_first_lock_seconds`
 
     def refused_until(
         self, conn: Connection, username: str, address: str | None, now: datetime
@@ -137,13 +141,24 @@ class LoginThrottle:
             _audit(conn, now, "account", "user", username, address, account.failures, None)
         free = 1 if attacked else PAIR_FREE_FAILURES
         pair = count_failure(
-            conn, pair_key(username, address), now, free=free, full_lock=attacked, store=self.store
+            conn,
+            pair_key(username, address),
+            now,
+            free=free,
+            full_lock=attacked,
+            store=self.store,
+            first_lock=self.first_lock,
         )
         if pair.started:
             _audit(conn, now, "pair", "user", username, address, pair.failures, pair.locked_until)
         if address:
             where = count_failure(
-                conn, address_key(address), now, free=ADDRESS_FREE_FAILURES, store=self.store
+                conn,
+                address_key(address),
+                now,
+                free=ADDRESS_FREE_FAILURES,
+                store=self.store,
+                first_lock=self.first_lock,
             )
             if where.started:
                 _audit(

@@ -93,7 +93,13 @@ class Accounts:
         too many wrong passwords (per account and address, per address) TOOMANYREQUESTS."""
         if not authorization:
             return ANONYMOUS
-        key = hashlib.sha256(authorization.encode()).hexdigest()
+        material = authorization
+        if authorization[:6].lower() == "basic ":
+            # A password remembered for one address must not let another address past its
+            # login throttle: a locked address could otherwise still tell the right password
+            # (admitted from the cache) from wrong ones (refused unchecked).
+            material = f"{authorization}\x00{address or ''}"
+        key = hashlib.sha256(material.encode()).hexdigest()
         known = self._known.get(key)
         if (
             known is not None
