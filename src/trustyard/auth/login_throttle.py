@@ -3,8 +3,8 @@
 Failed password logins are counted (table `login_failures`, one row per key) under three keys:
 
 - the pair (account, client address): after `PAIR_FREE_FAILURES` failures in a row the pair is
-  locked for 1 s (`auth.login_first_lock_seconds`), 2 s, 4 s ... up to `MAX_LOCK`. Only that address is refused for that account:
-  the account's owner, anywhere else, logs in as usual.
+  locked for 1 s (`auth.login_first_lock_seconds`), 2 s, 4 s ... up to `MAX_LOCK`. Only that
+  address is refused for that account: the account's owner, anywhere else, logs in as usual.
 - the client address: after `ADDRESS_FREE_FAILURES` failures over all accounts (password
   spraying) the address is locked the same way, for every account. An address is shared by
   everyone behind one NAT, hence the larger allowance.
