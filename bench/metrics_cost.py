@@ -8,8 +8,9 @@ is first imported):
   prom-mp          the same in multiprocess mode (PROMETHEUS_MULTIPROC_DIR): every
                    increment goes through an mmap'ed file
   prom-mp-cached   multiprocess mode with the labelled children cached by label values
-  trustyard        trustyard.metrics.observe_request (counts in memory, files written by a
-                   thread once a second)
+  trustyard        a Recorder's request table, as the ASGI router counts a request
+                   (trustyard.metrics.recorder: counts in memory, files written by a thread
+                   once a second)
   asgi             whole in-process requests through trustyard's top-level ASGI app (GET /v2/
                    and a manifest GET by tag, the hot path), with metrics off and on: the
                    difference is everything metrics add to a request (the status-watching
@@ -48,7 +49,7 @@ def best_us(action: Callable[[], object], number: int) -> float:
 def prometheus(cached: bool, number: int) -> float:
     from prometheus_client import CollectorRegistry, Counter, Histogram
 
-    from trustyard.metrics import REQUEST_BUCKETS
+    from trustyard.metrics.recorder import REQUEST_BUCKETS
 
     registry = CollectorRegistry()
     counter = Counter("r_total", "requests", ["route", "method", "status"], registry=registry)
@@ -73,10 +74,12 @@ def prometheus(cached: bool, number: int) -> float:
 
 
 def trustyard_metrics(number: int, directory: Path) -> float:
-    from trustyard import metrics
+    from trustyard.metrics.recorder import Recorder
 
-    metrics.configure(directory)
-    return best_us(lambda: metrics.observe_request(ROUTE, METHOD, 200, SECONDS), number)
+    recorder = Recorder()
+    recorder.configure(directory)
+    requests = recorder.requests
+    return best_us(lambda: requests.observe((ROUTE, METHOD, 200), SECONDS), number)
 
 
 Message = dict[str, Any]
@@ -133,12 +136,12 @@ async def push_image(app: Any) -> str:
 def asgi(number: int, directory: Path) -> dict[str, tuple[float, float]]:
     """Microseconds per request through trustyard's top-level ASGI app, metrics off and on,
     for GET /v2/ and for a manifest GET by tag (the hot path)."""
-    from trustyard import metrics
     from trustyard.app import TrustyardApp, make_context
     from trustyard.config import Settings
     from trustyard.db import migrate
     from trustyard.db.engine import make_engine
-    from trustyard.metrics_endpoint import MetricsEndpoint
+    from trustyard.metrics.recorder import Recorder
+    from trustyard.metrics_http.endpoint import MetricsEndpoint
 
     settings = Settings(data_dir=directory / "data", auth={"enabled": False})
     settings.data_dir.mkdir(parents=True)
@@ -146,9 +149,10 @@ def asgi(number: int, directory: Path) -> dict[str, tuple[float, float]]:
     migrate.upgrade(engine)
     engine.dispose()
     ctx = make_context(settings)
-    metrics.configure(directory / "metrics")
+    recorder = Recorder()
+    recorder.configure(directory / "metrics")
     plain = TrustyardApp(ctx)
-    measured = TrustyardApp(ctx, MetricsEndpoint(settings.metrics, ctx.engine))
+    measured = TrustyardApp(ctx, MetricsEndpoint(settings.metrics, ctx.engine, recorder))
 
     async def run(app: TrustyardApp, path: str) -> float:
         best = float("inf")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import secrets
 from collections.abc import Awaitable, Sequence
 from datetime import timedelta
 from time import perf_counter
@@ -16,13 +14,11 @@ from trustyard.api.app import PREFIX as API_PREFIX
 from trustyard.api.app import create_api, guarded
 from trustyard.auth.access import AccessPolicy, Authenticator
 from trustyard.auth.authorize import open_policy
-from trustyard.auth.ldap import LdapConfig, LdapDirectory
-from trustyard.auth.ldap_accounts import LdapAccounts
 from trustyard.auth.login_throttle import LoginThrottle
 from trustyard.auth.registry_tokens import RegistryTokens
 from trustyard.auth.signing import SigningKeys
 from trustyard.background import make_queue
-from trustyard.config import LdapSettings, Settings
+from trustyard.config import Settings
 from trustyard.content.hotreads import HotReads, SqliteHotReads, StoreHotReads
 from trustyard.content.manifests import ManifestService
 from trustyard.content.stores import ContentStore
@@ -30,74 +26,27 @@ from trustyard.content.tags import TagService
 from trustyard.content.uploads import HashStates, UploadService
 from trustyard.db.engine import is_sqlite, make_engine
 from trustyard.db.generation import access_generation_reader, credential_generation_reader
-from trustyard.event_wiring import make_outbox, make_pull_recorder, make_webhook_service
 from trustyard.jobs.queue import SqlJobQueue
 from trustyard.kit.asgi import ROUTE_KEY, Message, Receive, Scope, Send
 from trustyard.kit.forwarded import client_address, networks
-from trustyard.metrics import configure as configure_metrics
-from trustyard.metrics import flush as flush_metrics
-from trustyard.metrics import method_label, observe_request
-from trustyard.metrics_endpoint import MetricsEndpoint, route_label
+from trustyard.metrics.recorder import Recorder, method_label
+from trustyard.metrics_http.endpoint import MetricsEndpoint, route_label
 from trustyard.registry.access import Accounts
 from trustyard.registry.app import RegistryApp
 from trustyard.registry.context import RegistryContext
 from trustyard.registry.http import JSON, Request, respond
 from trustyard.registry.token_endpoint import token_endpoint
 from trustyard.scanning.service import ScanService
-from trustyard.storage.filesystem import FilesystemDriver
-from trustyard.storage.interfaces import BlobDriver
+from trustyard.wiring.common import make_driver, make_ldap, signing_passphrase
+from trustyard.wiring.events import make_outbox, make_pull_recorder, make_webhook_service
 
 log = logging.getLogger(__name__)
-
-
-def make_driver(settings: Settings) -> BlobDriver:
-    return FilesystemDriver(settings.blob_root, fsync=settings.storage.fsync)
 
 
 def make_hot_reads(engine: Engine, store: ContentStore) -> HotReads:
     if is_sqlite(engine) and engine.url.database:
         return SqliteHotReads(engine.url.database)
     return StoreHotReads(engine, store)
-
-
-def signing_passphrase(settings: Settings) -> str:
-    """The passphrase of the token-signing key: configured, or generated once per data folder."""
-    if settings.auth.signing_passphrase is not None:
-        return settings.auth.signing_passphrase.get_secret_value()
-    path = settings.data_dir / "signing.passphrase"
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(32))
-    return path.read_text().strip()
-
-
-def ldap_config(ldap: LdapSettings) -> LdapConfig:
-    """The directory settings as `LdapConfig`; ValueError names what is wrong with them."""
-    if not (ldap.url and ldap.user_base_dn and ldap.group_base_dn):
-        raise ValueError("LDAP needs url, user_base_dn and group_base_dn")
-    return LdapConfig(
-        url=ldap.url,
-        user_base_dn=ldap.user_base_dn,
-        group_base_dn=ldap.group_base_dn,
-        bind_dn=ldap.bind_dn,
-        bind_password=ldap.bind_password.get_secret_value() if ldap.bind_password else None,
-        user_filter=ldap.user_filter,
-        username_attribute=ldap.username_attribute,
-        email_attribute=ldap.email_attribute,
-        display_name_attribute=ldap.display_name_attribute,
-        group_filter=ldap.group_filter,
-        group_name_attribute=ldap.group_name_attribute,
-        start_tls=ldap.start_tls,
-        ca_file=str(ldap.ca_file) if ldap.ca_file else None,
-        timeout=ldap.timeout,
-    )
-
-
-def make_ldap(settings: Settings) -> LdapAccounts | None:
-    if not settings.ldap.enabled:
-        return None
-    return LdapAccounts(LdapDirectory(ldap_config(settings.ldap)))
 
 
 def make_accounts(settings: Settings, engine: Engine) -> Accounts | None:
@@ -174,6 +123,8 @@ class TrustyardApp:
             else None
         )
         self.metrics = metrics
+        # The table every request is counted in (the recorder's, held here: no lookup per request).
+        self.requests = metrics.recorder.requests if metrics is not None else None
         self.proxies = networks(trusted_proxies)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -183,7 +134,8 @@ class TrustyardApp:
             return
         if self.proxies and scope.get("client"):
             self._forwarded_client(scope)
-        if self.metrics is None:
+        requests = self.requests
+        if requests is None:
             await self._route(scope, receive, send)
             return
         began = perf_counter()
@@ -203,7 +155,7 @@ class TrustyardApp:
         finally:
             route = route_label(scope, API_PREFIX)
             method = method_label(scope["method"])
-            observe_request(route, method, status, perf_counter() - began)
+            requests.observe((route, method, status), perf_counter() - began)
 
     def _forwarded_client(self, scope: Scope) -> None:
         values = [v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-for"]
@@ -255,15 +207,22 @@ class TrustyardApp:
             elif message["type"] == "lifespan.shutdown":
                 if self.ctx.pulls is not None:
                     self.ctx.pulls.close()  # write the buffered pull events
-                flush_metrics()
+                if self.metrics is not None:
+                    self.metrics.recorder.flush()
                 self.ctx.engine.dispose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
 
 def create_app(settings: Settings) -> TrustyardApp:
+    """The server's app; with metrics on, it counts requests in a recorder of its own (shared
+    with the other processes once `asgi_factory` configures it)."""
     ctx = make_context(settings)
-    endpoint = MetricsEndpoint(settings.metrics, ctx.engine) if settings.metrics.enabled else None
+    endpoint = (
+        MetricsEndpoint(settings.metrics, ctx.engine, Recorder())
+        if settings.metrics.enabled
+        else None
+    )
     app = TrustyardApp(
         ctx,
         endpoint,
@@ -284,6 +243,7 @@ def asgi_factory() -> TrustyardApp:
     # A worker forked from `serve` inherits its root logger (WARNING), where basicConfig does
     # nothing: the setting is applied to trustyard's own loggers.
     logging.getLogger("trustyard").setLevel(settings.log_level.upper())
-    if settings.metrics.enabled:  # add this process's counts to the server's
-        configure_metrics(settings.metrics_dir)
-    return create_app(settings)
+    app = create_app(settings)
+    if app.metrics is not None:  # add this process's counts to the server's
+        app.metrics.recorder.configure(settings.metrics_dir)
+    return app

@@ -9,7 +9,6 @@ from datetime import timedelta
 from sqlalchemy import Engine
 
 from trustyard.config import Settings
-from trustyard.event_wiring import make_outbox, register_event_jobs
 from trustyard.jobs import testkinds
 from trustyard.jobs.backoff import RetryPolicy
 from trustyard.jobs.housekeeping import PRUNE_KIND, PRUNE_SCHEDULE, PruneFinishedJobs
@@ -17,8 +16,10 @@ from trustyard.jobs.queue import SqlJobQueue
 from trustyard.jobs.registry import HandlerRegistry
 from trustyard.jobs.runner import Worker
 from trustyard.jobs.scheduler import Scheduler, ScheduleSpec
-from trustyard.metrics import observe_webhook_delivery
+from trustyard.metrics.recorder import Recorder
 from trustyard.scanning.interfaces import Limits
+from trustyard.wiring.common import make_driver, make_ldap
+from trustyard.wiring.events import make_outbox, register_event_jobs
 
 
 def make_queue(settings: Settings, engine: Engine) -> SqlJobQueue:
@@ -31,17 +32,20 @@ def make_queue(settings: Settings, engine: Engine) -> SqlJobQueue:
     )
 
 
-def make_handlers(settings: Settings, engine: Engine) -> tuple[HandlerRegistry, list[ScheduleSpec]]:
-    """Every job kind this process runs, and the schedules that enqueue them."""
+def make_handlers(
+    settings: Settings, engine: Engine, recorder: Recorder | None = None
+) -> tuple[HandlerRegistry, list[ScheduleSpec]]:
+    """Every job kind this process runs, and the schedules that enqueue them; webhook
+    deliveries are counted in `recorder`, if any."""
     handlers = HandlerRegistry()
     schedules: list[ScheduleSpec] = []
     retention = timedelta(days=settings.jobs.retention_days)
     handlers.register(PRUNE_KIND, PruneFinishedJobs(engine, retention))
     schedules.append(PRUNE_SCHEDULE)
     queue = make_queue(settings, engine)
-    register_event_jobs(handlers, schedules, settings, engine, queue, observe_webhook_delivery)
+    observe = recorder.observe_webhook_delivery if recorder is not None else None
+    register_event_jobs(handlers, schedules, settings, engine, queue, observe)
     if settings.ldap.enabled and settings.ldap.sync_cron:
-        from trustyard.app import make_ldap
         from trustyard.auth.jobs import LDAP_SYNC_KIND, LdapSyncJob
 
         ldap = make_ldap(settings)
@@ -83,7 +87,6 @@ def register_scanning(
 ) -> None:
     """The `scan.image` job (images scanned from the registry's own storage) and the daily
     pruning of superseded scans and of layer results no scanner version reads."""
-    from trustyard.app import make_driver
     from trustyard.scanning.jobs import PRUNE_KIND, PRUNE_SCHEDULE, ScanImage, prune_scans
     from trustyard.scanning.service import SCAN_KIND
 
@@ -101,9 +104,13 @@ def register_scanning(
     schedules.append(PRUNE_SCHEDULE)
 
 
-def make_worker(settings: Settings, engine: Engine, concurrency: int) -> Worker:
+def make_worker(
+    settings: Settings, engine: Engine, concurrency: int, recorder: Recorder | None = None
+) -> Worker:
+    """A worker running every kind of `make_handlers`; job runs and webhook deliveries are
+    counted in `recorder` (the embedded worker's, with metrics on), if any."""
     queue = make_queue(settings, engine)
-    handlers, schedules = make_handlers(settings, engine)
+    handlers, schedules = make_handlers(settings, engine, recorder)
     scheduler = Scheduler(engine, queue)
     scheduler.sync(schedules)
     jobs = settings.jobs
@@ -116,4 +123,5 @@ def make_worker(settings: Settings, engine: Engine, concurrency: int) -> Worker:
         grace_seconds=jobs.shutdown_grace_seconds,
         ticks=[scheduler.tick],
         tick_seconds=min(jobs.poll_seconds, 1.0),
+        observe=recorder.observe_job_run if recorder is not None else None,
     )

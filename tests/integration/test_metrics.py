@@ -22,7 +22,7 @@ from tests.support.workers import FAST_JOBS
 from trustyard.db.engine import make_engine, write_tx
 from trustyard.jobs.queue import SqlJobQueue
 from trustyard.jobs.testkinds import RECORD_KIND
-from trustyard.metrics import REQUEST_BUCKETS
+from trustyard.metrics.recorder import REQUEST_BUCKETS
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("metrics")]
 

@@ -42,7 +42,7 @@ from trustyard.auth.signing import SigningKeys
 from trustyard.content.stores import ContentStore
 from trustyard.db.engine import make_engine, read_tx, write_tx
 from trustyard.db.tables import access_tokens, jobs, login_failures, repositories
-from trustyard.events import EventType
+from trustyard.events.model import EventType
 from trustyard.jobs.queue import SqlJobQueue
 from trustyard.scanning.stores import ScanStore
 from trustyard.webhooks.destinations import DestinationPolicy

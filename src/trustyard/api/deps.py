@@ -19,8 +19,8 @@ from trustyard.auth.permissions import Principal
 from trustyard.auth.repositories import RepositoryService
 from trustyard.auth.scopes import TokenScope
 from trustyard.db.engine import read_tx
-from trustyard.event_store import Outbox
-from trustyard.events import Event
+from trustyard.events.model import Event
+from trustyard.events.outbox import Outbox
 from trustyard.kit.asgi import Scope
 from trustyard.registry.access import Accounts
 

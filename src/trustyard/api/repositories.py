@@ -33,7 +33,7 @@ from trustyard.auth.permissions import Principal
 from trustyard.auth.repositories import RepositoryService, check_repository_name
 from trustyard.auth.scopes import TokenScope
 from trustyard.db.engine import read_tx, write_tx
-from trustyard.events import repository_created, repository_deleted, repository_updated
+from trustyard.events.model import repository_created, repository_deleted, repository_updated
 from trustyard.oci.names import is_valid_name
 from trustyard.registry.access import Accounts
 

@@ -26,7 +26,7 @@ from trustyard.auth.interfaces import AccessError, Invalid, NotFound
 from trustyard.auth.permissions import Principal
 from trustyard.auth.repositories import check_repository_name
 from trustyard.db.engine import read_tx, write_tx
-from trustyard.events import EventType, namespace_of
+from trustyard.events.model import EventType, namespace_of
 from trustyard.registry.access import Accounts
 from trustyard.webhooks.interfaces import Attempt, Delivery, PayloadFormat, Scope, Subscription
 from trustyard.webhooks.service import WebhookService

@@ -96,12 +96,15 @@ def worker(
     """Run background jobs (and fire due schedules) until SIGTERM or SIGINT; then finish or
     release the running jobs. Run several, on several machines, against one PostgreSQL."""
     from trustyard.background import make_worker
+    from trustyard.metrics.recorder import Recorder
 
     settings = _settings(data_dir, database_url)
     logging.getLogger("trustyard").setLevel(settings.log_level.upper())
     engine = _engine(settings, pool_size=concurrency + 2)
+    # Job runs count in the server's /metrics: only the embedded worker shares them.
+    recorder = Recorder() if embedded and settings.metrics.enabled else None
     try:
-        runner = make_worker(settings, engine, concurrency)
+        runner = make_worker(settings, engine, concurrency, recorder)
 
         def stop(signum: int, _frame: object) -> None:
             err.print(f"trustyard worker {runner.name}: {signal.Signals(signum).name}, stopping")
@@ -112,10 +115,8 @@ def worker(
         if embedded:
             os.nice(EMBEDDED_NICENESS)  # requests come first when the cores are busy
             _stop_with_parent(runner.request_stop)
-            if settings.metrics.enabled:  # job runs count in the server's /metrics
-                from trustyard.metrics import configure
-
-                configure(settings.metrics_dir)
+            if recorder is not None:
+                recorder.configure(settings.metrics_dir)
         kinds = ", ".join(runner.handlers)
         err.print(
             f"trustyard worker {runner.name} ready: {concurrency} jobs at once; kinds: {kinds}"

@@ -75,9 +75,9 @@ def _prepare(settings: Settings) -> None:
 
 def _bootstrap_accounts(settings: Settings) -> None:
     """First start with accounts on: create `admin` and say once how to log in."""
-    from trustyard.app import signing_passphrase
     from trustyard.auth.accounts import AccountService
     from trustyard.db.engine import make_engine, write_tx
+    from trustyard.wiring.common import signing_passphrase
 
     signing_passphrase(settings)  # created before the workers race for it
     configured = settings.admin_password.get_secret_value() if settings.admin_password else None
@@ -135,7 +135,7 @@ def serve(
     if settings.auth.enabled:
         _bootstrap_accounts(settings)
     if settings.metrics.enabled:
-        from trustyard.metrics import wipe
+        from trustyard.metrics.recorder import wipe
 
         wipe(settings.metrics_dir)  # counters start again with the server's processes
     os.environ.update(settings.to_environment())
@@ -229,10 +229,10 @@ def fsck(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Verify every stored blob against its digest and every manifest's references."""
-    from trustyard.app import make_driver
     from trustyard.content.fsck import fsck as run_fsck
     from trustyard.content.stores import ContentStore
     from trustyard.db.engine import make_engine
+    from trustyard.wiring.common import make_driver
 
     settings = _settings(data_dir, database_url)
     preflight.existing_sqlite(settings)
@@ -264,7 +264,7 @@ def _check_ldap(settings: Settings) -> None:
     """Refuse to start with LDAP settings the directory client would refuse later."""
     if not settings.ldap.enabled:
         return
-    from trustyard.app import ldap_config
+    from trustyard.wiring.common import ldap_config
 
     try:
         ldap_config(settings.ldap)
@@ -278,10 +278,10 @@ def _check_ldap(settings: Settings) -> None:
 @app.command("ldap-sync")
 def ldap_sync(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     """Sync the LDAP-linked teams (and email, full name) of every directory account now."""
-    from trustyard.app import make_ldap
     from trustyard.auth.jobs import sync_ldap_teams
     from trustyard.auth.ldap import LdapUnavailable
     from trustyard.db.engine import make_engine
+    from trustyard.wiring.common import make_ldap
 
     settings = _settings(data_dir, database_url)
     if not settings.ldap.enabled:

@@ -32,9 +32,11 @@ from trustyard.jobs.interfaces import (
     Result,
 )
 from trustyard.jobs.registry import HandlerRegistry
-from trustyard.metrics import observe_job_run
 
 log = logging.getLogger(__name__)
+
+# Told of every run of a handler: (kind, outcome, seconds); outcome is a `Result` value.
+RunObserver = Callable[[str, str, float], None]
 
 REPORT_TRIES = 5
 REPORT_BATCH = 256
@@ -64,6 +66,7 @@ class Worker:
         name: str | None = None,
         ticks: Sequence[Callable[[], object]] = (),
         tick_seconds: float = 1.0,
+        observe: RunObserver | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("a worker runs at least one job at a time")
@@ -76,6 +79,7 @@ class Worker:
         self.name = name or default_worker_name()
         self.ticks = tuple(ticks)
         self.tick_seconds = tick_seconds
+        self.observe = observe  # metrics: the embedded worker's recorder
         self.reap_seconds = min(max(lease_seconds / 4, 0.5), 15.0)
         # Claims from the moment they are taken until their outcome is recorded.
         self._held: dict[tuple[int, str], Claim] = {}
@@ -173,7 +177,8 @@ class Worker:
             else:
                 began = time.perf_counter()
                 outcome = self._execute(claim)
-                observe_job_run(claim.kind, outcome.result.value, time.perf_counter() - began)
+                if self.observe is not None:
+                    self.observe(claim.kind, outcome.result.value, time.perf_counter() - began)
                 self._outbox.put(outcome)
 
     def _execute(self, claim: Claim) -> Outcome:

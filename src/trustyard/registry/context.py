@@ -18,11 +18,11 @@ from trustyard.content.manifests import ManifestService, PushedManifest
 from trustyard.content.stores import ContentStore
 from trustyard.content.uploads import UploadService
 from trustyard.db.engine import write_tx
-from trustyard.event_store import Outbox
-from trustyard.events import Event
-from trustyard.events import repository_created as repository_created_event
+from trustyard.events.model import Event
+from trustyard.events.model import repository_created as repository_created_event
+from trustyard.events.outbox import Outbox
+from trustyard.events.pulls import PullRecorder
 from trustyard.oci.errors import ErrorCode, OciError
-from trustyard.pull_events import PullRecorder
 from trustyard.storage.interfaces import BlobDriver
 
 if TYPE_CHECKING:

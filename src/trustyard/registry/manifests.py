@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import Connection
 
-from trustyard import events
 from trustyard.content.manifests import PushedManifest, acceptable
+from trustyard.events import model as events
 from trustyard.kit.asgi import Send
 from trustyard.oci import mediatypes as mt
 from trustyard.oci.errors import ErrorCode, OciError

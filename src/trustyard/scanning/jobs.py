@@ -19,9 +19,9 @@ from datetime import timedelta
 
 from sqlalchemy import Engine
 
-from trustyard import events
 from trustyard.db.engine import read_tx, write_tx
-from trustyard.event_store import Outbox
+from trustyard.events import model as events
+from trustyard.events.outbox import Outbox
 from trustyard.jobs.housekeeping import BatchedPrune
 from trustyard.jobs.interfaces import JobContext, JobInterrupted, PermanentJobError
 from trustyard.jobs.scheduler import ScheduleSpec

@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from trustyard.auth.interfaces import Invalid
-from trustyard.events import Event, EventType
+from trustyard.events.model import Event, EventType
 
 
 class Scope(StrEnum):

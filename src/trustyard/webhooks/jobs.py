@@ -14,7 +14,7 @@
   owner to turn it on again.
 - `SweepWebhooks` (kind `webhooks.sweep`, every five minutes): enqueues the delivery job of
   every active subscription with pending deliveries (a no-op where one is live): a safety net.
-- `pull_interest`: whether any active subscription wants pull events (see pull_events).
+- `pull_interest`: whether any active subscription wants pull events (see events.pulls).
 
 Delivery is at least once: a worker killed between sending and recording sends again.
 """
@@ -29,8 +29,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from trustyard.db.engine import read_tx, write_tx
-from trustyard.event_store import detach_dedupe_key
-from trustyard.events import Event, EventType, utc_now
+from trustyard.events.model import Event, EventType, utc_now
+from trustyard.events.stores import detach_dedupe_key
 from trustyard.jobs.interfaces import Clock, JobContext, JobInterrupted, PermanentJobError
 from trustyard.jobs.queue import SqlJobQueue
 from trustyard.jobs.scheduler import ScheduleSpec

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from trustyard.events import Event, timestamp
+from trustyard.events.model import Event, timestamp
 from trustyard.webhooks.interfaces import PayloadFormat
 from trustyard.webhooks.signing import SIGNATURE_HEADER, signature
 

@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy import Connection
 
 from trustyard.auth.interfaces import Invalid, NotFound
-from trustyard.event_store import OutboxStore
-from trustyard.events import EventType, sample, utc_now
+from trustyard.events.model import EventType, sample, utc_now
+from trustyard.events.stores import OutboxStore
 from trustyard.jobs.interfaces import Clock
 from trustyard.jobs.queue import SqlJobQueue
 from trustyard.webhooks.destinations import DestinationPolicy, parse_url

@@ -11,8 +11,8 @@ from sqlalchemy import Connection, and_, delete, insert, or_, select, text, upda
 
 from trustyard.db.tables import event_outbox, jobs, webhook_attempts, webhook_deliveries
 from trustyard.db.tables import webhook_subscriptions as subs
-from trustyard.event_store import event_of
-from trustyard.events import Event, EventType
+from trustyard.events.model import Event, EventType
+from trustyard.events.stores import event_of
 from trustyard.webhooks.interfaces import (
     Attempt,
     Delivery,

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from trustyard.app import ldap_config
 from trustyard.auth.ldap import LdapConfig, LdapDirectory
 from trustyard.config import Settings
+from trustyard.wiring.common import ldap_config
 
 
 def make(url: str = "ldap://h", **fields: Any) -> LdapConfig:

@@ -34,7 +34,7 @@ from trustyard.db.tables import (
     scans,
     tags,
 )
-from trustyard.event_store import Outbox
+from trustyard.events.outbox import Outbox
 from trustyard.jobs.admin import JobAdmin
 from trustyard.jobs.interfaces import JobContext, JobState, PermanentJobError
 from trustyard.jobs.queue import SqlJobQueue

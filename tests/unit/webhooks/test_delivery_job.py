@@ -12,8 +12,9 @@ from sqlalchemy import Engine, select
 from tests.support.webhook_receiver import WebhookReceiver
 from trustyard.db.engine import read_tx, write_tx
 from trustyard.db.tables import jobs
-from trustyard.event_store import DISPATCH_KIND, Dispatcher, Outbox
-from trustyard.events import EventType, tag_pushed
+from trustyard.events.jobs import DISPATCH_KIND, Dispatcher
+from trustyard.events.model import EventType, tag_pushed
+from trustyard.events.outbox import Outbox
 from trustyard.jobs.interfaces import JobContext, PermanentJobError
 from trustyard.jobs.queue import SqlJobQueue
 from trustyard.webhooks.destinations import DestinationPolicy

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from trustyard.events import Event, EventType, sample, tag_pushed
+from trustyard.events.model import Event, EventType, sample, tag_pushed
 from trustyard.webhooks.interfaces import PayloadFormat
 from trustyard.webhooks.payloads import render
 from trustyard.webhooks.signing import signature

@@ -1,6 +1,6 @@
-"""trustyard.metrics and the /metrics edge without a server: bucket placement, counts added up
-across processes (each a Recorder with a file of its own), the exposition, the route and
-method labels, the access rule, and the settings."""
+"""trustyard.metrics and the /metrics edge (trustyard.metrics_http) without a server: bucket
+placement, counts added up across processes (each a Recorder with a file of its own), the
+exposition, the route and method labels, the access rule, and the settings."""
 
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
-from trustyard import metrics
 from trustyard.config import MetricsSettings
 from trustyard.jobs.stats import KindStats
 from trustyard.kit.asgi import ROUTE_KEY, Scope
-from trustyard.metrics import HTTP_REQUESTS, JOB_RUNS, REQUEST_BUCKETS, Recorder
-from trustyard.metrics_endpoint import MetricsAccess, job_families, route_label
+from trustyard.metrics import recorder as metrics
+from trustyard.metrics.exposition import event_families, render
+from trustyard.metrics.recorder import HTTP_REQUESTS, JOB_RUNS, REQUEST_BUCKETS, Recorder
+from trustyard.metrics_http.endpoint import MetricsAccess, job_families, route_label
 
 API = "/api/v1"
 
@@ -49,7 +50,7 @@ def test_each_bucket_counts_the_durations_up_to_its_bound(seconds: list[float]) 
     recorder = Recorder()
     for value in seconds:
         recorder.tables[HTTP_REQUESTS.key].observe(("base", "GET", 200), value)
-    families = metrics.event_families(recorder.totals())
+    families = event_families(recorder.totals())
     histogram = next(f for f in families if f.name == HTTP_REQUESTS.histogram)
     buckets = {s.labels["le"]: s.value for s in histogram.samples if s.name.endswith("_bucket")}
     if not seconds:
@@ -153,7 +154,7 @@ def test_the_exposition_names_labels_and_content_types() -> None:
     recorder.tables[HTTP_REQUESTS.key].observe(("manifest", "GET", 200), 0.0003)
     recorder.tables[HTTP_REQUESTS.key].observe(("manifest", "GET", 404), 0.0007)
     recorder.tables[JOB_RUNS.key].observe(("test.noop", "failed"), 2.0)
-    families = metrics.event_families(recorder.totals())
+    families = event_families(recorder.totals())
     families += job_families([KindStats("scan.image", 3, 1, 2, 12.5)])
 
     class Collect:
@@ -193,18 +194,19 @@ def test_the_exposition_names_labels_and_content_types() -> None:
     ],
 )
 def test_render_negotiates_the_format(accept: str | None, content_type: str) -> None:
-    body, chosen = metrics.render(accept)
+    body, chosen = render(Recorder(), accept)
     assert chosen == content_type
     family = b"trustyard_http_requests" + (b"" if "openmetrics" in content_type else b"_total")
     assert b"# TYPE " + family + b" counter\n" in body
 
 
 def test_webhook_outcomes_are_a_closed_vocabulary() -> None:
+    recorder = Recorder()
     for outcome in ("success", "http_error", "network_error", "refused"):
-        metrics.observe_webhook_delivery(outcome, 0.05)
+        recorder.observe_webhook_delivery(outcome, 0.05)
     with pytest.raises(ValueError, match="unknown webhook delivery outcome"):
-        metrics.observe_webhook_delivery("https://example.invalid/hook", 0.05)
-    totals = metrics.current_totals()["webhooks"]
+        recorder.observe_webhook_delivery("https://example.invalid/hook", 0.05)
+    totals = recorder.totals()["webhooks"]
     assert {key[0] for key in totals} <= metrics.WEBHOOK_OUTCOMES
 
 

@@ -1,6 +1,6 @@
 """Domain events: what happened in the registry, as typed, transport-free records.
 
-Core domains publish them (through `trustyard.event_store.Outbox`, in the transaction of the
+Core domains publish them (through `trustyard.events.outbox.Outbox`, in the transaction of the
 change); feature domains (webhooks today; scanning, promotion and mirroring later) react to them
 through jobs. An event names its type (DTR's names: `TAG_PUSH`, ...), the repository it is
 about (None for registry-wide events), who caused it, when, and its `contents`: the JSON object

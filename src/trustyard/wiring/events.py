@@ -8,19 +8,19 @@ from datetime import timedelta
 from sqlalchemy import Engine
 
 from trustyard.config import Settings
-from trustyard.event_store import (
+from trustyard.events.jobs import (
     DISPATCH_KIND,
     DISPATCH_SCHEDULE,
     PRUNE_KIND,
     PRUNE_SCHEDULE,
     Dispatcher,
-    Outbox,
     PruneEvents,
 )
+from trustyard.events.outbox import Outbox
+from trustyard.events.pulls import PullRecorder
 from trustyard.jobs.queue import SqlJobQueue
 from trustyard.jobs.registry import HandlerRegistry
 from trustyard.jobs.scheduler import ScheduleSpec
-from trustyard.pull_events import PullRecorder
 from trustyard.webhooks.destinations import DestinationPolicy
 from trustyard.webhooks.jobs import (
     DELIVER_KIND,
@@ -36,17 +36,13 @@ from trustyard.webhooks.sender import Sender
 from trustyard.webhooks.service import WebhookService
 from trustyard.webhooks.signing import SecretBox
 from trustyard.webhooks.stores import WebhookStore
+from trustyard.wiring.common import signing_passphrase
 
 
 def make_secret_box(settings: Settings) -> SecretBox:
     """Webhook secrets are sealed under the token-signing passphrase (read when first used)."""
 
-    def passphrase() -> str:
-        from trustyard.app import signing_passphrase
-
-        return signing_passphrase(settings)
-
-    return SecretBox(passphrase)
+    return SecretBox(lambda: signing_passphrase(settings))
 
 
 def make_policy(settings: Settings) -> DestinationPolicy:

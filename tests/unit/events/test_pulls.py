@@ -8,10 +8,10 @@ from sqlalchemy.exc import OperationalError
 
 from trustyard.db.engine import read_tx
 from trustyard.db.tables import event_outbox
-from trustyard.event_store import Outbox
-from trustyard.events import Event, manifest_pulled
+from trustyard.events.model import Event, manifest_pulled
+from trustyard.events.outbox import Outbox
+from trustyard.events.pulls import PullRecorder
 from trustyard.jobs.queue import SqlJobQueue
-from trustyard.pull_events import PullRecorder
 
 
 class Clock:

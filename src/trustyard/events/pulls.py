@@ -21,8 +21,8 @@ from collections.abc import Callable
 from sqlalchemy import Engine
 
 from trustyard.db.engine import write_tx
-from trustyard.event_store import Outbox
-from trustyard.events import Event
+from trustyard.events.model import Event
+from trustyard.events.outbox import Outbox
 
 log = logging.getLogger(__name__)
 

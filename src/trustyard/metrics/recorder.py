@@ -18,9 +18,12 @@ run, a webhook delivery. Each kind exports a counter over all its labels and a d
 histogram over some of them. Labels are a small, fixed vocabulary (route names, never paths or
 URLs): the caller maps what it observes onto it.
 
-This module imports nothing from the rest of trustyard; it starts no thread and touches no
+This module imports nothing from the rest of trustyard and builds nothing at import time: the
+composition roots build one `Recorder` per process (create_app for a server process, the
+`worker` command for the embedded job worker) and hand it to whoever observes (the ASGI
+router, the job Worker, the webhook delivery job). A recorder starts no thread and touches no
 file until `configure` is called (by the server's worker processes and the embedded job
-worker).
+worker). exposition.py renders the totals.
 """
 
 from __future__ import annotations
@@ -33,17 +36,9 @@ import secrets
 import tempfile
 import threading
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import (
-    CounterMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +155,10 @@ class Recorder:
 
     def __init__(self) -> None:
         self.tables = {kind.key: Table(kind.bounds) for kind in KINDS}
+        self.requests = self.tables[HTTP_REQUESTS.key]  # observed on every request
+        self._jobs = self.tables[JOB_RUNS.key]
+        self._webhooks = self.tables[WEBHOOK_DELIVERIES.key]
+        self._forks_reset = False
         self.directory: Path | None = None
         self.path: Path | None = None
         self._flush_lock = threading.Lock()  # one writer at a time, snapshots in order
@@ -186,6 +185,9 @@ class Recorder:
             )
             self._thread.start()
             atexit.register(self.close)
+        if not self._forks_reset:  # a forked child shares neither the thread nor the file
+            self._forks_reset = True
+            os.register_at_fork(after_in_child=self.reset_after_fork)
 
     def close(self) -> None:
         """Stop the flushing thread after a last flush."""
@@ -236,6 +238,26 @@ class Recorder:
                 Path(temporary).unlink(missing_ok=True)
                 raise
 
+    # -- what the rest of trustyard calls ----------------------------------------------------
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """One answered HTTP request. `route` is a route's name or path template (never the
+        raw path), `method` one of METHODS or 'other' (see `method_label`). The ASGI router
+        calls `requests.observe((route, method, status), seconds)` directly (one call less)."""
+        self.requests.observe((route, method, status), seconds)
+
+    def observe_job_run(self, kind: str, outcome: str, seconds: float) -> None:
+        """One run of a job's handler; outcome: succeeded, failed, permanent or released."""
+        self._jobs.observe((kind, outcome), seconds)
+
+    def observe_webhook_delivery(self, outcome: str, seconds: float) -> None:
+        """One webhook delivery attempt. outcome: success (2xx), http_error (the receiver
+        answered with another status), network_error (no answer: connection, TLS, timeout),
+        refused (not attempted: the URL is not allowed)."""
+        if outcome not in WEBHOOK_OUTCOMES:
+            raise ValueError(f"unknown webhook delivery outcome {outcome!r}")
+        self._webhooks.observe((outcome,), seconds)
+
     # -- reading ----------------------------------------------------------------------------
 
     def totals(self) -> dict[str, dict[Key, list[float]]]:
@@ -272,27 +294,6 @@ def _read_file(path: Path) -> Iterator[tuple[str, Key, list[float]]]:
         log.warning("skipping unreadable metrics file %s: %s", path, error)
 
 
-_RECORDER = Recorder()
-_HTTP = _RECORDER.tables[HTTP_REQUESTS.key]
-_JOBS = _RECORDER.tables[JOB_RUNS.key]
-_WEBHOOKS = _RECORDER.tables[WEBHOOK_DELIVERIES.key]
-os.register_at_fork(after_in_child=_RECORDER.reset_after_fork)
-
-
-# -- what the rest of trustyard calls ---------------------------------------------------------
-
-
-def configure(directory: Path, interval: float = FLUSH_SECONDS) -> None:
-    """Share this process's counts with the other processes of the server through
-    `directory` (the server's worker processes and the embedded job worker call this)."""
-    _RECORDER.configure(directory, interval)
-
-
-def flush() -> None:
-    """Write this process's counts now (on shutdown)."""
-    _RECORDER.flush()
-
-
 def wipe(directory: Path) -> None:
     """Forget the counts of a previous run: `serve` calls this before it starts any
     process."""
@@ -306,75 +307,3 @@ def wipe(directory: Path) -> None:
 def method_label(method: str) -> str:
     """An HTTP method as a label: the standard ones as they are, anything else 'other'."""
     return method if method in METHODS else OTHER_METHOD
-
-
-def observe_request(route: str, method: str, status: int, seconds: float) -> None:
-    """One answered HTTP request. `route` is a route's name or path template (never the
-    raw path), `method` one of METHODS or 'other' (see `method_label`)."""
-    _HTTP.observe((route, method, status), seconds)
-
-
-def observe_job_run(kind: str, outcome: str, seconds: float) -> None:
-    """One run of a job's handler; outcome: succeeded, failed, permanent or released."""
-    _JOBS.observe((kind, outcome), seconds)
-
-
-def observe_webhook_delivery(outcome: str, seconds: float) -> None:
-    """One webhook delivery attempt. outcome: success (2xx), http_error (the receiver
-    answered with another status), network_error (no answer: connection, TLS, timeout),
-    refused (not attempted: the URL is not allowed)."""
-    if outcome not in WEBHOOK_OUTCOMES:
-        raise ValueError(f"unknown webhook delivery outcome {outcome!r}")
-    _WEBHOOKS.observe((outcome,), seconds)
-
-
-# -- exposition ---------------------------------------------------------------------------
-
-
-def event_families(totals: dict[str, dict[Key, list[float]]]) -> list[Metric]:
-    """Counter and histogram families of every event kind, from added-up counts."""
-    families: list[Metric] = []
-    for kind in KINDS:
-        series = totals.get(kind.key, {})
-        counter = CounterMetricFamily(kind.counter, kind.counter_help, labels=kind.labels)
-        grouped: dict[Key, list[float]] = {}
-        for labels, values in sorted(series.items(), key=lambda item: str(item[0])):
-            counter.add_metric([str(label) for label in labels], sum(values[1:]))
-            into = grouped.setdefault(labels[: kind.histogram_labels], [0.0] * len(values))
-            for index, value in enumerate(values):
-                into[index] += value
-        histogram = HistogramMetricFamily(
-            kind.histogram,
-            kind.histogram_help,
-            labels=kind.labels[: kind.histogram_labels],
-        )
-        bounds = [repr(float(bound)) for bound in kind.bounds] + ["+Inf"]
-        for labels, values in grouped.items():
-            cumulative, buckets = 0.0, []
-            for bound, count in zip(bounds, values[1:], strict=True):
-                cumulative += count
-                buckets.append((bound, cumulative))
-            histogram.add_metric([str(label) for label in labels], buckets, sum_value=values[0])
-        families += [counter, histogram]
-    return families
-
-
-class _Families(Collector):
-    def __init__(self, families: Iterable[Metric]) -> None:
-        self.families = list(families)
-
-    def collect(self) -> Iterable[Metric]:
-        return self.families
-
-
-def render(accept: str | None, extra: Iterable[Metric] = ()) -> tuple[bytes, str]:
-    """The exposition (format negotiated from an Accept header) of every process's event
-    counts and the `extra` families: (body, content type)."""
-    families = event_families(_RECORDER.totals())
-    encode, content_type = choose_encoder(accept or "")
-    return encode(_Families([*families, *extra])), content_type
-
-
-def current_totals() -> dict[str, dict[Key, list[float]]]:
-    """Every process's counts as `render` sees them (for tests and benchmarks)."""
-    return _RECORDER.totals()

@@ -21,11 +21,12 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from trustyard import metrics
 from trustyard.config import MetricsSettings
 from trustyard.db.engine import read_tx
 from trustyard.jobs.stats import KindStats, queue_stats
 from trustyard.kit.asgi import ROUTE_KEY, Receive, Scope, Send
+from trustyard.metrics.exposition import render
+from trustyard.metrics.recorder import UNMATCHED, Recorder
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def route_label(scope: Scope, api_prefix: str) -> str:
     template = getattr(route, "path_format", None)
     if isinstance(template, str) and template:
         return template if template.startswith(api_prefix) else api_prefix + template
-    return metrics.UNMATCHED
+    return UNMATCHED
 
 
 def _bearer(scope: Scope) -> bytes | None:
@@ -107,12 +108,14 @@ def job_families(stats: Iterable[KindStats]) -> list[Metric]:
 
 
 class MetricsEndpoint:
-    """GET|HEAD /metrics in the Prometheus text (or OpenMetrics) format."""
+    """GET|HEAD /metrics in the Prometheus text (or OpenMetrics) format: the counts of
+    `recorder` (every process's, once it is configured) and the job queue's state."""
 
-    def __init__(self, settings: MetricsSettings, engine: Engine) -> None:
+    def __init__(self, settings: MetricsSettings, engine: Engine, recorder: Recorder) -> None:
         token = settings.token.get_secret_value() if settings.token is not None else None
         self.access = MetricsAccess(token, settings.allow_from)
         self.engine = engine
+        self.recorder = recorder
 
     def exposition(self, accept: str | None) -> tuple[bytes, str]:
         """Every process's counts and the job queue's state (read now)."""
@@ -122,7 +125,7 @@ class MetricsEndpoint:
         except SQLAlchemyError as error:
             log.warning("metrics: cannot read the job queue: %s", error)
             stats = []
-        return metrics.render(accept, job_families(stats))
+        return render(self.recorder, accept, job_families(stats))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         refusal = self.access.refusal(scope)

@@ -12,14 +12,10 @@ from sqlalchemy import Connection, Engine, func, select
 
 from trustyard.db.engine import read_tx, write_tx
 from trustyard.db.tables import event_outbox, jobs
-from trustyard.event_store import (
-    DISPATCH_KIND,
-    Dispatcher,
-    Outbox,
-    OutboxStore,
-    PruneEvents,
-)
-from trustyard.events import Event, EventType, tag_pushed
+from trustyard.events.jobs import DISPATCH_KIND, Dispatcher, PruneEvents
+from trustyard.events.model import Event, EventType, tag_pushed
+from trustyard.events.outbox import Outbox
+from trustyard.events.stores import OutboxStore
 from trustyard.jobs.interfaces import Claim, JobContext, JobState
 from trustyard.jobs.queue import SqlJobQueue
 

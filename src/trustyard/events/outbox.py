@@ -1,0 +1,44 @@
+"""Publishing events: `Outbox.publish(conn, *events)` inserts the events and enqueues the
+dispatch job (dedupe key `events.dispatch`) in the caller's transaction: both commit with the
+change or neither does, so an event committed just before a crash is dispatched after the
+restart, and a rolled-back change leaves no event. `events.jobs` hands them to the consumers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import Connection
+
+from trustyard.events.jobs import DISPATCH_KIND
+from trustyard.events.model import Event
+from trustyard.events.stores import OutboxStore
+from trustyard.jobs.queue import SqlJobQueue
+
+
+class Outbox:
+    """What writers use: `publish` in the transaction of the change.
+
+    `wanted` (given by the composition root) says, in that same transaction, whether any
+    consumer listens at all (today: an active webhook subscription exists). When none does,
+    nothing is written: a subscription only ever receives events that happen after it is
+    made, so skipping them is invisible, and a push then costs no outbox row, no dispatch job
+    and no dispatcher run."""
+
+    def __init__(
+        self,
+        queue: SqlJobQueue | None,
+        store: OutboxStore | None = None,
+        wanted: Callable[[Connection], bool] | None = None,
+    ) -> None:
+        self.queue = queue  # None: store only (nothing will dispatch: tests of the store)
+        self.store = store or OutboxStore()
+        self.wanted = wanted
+
+    def publish(self, conn: Connection, *events: Event) -> None:
+        if not events:
+            return
+        if self.wanted is not None and not self.wanted(conn):
+            return
+        self.store.insert(conn, events)
+        if self.queue is not None:
+            self.queue.enqueue(conn, DISPATCH_KIND, dedupe_key=DISPATCH_KIND)
