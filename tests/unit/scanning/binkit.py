@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.unit.scanning.layerkit import FIXTURES
+from trustyard.scanning.binaries.gobuild import MAGIC
 
 # --- cached fixtures ------------------------------------------------------------------------
 
@@ -484,3 +485,44 @@ def pe(sections: Sequence[Sec], *, bits: int = 64, image_base: int = 0x400000) -
     image = dos + b"PE\0\0" + coff + optional + table
     image += bytes(at - len(image))
     return bytes(image + body)
+
+
+# --- Go's pre-1.18 build information (pointer format), which no toolchain here writes ----------
+
+OLD_MODINFO = (
+    "path\texample.com/old\n"
+    "mod\texample.com/old\t(devel)\t\n"
+    "dep\tgolang.org/x/text\tv0.3.7\th1:abc=\n"
+    "dep\tgithub.com/pkg/errors\tv0.9.1\th1:def=\n"
+    "=>\tgithub.com/fork/errors\tv0.9.2\th1:ghi=\n"
+)
+START = b"0w\xaf\x0c\x92t\x08\x02A\xe1\xc1\x07\xe6\xd6\x18\xe6"
+END = b"\xf92C1\x86\x18 r\x00\x82B\x10A\x16\xd8\xf2"
+
+
+def pointer_format_elf(
+    *, big: bool, bits: int, section_table: bool = True, version: bytes = b"go1.16.15"
+) -> bytes:
+    """A Go < 1.18 binary's build info: the header points to two Go string headers in
+    .data, which point to the bytes in .rodata, three segments apart."""
+    order = ">" if big else "<"
+    word = "Q" if bits == 64 else "I"
+    size = bits // 8
+    modinfo = START + OLD_MODINFO.encode() + END
+    rodata_addr, data_addr, info_addr = 0x401000, 0x601000, 0x701000
+    rodata = version + b"\0" * 7 + modinfo
+    data = struct.pack(order + word * 4, rodata_addr, len(version), rodata_addr + 16, len(modinfo))
+    header = MAGIC + bytes([size, 1 if big else 0])
+    header += struct.pack(order + word * 2, data_addr, data_addr + 2 * size)
+    header += bytes(32 - len(header))
+    return elf(
+        [
+            Sec(".text", b"\xc3" * 64, 0x400000, executable=True),
+            Sec(".rodata", rodata, rodata_addr),
+            Sec(".go.buildinfo", header, info_addr, writable=True),
+            Sec(".data", data, data_addr, writable=True),
+        ],
+        big=big,
+        bits=bits,
+        section_table=section_table,
+    )

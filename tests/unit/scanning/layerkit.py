@@ -58,6 +58,22 @@ def hardlink(name: str, target: str) -> Member:
     return Member(name, b"", tarfile.LNKTYPE, target, 0o644)
 
 
+# A layer with one of each kind of member (the layer walker's and the tar reader's tests).
+ELF = b"\x7fELF\x02\x01\x01" + bytes(200)
+LAYER = [
+    directory("./"),
+    directory("./usr/"),
+    directory("./usr/bin/"),
+    file("./usr/bin/tool", ELF, 0o755),
+    file("./etc/os-release", b"ID=debian\nVERSION_ID=12\n"),
+    file("./empty.txt", b""),
+    symlink("./bin", "usr/bin"),
+    hardlink("./usr/bin/tool2", "./usr/bin/tool"),
+    Member("./dev/null", kind=tarfile.CHRTYPE),
+    Member("./run/fifo", kind=tarfile.FIFOTYPE),
+]
+
+
 def tar_bytes(members: Iterable[Member], fmt: int = tarfile.PAX_FORMAT) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=fmt) as tar:

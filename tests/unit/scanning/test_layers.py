@@ -1,52 +1,33 @@
 """The layer walker: what detectors are offered and given, what a layer deletes, the same
-result whatever the compression, Windows layers, and a tar parser that reads what Python's
-tarfile writes in every format."""
+result whatever the compression, and Windows layers. The tar reader and the decompression have
+tests of their own (test_tarstream.py, test_decompress.py)."""
 
 from __future__ import annotations
 
-import io
 import random
 import tarfile
 from collections.abc import Callable
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from tests.unit.scanning.layerkit import (
     DOCKER_GZIP,
+    ELF,
+    LAYER,
     OCI_GZIP,
     OCI_TAR,
     OCI_ZSTD,
-    Member,
     Recorder,
     directory,
     file,
     gzip_bytes,
-    hardlink,
     scan_bytes,
     symlink,
     tar_bytes,
     zstd_bytes,
 )
-from trustyard.scanning.decompress import media_type_compression, sniff
 from trustyard.scanning.interfaces import HEAD_BYTES, Limits
 from trustyard.scanning.model import Distro, LayerScan, ScanRefused
-from trustyard.scanning.tarstream import DIRECTORY, HARDLINK, REGULAR, SYMLINK, TarStream
-
-ELF = b"\x7fELF\x02\x01\x01" + bytes(200)
-LAYER = [
-    directory("./"),
-    directory("./usr/"),
-    directory("./usr/bin/"),
-    file("./usr/bin/tool", ELF, 0o755),
-    file("./etc/os-release", b"ID=debian\nVERSION_ID=12\n"),
-    file("./empty.txt", b""),
-    symlink("./bin", "usr/bin"),
-    hardlink("./usr/bin/tool2", "./usr/bin/tool"),
-    Member("./dev/null", kind=tarfile.CHRTYPE),
-    Member("./run/fifo", kind=tarfile.FIFOTYPE),
-]
 
 
 def content_of(scan: LayerScan) -> dict[str, object]:
@@ -197,34 +178,6 @@ def test_the_content_decides_the_compression_and_a_wrong_media_type_is_noted() -
     assert scan.notes == [f"media type {OCI_GZIP} says gzip, the content is tar"]
 
 
-@pytest.mark.parametrize(
-    ("media_type", "expected"),
-    [
-        ("application/vnd.oci.image.layer.v1.tar", "tar"),
-        ("application/vnd.oci.image.layer.v1.tar+gzip", "gzip"),
-        ("application/vnd.oci.image.layer.v1.tar+zstd", "zstd"),
-        ("application/vnd.docker.image.rootfs.diff.tar.gzip", "gzip"),
-        ("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", "gzip"),
-        ("application/vnd.oci.image.layer.nondistributable.v1.tar", "tar"),
-        ("application/vnd.oci.image.layer.nondistributable.v1.tar+gzip", "gzip"),
-        ("application/vnd.oci.image.layer.nondistributable.v1.tar+zstd", "zstd"),
-        ("application/vnd.docker.image.rootfs.diff.tar", "tar"),
-        ("application/octet-stream", None),
-    ],
-)
-def test_media_types_name_their_compression(media_type: str, expected: str | None) -> None:
-    assert media_type_compression(media_type) == expected
-
-
-@pytest.mark.parametrize(
-    ("head", "name"),
-    [(b"BZh91AY", "bzip2"), (b"\xfd7zXZ\x00\x00", "xz"), (b"\x04\x22\x4d\x18\x00", "lz4")],
-)
-def test_compressions_the_scanner_does_not_read_are_refused_by_name(head: bytes, name: str) -> None:
-    with pytest.raises(ScanRefused, match=f"compressed with {name}"):
-        sniff(head)
-
-
 def test_progress_is_reported_in_compressed_bytes_up_to_the_whole_blob() -> None:
     noise = random.Random(5).randbytes(1 << 20)  # incompressible: the blob stays large
     raw = tar_bytes([file(f"f{i}", noise) for i in range(20)])
@@ -270,105 +223,6 @@ def test_a_backslash_is_an_ordinary_character_in_a_linux_layer() -> None:
     assert [t.entry.path for t in recorder.last.taken] == [name]
 
 
-# --- the tar parser against tarfile ----------------------------------------------------------
-
-_name_part = st.text(
-    alphabet=st.characters(
-        blacklist_categories=("Cs", "Cc"), blacklist_characters="/\\", min_codepoint=32
-    ),
-    min_size=1,
-    max_size=40,
-).filter(lambda part: part not in {".", ".."})
-_names = st.lists(_name_part, min_size=1, max_size=8).map("/".join)
-_member = st.one_of(
-    st.builds(
-        lambda name, data, mode: Member(name, data, tarfile.REGTYPE, "", mode),
-        _names,
-        st.binary(max_size=1500),
-        st.integers(0, 0o7777),
-    ),
-    st.builds(
-        lambda name, target: Member(name, b"", tarfile.SYMTYPE, target, 0o777), _names, _names
-    ),
-    st.builds(
-        lambda name, target: Member(name, b"", tarfile.LNKTYPE, target, 0o644), _names, _names
-    ),
-    st.builds(lambda name: Member(name, b"", tarfile.DIRTYPE, "", 0o755), _names),
-)
-_KINDS = {tarfile.REGTYPE: REGULAR, tarfile.SYMTYPE: SYMLINK, tarfile.LNKTYPE: HARDLINK}
-
-
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
-@given(
-    members=st.lists(_member, max_size=6),
-    fmt=st.sampled_from([tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT]),
-)
-def test_the_tar_parser_reads_what_tarfile_writes_in_every_format(
-    members: list[Member], fmt: int
-) -> None:
-    try:
-        raw = tar_bytes(members, fmt)
-    except ValueError:  # USTAR cannot hold a name this long: nothing to compare
-        return
-    expected = []
-    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as reader:
-        for info in reader:
-            if info.isreg():
-                kind = REGULAR
-                extracted = reader.extractfile(info)
-                assert extracted is not None
-                content = extracted.read()
-            else:
-                kind = DIRECTORY if info.isdir() else _KINDS[info.type]
-                content = b""
-            expected.append((info.name, kind, info.mode, info.linkname, content))
-    stream = TarStream(io.BytesIO(raw), Limits())
-    found = []
-    while (entry := stream.next()) is not None:
-        content = stream.read(entry.size) if entry.kind == REGULAR else b""
-        name = entry.name.rstrip("/") if entry.kind == DIRECTORY else entry.name
-        found.append((name, entry.kind, entry.mode, entry.linkname, content))
-    assert found == expected
-
-
-@given(size=st.integers(0, 1 << 40))
-def test_sizes_beyond_the_octal_field_are_read_from_gnu_base_256_and_pax(size: int) -> None:
-    for fmt in (tarfile.GNU_FORMAT, tarfile.PAX_FORMAT):
-        info = tarfile.TarInfo("huge")
-        info.size = size
-        header = info.tobuf(format=fmt)
-        entry = TarStream(io.BytesIO(header), Limits()).next()
-        assert entry is not None
-        assert (entry.name, entry.size) == ("huge", size)
-
-
-def test_a_global_pax_header_applies_to_the_entries_after_it() -> None:
-    raw = tar_bytes([file("a", b"1")])
-    global_header = tarfile.TarInfo.create_pax_global_header({"comment": "x", "uname": "y"})
-    stream = TarStream(io.BytesIO(global_header + raw), Limits())
-    entry = stream.next()
-    assert entry is not None
-    assert (entry.name, stream.read(10)) == ("a", b"1")
-    assert stream.next() is None
-
-
-def test_ustar_prefix_and_long_names_are_joined() -> None:
-    path = "d" * 120 + "/name.txt"  # over 100 bytes: the ustar prefix field holds "ddd..."
-    for fmt in (tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT):
-        members = [file(path, b"x")]
-        if fmt != tarfile.USTAR_FORMAT:
-            members.append(symlink("l" * 300, "t" * 200))
-        stream = TarStream(io.BytesIO(tar_bytes(members, fmt)), Limits())
-        entry = stream.next()
-        assert entry is not None
-        assert (entry.name, stream.read(5)) == (path, b"x")
-        if fmt != tarfile.USTAR_FORMAT:
-            link = stream.next()
-            assert link is not None
-            assert (link.name, link.linkname) == ("l" * 300, "t" * 200)
-        assert stream.next() is None
-
-
 # --- links that stay inside -----------------------------------------------------------------
 
 
@@ -412,21 +266,3 @@ def test_a_gnu_sparse_file_is_skipped_and_the_walk_goes_on() -> None:
     scan = scan_bytes(gzip_bytes(raw), [recorder])
     assert [(t.entry.path, t.data) for t in recorder.last.taken] == [("after", b"ok")]
     assert scan.files == 1
-
-
-@pytest.mark.parametrize("compress", [gzip_bytes, zstd_bytes], ids=["gzip", "zstd"])
-def test_decompressing_on_the_walkers_thread_or_ahead_of_it_reads_the_same(
-    compress: Callable[[bytes], bytes],
-) -> None:
-    raw = tar_bytes([*LAYER, file("big.bin", random.Random(1).randbytes(9 << 20))])
-    blob = compress(raw)
-    seen = []
-    for threaded in (False, True):
-        entries = []
-        with TarStream(io.BytesIO(blob), Limits(), threaded=threaded) as stream:
-            while (entry := stream.next()) is not None:
-                entries.append((entry.name, entry.kind, entry.size, stream.peek(HEAD_BYTES)))
-            stream.drain()
-            seen.append((entries, stream.uncompressed, stream.compressed))
-    assert seen[0] == seen[1]
-    assert seen[0][1:] == (len(raw), len(blob))

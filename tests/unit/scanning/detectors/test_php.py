@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.unit.scanning.langkit import detect, wanted
+from tests.unit.scanning.detectors.langkit import detect, wanted
 from trustyard.scanning.detectors.php import DETECTOR
 
 INSTALLED = "var/www/html/vendor/composer/installed.json"

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from tests.support.images import image_layout, load_truth
 from tests.unit.scanning import binkit
 from tests.unit.scanning.binkit import Sec
-from tests.unit.scanning.langkit import detect, entry
+from tests.unit.scanning.detectors.langkit import detect, entry
 from tests.unit.scanning.layerkit import file, gzip_bytes, scan_bytes, tar_bytes
 from trustyard.scanning.binaries import is_executable
 from trustyard.scanning.binaries.executable import parse
@@ -107,26 +107,6 @@ def test_reads_every_format_byte_order_and_word_size(go_dir: Path, build: binkit
         assert component.locations == (f"opt/{build.name}",)
         assert dict(component.properties)["GOOS"] == build.goos
         assert dict(component.properties)["GOARCH"] == build.goarch
-
-
-def test_the_executable_reader_sees_the_real_formats(go_dir: Path) -> None:
-    def shape(name: str) -> tuple[str, bool, int]:
-        [executable] = parse((go_dir / name).read_bytes())
-        return executable.format, executable.big_endian, executable.bits
-
-    assert shape("linux-amd64") == ("elf", False, 64)
-    assert shape("linux-s390x") == ("elf", True, 64)
-    assert shape("linux-ppc64") == ("elf", True, 64)
-    assert shape("linux-mips") == ("elf", True, 32)
-    assert shape("linux-386") == ("elf", False, 32)
-    assert shape("windows-amd64.exe") == ("pe", False, 64)
-    assert shape("windows-386.exe") == ("pe", False, 32)
-    assert shape("darwin-arm64") == ("macho", False, 64)
-    [s390x] = parse((go_dir / "linux-s390x").read_bytes())
-    section = s390x.section(".go.buildinfo")
-    assert section is not None
-    assert bytes(s390x.contents(section)[:14]) == MAGIC
-    assert s390x.read(section.addr, 14) == MAGIC
 
 
 def test_purls_and_replacements(go_dir: Path) -> None:
@@ -255,44 +235,6 @@ def test_wants_agrees_with_the_magic_check(head: bytes, size: int) -> None:
 
 # --- the pre-1.18 pointer format, synthetic ---------------------------------------------------
 
-OLD_MODINFO = (
-    "path\texample.com/old\n"
-    "mod\texample.com/old\t(devel)\t\n"
-    "dep\tgolang.org/x/text\tv0.3.7\th1:abc=\n"
-    "dep\tgithub.com/pkg/errors\tv0.9.1\th1:def=\n"
-    "=>\tgithub.com/fork/errors\tv0.9.2\th1:ghi=\n"
-)
-START = b"0w\xaf\x0c\x92t\x08\x02A\xe1\xc1\x07\xe6\xd6\x18\xe6"
-END = b"\xf92C1\x86\x18 r\x00\x82B\x10A\x16\xd8\xf2"
-
-
-def pointer_format_elf(
-    *, big: bool, bits: int, section_table: bool = True, version: bytes = b"go1.16.15"
-) -> bytes:
-    """A Go < 1.18 binary's build info: the header points to two Go string headers in
-    .data, which point to the bytes in .rodata, three segments apart."""
-    order = ">" if big else "<"
-    word = "Q" if bits == 64 else "I"
-    size = bits // 8
-    modinfo = START + OLD_MODINFO.encode() + END
-    rodata_addr, data_addr, info_addr = 0x401000, 0x601000, 0x701000
-    rodata = version + b"\0" * 7 + modinfo
-    data = struct.pack(order + word * 4, rodata_addr, len(version), rodata_addr + 16, len(modinfo))
-    header = MAGIC + bytes([size, 1 if big else 0])
-    header += struct.pack(order + word * 2, data_addr, data_addr + 2 * size)
-    header += bytes(32 - len(header))
-    return binkit.elf(
-        [
-            Sec(".text", b"\xc3" * 64, 0x400000, executable=True),
-            Sec(".rodata", rodata, rodata_addr),
-            Sec(".go.buildinfo", header, info_addr, writable=True),
-            Sec(".data", data, data_addr, writable=True),
-        ],
-        big=big,
-        bits=bits,
-        section_table=section_table,
-    )
-
 
 @pytest.mark.parametrize("big", [False, True], ids=["little-endian", "big-endian"])
 @pytest.mark.parametrize("bits", [64, 32])
@@ -300,7 +242,7 @@ def pointer_format_elf(
 def test_the_pointer_format_resolves_through_segments(
     big: bool, bits: int, section_table: bool
 ) -> None:
-    data = pointer_format_elf(big=big, bits=bits, section_table=section_table)
+    data = binkit.pointer_format_elf(big=big, bits=bits, section_table=section_table)
     components = detect(DETECTOR, {"usr/bin/old": data})
     assert found(components) == {
         ("stdlib", "go1.16.15"),
@@ -308,24 +250,6 @@ def test_the_pointer_format_resolves_through_segments(
         ("github.com/fork/errors", "v0.9.2"),
     }
     assert by_name(components)["golang.org/x/text"].purl == "pkg:golang/golang.org/x/text@v0.3.7"
-
-
-@pytest.mark.parametrize("big", [False, True])
-def test_pointers_outside_the_segments_are_skipped(big: bool) -> None:
-    order = ">" if big else "<"
-    header = MAGIC + bytes([8, 1 if big else 0]) + struct.pack(order + "QQ", 0xDEAD0000, 1 << 60)
-    header += bytes(32 - len(header))
-    data = binkit.elf([Sec(".go.buildinfo", header, 0x500000, writable=True)], big=big)
-    assert read_build_info(data) is None
-    assert detect(DETECTOR, {"x": data}) == []
-
-
-def test_a_string_running_past_the_end_of_the_file_is_skipped() -> None:
-    data = bytearray(pointer_format_elf(big=False, bits=64))
-    data_at = data.find(struct.pack("<QQ", 0x401000, 9))  # the version's string header
-    assert data_at > 0
-    struct.pack_into("<Q", data, data_at + 8, 1 << 20)  # claims to be 1 MiB long
-    assert read_build_info(bytes(data)) is None
 
 
 def test_garbage_after_an_unaligned_or_false_magic_is_skipped() -> None:
@@ -400,11 +324,3 @@ def test_truncated_and_corrupted_binaries_never_raise(go_dir: Path, data: st.Dat
     for component in detect(DETECTOR, {"f": sample}):
         assert component.name
         assert component.purl.startswith("pkg:golang/")
-
-
-@given(st.binary(max_size=512), st.sampled_from([b"\x7fELF", b"MZ", b"\xcf\xfa\xed\xfe", b""]))
-def test_random_bytes_never_raise(tail: bytes, magic: bytes) -> None:
-    for sample in (magic + tail, magic + bytes(62) + MAGIC + tail):
-        info = read_build_info(sample)
-        assert info is None or info.go_version.startswith(("go", "devel"))
-        assert all(e.format in ("elf", "pe", "macho") for e in parse(sample))

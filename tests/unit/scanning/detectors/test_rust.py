@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from tests.unit.scanning import binkit
 from tests.unit.scanning.binkit import Sec
-from tests.unit.scanning.langkit import detect
+from tests.unit.scanning.detectors.langkit import detect
 from tests.unit.scanning.layerkit import file, gzip_bytes, scan_bytes, tar_bytes
 from trustyard.scanning.detectors.rust import DETECTOR, MAX_JSON_BYTES, read_audit_packages
 from trustyard.scanning.model import Component

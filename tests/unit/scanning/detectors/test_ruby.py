@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.unit.scanning.langkit import detect, wanted
+from tests.unit.scanning.detectors.langkit import detect, wanted
 from trustyard.scanning.detectors.ruby import DETECTOR
 
 GEMS = "usr/local/bundle/specifications"

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from tests.unit.scanning import binkit
 from tests.unit.scanning.binkit import Sec
-from tests.unit.scanning.langkit import detect, wanted
+from tests.unit.scanning.detectors.langkit import detect, wanted
 from tests.unit.scanning.layerkit import OCI_TAR, file, layer_ref, scan_bytes, tar_bytes
 from trustyard.scanning.binaries.executable import parse
 from trustyard.scanning.bom import assemble

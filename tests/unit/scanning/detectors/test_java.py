@@ -9,7 +9,7 @@ import tarfile
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.unit.scanning.langkit import detect, feed, wanted, zip_bytes
+from tests.unit.scanning.detectors.langkit import detect, feed, wanted, zip_bytes
 from trustyard.scanning.detectors.java import (
     DETECTOR,
     parse_manifest,

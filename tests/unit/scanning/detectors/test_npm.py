@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.support.images import image_info, image_layout, load_truth
-from tests.unit.scanning.langkit import (
+from tests.unit.scanning.detectors.langkit import (
     LANGUAGE_DETECTORS,
     detect,
     scan_image,
