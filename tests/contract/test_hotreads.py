@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import Engine
 
-from tests.support.databases import migrated_engine
+from tests.support.databases import LazyEngines
 from trustyard.content.hotreads import HotReads, SqliteHotReads, StoreHotReads
 from trustyard.content.interfaces import ManifestRecord, Page
 from trustyard.content.stores import ContentStore
@@ -102,33 +102,16 @@ class Subject:
         return self.hot.manifest(repository, digest, by_digest=True)
 
 
-class Engines:
-    """One migrated database per backend, made when a test first asks for it."""
-
-    def __init__(
-        self, request: pytest.FixtureRequest, factory: pytest.TempPathFactory, stack: ExitStack
-    ) -> None:
-        self._request, self._factory, self._stack = request, factory, stack
-        self._made: dict[str, Engine] = {}
-
-    def __getitem__(self, backend: str) -> Engine:
-        if backend not in self._made:
-            self._made[backend] = self._stack.enter_context(
-                migrated_engine(self._request, self._factory, backend)
-            )
-        return self._made[backend]
-
-
 @pytest.fixture(scope="module")
 def engines(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Engines]:
+) -> Iterator[LazyEngines]:
     with ExitStack() as stack:
-        yield Engines(request, tmp_path_factory, stack)
+        yield LazyEngines(request, tmp_path_factory, stack)
 
 
 @pytest.fixture(params=sorted(IMPLEMENTATIONS))
-def subject(request: pytest.FixtureRequest, engines: Engines) -> Subject:
+def subject(request: pytest.FixtureRequest, engines: LazyEngines) -> Subject:
     backend, factory = IMPLEMENTATIONS[request.param]
     engine = engines[backend]
     return Subject(engine, factory(engine), ContentStore())

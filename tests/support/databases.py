@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import pytest
 from sqlalchemy import Engine, Table, delete
@@ -37,3 +37,21 @@ def empty(engine: Engine, tables: Iterable[Table]) -> Engine:
         for table in tables:
             conn.execute(delete(table))
     return engine
+
+
+class LazyEngines:
+    """Migrated databases by backend name, each made when a test first asks for it (so a run
+    with `-k sqlite` starts no PostgreSQL), all disposed when `stack` closes."""
+
+    def __init__(
+        self, request: pytest.FixtureRequest, factory: pytest.TempPathFactory, stack: ExitStack
+    ) -> None:
+        self._request, self._factory, self._stack = request, factory, stack
+        self._made: dict[str, Engine] = {}
+
+    def __getitem__(self, backend: str) -> Engine:
+        if backend not in self._made:
+            self._made[backend] = self._stack.enter_context(
+                migrated_engine(self._request, self._factory, backend)
+            )
+        return self._made[backend]
