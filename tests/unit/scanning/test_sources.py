@@ -8,9 +8,7 @@ import gzip
 import hashlib
 import io
 import json
-import os
 import shutil
-import subprocess
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.support.images import image_info, image_layout
-from tests.unit.scanning.layerkit import FIXTURES, file, scan_bytes, tar_bytes
+from tests.unit.scanning.layerkit import file, scan_bytes, skopeo_archive, tar_bytes
 from trustyard.scanning.model import ScanRefused
 from trustyard.scanning.sources import (
     DOCKER_LAYER,
@@ -65,32 +63,13 @@ def platform_of(image: dict[str, Any]) -> str:
 # --- archives made with skopeo, cached ---------------------------------------------------
 
 
-def _skopeo_archive(name: str, kind: str) -> Path:
-    target = FIXTURES / "archives" / f"{name}.{kind}.tar"
-    if target.is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f"{target.name}.tmp{os.getpid()}")
-    temp.unlink(missing_ok=True)
-    destination = f"oci-archive:{temp}" if kind == "oci" else f"docker-archive:{temp}:{name}:latest"
-    subprocess.run(
-        ["skopeo", "copy", "-q", "--all", f"oci:{image_layout(name)}:latest", destination]
-        if kind == "oci"
-        else ["skopeo", "copy", "-q", f"oci:{image_layout(name)}:latest", destination],
-        check=True,
-        timeout=300,
-    )
-    temp.replace(target)
-    return target
-
-
 @pytest.fixture(scope="session")
 def archives() -> dict[tuple[str, str], Path]:
     made = {}
     for name in ARCHIVED:
-        made[(name, "oci")] = _skopeo_archive(name, "oci")
+        made[(name, "oci")] = skopeo_archive(name, "oci")
         if name != "multi-arch":
-            made[(name, "docker")] = _skopeo_archive(name, "docker")
+            made[(name, "docker")] = skopeo_archive(name, "docker")
     return made
 
 
