@@ -45,6 +45,15 @@ def make_handlers(
     queue = make_queue(settings, engine)
     observe = recorder.observe_webhook_delivery if recorder is not None else None
     register_event_jobs(handlers, schedules, settings, engine, queue, observe)
+    if settings.auth.enabled:
+        from trustyard.auth.jobs import (
+            PRUNE_LOGIN_FAILURES_KIND,
+            PRUNE_LOGIN_FAILURES_SCHEDULE,
+            prune_login_failures,
+        )
+
+        handlers.register(PRUNE_LOGIN_FAILURES_KIND, prune_login_failures(engine))
+        schedules.append(PRUNE_LOGIN_FAILURES_SCHEDULE)
     if settings.ldap.enabled and settings.ldap.sync_cron:
         from trustyard.auth.jobs import LDAP_SYNC_KIND, LdapSyncJob
 

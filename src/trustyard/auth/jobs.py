@@ -1,4 +1,5 @@
-"""Background work of the access domain: the full LDAP group -> team sync.
+"""Background work of the access domain: the full LDAP group -> team sync, and the pruning of
+login-failure counts nobody reads any more.
 
 Logins sync one user's teams at a time; this job does it for every directory account at once,
 so that someone who left a group loses the team (and its access tokens' reach) without waiting
@@ -13,7 +14,11 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from trustyard.auth.ldap_accounts import LDAP_SOURCE, SYNC_JOB, LdapAccounts
+from trustyard.auth.login_throttle import FAILURES_FORGOTTEN_AFTER
+from trustyard.auth.stores import AccessStore
 from trustyard.db.engine import read_tx, write_tx
+from trustyard.jobs.housekeeping import BatchedPrune
+from trustyard.jobs.scheduler import ScheduleSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,3 +70,18 @@ class LdapSyncJob:
 
     def __call__(self, job: object) -> None:
         sync_ldap_teams(self.engine, self.ldap)
+
+
+PRUNE_LOGIN_FAILURES_KIND = "auth.prune_login_failures"
+# Hourly: failed logins of made-up names from made-up addresses must not pile up.
+PRUNE_LOGIN_FAILURES_SCHEDULE = ScheduleSpec(
+    "auth.prune_login_failures", "41 * * * *", PRUNE_LOGIN_FAILURES_KIND
+)
+
+
+def prune_login_failures(engine: Engine, store: AccessStore | None = None) -> BatchedPrune:
+    """Deletes login-failure counts whose last failure is older than the throttle remembers
+    (`FAILURES_FORGOTTEN_AFTER`) and whose lock is over: they would count from zero anyway."""
+    return BatchedPrune(
+        engine, FAILURES_FORGOTTEN_AFTER, (store or AccessStore()).prune_login_failures
+    )

@@ -543,6 +543,27 @@ class AccessStore:
     def clear_login_failures(self, conn: Connection, key: str) -> None:
         conn.execute(delete(login_failures).where(login_failures.c.key == key))
 
+    def prune_login_failures(self, conn: Connection, before: datetime, limit: int = 1000) -> int:
+        """Delete up to `limit` counts whose last failure and lock both ended before `before`
+        (they would count from zero again anyway); how many went."""
+        stale = (
+            select(login_failures.c.key)
+            .where(
+                login_failures.c.last_failure_at < before,
+                or_(
+                    login_failures.c.locked_until.is_(None), login_failures.c.locked_until < before
+                ),
+            )
+            .order_by(login_failures.c.key)
+            .limit(limit)
+        )
+        keys = list(conn.scalars(stale))
+        if not keys:
+            return 0
+        return int(
+            conn.execute(delete(login_failures).where(login_failures.c.key.in_(keys))).rowcount
+        )
+
     # --- directory (LDAP) accounts ------------------------------------------------------------
     def users_from(self, conn: Connection, source: str) -> list[User]:
         """Every user whose account comes from `source` ("local", "ldap")."""

@@ -143,3 +143,25 @@ def test_forgiving_an_account_forgets_its_pairs_and_nothing_else(conn: Connectio
     keys = set(conn.scalars(select(login_failures.c.key)))
     assert not {pair_key("al", ATTACKER), account_key("al")} & keys
     assert {pair_key("al.x", ATTACKER), pair_key("bob", ATTACKER), address_key(ATTACKER)} <= keys
+
+
+def test_stale_counts_are_pruned_and_live_ones_kept(conn: Connection) -> None:
+    from trustyard.auth.login_throttle import FAILURES_FORGOTTEN_AFTER
+    from trustyard.auth.stores import AccessStore
+
+    store = AccessStore()
+    now = T0 + timedelta(days=1)
+    old = now - FAILURES_FORGOTTEN_AFTER - timedelta(seconds=1)
+    store.put_login_failure(conn, pair_key("gone", ATTACKER), 3, old, None)
+    store.put_login_failure(
+        conn, address_key("192.0.2.1"), 60, old, old + timedelta(milliseconds=500)
+    )
+    store.put_login_failure(conn, pair_key("recent", ATTACKER), 2, now, None)
+    # An old last failure whose lock still runs is kept until the lock is over too.
+    store.put_login_failure(conn, pair_key("locked", ATTACKER), 9, old, now + timedelta(minutes=1))
+    cutoff = now - FAILURES_FORGOTTEN_AFTER
+    assert store.prune_login_failures(conn, cutoff, limit=1) == 1
+    assert store.prune_login_failures(conn, cutoff) == 1
+    assert store.prune_login_failures(conn, cutoff) == 0
+    left = set(conn.scalars(select(login_failures.c.key)))
+    assert left == {pair_key("recent", ATTACKER), pair_key("locked", ATTACKER)}
