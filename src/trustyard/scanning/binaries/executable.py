@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Literal
 
 ELF = "elf"
 PE = "pe"
@@ -68,10 +67,6 @@ class Executable:
     bits: int  # 32 or 64
     sections: tuple[Section, ...]
     segments: tuple[Segment, ...]
-
-    @property
-    def byteorder(self) -> Literal["little", "big"]:
-        return "big" if self.big_endian else "little"
 
     def section(self, name: str) -> Section | None:
         """The first section called `name` (Mach-O: in any segment)."""

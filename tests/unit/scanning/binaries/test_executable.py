@@ -55,7 +55,6 @@ def test_an_elf_file_maps_its_addresses_to_file_bytes(
     assert is_executable(data[:64], len(data))
     [executable] = parse(data)
     assert (executable.format, executable.big_endian, executable.bits) == ("elf", big, bits)
-    assert executable.byteorder == ("big" if big else "little")
     assert executable.read(0x3000, 5) == b"hello"
     assert executable.read(0x3000 + 7, 6) == b"reader"
     assert executable.read(0x9000, 4) is None  # no segment maps it
