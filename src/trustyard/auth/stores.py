@@ -131,10 +131,6 @@ class AccessStore:
             query = query.where(users.c.username > after)
         return [_user(row) for row in conn.execute(query)]
 
-    def count_admins(self, conn: Connection) -> int:
-        rows = conn.execute(select(users.c.id).where(users.c.is_admin.is_(True)))
-        return len(rows.all())
-
     def active_admins(self, conn: Connection, *, lock: bool = False) -> list[str]:
         """Active system administrators; `lock` holds their rows until the transaction ends
         (PostgreSQL), so two transactions cannot each remove "another" last administrator."""

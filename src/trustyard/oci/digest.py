@@ -62,10 +62,6 @@ def parse_digest(text: str) -> Digest:
     return Digest(algorithm, encoded)
 
 
-def is_digest(text: str) -> bool:
-    return ":" in text
-
-
 def digest_bytes(data: bytes, algorithm: str = DEFAULT_ALGORITHM) -> Digest:
     hasher = new_hasher(algorithm)
     hasher.update(data)
