@@ -19,11 +19,12 @@ from datetime import timedelta
 from sqlalchemy import Connection, Engine, text
 
 from trustyard.db.engine import write_tx
-from trustyard.events.model import EventConsumer, utc_now
+from trustyard.events.model import EventConsumer
 from trustyard.events.stores import OutboxStore, detach_dedupe_key
 from trustyard.jobs.housekeeping import BatchedPrune
-from trustyard.jobs.interfaces import Clock, JobContext, JobInterrupted
+from trustyard.jobs.interfaces import JobContext, JobInterrupted
 from trustyard.jobs.scheduler import ScheduleSpec
+from trustyard.kit.clock import Clock, utc_now
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection
 
+from trustyard.kit.clock import utc_now
+
 
 class EventType(StrEnum):
     TAG_PUSH = "TAG_PUSH"
@@ -60,10 +62,6 @@ EMITTED = frozenset(
 RESERVED = frozenset(EventType) - EMITTED
 # Registry-wide events (no repository): only registry-scoped subscriptions receive them.
 REGISTRY_WIDE = frozenset({EventType.SCANNER_UPDATE_COMPLETED})
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def timestamp(moment: datetime) -> str:

@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from trustyard.db.tables import event_outbox, jobs
 from trustyard.events.model import Event, EventType
+from trustyard.kit.clock import utc
 
 _INSERT = insert(event_outbox)
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def event_row(event: Event, dispatched_at: datetime | None = None) -> dict[str, Any]:
@@ -40,7 +37,7 @@ def event_of(row: Any) -> Event:
         row.repository,
         row.actor,
         json.loads(row.contents),
-        _utc(row.created_at),
+        utc(row.created_at),
         row.event_id,
         row.id,
     )

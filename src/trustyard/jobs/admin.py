@@ -12,14 +12,13 @@ from sqlalchemy.exc import IntegrityError
 from trustyard.jobs.interfaces import (
     RETRYABLE_STATES,
     Attempt,
-    Clock,
     Job,
     JobNotFound,
     JobState,
     JobStateConflict,
-    utc_now,
 )
 from trustyard.jobs.stores import JobStore
+from trustyard.kit.clock import Clock, utc_now
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,9 +8,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Engine
 
 from trustyard.db.engine import write_tx
-from trustyard.jobs.interfaces import Clock, JobContext, JobInterrupted, utc_now
+from trustyard.jobs.interfaces import JobContext, JobInterrupted
 from trustyard.jobs.scheduler import ScheduleSpec
 from trustyard.jobs.stores import JobStore
+from trustyard.kit.clock import Clock, utc_now
 
 PRUNE_KIND = "jobs.prune"
 PRUNE_SCHEDULE = ScheduleSpec("jobs.prune", "17 3 * * *", PRUNE_KIND)  # daily, 03:17 UTC

@@ -15,16 +15,15 @@ from trustyard.db.engine import read_tx, write_tx
 from trustyard.jobs.backoff import RetryPolicy
 from trustyard.jobs.interfaces import (
     Claim,
-    Clock,
     Enqueued,
     InvalidJob,
     JobState,
     Outcome,
     Result,
-    utc_now,
 )
 from trustyard.jobs.registry import check_kind
 from trustyard.jobs.stores import JobStore, encode_payload
+from trustyard.kit.clock import Clock, utc_now
 
 MAX_ERROR = 4000
 

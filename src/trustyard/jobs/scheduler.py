@@ -21,10 +21,11 @@ from croniter import croniter
 from sqlalchemy import Engine
 
 from trustyard.db.engine import read_tx, write_tx
-from trustyard.jobs.interfaces import Clock, InvalidJob, Schedule, utc_now
+from trustyard.jobs.interfaces import InvalidJob, Schedule
 from trustyard.jobs.queue import SqlJobQueue
 from trustyard.jobs.registry import check_kind
 from trustyard.jobs.stores import ScheduleStore, encode_payload
+from trustyard.kit.clock import Clock, utc_now
 
 log = logging.getLogger(__name__)
 

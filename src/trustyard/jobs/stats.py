@@ -9,7 +9,7 @@ from sqlalchemy import Connection, case, func, select
 
 from trustyard.db.tables import jobs
 from trustyard.jobs.interfaces import JobState
-from trustyard.jobs.stores import utc
+from trustyard.kit.clock import utc
 
 WATCHED = (JobState.QUEUED, JobState.RUNNING, JobState.DEAD)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Collection, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from trustyard.db.sql import keyset
 from trustyard.db.tables import job_attempts, job_schedules, jobs
 from trustyard.jobs.interfaces import (
     LIVE_STATES,
@@ -41,6 +42,7 @@ from trustyard.jobs.interfaces import (
     JobState,
     Schedule,
 )
+from trustyard.kit.clock import utc, utc_or_none
 
 MAX_PAYLOAD = 64 * 1024
 _LIVE = jobs.c.state.in_([state.value for state in LIVE_STATES])
@@ -50,15 +52,6 @@ _LIVE_INDEX = text("state IN ('queued', 'running')")
 _FINISHED = [
     state.value for state in JobState if state not in LIVE_STATES
 ]  # succeeded, failed, dead, cancelled
-
-
-def utc(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes: every stored time is UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _utc_or_none(value: datetime | None) -> datetime | None:
-    return None if value is None else utc(value)
 
 
 def encode_payload(payload: Mapping[str, Any]) -> str:
@@ -91,11 +84,11 @@ def _job(row: Row[Any]) -> Job:
         dedupe_key=row.dedupe_key,
         schedule=row.schedule,
         lease_owner=row.lease_owner,
-        lease_expires_at=_utc_or_none(row.lease_expires_at),
+        lease_expires_at=utc_or_none(row.lease_expires_at),
         last_error=row.last_error,
         created_at=utc(row.created_at),
-        started_at=_utc_or_none(row.started_at),
-        finished_at=_utc_or_none(row.finished_at),
+        started_at=utc_or_none(row.started_at),
+        finished_at=utc_or_none(row.finished_at),
     )
 
 
@@ -356,7 +349,7 @@ class JobStore:
                 row.outcome,
                 row.error,
                 utc(row.started_at),
-                _utc_or_none(row.finished_at),
+                utc_or_none(row.finished_at),
             )
             for row in rows
         ]
@@ -371,9 +364,7 @@ class JobStore:
         kind: str | None = None,
     ) -> list[Job]:
         """Jobs newest first (by id), optionally before an id, in states, of a kind."""
-        query = select(jobs).order_by(jobs.c.id.desc()).limit(limit)
-        if before is not None:
-            query = query.where(jobs.c.id < before)
+        query = keyset(select(jobs), jobs.c.id, before, limit, descending=True)
         if states:
             query = query.where(jobs.c.state.in_([state.value for state in states]))
         if kind is not None:
@@ -444,7 +435,7 @@ def _schedule(row: Row[Any]) -> Schedule:
         payload=decode_payload(row.payload),
         enabled=bool(row.enabled),
         next_run_at=utc(row.next_run_at),
-        last_run_at=_utc_or_none(row.last_run_at),
+        last_run_at=utc_or_none(row.last_run_at),
         last_job_id=row.last_job_id,
     )
 

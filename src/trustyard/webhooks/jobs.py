@@ -29,11 +29,12 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from trustyard.db.engine import read_tx, write_tx
-from trustyard.events.model import Event, EventType, utc_now
+from trustyard.events.model import Event, EventType
 from trustyard.events.stores import detach_dedupe_key
-from trustyard.jobs.interfaces import Clock, JobContext, JobInterrupted, PermanentJobError
+from trustyard.jobs.interfaces import JobContext, JobInterrupted, PermanentJobError
 from trustyard.jobs.queue import SqlJobQueue
 from trustyard.jobs.scheduler import ScheduleSpec
+from trustyard.kit.clock import Clock, utc_now
 from trustyard.webhooks.interfaces import (
     Attempt,
     Delivery,

@@ -16,10 +16,10 @@ from typing import Any
 from sqlalchemy import Connection
 
 from trustyard.auth.interfaces import Invalid, NotFound
-from trustyard.events.model import EventType, sample, utc_now
+from trustyard.events.model import EventType, sample
 from trustyard.events.stores import OutboxStore
-from trustyard.jobs.interfaces import Clock
 from trustyard.jobs.queue import SqlJobQueue
+from trustyard.kit.clock import Clock, utc_now
 from trustyard.webhooks.destinations import DestinationPolicy, parse_url
 from trustyard.webhooks.interfaces import (
     Delivery,

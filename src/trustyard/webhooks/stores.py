@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, insert, or_, select, text, update
 
+from trustyard.db.sql import keyset
 from trustyard.db.tables import event_outbox, jobs, webhook_attempts, webhook_deliveries
 from trustyard.db.tables import webhook_subscriptions as subs
 from trustyard.events.model import Event, EventType
 from trustyard.events.stores import event_of
+from trustyard.kit.clock import utc_or_none
 from trustyard.webhooks.interfaces import (
     Attempt,
     Delivery,
@@ -26,14 +28,8 @@ from trustyard.webhooks.interfaces import (
 PENDING = DeliveryState.PENDING.value
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def _when(moment: datetime | None) -> datetime:
-    found = _utc(moment)
+    found = utc_or_none(moment)
     assert found is not None
     return found
 
@@ -57,10 +53,10 @@ def _subscription(row: Any) -> Subscription:
         description=row.description,
         active=bool(row.active),
         inactive_reason=row.inactive_reason,
-        inactive_since=_utc(row.inactive_since),
-        failing_since=_utc(row.failing_since),
-        last_success_at=_utc(row.last_success_at),
-        last_failure_at=_utc(row.last_failure_at),
+        inactive_since=utc_or_none(row.inactive_since),
+        failing_since=utc_or_none(row.failing_since),
+        last_success_at=utc_or_none(row.last_success_at),
+        last_failure_at=utc_or_none(row.last_failure_at),
         created_by=row.created_by,
         created_at=_when(row.created_at),
         updated_at=_when(row.updated_at),
@@ -96,8 +92,8 @@ def _delivery(row: Any, history: Sequence[Attempt] = ()) -> Delivery:
         state=DeliveryState(row.state),
         attempts=row.attempts,
         created_at=_when(row.delivery_created_at),
-        delivered_at=_utc(row.delivered_at),
-        last_attempt_at=_utc(row.last_attempt_at),
+        delivered_at=utc_or_none(row.delivered_at),
+        last_attempt_at=utc_or_none(row.last_attempt_at),
         last_status=row.last_status,
         last_error=row.last_error,
         history=tuple(history),
@@ -145,9 +141,7 @@ class WebhookStore:
         target: str | None = None,
     ) -> list[Subscription]:
         """In id order, after the subscription whose id is `after`."""
-        query = select(subs).order_by(subs.c.id).limit(limit)
-        if after is not None:
-            query = query.where(subs.c.id > after)
+        query = keyset(select(subs), subs.c.id, after, limit)
         if scope is not None:
             query = query.where(subs.c.scope == scope.value)
         if target is not None:
