@@ -14,6 +14,7 @@ from trustyard.api.app import PREFIX as API_PREFIX
 from trustyard.api.app import create_api, guarded
 from trustyard.auth.access import AccessPolicy, Authenticator
 from trustyard.auth.authorize import open_policy
+from trustyard.auth.gate import Accounts
 from trustyard.auth.login_throttle import LoginThrottle
 from trustyard.auth.registry_tokens import RegistryTokens
 from trustyard.auth.signing import SigningKeys
@@ -31,7 +32,6 @@ from trustyard.kit.asgi import ROUTE_KEY, Message, Receive, Scope, Send
 from trustyard.kit.forwarded import client_address, networks
 from trustyard.metrics.recorder import Recorder, method_label
 from trustyard.metrics_http.endpoint import MetricsEndpoint, route_label
-from trustyard.registry.access import Accounts
 from trustyard.registry.app import RegistryApp
 from trustyard.registry.context import RegistryContext
 from trustyard.registry.http import JSON, Request, respond

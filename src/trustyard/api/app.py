@@ -19,8 +19,8 @@ from trustyard.api import (
 )
 from trustyard.api.guard import RequestGuard
 from trustyard.auth.accounts import AccountService
+from trustyard.auth.gate import Accounts
 from trustyard.auth.repositories import RepositoryService
-from trustyard.registry.access import Accounts
 
 PREFIX = "/api/v1"
 

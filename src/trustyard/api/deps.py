@@ -14,6 +14,7 @@ from trustyard.api.schemas import NO_NUL
 from trustyard.auth import audit
 from trustyard.auth.accounts import DEFAULT_TOKEN_SCOPES, AccountService
 from trustyard.auth.authorize import Subject
+from trustyard.auth.gate import Accounts
 from trustyard.auth.interfaces import NotFound
 from trustyard.auth.permissions import Principal
 from trustyard.auth.repositories import RepositoryService
@@ -22,7 +23,6 @@ from trustyard.db.engine import read_tx
 from trustyard.events.model import Event
 from trustyard.events.outbox import Outbox
 from trustyard.kit.asgi import Scope
-from trustyard.registry.access import Accounts
 
 # What a token must allow to manage accounts: everything its owner may do.
 FULL_SCOPE = str(TokenScope.from_strings(DEFAULT_TOKEN_SCOPES))

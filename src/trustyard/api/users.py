@@ -10,9 +10,9 @@ from trustyard.api.audit import Trail
 from trustyard.api.deps import After, Caller, Limit, Registry, Service, require_admin
 from trustyard.api.errors import forbidden, problems
 from trustyard.api.schemas import Me, Page, UserCreate, UserOut, UserUpdate
+from trustyard.auth.gate import Accounts
 from trustyard.auth.login_throttle import LoginThrottle
 from trustyard.db.engine import read_tx, write_tx
-from trustyard.registry.access import Accounts
 
 router = APIRouter(tags=["users"])
 

@@ -22,12 +22,12 @@ from trustyard.api.errors import ApiProblem, forbidden, hidden, problems
 from trustyard.api.schemas import MAX_ROW_ID, NO_NUL, Page
 from trustyard.auth.accounts import AccountService
 from trustyard.auth.authorize import Action
+from trustyard.auth.gate import Accounts
 from trustyard.auth.interfaces import AccessError, Invalid, NotFound
 from trustyard.auth.permissions import Principal
 from trustyard.auth.repositories import check_repository_name
 from trustyard.db.engine import read_tx, write_tx
 from trustyard.events.model import EventType, namespace_of
-from trustyard.registry.access import Accounts
 from trustyard.webhooks.interfaces import Attempt, Delivery, PayloadFormat, Scope, Subscription
 from trustyard.webhooks.service import WebhookService
 

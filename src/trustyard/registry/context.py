@@ -26,7 +26,7 @@ from trustyard.oci.errors import ErrorCode, OciError
 from trustyard.storage.interfaces import BlobDriver
 
 if TYPE_CHECKING:
-    from trustyard.registry.access import Accounts
+    from trustyard.auth.gate import Accounts
     from trustyard.registry.http import Request
 
 T = TypeVar("T")

@@ -32,6 +32,7 @@ from urllib.parse import parse_qs
 
 from trustyard.auth import audit
 from trustyard.auth.authorize import Subject
+from trustyard.auth.gate import Accounts, directory_errors
 from trustyard.auth.ldap_accounts import Actor
 from trustyard.auth.permissions import Principal
 from trustyard.auth.refresh_tokens import (
@@ -46,7 +47,6 @@ from trustyard.auth.scopes import InvalidScope, ScopeGrant, TokenScope, parse_sc
 from trustyard.db.engine import write_tx
 from trustyard.kit.asgi import Send
 from trustyard.oci.errors import ErrorCode, OciError
-from trustyard.registry.access import Accounts, directory_errors
 from trustyard.registry.http import JSON, BodyStalled, ClientGone, Headers, Request, respond
 
 log = logging.getLogger(__name__)

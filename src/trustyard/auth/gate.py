@@ -1,4 +1,5 @@
-"""Accounts on /v2: who is asking (Basic or Bearer), and the policy that decides.
+"""The gate both edges ask when accounts are on: who is asking (Basic or Bearer), and the
+policy that decides.
 
 Credentials are checked once per process and remembered for a short while (argon2 is meant to
 be slow), and only as long as the credential generation (db.generation, moved by triggers when
@@ -57,7 +58,7 @@ _CACHE_LIMIT = 10_000
 
 @dataclass
 class Accounts:
-    """Everything /v2 needs when accounts are on."""
+    """Everything /v2 and /api/v1 need when accounts are on."""
 
     engine: Engine
     authenticator: Authenticator
