@@ -42,7 +42,7 @@ from trustyard.auth.permissions import may_create as _may_create
 from trustyard.auth.scopes import TokenScope
 from trustyard.auth.secrets import PREFIX, parse_token, secret_matches
 from trustyard.auth.stores import AccessStore
-from trustyard.auth.stores import now as _now
+from trustyard.kit.clock import utc_now as _now
 
 TOKEN_PREFIX = f"{PREFIX}_"
 

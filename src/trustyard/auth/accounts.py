@@ -42,7 +42,8 @@ from trustyard.auth.interfaces import (
 from trustyard.auth.passwords import DEFAULT_HASHER, check_password_policy, hash_password
 from trustyard.auth.permissions import Role
 from trustyard.auth.scopes import TokenScope, is_valid_pattern
-from trustyard.auth.stores import AccessStore, now
+from trustyard.auth.stores import AccessStore
+from trustyard.kit.clock import utc_now
 from trustyard.oci.names import is_valid_name
 
 NAME_RE = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")
@@ -469,7 +470,7 @@ class AccountService:
         if expires_at is not None:
             if expires_at.tzinfo is None:
                 raise Invalid("a token's expiry needs a time zone")
-            if expires_at <= now():
+            if expires_at <= utc_now():
                 raise Invalid("a token's expiry is in the future")
         kind: secrets.TokenKind
         if "+" in owner:

@@ -25,7 +25,7 @@ from trustyard.auth import audit
 from trustyard.auth.accounts import AccountService
 from trustyard.auth.interfaces import Conflict, Invalid, User
 from trustyard.auth.ldap import LdapDirectory, LdapIdentity, TeamSyncPlan, plan_team_sync
-from trustyard.auth.stores import now
+from trustyard.kit.clock import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def _record(
     audit.record(
         conn,
         audit.AuditEvent(
-            at=now(),
+            at=utc_now(),
             actor=actor.name,
             actor_kind=actor.kind,
             action=action,

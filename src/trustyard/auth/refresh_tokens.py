@@ -54,9 +54,9 @@ from trustyard.auth.secrets import (
     parse_token,
     secret_matches,
 )
-from trustyard.auth.stores import now as _now
-from trustyard.auth.stores import utc
 from trustyard.db.tables import access_tokens, organizations, robots, users
+from trustyard.kit.clock import utc
+from trustyard.kit.clock import utc_now as _now
 
 REFRESH_KIND = "rft"
 DEFAULT_REFRESH_TTL = timedelta(days=30)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -31,6 +31,7 @@ from trustyard.auth.interfaces import (
     Team,
     User,
 )
+from trustyard.db.sql import bytewise, keyset
 from trustyard.db.tables import (
     access_tokens,
     login_failures,
@@ -45,19 +46,7 @@ from trustyard.db.tables import (
     teams,
     users,
 )
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def utc(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes: every stored time is UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
-def _utc_or_none(value: datetime | None) -> datetime | None:
-    return None if value is None else utc(value)
+from trustyard.kit.clock import utc, utc_now, utc_or_none
 
 
 def _insert(conn: Connection, table: Any, values: Mapping[str, Any], kind: str, name: str) -> int:
@@ -80,7 +69,7 @@ def _user(row: Row[Any]) -> User:
         bool(row.is_active),
         row.source,
         utc(row.created_at),
-        _utc_or_none(row.last_login_at),
+        utc_or_none(row.last_login_at),
     )
 
 
@@ -91,7 +80,7 @@ _NAMESPACE_LOCKS = 0x74796E73
 class AccessStore:
     # --- users -------------------------------------------------------------------------------
     def create_user(self, conn: Connection, username: str, **fields: Any) -> User:
-        values = {"username": username, "created_at": now(), **fields}
+        values = {"username": username, "created_at": utc_now(), **fields}
         _insert(conn, users, values, "user", username)
         found = self.user(conn, username)
         assert found is not None
@@ -118,7 +107,7 @@ class AccessStore:
                     access_tokens.c.kind == "rft",
                     access_tokens.c.revoked_at.is_(None),
                 )
-                .values(revoked_at=now())
+                .values(revoked_at=utc_now())
             )
         return result.rowcount > 0
 
@@ -126,9 +115,7 @@ class AccessStore:
         return conn.execute(delete(users).where(users.c.username == username)).rowcount > 0
 
     def list_users(self, conn: Connection, limit: int, after: str | None) -> list[User]:
-        query = select(users).order_by(users.c.username).limit(limit)
-        if after:
-            query = query.where(users.c.username > after)
+        query = keyset(select(users), users.c.username, after or None, limit)
         return [_user(row) for row in conn.execute(query)]
 
     def active_admins(self, conn: Connection, *, lock: bool = False) -> list[str]:
@@ -160,7 +147,7 @@ class AccessStore:
             "name": name,
             "visibility": visibility,
             "description": description,
-            "created_at": now(),
+            "created_at": utc_now(),
         }
         _insert(conn, repositories, values, "repository", name)
         found = self.repository_record(conn, name)
@@ -180,10 +167,9 @@ class AccessStore:
         """Repositories in byte-wise name order after `after`, only those of `namespace` when
         given. `namespaces` None: every namespace; otherwise only repositories of those
         namespaces, and public ones when `public`."""
-        name = _bytewise(conn, repositories.c.name)
-        query = select(repositories).order_by(name).limit(limit)
-        if after:
-            query = query.where(name > after)
+        query = keyset(
+            select(repositories), bytewise(conn, repositories.c.name), after or None, limit
+        )
         if namespace is not None:
             query = query.where(_in_namespace(namespace))
         if namespaces is not None:
@@ -219,7 +205,7 @@ class AccessStore:
 
     # --- organizations -----------------------------------------------------------------------
     def create_organization(self, conn: Connection, name: str, description: str) -> Organization:
-        values = {"name": name, "description": description, "created_at": now()}
+        values = {"name": name, "description": description, "created_at": utc_now()}
         _insert(conn, organizations, values, "organization", name)
         found = self.organization(conn, name)
         assert found is not None
@@ -232,9 +218,7 @@ class AccessStore:
     def list_organizations(
         self, conn: Connection, limit: int, after: str | None
     ) -> list[Organization]:
-        query = select(organizations).order_by(organizations.c.name).limit(limit)
-        if after:
-            query = query.where(organizations.c.name > after)
+        query = keyset(select(organizations), organizations.c.name, after or None, limit)
         return [
             Organization(r.id, r.name, r.description, utc(r.created_at))
             for r in conn.execute(query)
@@ -292,7 +276,7 @@ class AccessStore:
             "organization_id": organization.id,
             "name": name,
             "description": description,
-            "created_at": now(),
+            "created_at": utc_now(),
         }
         _insert(conn, teams, values, "team", f"{organization.name}/{name}")
         found = self.team(conn, organization.name, name)
@@ -427,7 +411,7 @@ class AccessStore:
             "organization_id": organization.id,
             "name": name,
             "description": description,
-            "created_at": now(),
+            "created_at": utc_now(),
         }
         robot_id = _insert(conn, robots, values, "robot", f"{organization.name}+{name}")
         return Robot(robot_id, organization.name, name, description)
@@ -472,7 +456,7 @@ class AccessStore:
 
     # --- tokens ------------------------------------------------------------------------------
     def create_token(self, conn: Connection, **values: Any) -> int:
-        values = {**values, "scopes": json.dumps(list(values["scopes"])), "created_at": now()}
+        values = {**values, "scopes": json.dumps(list(values["scopes"])), "created_at": utc_now()}
         return _insert(conn, access_tokens, values, "token", values["public_id"])
 
     def token(self, conn: Connection, public_id: str) -> tuple[AccessToken, str] | None:
@@ -495,12 +479,14 @@ class AccessStore:
 
     def touch_token(self, conn: Connection, token_id: int) -> None:
         conn.execute(
-            update(access_tokens).where(access_tokens.c.id == token_id).values(last_used_at=now())
+            update(access_tokens)
+            .where(access_tokens.c.id == token_id)
+            .values(last_used_at=utc_now())
         )
 
     def revoke_token(self, conn: Connection, token_id: int) -> None:
         conn.execute(
-            update(access_tokens).where(access_tokens.c.id == token_id).values(revoked_at=now())
+            update(access_tokens).where(access_tokens.c.id == token_id).values(revoked_at=utc_now())
         )
 
     # --- failed logins -----------------------------------------------------------------------
@@ -512,7 +498,7 @@ class AccessStore:
         row = conn.execute(query.with_for_update() if lock else query).first()
         if row is None:
             return None
-        return row.failures, utc(row.last_failure_at), _utc_or_none(row.locked_until)
+        return row.failures, utc(row.last_failure_at), utc_or_none(row.locked_until)
 
     def put_login_failure(
         self,
@@ -600,11 +586,6 @@ def _in_namespace(namespace: str) -> ColumnElement[bool]:
     )
 
 
-def _bytewise(conn: Connection, column: ColumnElement[str]) -> ColumnElement[str]:
-    """Compare and sort names byte by byte (as /v2 does) whatever the database's locale."""
-    return column.collate("C") if conn.dialect.name == "postgresql" else column
-
-
 def _token_query() -> Any:
     return select(
         access_tokens,
@@ -628,7 +609,7 @@ def _token(row: Row[Any]) -> AccessToken:
         owner,
         tuple(json.loads(row.scopes)),
         utc(row.created_at),
-        _utc_or_none(row.expires_at),
-        _utc_or_none(row.revoked_at),
-        _utc_or_none(row.last_used_at),
+        utc_or_none(row.expires_at),
+        utc_or_none(row.revoked_at),
+        utc_or_none(row.last_used_at),
     )

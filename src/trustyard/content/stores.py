@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
     Connection,
     Select,
     Table,
@@ -29,6 +27,7 @@ from trustyard.content.interfaces import (
     TagRow,
     UploadRecord,
 )
+from trustyard.db.sql import bytewise, keyset
 from trustyard.db.tables import (
     blobs,
     manifest_references,
@@ -38,14 +37,7 @@ from trustyard.db.tables import (
     tags,
     uploads,
 )
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+from trustyard.kit.clock import utc, utc_now
 
 
 class ContentStore:
@@ -62,7 +54,7 @@ class ContentStore:
         if existing is not None:
             return existing, False
         inserted = conn.scalar(
-            _create_repository_statement(conn.dialect.name), {"name": name, "created_at": now()}
+            _create_repository_statement(conn.dialect.name), {"name": name, "created_at": utc_now()}
         )
         if inserted is not None:
             return int(inserted), True
@@ -82,11 +74,8 @@ class ContentStore:
         return self.push_target(conn, name)
 
     def catalog(self, conn: Connection, limit: int | None, last: str | None) -> Page:
-        name = _bytewise(conn, repositories.c.name)
-        query = select(repositories.c.name).order_by(name)
-        if last:
-            query = query.where(name > last)
-        return _page(conn, query, limit)
+        name = bytewise(conn, repositories.c.name)
+        return _page(conn, keyset(select(repositories.c.name), name, last or None), limit)
 
     # --- blobs -------------------------------------------------------------------------------
     def blob_size(self, conn: Connection, digest: str) -> int | None:
@@ -96,11 +85,11 @@ class ContentStore:
         return conn.scalar(queries.REPOSITORY_BLOB_SIZE, {"repository": repository, "ref": digest})
 
     def record_blob(self, conn: Connection, digest: str, size: int) -> None:
-        values = {"digest": digest, "size": size, "created_at": now()}
+        values = {"digest": digest, "size": size, "created_at": utc_now()}
         _insert_missing(conn, blobs, values, ["digest"])
 
     def link_blob(self, conn: Connection, repository_id: int, digest: str) -> None:
-        values = {"repository_id": repository_id, "digest": digest, "created_at": now()}
+        values = {"repository_id": repository_id, "digest": digest, "created_at": utc_now()}
         _insert_missing(conn, repository_blobs, values, ["repository_id", "digest"])
 
     def unlink_blob(self, conn: Connection, repository: str, digest: str) -> bool:
@@ -139,7 +128,7 @@ class ContentStore:
 
     # --- uploads -----------------------------------------------------------------------------
     def create_upload(self, conn: Connection, upload_id: str, repository: str) -> None:
-        stamp = now()
+        stamp = utc_now()
         values = {
             "id": upload_id,
             "repository": repository,
@@ -154,7 +143,7 @@ class ContentStore:
         return UploadRecord(row.id, row.repository, row.offset) if row else None
 
     def advance_upload(self, conn: Connection, upload_id: str, old: int, new: int) -> bool:
-        params = {"upload_id": upload_id, "old": old, "new": new, "stamp": now()}
+        params = {"upload_id": upload_id, "old": old, "new": new, "stamp": utc_now()}
         return conn.execute(_ADVANCE_UPLOAD, params).rowcount == 1
 
     def delete_upload(self, conn: Connection, upload_id: str) -> bool:
@@ -194,7 +183,7 @@ class ContentStore:
             "annotations": json.dumps(annotations) if annotations else None,
             "size": len(record.payload),
             "payload": record.payload,
-            "created_at": now(),
+            "created_at": utc_now(),
         }
         result = conn.execute(_INSERT_MANIFEST, values)
         manifest_id = int(result.inserted_primary_key[0])  # type: ignore[index]
@@ -298,7 +287,7 @@ class ContentStore:
             "repository_id": repository_id,
             "name": tag,
             "manifest_id": manifest_id,
-            "updated_at": now(),
+            "updated_at": utc_now(),
         }
         conn.execute(_set_tag_statement(conn.dialect.name), values)
 
@@ -314,19 +303,15 @@ class ContentStore:
     def list_tags(
         self, conn: Connection, repository_id: int, limit: int | None, last: str | None
     ) -> Page:
-        name = _bytewise(conn, tags.c.name)
         query = select(tags.c.name).where(tags.c.repository_id == repository_id)
-        if last:
-            query = query.where(name > last)
-        return _page(conn, query.order_by(name), limit)
+        return _page(conn, keyset(query, bytewise(conn, tags.c.name), last or None), limit)
 
     def tag_rows(
         self, conn: Connection, repository_id: int, limit: int, after: str | None
     ) -> list[TagRow]:
         """Up to `limit` tags of the repository in byte order after `after`, each with its
         manifest (digest, media type, size, bytes) and when the tag was last pushed."""
-        name = _bytewise(conn, tags.c.name)
-        query = (
+        query = keyset(
             select(
                 tags.c.name,
                 tags.c.updated_at,
@@ -337,12 +322,11 @@ class ContentStore:
                 manifests.c.payload,
             )
             .select_from(tags.join(manifests, manifests.c.id == tags.c.manifest_id))
-            .where(tags.c.repository_id == repository_id)
-            .order_by(name)
-            .limit(limit)
+            .where(tags.c.repository_id == repository_id),
+            bytewise(conn, tags.c.name),
+            after,
+            limit,
         )
-        if after is not None:
-            query = query.where(name > after)
         return [
             TagRow(
                 row.name,
@@ -351,7 +335,7 @@ class ContentStore:
                 row.media_type,
                 row.size,
                 bytes(row.payload),
-                _utc(row.updated_at),
+                utc(row.updated_at),
             )
             for row in conn.execute(query)
         ]
@@ -476,11 +460,6 @@ def _insert_missing(conn: Connection, table: Table, values: dict[str, Any], key:
         statement = dialect.insert(table).on_conflict_do_nothing(index_elements=key)
         _INSERT_MISSING[cache_key] = statement
     conn.execute(statement, values)
-
-
-def _bytewise(conn: Connection, column: ColumnElement[str]) -> ColumnElement[str]:
-    """Compare and sort names byte by byte (OCI lexical order) whatever the DB's locale."""
-    return column.collate("C") if conn.dialect.name == "postgresql" else column
 
 
 def _page(conn: Connection, query: Select[Any], limit: int | None) -> Page:

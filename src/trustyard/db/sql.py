@@ -8,7 +8,7 @@ from sqlalchemy import Connection, Select
 from sqlalchemy.sql.elements import ColumnElement
 
 K = TypeVar("K")
-R = TypeVar("R", bound=tuple[Any, ...])
+S = TypeVar("S", bound=Select[Any])
 
 
 def bytewise(conn: Connection, column: ColumnElement[str]) -> ColumnElement[str]:
@@ -18,13 +18,13 @@ def bytewise(conn: Connection, column: ColumnElement[str]) -> ColumnElement[str]
 
 
 def keyset(
-    query: Select[R],
+    query: S,
     key: ColumnElement[K],
     after: K | None,
     limit: int | None = None,
     *,
     descending: bool = False,
-) -> Select[R]:
+) -> S:
     """One page of `query` by `key`: ordered by it, past `after` (greater, or smaller when
     `descending`) when given, at most `limit` rows when given."""
     query = query.order_by(key.desc() if descending else key)

@@ -8,7 +8,7 @@ import json
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import islice
 from typing import Any
 
@@ -16,6 +16,7 @@ from sqlalchemy import Connection, and_, bindparam, delete, exists, insert, sele
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 
+from trustyard.db.sql import keyset
 from trustyard.db.tables import (
     jobs,
     manifests,
@@ -25,6 +26,7 @@ from trustyard.db.tables import (
     scans,
     tags,
 )
+from trustyard.kit.clock import utc_now, utc_or_none
 from trustyard.scanning.model import LayerScan
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
@@ -32,10 +34,6 @@ LIVE = (QUEUED, RUNNING)
 
 # What the varchar columns hold at most (PostgreSQL refuses longer values).
 _LIMITS = {"ecosystem": 32, "name": 512, "version": 255, "purl": 1024, "platform": 64}
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def pack(document: Any) -> bytes:
@@ -50,13 +48,6 @@ def pack_text(text: str) -> bytes:
 
 def unpack(data: bytes) -> Any:
     return json.loads(zlib.decompress(data))
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    """SQLite gives naive datetimes back: they were written in UTC."""
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,9 +154,9 @@ def _record(row: Any) -> ScanRecord:
         layers_done=row.layers_done,
         layers_total=row.layers_total,
         error=error,
-        created_at=_aware(row.created_at) or now(),
-        started_at=_aware(row.started_at),
-        finished_at=_aware(row.finished_at),
+        created_at=utc_or_none(row.created_at) or utc_now(),
+        started_at=utc_or_none(row.started_at),
+        finished_at=utc_or_none(row.finished_at),
     )
 
 
@@ -238,7 +229,7 @@ class ScanStore:
             "status": SUCCEEDED if scan is not None else FAILED,
             "result": pack(scan.to_json()) if scan is not None else None,
             "error": error,
-            "scanned_at": now(),
+            "scanned_at": utc_now(),
             "duration_seconds": duration,
         }
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
@@ -255,7 +246,7 @@ class ScanStore:
             row.scanner_version,
             row.status,
             row.error,
-            _aware(row.scanned_at) or now(),
+            utc_or_none(row.scanned_at) or utc_now(),
             row.duration_seconds,
         )
 
@@ -279,7 +270,7 @@ class ScanStore:
             "trigger": trigger,
             "force": force,
             "requested_by": requested_by,
-            "created_at": now(),
+            "created_at": utc_now(),
         }
         result = conn.execute(_INSERT_SCAN, values)
         return int(result.inserted_primary_key[0])  # type: ignore[index]
@@ -332,7 +323,7 @@ class ScanStore:
             .where(scans.c.id == scan_id)
             .values(
                 status=RUNNING,
-                started_at=now(),
+                started_at=utc_now(),
                 error=None,
                 bytes_done=0,
                 bytes_total=0,
@@ -374,7 +365,7 @@ class ScanStore:
         conn.execute(
             update(scans)
             .where(scans.c.id == scan_id)
-            .values(status=FAILED, error=error[:4000], finished_at=now())
+            .values(status=FAILED, error=error[:4000], finished_at=utc_now())
         )
 
     def succeed(
@@ -394,7 +385,7 @@ class ScanStore:
                 status=SUCCEEDED,
                 boms=boms if isinstance(boms, bytes) else pack(list(boms)),
                 error=None,
-                finished_at=now(),
+                finished_at=utc_now(),
                 bytes_done=scans.c.bytes_total,
                 layers_done=scans.c.layers_total,
             )
@@ -478,32 +469,28 @@ class ScanStore:
         limit: int,
     ) -> list[ComponentRow]:
         """Components matching every given filter, in row order after the id `after`."""
-        query = (
-            select(
-                scan_components.c.id,
-                repositories.c.name.label("repository"),
-                scan_components.c.repository_id,
-                scan_components.c.manifest_digest,
-                scan_components.c.platform,
-                scan_components.c.ecosystem,
-                scan_components.c.name,
-                scan_components.c.version,
-                scan_components.c.purl,
-                scan_components.c.layer_digest,
-                scan_components.c.location,
+        query = select(
+            scan_components.c.id,
+            repositories.c.name.label("repository"),
+            scan_components.c.repository_id,
+            scan_components.c.manifest_digest,
+            scan_components.c.platform,
+            scan_components.c.ecosystem,
+            scan_components.c.name,
+            scan_components.c.version,
+            scan_components.c.purl,
+            scan_components.c.layer_digest,
+            scan_components.c.location,
+        ).select_from(
+            scan_components.join(
+                repositories, repositories.c.id == scan_components.c.repository_id
+            ).join(  # only manifests that still exist
+                manifests,
+                and_(
+                    manifests.c.repository_id == scan_components.c.repository_id,
+                    manifests.c.digest == scan_components.c.manifest_digest,
+                ),
             )
-            .select_from(
-                scan_components.join(
-                    repositories, repositories.c.id == scan_components.c.repository_id
-                ).join(  # only manifests that still exist
-                    manifests,
-                    and_(
-                        manifests.c.repository_id == scan_components.c.repository_id,
-                        manifests.c.digest == scan_components.c.manifest_digest,
-                    ),
-                )
-            )
-            .where(scan_components.c.id > after)
         )
         if name is not None:
             query = query.where(scan_components.c.name == name)
@@ -513,7 +500,7 @@ class ScanStore:
             query = query.where(scan_components.c.ecosystem == ecosystem)
         if purl is not None:
             query = query.where(scan_components.c.purl == purl)
-        rows = conn.execute(query.order_by(scan_components.c.id).limit(limit))
+        rows = conn.execute(keyset(query, scan_components.c.id, after, limit))
         return [ComponentRow(*row) for row in rows]
 
 

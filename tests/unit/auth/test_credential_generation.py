@@ -12,8 +12,8 @@ from sqlalchemy import Connection, select, update
 from tests.unit.auth.conftest import CHEAP_HASHER
 from trustyard.auth.accounts import AccountService
 from trustyard.auth.stores import AccessStore
-from trustyard.auth.stores import now as _now
 from trustyard.db.tables import access_tokens, credential_generation, users
+from trustyard.kit.clock import utc_now as _now
 
 
 def generation(conn: Connection) -> int:
