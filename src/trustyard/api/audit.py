@@ -14,9 +14,9 @@ from trustyard.api.deps import Caller, Limit, Registry
 from trustyard.api.errors import forbidden
 from trustyard.api.schemas import MAX_ROW_ID, NO_NUL, AuditEventOut, Page
 from trustyard.auth import audit
-from trustyard.auth.interfaces import Invalid
 from trustyard.auth.permissions import Principal
 from trustyard.db.engine import read_tx
+from trustyard.errors import Invalid
 
 router = APIRouter(tags=["audit"])
 

@@ -15,11 +15,11 @@ from trustyard.auth import audit
 from trustyard.auth.accounts import DEFAULT_TOKEN_SCOPES, AccountService
 from trustyard.auth.authorize import Subject
 from trustyard.auth.gate import Accounts
-from trustyard.auth.interfaces import NotFound
 from trustyard.auth.permissions import Principal
 from trustyard.auth.repositories import RepositoryService
 from trustyard.auth.scopes import TokenScope
 from trustyard.db.engine import read_tx
+from trustyard.errors import NotFound
 from trustyard.events.model import Event
 from trustyard.events.outbox import Outbox
 from trustyard.kit.asgi import Scope
@@ -47,7 +47,8 @@ SUBJECT_KEY = "trustyard.subject"
 
 async def authenticate(accounts: Accounts, scope: Scope) -> Subject:
     """The subject behind the request's Authorization header (Basic with a password or a
-    `ty_` token, or Bearer), checked once per request; wrong credentials raise OciError."""
+    `ty_` token, or Bearer), checked once per request; wrong credentials raise
+    Unauthenticated (or Throttled, Unavailable)."""
     known = scope.get(SUBJECT_KEY)
     if isinstance(known, Subject):
         return known

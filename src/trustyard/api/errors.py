@@ -14,9 +14,17 @@ from starlette.exceptions import HTTPException
 
 from trustyard.auth import audit
 from trustyard.auth.accounts import StateConflict
-from trustyard.auth.interfaces import AccessError, Conflict, Invalid, NotFound
 from trustyard.db.engine import write_tx
-from trustyard.oci.errors import ErrorCode, OciError
+from trustyard.errors import (
+    Conflict,
+    Denied,
+    DomainError,
+    Invalid,
+    NotFound,
+    Throttled,
+    Unauthenticated,
+    Unavailable,
+)
 
 PROBLEM = "application/problem+json"
 CHALLENGE = {"WWW-Authenticate": 'Basic realm="trustyard"'}
@@ -99,19 +107,38 @@ def problem(status: int, detail: str, headers: dict[str, str] | None = None) -> 
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM)
 
 
-def _access_status(error: AccessError) -> int:
-    if isinstance(error, NotFound):
-        return 404
-    if isinstance(error, (Conflict, StateConflict)):
-        return 409
-    if isinstance(error, Invalid):
-        return 422
-    return 400
+# Each domain error's status. A class not listed answers as its nearest listed parent: a
+# missing object 404, a rule broken 422, any other refusal of a domain (a bad token, a refused
+# grant) 400.
+STATUSES: dict[type[DomainError], int] = {
+    NotFound: 404,
+    Conflict: 409,
+    StateConflict: 409,
+    Invalid: 422,
+    Denied: 403,
+    Unauthenticated: 401,
+    Throttled: 429,
+    Unavailable: 503,  # e.g. the LDAP directory does not answer
+    DomainError: 400,
+}
 
 
-async def _on_access_error(_: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, AccessError)
-    return problem(_access_status(error), str(error))
+def refusal(error: DomainError) -> HTTPException:
+    """The answer to a domain error: its status, its message, and the headers that go with
+    it (the challenge of a failed login, when to retry after the login back-off)."""
+    status = next(STATUSES[kind] for kind in type(error).__mro__ if kind in STATUSES)
+    headers: dict[str, str] = {}
+    if isinstance(error, Unauthenticated):
+        headers = CHALLENGE
+    elif isinstance(error, Throttled):
+        headers = {"Retry-After": str(error.retry_after)}
+    return HTTPException(status, error.message, headers)
+
+
+async def _on_domain_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, DomainError)
+    answer = refusal(error)
+    return problem(answer.status_code, answer.detail, dict(answer.headers or {}))
 
 
 async def _on_api_problem(request: Request, error: Exception) -> JSONResponse:
@@ -152,22 +179,6 @@ async def _audit_denial(request: Request) -> None:
     await asyncio.to_thread(write)
 
 
-async def _on_oci_error(_: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, OciError)  # only credential failures reach the API
-    refusal = oci_refusal(error)
-    return problem(refusal.status_code, refusal.detail, dict(refusal.headers or {}))
-
-
-def oci_refusal(error: OciError) -> HTTPException:
-    """The answer to a credential failure (wrong, throttled, directory down)."""
-    if error.code is ErrorCode.TOOMANYREQUESTS and isinstance(error.detail, dict):
-        retry = {"Retry-After": str(error.detail["retryAfter"])}
-        return HTTPException(429, error.message, retry)
-    if error.code is ErrorCode.UNAVAILABLE:  # e.g. the LDAP directory does not answer
-        return HTTPException(503, error.message)
-    return HTTPException(401, error.message, CHALLENGE)
-
-
 async def _on_validation(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
     details = "; ".join(
@@ -196,8 +207,7 @@ def _document(app: FastAPI) -> None:
 
 def install(app: FastAPI) -> None:
     _document(app)
-    app.add_exception_handler(AccessError, _on_access_error)
+    app.add_exception_handler(DomainError, _on_domain_error)
     app.add_exception_handler(ApiProblem, _on_api_problem)
-    app.add_exception_handler(OciError, _on_oci_error)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(HTTPException, _on_http)

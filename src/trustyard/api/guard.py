@@ -31,9 +31,9 @@ from fastapi.dependencies.models import Dependant
 from starlette.exceptions import HTTPException
 
 from trustyard.api.deps import Need, authenticate, get_caller, get_reader, vet
-from trustyard.api.errors import ApiProblem, oci_refusal
+from trustyard.api.errors import ApiProblem, refusal
+from trustyard.errors import LOGIN_FAILURES
 from trustyard.kit.asgi import Message, Receive, Scope, Send
-from trustyard.oci.errors import OciError
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +124,8 @@ class _Body:
                 vet(await authenticate(self.guard.api.state.accounts, self.scope), need)
             except ApiProblem as refused:
                 raise HTTPException(refused.status, refused.detail, refused.headers) from None
-            except OciError as error:  # wrong credentials, the login back-off, LDAP down
-                raise oci_refusal(error) from None
+            except LOGIN_FAILURES as error:  # wrong credentials, the login back-off, LDAP down
+                raise refusal(error) from None
         declared = _content_length(self.scope)
         if declared is not None and declared > self.limit:
             raise _too_large(self.limit)

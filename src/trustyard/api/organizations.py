@@ -37,9 +37,9 @@ from trustyard.api.schemas import (
 from trustyard.auth.accounts import AccountService
 from trustyard.auth.authorize import Action
 from trustyard.auth.gate import Accounts
-from trustyard.auth.interfaces import NotFound
 from trustyard.auth.permissions import Principal, Role
 from trustyard.db.engine import read_tx, write_tx
+from trustyard.errors import NotFound
 
 router = APIRouter(prefix="/organizations", tags=["organizations"])
 

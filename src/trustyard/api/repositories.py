@@ -29,11 +29,12 @@ from trustyard.api.errors import forbidden, hidden, problems
 from trustyard.api.schemas import Page, RepositoryCreate, RepositoryOut, RepositoryUpdate
 from trustyard.auth.authorize import Action
 from trustyard.auth.gate import Accounts
-from trustyard.auth.interfaces import Invalid, NotFound, Repository
+from trustyard.auth.interfaces import Repository
 from trustyard.auth.permissions import Principal
 from trustyard.auth.repositories import RepositoryService, check_repository_name
 from trustyard.auth.scopes import TokenScope
 from trustyard.db.engine import read_tx, write_tx
+from trustyard.errors import Invalid, NotFound
 from trustyard.events.model import repository_created, repository_deleted, repository_updated
 from trustyard.oci.names import is_valid_name
 

@@ -27,8 +27,8 @@ from trustyard.api.repositories import readable_repository
 from trustyard.api.schemas import MAX_ROW_ID, NO_NUL, Page
 from trustyard.auth import audit
 from trustyard.auth.authorize import Action
-from trustyard.auth.interfaces import Invalid, NotFound
 from trustyard.db.engine import read_tx, write_tx
+from trustyard.errors import Invalid, NotFound
 from trustyard.oci import mediatypes as mt
 from trustyard.scanning.service import (
     ManifestNotFound,

@@ -9,17 +9,10 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, Field
 
 from trustyard.auth.audit import AuditEvent
-from trustyard.auth.interfaces import (
-    AccessToken,
-    Invalid,
-    Organization,
-    Repository,
-    Robot,
-    Team,
-    User,
-)
+from trustyard.auth.interfaces import AccessToken, Organization, Repository, Robot, Team, User
 from trustyard.auth.repositories import AccessEntry, RepositoryAccess
 from trustyard.content.tags import TagDetail
+from trustyard.errors import Invalid
 
 T = TypeVar("T")
 # Text stored in or compared with the database: PostgreSQL cannot hold a NUL character.

@@ -23,10 +23,10 @@ from trustyard.api.schemas import MAX_ROW_ID, NO_NUL, Page
 from trustyard.auth.accounts import AccountService
 from trustyard.auth.authorize import Action
 from trustyard.auth.gate import Accounts
-from trustyard.auth.interfaces import AccessError, Invalid, NotFound
 from trustyard.auth.permissions import Principal
 from trustyard.auth.repositories import check_repository_name
 from trustyard.db.engine import read_tx, write_tx
+from trustyard.errors import DomainError, Invalid, NotFound
 from trustyard.events.model import EventType, namespace_of
 from trustyard.webhooks.interfaces import Attempt, Delivery, PayloadFormat, Scope, Subscription
 from trustyard.webhooks.service import WebhookService
@@ -286,7 +286,7 @@ def _manages(
 ) -> bool:
     try:
         check_scope(conn, accounts, service, principal, subscription.scope, subscription.target)
-    except (AccessError, ApiProblem):
+    except (DomainError, ApiProblem):
         return False
     return True
 

@@ -22,7 +22,7 @@ from sqlalchemy import Connection
 
 from trustyard.auth.accounts import valid_name
 from trustyard.auth.authorize import Action
-from trustyard.auth.interfaces import NotFound, User
+from trustyard.auth.interfaces import User
 from trustyard.auth.ldap import LdapIdentity
 from trustyard.auth.ldap_accounts import Actor, LdapAccounts, local_name
 from trustyard.auth.passwords import DEFAULT_HASHER, dummy_verify, hash_password, needs_rehash
@@ -42,6 +42,7 @@ from trustyard.auth.permissions import may_create as _may_create
 from trustyard.auth.scopes import TokenScope
 from trustyard.auth.secrets import PREFIX, parse_token, secret_matches
 from trustyard.auth.stores import AccessStore
+from trustyard.errors import NotFound
 from trustyard.kit.clock import utc_now as _now
 
 TOKEN_PREFIX = f"{PREFIX}_"

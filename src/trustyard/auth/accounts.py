@@ -29,20 +29,12 @@ from argon2 import PasswordHasher
 from sqlalchemy import Connection
 
 from trustyard.auth import secrets
-from trustyard.auth.interfaces import (
-    AccessToken,
-    Conflict,
-    Invalid,
-    NotFound,
-    Organization,
-    Robot,
-    Team,
-    User,
-)
+from trustyard.auth.interfaces import AccessToken, Organization, Robot, Team, User
 from trustyard.auth.passwords import DEFAULT_HASHER, check_password_policy, hash_password
 from trustyard.auth.permissions import Role
 from trustyard.auth.scopes import TokenScope, is_valid_pattern
 from trustyard.auth.stores import AccessStore
+from trustyard.errors import Conflict, Invalid, NotFound
 from trustyard.kit.clock import utc_now
 from trustyard.oci.names import is_valid_name
 

@@ -36,7 +36,6 @@ from trustyard.auth.access import (
     DirectoryAnswer,
 )
 from trustyard.auth.authorize import ANONYMOUS, Action, Resource, Subject
-from trustyard.auth.interfaces import NotFound
 from trustyard.auth.jwt_tokens import InvalidToken, SigningKeyError
 from trustyard.auth.ldap import LdapUnavailable
 from trustyard.auth.login_throttle import LoginThrottle, retry_after
@@ -45,7 +44,7 @@ from trustyard.auth.refresh_tokens import DEFAULT_REFRESH_TTL, RefreshTokens
 from trustyard.auth.registry_tokens import RegistryTokens
 from trustyard.auth.signing import SigningKeys
 from trustyard.db.engine import read_tx, write_tx
-from trustyard.oci.errors import ErrorCode, OciError
+from trustyard.errors import NotFound, Throttled, Unauthenticated, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +89,8 @@ class Accounts:
         return subject
 
     async def authenticate(self, authorization: str | None, address: str | None = None) -> Subject:
-        """The subject behind an Authorization header; bad credentials are UNAUTHORIZED, and
-        too many wrong passwords (per account and address, per address) TOOMANYREQUESTS."""
+        """The subject behind an Authorization header; bad credentials are Unauthenticated, and
+        too many wrong passwords (per account and address, per address) Throttled."""
         if not authorization:
             return ANONYMOUS
         material = authorization
@@ -123,7 +122,7 @@ class Accounts:
             subject, expires_at = self._bearer(value.strip())
             ttl = max(0.0, expires_at - time.time())
             return self._remember(key, subject, time.monotonic() + ttl)
-        raise OciError(ErrorCode.UNAUTHORIZED, f"unsupported authorization scheme {scheme[:20]!r}")
+        raise Unauthenticated(f"unsupported authorization scheme {scheme[:20]!r}")
 
     def _credential_generation(self) -> int | None:
         return None if self.credentials is None else self.credentials()
@@ -132,9 +131,9 @@ class Accounts:
         try:
             username, _, secret = base64.b64decode(value, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
-            raise OciError(ErrorCode.UNAUTHORIZED, "malformed Basic credentials") from None
+            raise Unauthenticated("malformed Basic credentials") from None
         if "\x00" in username:  # no account has one, and PostgreSQL text cannot hold it
-            raise OciError(ErrorCode.UNAUTHORIZED, "malformed Basic credentials")
+            raise Unauthenticated("malformed Basic credentials")
         # Tokens are not throttled (256 random bits cannot be guessed): login_throttle.
         password = not secret.startswith(TOKEN_PREFIX)
         now = datetime.now(UTC)
@@ -143,10 +142,8 @@ class Accounts:
                 until = self.throttle.refused_until(conn, username, address, now)
             if until is not None:
                 wait = retry_after(until, now)
-                raise OciError(
-                    ErrorCode.TOOMANYREQUESTS,
-                    f"too many failed logins from this address; retry in {wait} s",
-                    detail={"retryAfter": wait},
+                raise Throttled(
+                    f"too many failed logins from this address; retry in {wait} s", wait
                 )
         answer = self.directory_answer(username, secret)
         with write_tx(self.engine) as conn:
@@ -174,7 +171,7 @@ class Accounts:
                     address,
                 ),
             )
-        raise OciError(ErrorCode.UNAUTHORIZED, "wrong username or password")
+        raise Unauthenticated("wrong username or password")
 
     def _access_token(self, text: str, address: str | None) -> Subject:
         """An access token without a username: it names its owner. Not throttled: a token
@@ -191,12 +188,12 @@ class Accounts:
                     now, "", "anonymous", "login", "token", "bearer token", "failed", address
                 ),
             )
-        raise OciError(ErrorCode.UNAUTHORIZED, "invalid, expired or revoked access token")
+        raise Unauthenticated("invalid, expired or revoked access token")
 
     def directory_answer(self, username: str, secret: str) -> DirectoryAnswer | None:
         """The LDAP directory's answer to a password login that needs one (None: it does not),
         for `Authenticator.login`. Asked outside any transaction (call this before opening
-        one): a slow directory must never hold the database. An outage is UNAVAILABLE."""
+        one): a slow directory must never hold the database. An outage is Unavailable."""
         if self.authenticator.ldap is None:
             return None
         with read_tx(self.engine) as conn:
@@ -210,7 +207,7 @@ class Accounts:
         try:
             kid = jwt.get_unverified_header(token).get("kid", "")
         except jwt.PyJWTError:
-            raise OciError(ErrorCode.UNAUTHORIZED, "malformed bearer token") from None
+            raise Unauthenticated("malformed bearer token") from None
         try:
             with read_tx(self.engine) as conn:
                 signer = self.keys.for_kid(conn, str(kid))
@@ -218,7 +215,7 @@ class Accounts:
                 raise InvalidToken("the token is signed by an unknown key")
             verified = signer.verify(token, self.service)
         except (InvalidToken, SigningKeyError) as error:
-            raise OciError(ErrorCode.UNAUTHORIZED, str(error)) from None
+            raise Unauthenticated(str(error)) from None
         subject = Subject(verified.subject or None, None, verified.scope, bearer=True)
         return subject, verified.expires_at.timestamp()
 
@@ -264,13 +261,13 @@ class Accounts:
 
 @contextmanager
 def directory_errors(username: str) -> Iterator[None]:
-    """An LDAP outage is UNAVAILABLE (503), neither a failed login nor an internal error."""
+    """An LDAP outage is Unavailable (503 on both edges), neither a failed login nor an internal
+    error."""
     try:
         yield
     except LdapUnavailable as error:
         log.warning("LDAP login of %r impossible: %s", username[:128], error)
-        raise OciError(
-            ErrorCode.UNAVAILABLE,
+        raise Unavailable(
             "the LDAP directory does not answer: directory accounts cannot log in until it "
             "does (local accounts can); retry later",
         ) from None

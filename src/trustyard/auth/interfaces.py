@@ -5,27 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-
-class AccessError(Exception):
-    """Base of the access domain's errors; each edge maps them once."""
+from trustyard.errors import DomainError
 
 
-class NotFound(AccessError):
-    def __init__(self, kind: str, name: str) -> None:
-        super().__init__(f"{kind} {name!r} does not exist")
-        self.kind = kind
-        self.name = name
-
-
-class Conflict(AccessError):
-    def __init__(self, kind: str, name: str) -> None:
-        super().__init__(f"{kind} {name!r} already exists")
-        self.kind = kind
-        self.name = name
-
-
-class Invalid(AccessError):
-    """A value breaks a rule (name grammar, password policy, unknown role...)."""
+class AccessError(DomainError):
+    """Base of the errors only the access domain raises (a bad token, a refused grant...);
+    the generic ones (NotFound, Conflict, Invalid) are `trustyard.errors`'."""
 
 
 @dataclass(frozen=True, slots=True)

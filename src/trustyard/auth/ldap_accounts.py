@@ -23,8 +23,9 @@ from sqlalchemy import Connection
 
 from trustyard.auth import audit
 from trustyard.auth.accounts import AccountService
-from trustyard.auth.interfaces import Conflict, Invalid, User
+from trustyard.auth.interfaces import User
 from trustyard.auth.ldap import LdapDirectory, LdapIdentity, TeamSyncPlan, plan_team_sync
+from trustyard.errors import Conflict, Invalid
 from trustyard.kit.clock import utc_now
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ import contextlib
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from trustyard.auth.interfaces import Invalid
+from trustyard.errors import Invalid
 
 MIN_LENGTH = 12
 MAX_LENGTH = 1024  # characters; longer input is refused, not truncated

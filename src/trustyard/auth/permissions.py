@@ -26,8 +26,8 @@ from types import MappingProxyType
 from typing import Literal
 
 from trustyard.auth.authorize import Action
-from trustyard.auth.interfaces import Invalid
 from trustyard.auth.scopes import TokenScope, name_matches
+from trustyard.errors import Invalid
 
 PrincipalKind = Literal["anonymous", "user", "robot"]
 Visibility = Literal["public", "private"]

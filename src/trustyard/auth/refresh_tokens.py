@@ -42,7 +42,7 @@ from sqlalchemy import Connection, Row, insert, select, update
 from trustyard.auth import audit
 from trustyard.auth.access import Authenticator, DirectoryAnswer
 from trustyard.auth.accounts import DEFAULT_TOKEN_SCOPES
-from trustyard.auth.interfaces import AccessError, NotFound
+from trustyard.auth.interfaces import AccessError
 from trustyard.auth.permissions import Principal
 from trustyard.auth.scopes import TokenScope
 from trustyard.auth.secrets import (
@@ -55,6 +55,7 @@ from trustyard.auth.secrets import (
     secret_matches,
 )
 from trustyard.db.tables import access_tokens, organizations, robots, users
+from trustyard.errors import NotFound
 from trustyard.kit.clock import utc
 from trustyard.kit.clock import utc_now as _now
 

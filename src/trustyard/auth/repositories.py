@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection
 
 from trustyard.auth.access import AccessPolicy
-from trustyard.auth.interfaces import Invalid, NotFound, Repository
+from trustyard.auth.interfaces import Repository
 from trustyard.auth.permissions import (
     Grants,
     Principal,
@@ -25,6 +25,7 @@ from trustyard.auth.permissions import (
 )
 from trustyard.auth.scopes import TokenScope, name_matches
 from trustyard.auth.stores import AccessStore
+from trustyard.errors import Invalid, NotFound
 from trustyard.oci.names import is_valid_name
 
 VISIBILITIES: tuple[Visibility, ...] = ("private", "public")

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from trustyard.auth.authorize import Action
-from trustyard.auth.interfaces import Invalid
+from trustyard.errors import Invalid
 from trustyard.oci.names import MAX_NAME_LENGTH, is_valid_name
 
 REPOSITORY = "repository"

@@ -22,15 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from trustyard.auth.interfaces import (
-    AccessToken,
-    Conflict,
-    Organization,
-    Repository,
-    Robot,
-    Team,
-    User,
-)
+from trustyard.auth.interfaces import AccessToken, Organization, Repository, Robot, Team, User
 from trustyard.db.sql import bytewise, keyset
 from trustyard.db.tables import (
     access_tokens,
@@ -46,6 +38,7 @@ from trustyard.db.tables import (
     teams,
     users,
 )
+from trustyard.errors import Conflict
 from trustyard.kit.clock import utc, utc_now, utc_or_none
 
 

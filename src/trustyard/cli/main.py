@@ -188,9 +188,9 @@ def passwd(
 
     from trustyard.auth import secrets
     from trustyard.auth.accounts import AccountService
-    from trustyard.auth.interfaces import AccessError
     from trustyard.auth.login_throttle import LoginThrottle
     from trustyard.db.engine import make_engine, write_tx
+    from trustyard.errors import DomainError
 
     settings = _settings(data_dir, database_url)
     _prepare(settings)
@@ -201,7 +201,7 @@ def passwd(
         with write_tx(engine) as conn:
             AccountService().change_password(conn, username, new)
             LoginThrottle().forgive(conn, username)
-    except AccessError as problem:
+    except DomainError as problem:
         err.print(f"[red]cannot set the password of {username!r}: {problem}[/red]")
         raise typer.Exit(1) from None
     finally:

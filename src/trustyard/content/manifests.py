@@ -9,9 +9,15 @@ from sqlalchemy import Connection
 from trustyard.content.hotreads import HotReads
 from trustyard.content.interfaces import ManifestRecord, Page, ReferrerRecord
 from trustyard.content.stores import ContentStore
+from trustyard.errors import (
+    DigestMismatch,
+    ManifestBlobUnknown,
+    ManifestInvalid,
+    ManifestUnknown,
+    NameUnknown,
+)
 from trustyard.oci import mediatypes as mt
 from trustyard.oci.digest import DEFAULT_ALGORITHM, Digest, digest_bytes, parse_digest
-from trustyard.oci.errors import ErrorCode, OciError
 from trustyard.oci.manifest import ParsedManifest, parse_manifest
 from trustyard.oci.names import check_tag, is_valid_tag
 
@@ -41,14 +47,6 @@ class DeletedManifest:
     tags: tuple[str, ...]
 
 
-def manifest_unknown(reference: str) -> OciError:
-    return OciError(
-        ErrorCode.MANIFEST_UNKNOWN,
-        "manifest unknown to registry",
-        detail={"reference": reference[:200]},
-    )
-
-
 class ManifestService:
     def __init__(self, store: ContentStore, hot: HotReads) -> None:
         self.store = store
@@ -64,7 +62,7 @@ class ManifestService:
         else:
             record = None
         if record is None:
-            raise manifest_unknown(reference)
+            raise ManifestUnknown(reference)
         return record
 
     def put(
@@ -80,10 +78,7 @@ class ManifestService:
             claimed = parse_digest(reference)
             digest = digest_bytes(body, claimed.algorithm)
             if digest != claimed:
-                raise OciError(
-                    ErrorCode.DIGEST_INVALID,
-                    f"manifest body has digest {digest}, not {claimed}",
-                )
+                raise DigestMismatch(f"manifest body has digest {digest}, not {claimed}")
         else:
             tag = check_tag(reference)
             digest = digest_bytes(body, DEFAULT_ALGORITHM)
@@ -128,24 +123,20 @@ class ManifestService:
         for descriptor in wanted:
             size = sizes.get(str(descriptor.digest))
             if size is None:
-                raise OciError(
-                    ErrorCode.MANIFEST_BLOB_UNKNOWN,
+                raise ManifestBlobUnknown(
+                    str(descriptor.digest),
                     f"blob {descriptor.digest} is not in this repository; push it first",
-                    detail={"digest": str(descriptor.digest)},
                 )
             if size != descriptor.size:
-                raise OciError(
-                    ErrorCode.MANIFEST_INVALID,
+                raise ManifestInvalid(
                     f"descriptor of {descriptor.digest} says {descriptor.size} bytes,"
                     f" the blob has {size}",
                 )
         children = [str(d.digest) for d in parsed.children]
         missing = self.store.missing_manifests(conn, repository_id, children)
         if missing:
-            raise OciError(
-                ErrorCode.MANIFEST_BLOB_UNKNOWN,
-                f"manifest {missing[0]} is not in this repository; push it first",
-                detail={"digest": missing[0]},
+            raise ManifestBlobUnknown(
+                missing[0], f"manifest {missing[0]} is not in this repository; push it first"
             )
 
     def delete(self, conn: Connection, repository: str, reference: str) -> DeletedManifest:
@@ -159,14 +150,14 @@ class ManifestService:
             digest, tags = (named.digest if named else ""), [tag]
             deleted = self.store.delete_tag(conn, repository, tag)
         if not deleted:
-            raise manifest_unknown(reference)
+            raise ManifestUnknown(reference)
         return DeletedManifest(digest, tuple(tags))
 
     def tags(self, repository: str, limit: int | None, last: str | None) -> Page:
         """A page of tags (through the hot-read cache); n=0 still checks the repository."""
         page = self.hot.tag_page(repository, limit, last)
         if page is None:
-            raise OciError(ErrorCode.NAME_UNKNOWN, detail={"name": repository})
+            raise NameUnknown(repository)
         return page
 
     def referrers(

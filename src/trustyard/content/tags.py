@@ -19,9 +19,9 @@ from sqlalchemy import Connection
 
 from trustyard.content.interfaces import TagRow
 from trustyard.content.stores import ContentStore
+from trustyard.errors import DigestInvalid
 from trustyard.oci import mediatypes as mt
 from trustyard.oci.digest import parse_digest
-from trustyard.oci.errors import OciError
 from trustyard.storage.interfaces import BlobDriver, ContentMissing
 
 # Image configs are a few KiB; a larger one is not read for its platform.
@@ -133,7 +133,7 @@ class TagService:
             return self._config_platforms[digest]
         try:
             data = b"".join(self.driver.read(parse_digest(digest), 0, MAX_CONFIG_BYTES))
-        except (OciError, ContentMissing, OSError):  # listed without a platform
+        except (DigestInvalid, ContentMissing, OSError):  # listed without a platform
             return None
         found = _platform(_document(data))
         if len(self._config_platforms) >= _MEMO_LIMIT:

@@ -17,8 +17,8 @@ from sqlalchemy import Connection
 
 from trustyard.content.interfaces import UploadRecord
 from trustyard.content.stores import ContentStore
+from trustyard.errors import BlobUploadUnknown, DigestMismatch, RangeMismatch
 from trustyard.oci.digest import DEFAULT_ALGORITHM, Digest, Hasher, new_hasher
-from trustyard.oci.errors import ErrorCode, OciError
 from trustyard.storage.interfaces import (
     BlobDriver,
     UploadBusy,
@@ -87,10 +87,8 @@ class UploadService:
             self.store.get_upload(conn, upload_id) if _UPLOAD_ID_RE.fullmatch(upload_id) else None
         )
         if record is None or record.repository != repository:
-            raise OciError(
-                ErrorCode.BLOB_UPLOAD_UNKNOWN,
-                "upload session not found or expired",
-                detail={"uuid": upload_id[:64]},
+            raise BlobUploadUnknown(
+                upload_id, "upload session not found or expired", {"uuid": upload_id[:64]}
             )
         return record
 
@@ -109,25 +107,21 @@ class UploadService:
         hash): call it off the event loop.
         """
         if start is not None and start != upload.offset:
-            raise OciError(
-                ErrorCode.RANGE_INVALID,
+            raise RangeMismatch(
                 f"chunk starts at {start} but the upload holds {upload.offset} bytes",
-                detail={"offset": upload.offset},
+                upload.offset,
             )
         try:
             writer = self.driver.open_upload(upload.id, upload.offset, confirm)
         except UploadMoved:
-            raise OciError(
-                ErrorCode.RANGE_INVALID,
-                "the upload advanced concurrently; ask for its status and resume from there",
+            raise RangeMismatch(
+                "the upload advanced concurrently; ask for its status and resume from there"
             ) from None
         except UploadBusy:
-            raise OciError(
-                ErrorCode.RANGE_INVALID, "another request is writing to this upload"
-            ) from None
+            raise RangeMismatch("another request is writing to this upload") from None
         except UploadMissing:
-            raise OciError(
-                ErrorCode.BLOB_UPLOAD_UNKNOWN, "the upload's stored data is missing; restart it"
+            raise BlobUploadUnknown(
+                upload.id, "the upload's stored data is missing; restart it"
             ) from None
         try:
             hasher = self.hashes.take(upload.id, upload.offset, algorithm)
@@ -147,7 +141,7 @@ class UploadService:
     def record_chunk(self, conn: Connection, chunk: ChunkWriter) -> UploadRecord:
         """Persist the new offset (after the data was synced) and remember the hash state."""
         if not self.store.advance_upload(conn, chunk.upload.id, chunk.upload.offset, chunk.size):
-            raise OciError(ErrorCode.RANGE_INVALID, "the upload moved on concurrently")
+            raise RangeMismatch("the upload moved on concurrently")
         self.hashes.keep(chunk.upload.id, chunk.size, chunk.algorithm, chunk.hasher)
         return UploadRecord(chunk.upload.id, chunk.upload.repository, chunk.size)
 
@@ -161,10 +155,9 @@ class UploadService:
                 hasher.update(block)
             actual = hasher.hexdigest()
         if actual != expected.hex:
-            raise OciError(
-                ErrorCode.DIGEST_INVALID,
+            raise DigestMismatch(
                 f"uploaded content has digest {expected.algorithm}:{actual}, not {expected}",
-                detail={"expected": str(expected), "actual": f"{expected.algorithm}:{actual}"},
+                {"expected": str(expected), "actual": f"{expected.algorithm}:{actual}"},
             )
 
     def publish(self, chunk: ChunkWriter, digest: Digest) -> None:

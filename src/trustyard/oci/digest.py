@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
-from trustyard.oci.errors import ErrorCode, OciError
+from trustyard.errors import DigestInvalid
 
 # Grammar from the OCI image spec (descriptor.md): algorithm ":" encoded.
 # Matched with fullmatch: `$` would accept a trailing newline.
@@ -41,24 +41,23 @@ class Digest:
 
 def new_hasher(algorithm: str = DEFAULT_ALGORITHM) -> Hasher:
     if algorithm not in _ALGORITHMS:
-        raise OciError(ErrorCode.DIGEST_INVALID, f"unsupported digest algorithm {algorithm!r}")
+        raise DigestInvalid(f"unsupported digest algorithm {algorithm!r}")
     return hashlib.new(algorithm)
 
 
 def parse_digest(text: str) -> Digest:
     """Parse and validate a digest string; unsupported algorithms are DIGEST_INVALID."""
     if len(text) > 256 or not _DIGEST_RE.fullmatch(text):
-        raise OciError(ErrorCode.DIGEST_INVALID, f"invalid digest {text[:80]!r}")
+        raise DigestInvalid(f"invalid digest {text[:80]!r}")
     algorithm, _, encoded = text.partition(":")
     shape = _ALGORITHMS.get(algorithm)
     if shape is None:
-        raise OciError(
-            ErrorCode.DIGEST_INVALID,
+        raise DigestInvalid(
             f"unsupported digest algorithm {algorithm!r}; supported: "
             + ", ".join(sorted(_ALGORITHMS)),
         )
     if not shape.fullmatch(encoded):
-        raise OciError(ErrorCode.DIGEST_INVALID, f"malformed {algorithm} digest {text[:80]!r}")
+        raise DigestInvalid(f"malformed {algorithm} digest {text[:80]!r}")
     return Digest(algorithm, encoded)
 
 

@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from trustyard.errors import DigestInvalid, ManifestInvalid, ManifestTooLarge
 from trustyard.oci import mediatypes as mt
 from trustyard.oci.digest import Digest, parse_digest
-from trustyard.oci.errors import ErrorCode, OciError
 
 # Docker "foreign" layers live elsewhere (their descriptor carries `urls`); we do not require them.
 _FOREIGN_LAYER_TYPES = frozenset(
@@ -69,8 +69,8 @@ _NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
 _MEDIA_TYPE_RE = re.compile(rf"{_NAME}/{_NAME}")
 
 
-def _invalid(message: str) -> OciError:
-    return OciError(ErrorCode.MANIFEST_INVALID, message)
+def _invalid(message: str) -> ManifestInvalid:
+    return ManifestInvalid(message)
 
 
 def _type_field(value: Any, where: str) -> str | None:
@@ -92,7 +92,7 @@ def _descriptor(raw: Any, where: str) -> Descriptor:
         raise _invalid(f"{where}: digest is missing")
     try:
         digest = parse_digest(digest_text)
-    except OciError as exc:
+    except DigestInvalid as exc:
         raise _invalid(f"{where}: {exc.message}") from None
     size = raw.get("size")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
@@ -130,8 +130,7 @@ def _media_type(doc: dict[str, Any], content_type: str | None) -> str:
             return mt.OCI_INDEX
         if media_type is None and "config" in doc:
             return mt.OCI_MANIFEST
-        raise OciError(
-            ErrorCode.MANIFEST_INVALID,
+        raise ManifestInvalid(
             f"unsupported manifest media type {media_type!r}; accepted: "
             + ", ".join(sorted(mt.MANIFEST_TYPES)),
         )
@@ -141,11 +140,7 @@ def _media_type(doc: dict[str, Any], content_type: str | None) -> str:
 def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
     """Validate the structure of a manifest and return what it references."""
     if len(body) > mt.MAX_MANIFEST_BYTES:
-        raise OciError(
-            ErrorCode.MANIFEST_INVALID,
-            f"manifest is larger than {mt.MAX_MANIFEST_BYTES} bytes",
-            status=413,
-        )
+        raise ManifestTooLarge(f"manifest is larger than {mt.MAX_MANIFEST_BYTES} bytes")
     try:
         doc = json.loads(body)
     except (ValueError, RecursionError):

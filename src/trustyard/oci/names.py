@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from trustyard.oci.errors import ErrorCode, OciError
+from trustyard.errors import NameInvalid, TagInvalid
 
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 # Matched with fullmatch: `$` would accept a trailing newline.
@@ -21,10 +21,9 @@ def is_valid_name(name: str) -> bool:
 
 def check_name(name: str) -> str:
     if not is_valid_name(name):
-        raise OciError(
-            ErrorCode.NAME_INVALID,
+        raise NameInvalid(
             "invalid repository name: use lower-case path components separated by '/'",
-            detail={"name": name[:300]},
+            {"name": name[:300]},
         )
     return name
 
@@ -35,10 +34,8 @@ def is_valid_tag(tag: str) -> bool:
 
 def check_tag(tag: str) -> str:
     if not is_valid_tag(tag):
-        raise OciError(
-            ErrorCode.TAG_INVALID,
+        raise TagInvalid(
             "invalid tag: at most 128 characters of [A-Za-z0-9_.-], not starting with '.' or '-'",
-            detail={"tag": tag[:200]},
-            status=400,
+            {"tag": tag[:200]},
         )
     return tag

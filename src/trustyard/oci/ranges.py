@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from trustyard.oci.errors import ErrorCode, OciError
+from trustyard.errors import RangeInvalid
 
 _RANGE_RE = re.compile(r"^bytes=(\d{0,19})-(\d{0,19})$")
 _CONTENT_RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d{1,19})-(\d{1,19})(?:/(?:\d{1,19}|\*))?$")
@@ -55,8 +55,8 @@ def parse_content_range(header: str) -> ByteRange:
     """Parse the `Content-Range` of an upload chunk: `start-end`, inclusive."""
     m = _CONTENT_RANGE_RE.match(header.strip())
     if m is None:
-        raise OciError(ErrorCode.RANGE_INVALID, f"malformed Content-Range {header[:60]!r}")
+        raise RangeInvalid(f"malformed Content-Range {header[:60]!r}")
     start, end = int(m.group(1)), int(m.group(2))
     if end < start:
-        raise OciError(ErrorCode.RANGE_INVALID, "Content-Range end is before its start")
+        raise RangeInvalid("Content-Range end is before its start")
     return ByteRange(start, end)

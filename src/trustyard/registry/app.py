@@ -9,10 +9,17 @@ from sqlalchemy.exc import OperationalError
 
 from trustyard.auth import audit
 from trustyard.auth.authorize import ANONYMOUS, Action, Resource, Subject
+from trustyard.errors import LOGIN_FAILURES, DomainError
 from trustyard.kit.asgi import ROUTE_KEY, Message, Receive, Scope, Send
-from trustyard.oci.errors import ErrorCode, OciError
 from trustyard.oci.names import check_name
 from trustyard.registry.context import RegistryContext
+from trustyard.registry.errors import (
+    ErrorCode,
+    OciError,
+    answered,
+    oci_error,
+    oci_headers,
+)
 from trustyard.registry.http import (
     ClientGone,
     Headers,
@@ -46,6 +53,11 @@ class RegistryApp:
         except OciError as error:
             if not started:
                 await respond_error(send, error)
+        except DomainError as error:
+            if not answered(error):  # as unexpected as any other exception
+                log.exception("unexpected failure in %s %s", request.method, scope["path"])
+            if not started:
+                await respond_error(send, oci_error(error), oci_headers(error))
         except OperationalError:
             log.exception("database unavailable during %s %s", request.method, scope["path"])
             if not started:
@@ -167,11 +179,9 @@ class RegistryApp:
                 if accounts is not None
                 else ANONYMOUS
             )
-        except OciError as error:
+        except LOGIN_FAILURES as error:
             headers = self._challenge(request, resource, action, source=source)
-            if error.code is ErrorCode.TOOMANYREQUESTS and isinstance(error.detail, dict):
-                headers.append((b"retry-after", str(error.detail["retryAfter"]).encode()))
-            await respond_error(send, error, headers)
+            await respond_error(send, oci_error(error), headers + oci_headers(error))
             return
         request.scope["trustyard.subject"] = subject
         if accounts is not None and route.name == "base":

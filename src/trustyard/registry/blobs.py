@@ -7,33 +7,28 @@ import os
 
 from sqlalchemy import Connection
 
+from trustyard.errors import BlobUnknown
 from trustyard.kit.asgi import Scope, Send
 from trustyard.oci.digest import parse_digest
-from trustyard.oci.errors import ErrorCode, OciError
 from trustyard.oci.ranges import ByteRange, RangeNotSatisfiable, parse_range
 from trustyard.registry.context import INLINE_BLOB_BYTES, RegistryContext
+from trustyard.registry.errors import ErrorCode, OciError
 from trustyard.registry.http import API_VERSION, Headers, Request, respond, respond_error
 from trustyard.storage.interfaces import ContentMissing
 
 log = logging.getLogger(__name__)
 
 
-def blob_unknown(digest: str) -> OciError:
-    return OciError(ErrorCode.BLOB_UNKNOWN, detail={"digest": digest[:200]})
-
-
-def _missing_content(digest: str) -> OciError:
+def _missing_content(digest: str) -> BlobUnknown:
     log.error("blob %s is recorded but missing from storage; run `trustyard fsck`", digest)
-    return OciError(
-        ErrorCode.BLOB_UNKNOWN, "blob content is missing from storage", {"digest": digest}
-    )
+    return BlobUnknown(digest, "blob content is missing from storage")
 
 
 async def get_blob(ctx: RegistryContext, req: Request, send: Send, name: str, ref: str) -> None:
     digest = parse_digest(ref)
     size = ctx.manifests.hot.blob_size(name, str(digest))
     if size is None:
-        raise blob_unknown(ref)
+        raise BlobUnknown(ref)
     headers: Headers = [
         (b"content-type", b"application/octet-stream"),
         (b"docker-content-digest", ref.encode()),
@@ -119,5 +114,5 @@ async def delete_blob(ctx: RegistryContext, req: Request, send: Send, name: str,
 
     removed = await ctx.write(unlink)
     if not removed:
-        raise blob_unknown(ref)
+        raise BlobUnknown(ref)
     await respond(send, 202, [API_VERSION])

@@ -13,16 +13,15 @@ from sqlalchemy import Connection, Engine
 from trustyard.auth import audit
 from trustyard.auth.accounts import AccountService
 from trustyard.auth.authorize import ANONYMOUS, Authorizer
-from trustyard.auth.interfaces import Invalid, NotFound
 from trustyard.content.manifests import ManifestService, PushedManifest
 from trustyard.content.stores import ContentStore
 from trustyard.content.uploads import UploadService
 from trustyard.db.engine import write_tx
+from trustyard.errors import Denied, Invalid, NotFound
 from trustyard.events.model import Event
 from trustyard.events.model import repository_created as repository_created_event
 from trustyard.events.outbox import Outbox
 from trustyard.events.pulls import PullRecorder
-from trustyard.oci.errors import ErrorCode, OciError
 from trustyard.storage.interfaces import BlobDriver
 
 if TYPE_CHECKING:
@@ -120,7 +119,7 @@ class RegistryContext:
                     conn, name, creator
                 )
             except (Invalid, NotFound) as error:
-                raise OciError(ErrorCode.DENIED, f"cannot create {name!r}: {error}") from None
+                raise Denied(f"cannot create {name!r}: {error}") from None
             if claimed:
                 namespace = name.split("/", 1)[0]
                 detail = {"by": "push", "repository": name}

@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
+from trustyard.errors import DomainError, SizeInvalid
 from trustyard.kit.asgi import Receive, Scope, Send
-from trustyard.oci.errors import ErrorCode, OciError, error_body
+from trustyard.registry.errors import OciError, error_body
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -65,7 +66,7 @@ class Request:
         if value is None:
             return None
         if not value.isdigit():
-            raise OciError(ErrorCode.SIZE_INVALID, "Content-Length is not a number")
+            raise SizeInvalid("Content-Length is not a number")
         return int(value)
 
     def accept(self) -> list[str]:
@@ -90,9 +91,7 @@ class Request:
                     if data:
                         received += len(data)
                         if declared is not None and received > declared:
-                            raise OciError(
-                                ErrorCode.SIZE_INVALID, "body is longer than Content-Length"
-                            )
+                            raise SizeInvalid("body is longer than Content-Length")
                         yield data
                     if not message.get("more_body", False):
                         break
@@ -101,7 +100,7 @@ class Request:
         if declared is not None and received != declared:
             raise ClientGone("body is shorter than Content-Length")
 
-    async def read_body(self, limit: int, too_large: OciError) -> bytes:
+    async def read_body(self, limit: int, too_large: DomainError) -> bytes:
         declared = self.content_length
         if declared is not None and declared > limit:
             raise too_large

@@ -11,9 +11,9 @@ from trustyard.content.interfaces import Page
 from trustyard.db.engine import read_tx
 from trustyard.kit.asgi import Send
 from trustyard.oci import mediatypes as mt
-from trustyard.oci.errors import ErrorCode, OciError
 from trustyard.oci.names import check_name, check_tag
 from trustyard.registry.context import RegistryContext
+from trustyard.registry.errors import ErrorCode, OciError
 from trustyard.registry.http import API_VERSION, JSON, Headers, Request, respond
 
 MAX_PAGE = 10_000

@@ -5,18 +5,14 @@ from __future__ import annotations
 from sqlalchemy import Connection
 
 from trustyard.content.manifests import PushedManifest, acceptable
+from trustyard.errors import ManifestInvalid, ManifestTooLarge, ManifestUnknown
 from trustyard.events import model as events
 from trustyard.kit.asgi import Send
 from trustyard.oci import mediatypes as mt
-from trustyard.oci.errors import ErrorCode, OciError
 from trustyard.registry.context import RegistryContext
 from trustyard.registry.http import API_VERSION, ClientGone, Request, respond
 
-_TOO_LARGE = OciError(
-    ErrorCode.MANIFEST_INVALID,
-    f"manifest is larger than the {mt.MAX_MANIFEST_BYTES} byte limit",
-    status=413,
-)
+_TOO_LARGE = ManifestTooLarge(f"manifest is larger than the {mt.MAX_MANIFEST_BYTES} byte limit")
 
 
 async def get_manifest(
@@ -24,10 +20,10 @@ async def get_manifest(
 ) -> None:
     record = ctx.manifests.get(name, reference)
     if not acceptable(record.media_type, req.accept()):
-        raise OciError(
-            ErrorCode.MANIFEST_UNKNOWN,
+        raise ManifestUnknown(
+            reference,
             f"the manifest is a {record.media_type}, which the Accept header does not allow",
-            detail={"mediaType": record.media_type},
+            {"mediaType": record.media_type},
         )
     headers = [
         (b"content-type", record.media_type.encode()),
@@ -50,7 +46,7 @@ async def put_manifest(
     try:
         body = await req.read_body(mt.MAX_MANIFEST_BYTES, _TOO_LARGE)
     except ClientGone as gone:
-        raise OciError(ErrorCode.MANIFEST_INVALID, f"manifest body incomplete: {gone}") from None
+        raise ManifestInvalid(f"manifest body incomplete: {gone}") from None
     content_type = req.header("content-type")
 
     def push(conn: Connection) -> PushedManifest:

@@ -45,8 +45,8 @@ from trustyard.auth.refresh_tokens import (
 from trustyard.auth.registry_tokens import IssuedToken
 from trustyard.auth.scopes import InvalidScope, ScopeGrant, TokenScope, parse_scopes
 from trustyard.db.engine import write_tx
+from trustyard.errors import LOGIN_FAILURES, DomainError, Throttled, Unavailable
 from trustyard.kit.asgi import Send
-from trustyard.oci.errors import ErrorCode, OciError
 from trustyard.registry.http import JSON, BodyStalled, ClientGone, Headers, Request, respond
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ async def _get(accounts: Accounts, request: Request) -> dict[str, object]:
     authorization = request.header("authorization")
     try:
         subject = await accounts.authenticate(authorization, request.address)
-    except OciError as error:
+    except LOGIN_FAILURES as error:
         raise _login_refused(error, "invalid_client") from None
     if subject.bearer:
         raise _Refused(401, "invalid_client", "log in with a password or an access token")
@@ -173,7 +173,7 @@ async def _password_grant(
     header = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
     try:
         subject = await accounts.authenticate(header, request.address)
-    except OciError as error:
+    except LOGIN_FAILURES as error:
         raise _login_refused(error, "invalid_grant") from None
     offline = form.get("access_type") == "offline"
     credentials = (username, password) if offline else None
@@ -230,7 +230,7 @@ async def _refresh_grant(
 
     try:
         outcome = await asyncio.to_thread(work)
-    except OciError as error:  # the LDAP directory does not answer
+    except LOGIN_FAILURES as error:  # the LDAP directory does not answer
         raise _login_refused(error, "invalid_grant") from None
     if isinstance(outcome, InvalidGrant):
         raise _Refused(400, "invalid_grant", "the refresh token is invalid, expired or revoked")
@@ -273,16 +273,16 @@ async def _issue(
         return await asyncio.to_thread(work)
     except _StaleLogin:
         raise _Refused(401, "invalid_client", "wrong username or password") from None
-    except OciError as error:  # the LDAP directory does not answer
+    except LOGIN_FAILURES as error:  # the LDAP directory does not answer
         raise _login_refused(error, "invalid_client") from None
 
 
-def _login_refused(error: OciError, code: str) -> _Refused:
-    if error.code is ErrorCode.TOOMANYREQUESTS:
-        wait = error.detail.get("retryAfter") if isinstance(error.detail, dict) else None
+def _login_refused(error: DomainError, code: str) -> _Refused:
+    if isinstance(error, Throttled):
+        wait = error.retry_after
         headers = [(b"retry-after", str(wait).encode())] if wait else []
         return _Refused(429, code, error.message, headers)
-    if error.code is ErrorCode.UNAVAILABLE:  # e.g. the LDAP directory does not answer
+    if isinstance(error, Unavailable):  # e.g. the LDAP directory does not answer
         return _Refused(503, "temporarily_unavailable", error.message)
     return _Refused(401, code, error.message)
 

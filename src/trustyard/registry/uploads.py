@@ -11,12 +11,13 @@ from trustyard.auth.authorize import Action, Resource
 from trustyard.content.interfaces import UploadRecord
 from trustyard.content.uploads import ChunkWriter
 from trustyard.db.engine import read_tx, write_tx
+from trustyard.errors import DigestInvalid, DomainError, RangeInvalid, SizeInvalid
 from trustyard.kit.asgi import Send
 from trustyard.oci.digest import DEFAULT_ALGORITHM, Digest, parse_digest
-from trustyard.oci.errors import ErrorCode, OciError
 from trustyard.oci.names import is_valid_name
 from trustyard.oci.ranges import parse_content_range
 from trustyard.registry.context import RegistryContext
+from trustyard.registry.errors import oci_error
 from trustyard.registry.http import (
     API_VERSION,
     ClientGone,
@@ -82,7 +83,7 @@ async def _try_mount(ctx: RegistryContext, req: Request, name: str, mount: str) 
     same plain upload as a token would (clients send `from`: docker, containerd, skopeo)."""
     try:
         digest = str(parse_digest(mount))
-    except OciError:
+    except DigestInvalid:
         return False
     source = req.params.get("from")
     if source is None and ctx.accounts is not None:
@@ -136,10 +137,9 @@ def _chunk_start(req: Request, upload: UploadRecord) -> int | None:
     byte_range = parse_content_range(header)
     declared = req.content_length
     if declared is not None and declared != byte_range.length:
-        raise OciError(
-            ErrorCode.RANGE_INVALID,
+        raise RangeInvalid(
             f"Content-Range covers {byte_range.length} bytes but Content-Length is {declared}",
-            detail={"offset": upload.offset},
+            {"offset": upload.offset},
         )
     return byte_range.start
 
@@ -162,11 +162,9 @@ async def patch_upload(
     try:
         start = _chunk_start(req, upload)
         chunk = await _receive_chunk(ctx, req, upload, start)
-    except OciError as error:
-        if error.code is ErrorCode.RANGE_INVALID:
-            await _range_error(ctx, send, upload, error)
-            return
-        raise
+    except RangeInvalid as error:
+        await _range_error(ctx, send, upload, error)
+        return
     try:
         upload = await ctx.write(lambda conn: ctx.uploads.record_chunk(conn, chunk))
     finally:
@@ -175,12 +173,12 @@ async def patch_upload(
 
 
 async def _range_error(
-    ctx: RegistryContext, send: Send, upload: UploadRecord, error: OciError
+    ctx: RegistryContext, send: Send, upload: UploadRecord, error: DomainError
 ) -> None:
     """416 with the session's current Range, so the client knows where to resume."""
     with read_tx(ctx.engine) as conn:
         current = ctx.store.get_upload(conn, upload.id) or upload
-    await respond_error(send, error, _session_headers(ctx, current))
+    await respond_error(send, oci_error(error), _session_headers(ctx, current))
 
 
 async def put_upload(
@@ -188,13 +186,13 @@ async def put_upload(
 ) -> None:
     digest_param = req.params.get("digest")
     if not digest_param:
-        raise OciError(ErrorCode.DIGEST_INVALID, "the digest query parameter is required")
+        raise DigestInvalid("the digest query parameter is required")
     expected = parse_digest(digest_param)
     with read_tx(ctx.engine) as conn:
         upload = ctx.uploads.get(conn, name, upload_id)
     try:
         start = _chunk_start(req, upload)
-    except OciError as error:
+    except (RangeInvalid, SizeInvalid) as error:
         await _range_error(ctx, send, upload, error)
         return
     await _finish(ctx, req, send, upload, expected, start)
@@ -216,7 +214,7 @@ async def _finish(
         # No sync here: publishing fsyncs the finished blob once.
         await _write_body(req, chunk, sync=False)
         await asyncio.to_thread(ctx.uploads.verify, chunk, expected)
-    except OciError:
+    except DomainError:
         if chunk.size != upload.offset:  # keep what arrived, so the client may retry the PUT
             await asyncio.to_thread(chunk.writer.sync)
             await ctx.write(lambda conn: ctx.uploads.record_chunk(conn, chunk))

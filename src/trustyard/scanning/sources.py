@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Final, Protocol, cast
 
+from trustyard.errors import DigestInvalid
 from trustyard.oci import mediatypes as mt
 from trustyard.oci.digest import parse_digest
-from trustyard.oci.errors import OciError
 from trustyard.scanning.model import ScanRefused
 
 FOREIGN_LAYER_TYPES: Final = frozenset(
@@ -184,7 +184,7 @@ def _digest_field(descriptor: dict[str, Any], where: str) -> str:
 def _checked_digest(value: str) -> str:
     try:
         return str(parse_digest(value))
-    except OciError as exc:
+    except DigestInvalid as exc:
         raise ScanRefused(f"invalid digest {value[:80]!r}: {exc.message}") from None
 
 

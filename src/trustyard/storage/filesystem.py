@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from trustyard.errors import DigestInvalid
 from trustyard.oci.digest import Digest, parse_digest
-from trustyard.oci.errors import OciError
 from trustyard.storage.interfaces import ContentMissing, UploadBusy, UploadMissing, UploadMoved
 
 _UPLOAD_ID_RE = re.compile(r"[a-f0-9]{32}")  # fullmatch: `$` lets "\n" through
@@ -132,7 +132,7 @@ class FilesystemDriver:
                 for blob in sorted(prefix.iterdir()):
                     try:
                         digest = parse_digest(f"{algorithm_dir.name}:{blob.name}")
-                    except OciError:
+                    except DigestInvalid:
                         continue
                     if blob.is_file() and self.blob_path(digest) == blob:
                         yield digest

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from trustyard.auth.interfaces import Invalid
+from trustyard.errors import Invalid
 from trustyard.events.model import Event, EventType
 
 

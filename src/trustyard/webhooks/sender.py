@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from trustyard.auth.interfaces import Invalid
+from trustyard.errors import Invalid
 from trustyard.webhooks.destinations import Destination, DestinationPolicy
 from trustyard.webhooks.interfaces import DestinationRefused
 

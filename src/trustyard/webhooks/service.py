@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from trustyard.auth.interfaces import Invalid, NotFound
+from trustyard.errors import Invalid, NotFound
 from trustyard.events.model import EventType, sample
 from trustyard.events.stores import OutboxStore
 from trustyard.jobs.queue import SqlJobQueue

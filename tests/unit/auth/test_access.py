@@ -13,11 +13,11 @@ from tests.unit.auth.conftest import CHEAP_HASHER, MakeRepository
 from trustyard.auth.access import AccessPolicy, Authenticator
 from trustyard.auth.accounts import AccountService
 from trustyard.auth.authorize import Action
-from trustyard.auth.interfaces import NotFound
 from trustyard.auth.passwords import hash_password
 from trustyard.auth.permissions import Principal, Role
 from trustyard.auth.scopes import TokenScope
 from trustyard.db.tables import users
+from trustyard.errors import NotFound
 
 PASSWORD = "correct horse battery staple"
 T0 = datetime(2030, 1, 1, tzinfo=UTC)

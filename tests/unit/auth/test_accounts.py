@@ -20,7 +20,6 @@ from trustyard.auth.accounts import (
     OrganizationNotEmpty,
     StateConflict,
 )
-from trustyard.auth.interfaces import Conflict, Invalid, NotFound
 from trustyard.auth.passwords import WeakPassword, verify_password
 from trustyard.auth.scopes import InvalidScope
 from trustyard.auth.secrets import PASSWORD_ALPHABET, PASSWORD_LENGTH, parse_token
@@ -34,6 +33,7 @@ from trustyard.db.tables import (
     teams,
     users,
 )
+from trustyard.errors import Conflict, Invalid, NotFound
 
 PASSWORD = "correct horse battery staple"
 LATER = datetime(2099, 1, 1, tzinfo=UTC)

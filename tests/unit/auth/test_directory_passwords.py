@@ -9,7 +9,7 @@ from sqlalchemy import Connection
 
 from tests.unit.auth.conftest import CHEAP_HASHER
 from trustyard.auth.accounts import AccountService
-from trustyard.auth.interfaces import Invalid
+from trustyard.errors import Invalid
 
 
 def test_a_directory_account_gets_no_local_password(conn: Connection) -> None:

@@ -6,7 +6,6 @@ import pytest
 from argon2 import PasswordHasher, Type, extract_parameters
 from argon2.exceptions import VerificationError
 
-from trustyard.auth.interfaces import Invalid
 from trustyard.auth.passwords import (
     DEFAULT_HASHER,
     MAX_LENGTH,
@@ -18,6 +17,7 @@ from trustyard.auth.passwords import (
     needs_rehash,
     verify_password,
 )
+from trustyard.errors import Invalid
 
 CHEAP = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 PASSWORD = "correct horse battery staple"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from trustyard.auth.authorize import Action
-from trustyard.auth.interfaces import Invalid
 from trustyard.auth.permissions import (
     NO_GRANTS,
     REQUIRED_ROLE,
@@ -20,6 +19,7 @@ from trustyard.auth.permissions import (
     visible,
 )
 from trustyard.auth.scopes import TokenScope
+from trustyard.errors import Invalid
 
 R, RW, A, NONE = Role.READ_ONLY, Role.READ_WRITE, Role.ADMIN, Role.NONE
 

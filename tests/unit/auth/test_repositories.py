@@ -9,10 +9,10 @@ from sqlalchemy import Connection
 from tests.unit.auth.conftest import CHEAP_HASHER
 from trustyard.auth.access import Authenticator
 from trustyard.auth.accounts import AccountService
-from trustyard.auth.interfaces import Conflict, Invalid, NotFound
 from trustyard.auth.permissions import Principal
 from trustyard.auth.repositories import RepositoryService
 from trustyard.auth.scopes import TokenScope
+from trustyard.errors import Conflict, Invalid, NotFound
 
 PASSWORD = "correct horse battery staple"
 

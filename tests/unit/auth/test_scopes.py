@@ -7,7 +7,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trustyard.auth.authorize import Action
-from trustyard.auth.interfaces import Invalid
 from trustyard.auth.scopes import (
     InvalidScope,
     Scope,
@@ -17,6 +16,7 @@ from trustyard.auth.scopes import (
     parse_scope,
     parse_scopes,
 )
+from trustyard.errors import Invalid
 
 ACTIONS = ["pull", "push", "delete", "*"]
 component = st.from_regex(r"[a-z0-9]{1,6}((\.|_|__|-{1,2})[a-z0-9]{1,4}){0,2}", fullmatch=True)

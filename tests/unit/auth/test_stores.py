@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, insert, select
 
-from trustyard.auth.interfaces import Conflict
 from trustyard.auth.stores import AccessStore
 from trustyard.db.engine import write_tx
 from trustyard.db.tables import (
@@ -22,6 +21,7 @@ from trustyard.db.tables import (
     team_repository_grants,
     users,
 )
+from trustyard.errors import Conflict
 
 T0 = datetime(2030, 1, 1, 12, tzinfo=UTC)
 

@@ -8,7 +8,7 @@ from sqlalchemy import Connection
 
 from tests.unit.auth.conftest import CHEAP_HASHER, MakeRepository
 from trustyard.auth.accounts import AccountService, NamespaceNotEmpty
-from trustyard.auth.interfaces import NotFound
+from trustyard.errors import NotFound
 
 
 def test_a_user_with_repositories_is_not_deleted(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +18,10 @@ from trustyard.content.stores import ContentStore
 from trustyard.content.uploads import HashStates, UploadService
 from trustyard.db.engine import make_engine, read_tx, write_tx
 from trustyard.db.migrate import upgrade
+from trustyard.errors import DomainError
 from trustyard.oci.digest import Digest, digest_bytes, new_hasher
-from trustyard.oci.errors import ErrorCode, OciError
+from trustyard.registry.errors import ErrorCode, OciError
+from trustyard.registry.errors import oci_error as wire
 from trustyard.storage.filesystem import FilesystemDriver
 
 REPO = "team/app"
@@ -99,8 +102,20 @@ def registry(tmp_path: Path) -> Iterator[Registry]:
         engine.dispose()
 
 
-def oci_error(code: ErrorCode) -> pytest.RaisesExc[OciError]:
-    return pytest.raises(OciError, check=lambda e: e.code is code)
+class Caught:
+    """The /v2 answer of the domain error a block raised (set when the block ends)."""
+
+    value: OciError
+
+
+@contextmanager
+def oci_error(code: ErrorCode) -> Iterator[Caught]:
+    """Expect the block to raise a domain error that /v2 answers with `code`."""
+    caught = Caught()
+    with pytest.raises(DomainError) as raised:
+        yield caught
+    caught.value = wire(raised.value)
+    assert caught.value.code is code
 
 
 # --- HashStates -------------------------------------------------------------------------------

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from trustyard.errors import DomainError
 from trustyard.oci.digest import Digest, digest_bytes, new_hasher, parse_digest
-from trustyard.oci.errors import ErrorCode, OciError
+from trustyard.registry.errors import ErrorCode, OciError, oci_error
 
 PROPERTY = settings(derandomize=True, max_examples=100, deadline=None, database=None)
 
@@ -41,11 +42,12 @@ def acceptable(text: str) -> bool:
 
 
 def invalid(text: str) -> OciError:
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(DomainError) as caught:
         parse_digest(text)
-    assert caught.value.code is ErrorCode.DIGEST_INVALID
-    assert caught.value.status == 400
-    return caught.value
+    error = oci_error(caught.value)
+    assert error.code is ErrorCode.DIGEST_INVALID
+    assert error.status == 400
+    return error
 
 
 @PROPERTY
@@ -168,9 +170,9 @@ def test_absurdly_long_input_is_refused_with_a_short_message() -> None:
 
 @pytest.mark.parametrize("algorithm", ["md5", "sha1", "SHA256", ""])
 def test_hasher_for_unsupported_algorithm_is_digest_invalid(algorithm: str) -> None:
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(DomainError) as caught:
         new_hasher(algorithm)
-    assert caught.value.code is ErrorCode.DIGEST_INVALID
+    assert oci_error(caught.value).code is ErrorCode.DIGEST_INVALID
 
 
 def test_known_digest_of_empty_content() -> None:

@@ -9,10 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from trustyard.errors import DomainError
 from trustyard.oci import mediatypes as mt
 from trustyard.oci.digest import digest_bytes
-from trustyard.oci.errors import ErrorCode, OciError
 from trustyard.oci.manifest import ParsedManifest, parse_manifest
+from trustyard.registry.errors import ErrorCode, OciError, oci_error
 
 PROPERTY = settings(derandomize=True, max_examples=100, deadline=None, database=None)
 
@@ -61,10 +62,11 @@ def parse(doc: Any, content_type: str | None = None) -> ParsedManifest:
 
 
 def refused(body: bytes, content_type: str | None = None) -> OciError:
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(DomainError) as caught:
         parse_manifest(body, content_type)
-    assert caught.value.code is ErrorCode.MANIFEST_INVALID
-    return caught.value
+    error = oci_error(caught.value)
+    assert error.code is ErrorCode.MANIFEST_INVALID
+    return error
 
 
 # --- what valid manifests reference -----------------------------------------------------------
@@ -268,8 +270,8 @@ def _outcome(body: bytes, content_type: str | None) -> None:
     failure: OciError | None = None
     try:
         parsed = parse_manifest(body, content_type)
-    except OciError as error:
-        failure = error
+    except DomainError as error:
+        failure = oci_error(error)
     if failure is not None:
         assert failure.code is ErrorCode.MANIFEST_INVALID
         assert failure.status in (400, 413)

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trustyard.oci.errors import ErrorCode, OciError
+from trustyard.errors import DomainError
 from trustyard.oci.names import check_name, check_tag, is_valid_name, is_valid_tag
+from trustyard.registry.errors import ErrorCode, oci_error
 
 PROPERTY = settings(derandomize=True, max_examples=100, deadline=None, database=None)
 
@@ -88,10 +89,10 @@ def test_generated_spec_names_are_accepted(name: str) -> None:
 def test_mutated_names_are_refused(name: str) -> None:
     assert not spec_name(name)  # the mutation really broke the grammar
     assert not is_valid_name(name)
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(DomainError) as caught:
         check_name(name)
-    assert caught.value.code is ErrorCode.NAME_INVALID
-    assert caught.value.status == 400
+    assert oci_error(caught.value).code is ErrorCode.NAME_INVALID
+    assert oci_error(caught.value).status == 400
 
 
 @PROPERTY
@@ -162,9 +163,9 @@ def test_names_clients_use_are_valid(name: str) -> None:
 )
 def test_names_outside_the_grammar_are_name_invalid(name: str) -> None:
     assert not is_valid_name(name)
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(DomainError) as caught:
         check_name(name)
-    assert caught.value.code is ErrorCode.NAME_INVALID
+    assert oci_error(caught.value).code is ErrorCode.NAME_INVALID
 
 
 @pytest.mark.parametrize("tag", ["latest", "v1.2.3", "_x", "A-b_c.d", "0", "t" * 128])
@@ -176,7 +177,7 @@ def test_tags_clients_use_are_valid(tag: str) -> None:
     "tag", ["", ".hidden", "-x", "t" * 129, "a/b", "a:b", "a b", "latest\n", "sha256:abc", "é"]
 )
 def test_tags_outside_the_grammar_are_tag_invalid(tag: str) -> None:
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(DomainError) as caught:
         check_tag(tag)
-    assert caught.value.code is ErrorCode.TAG_INVALID
-    assert caught.value.status == 400
+    assert oci_error(caught.value).code is ErrorCode.TAG_INVALID
+    assert oci_error(caught.value).status == 400

@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trustyard.oci.errors import ErrorCode, OciError
+from trustyard.errors import DomainError
 from trustyard.oci.ranges import ByteRange, RangeNotSatisfiable, parse_content_range, parse_range
+from trustyard.registry.errors import ErrorCode, oci_error
 
 PROPERTY = settings(derandomize=True, max_examples=300, deadline=None, database=None)
 
@@ -174,10 +175,10 @@ def test_content_range_forms_clients_send(start: int, extra: int, form: str) -> 
 def test_content_range_end_before_start_is_range_invalid(start: int, end: int) -> None:
     header = f"{start}-{end}"
     if end < start:
-        with pytest.raises(OciError) as caught:
+        with pytest.raises(DomainError) as caught:
             parse_content_range(header)
-        assert caught.value.code is ErrorCode.RANGE_INVALID
-        assert caught.value.status == 416
+        assert oci_error(caught.value).code is ErrorCode.RANGE_INVALID
+        assert oci_error(caught.value).status == 416
     else:
         assert parse_content_range(header) == ByteRange(start, end)
 
@@ -186,13 +187,13 @@ def test_content_range_end_before_start_is_range_invalid(start: int, end: int) -
 @given(header=st.one_of(st.text(max_size=40), st.text("bytes =0123456789-/*", max_size=40)))
 def test_content_range_parses_or_raises_range_invalid(header: str) -> None:
     parsed: ByteRange | None = None
-    failure: OciError | None = None
+    failure: DomainError | None = None
     try:
         parsed = parse_content_range(header)
-    except OciError as error:
+    except DomainError as error:
         failure = error
     if failure is not None:
-        assert failure.code is ErrorCode.RANGE_INVALID
+        assert oci_error(failure).code is ErrorCode.RANGE_INVALID
     else:
         assert parsed is not None
         assert 0 <= parsed.start <= parsed.end
@@ -202,6 +203,6 @@ def test_content_range_parses_or_raises_range_invalid(header: str) -> None:
     "header", ["", "-", "0-", "-5", "bytes 0-", "a-b", "0-1-2", "0 - 1", "0-1/x"]
 )
 def test_malformed_content_range_is_range_invalid(header: str) -> None:
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(DomainError) as caught:
         parse_content_range(header)
-    assert caught.value.code is ErrorCode.RANGE_INVALID
+    assert oci_error(caught.value).code is ErrorCode.RANGE_INVALID
