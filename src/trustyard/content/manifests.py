@@ -18,7 +18,7 @@ from trustyard.errors import (
 )
 from trustyard.oci import mediatypes as mt
 from trustyard.oci.digest import DEFAULT_ALGORITHM, Digest, digest_bytes, parse_digest
-from trustyard.oci.manifest import ParsedManifest, parse_manifest
+from trustyard.oci.manifest import ParsedManifest, parse_manifest, scannable
 from trustyard.oci.names import check_tag, is_valid_tag
 
 
@@ -168,29 +168,6 @@ class ManifestService:
         if artifact_type is not None:
             found = [r for r in found if r.artifact_type == artifact_type]
         return found
-
-
-# Config media types of container images (an image manifest with any other config, or with an
-# artifactType of its own, is an artifact: a signature, an SBOM, a Helm chart...).
-IMAGE_CONFIGS = frozenset(
-    {"application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"}
-)
-
-
-# Layer media types of container images (OCI and Docker; compressed or not; foreign too).
-LAYER_PREFIXES = ("application/vnd.oci.image.layer.", "application/vnd.docker.image.rootfs.")
-
-
-def scannable(parsed: ParsedManifest) -> bool:
-    """Whether a manifest is a container image (with filesystem layers) or an index of them;
-    not an artifact (a cosign signature has an image config but no filesystem layer)."""
-    if parsed.is_index:
-        return parsed.artifact_type is None and bool(parsed.children)
-    if len(parsed.blobs) < 2 or parsed.blobs[0].media_type not in IMAGE_CONFIGS:
-        return False
-    if parsed.artifact_type is not None and parsed.artifact_type not in IMAGE_CONFIGS:
-        return False
-    return all(layer.media_type.startswith(LAYER_PREFIXES) for layer in parsed.blobs[1:])
 
 
 def acceptable(media_type: str, accept: list[str]) -> bool:

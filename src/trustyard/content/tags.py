@@ -26,9 +26,6 @@ from trustyard.storage.interfaces import BlobDriver, ContentMissing
 
 # Image configs are a few KiB; a larger one is not read for its platform.
 MAX_CONFIG_BYTES = 1 << 20
-_IMAGE_CONFIGS = frozenset(
-    {"application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"}
-)
 _MEMO_LIMIT = 4096
 
 
@@ -124,7 +121,7 @@ class TagService:
 
     def _image_platform(self, document: dict[str, Any]) -> str | None:
         config = document.get("config")
-        if not isinstance(config, dict) or config.get("mediaType") not in _IMAGE_CONFIGS:
+        if not isinstance(config, dict) or config.get("mediaType") not in mt.IMAGE_CONFIGS:
             return None
         digest, size = config.get("digest"), config.get("size")
         if not isinstance(digest, str) or not isinstance(size, int) or size > MAX_CONFIG_BYTES:

@@ -15,16 +15,6 @@ from trustyard.errors import DigestInvalid, ManifestInvalid, ManifestTooLarge
 from trustyard.oci import mediatypes as mt
 from trustyard.oci.digest import Digest, parse_digest
 
-# Docker "foreign" layers live elsewhere (their descriptor carries `urls`); we do not require them.
-_FOREIGN_LAYER_TYPES = frozenset(
-    {
-        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
-        "application/vnd.oci.image.layer.nondistributable.v1.tar",
-        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-        "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
-    }
-)
-
 
 @dataclass(frozen=True, slots=True)
 class Descriptor:
@@ -103,7 +93,8 @@ def _descriptor(raw: Any, where: str) -> Descriptor:
     if platform is not None and not isinstance(platform, dict):
         raise _invalid(f"{where}: platform must be an object")
     urls = raw.get("urls")
-    foreign = media_type in _FOREIGN_LAYER_TYPES and isinstance(urls, list) and bool(urls)
+    # A foreign layer lives elsewhere (its descriptor carries `urls`): it is not required here.
+    foreign = media_type in mt.FOREIGN_LAYERS and isinstance(urls, list) and bool(urls)
     return Descriptor(media_type, digest, size, artifact_type, annotations, platform, foreign)
 
 
@@ -172,3 +163,15 @@ def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
         # or missing, report the config descriptor's mediaType (the empty JSON type included).
         artifact_type = blobs[0].media_type if media_type == mt.OCI_MANIFEST else None
     return ParsedManifest(media_type, blobs, [], subject, artifact_type, annotations)
+
+
+def scannable(parsed: ParsedManifest) -> bool:
+    """Whether a manifest is a container image (with filesystem layers) or an index of them;
+    not an artifact (a cosign signature has an image config but no filesystem layer)."""
+    if parsed.is_index:
+        return parsed.artifact_type is None and bool(parsed.children)
+    if len(parsed.blobs) < 2 or parsed.blobs[0].media_type not in mt.IMAGE_CONFIGS:
+        return False
+    if parsed.artifact_type is not None and parsed.artifact_type not in mt.IMAGE_CONFIGS:
+        return False
+    return all(layer.media_type.startswith(mt.LAYER_PREFIXES) for layer in parsed.blobs[1:])

@@ -16,11 +16,11 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from trustyard.content.manifests import PushedManifest, scannable
+from trustyard.content.manifests import PushedManifest
 from trustyard.content.stores import ContentStore
 from trustyard.jobs.queue import SqlJobQueue
 from trustyard.oci.digest import parse_digest
-from trustyard.oci.manifest import parse_manifest
+from trustyard.oci.manifest import parse_manifest, scannable
 from trustyard.oci.names import check_tag
 from trustyard.scanning.model import LayerScan
 from trustyard.scanning.stores import ComponentRow, ScanRecord, ScanStore

@@ -22,22 +22,6 @@ from trustyard.oci import mediatypes as mt
 from trustyard.oci.digest import parse_digest
 from trustyard.scanning.model import ScanRefused
 
-FOREIGN_LAYER_TYPES: Final = frozenset(
-    {
-        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
-        "application/vnd.oci.image.layer.nondistributable.v1.tar",
-        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-        "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
-    }
-)
-IMAGE_CONFIG_TYPES: Final = frozenset(
-    {
-        "application/vnd.oci.image.config.v1+json",
-        "application/vnd.docker.container.image.v1+json",
-    }
-)
-DOCKER_LAYER: Final = "application/vnd.docker.image.rootfs.diff.tar"
-DOCKER_LAYER_GZIP: Final = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 ATTESTATION: Final = "attestation-manifest"
 MAX_INDEX_DEPTH: Final = 8
 MAX_DOCUMENT_BYTES: Final = 16 << 20  # a manifest, index or image config
@@ -198,7 +182,7 @@ def _image(
     config_descriptor = doc.get("config")
     if not isinstance(config_descriptor, dict):
         raise ScanRefused(f"manifest {digest} has no config")
-    if config_descriptor.get("mediaType") not in IMAGE_CONFIG_TYPES:
+    if config_descriptor.get("mediaType") not in mt.IMAGE_CONFIGS:
         return None  # an artifact (a signature, an SBOM, a Helm chart...)
     config_data = read_blob(_digest_field(config_descriptor, f"manifest {digest}"))
     if len(config_data) > MAX_DOCUMENT_BYTES:
@@ -216,7 +200,7 @@ def _image(
         media_type = str(raw.get("mediaType") or "")
         size = raw.get("size")
         urls = raw.get("urls")
-        foreign = media_type in FOREIGN_LAYER_TYPES and isinstance(urls, list) and bool(urls)
+        foreign = media_type in mt.FOREIGN_LAYERS and isinstance(urls, list) and bool(urls)
         if foreign and has_blob is not None and has_blob(layer_digest):
             foreign = False
         layers.append(
@@ -495,7 +479,7 @@ class DockerArchiveSource:
             digest = _digest_field(source, self._files.label)
             size = source.get("size")
             urls = source.get("urls")
-            foreign = media_type in FOREIGN_LAYER_TYPES and isinstance(urls, list) and bool(urls)
+            foreign = media_type in mt.FOREIGN_LAYERS and isinstance(urls, list) and bool(urls)
             return LayerRef(
                 digest, media_type, size if isinstance(size, int) else 0, diff_id, foreign
             )
@@ -503,11 +487,11 @@ class DockerArchiveSource:
             raise ScanRefused(f"{self._files.label}: layer {path} is missing")
         with self._files.open(path) as stream:
             head = stream.read(4)
-        media_type = DOCKER_LAYER_GZIP if head.startswith(b"\x1f\x8b") else DOCKER_LAYER
+        media_type = mt.DOCKER_LAYER_GZIP if head.startswith(b"\x1f\x8b") else mt.DOCKER_LAYER
         parts = path.split("/")
         if len(parts) == 3 and parts[0] == "blobs":
             digest = _checked_digest(f"{parts[1]}:{parts[2]}")
-        elif diff_id is not None and media_type == DOCKER_LAYER:
+        elif diff_id is not None and media_type == mt.DOCKER_LAYER:
             digest = _checked_digest(diff_id)
         else:
             digest = self._hash(path)

@@ -17,9 +17,9 @@ import pytest
 
 from tests.support.images import image_info, image_layout
 from tests.unit.scanning.layerkit import file, scan_bytes, skopeo_archive, tar_bytes
+from trustyard.oci.mediatypes import DOCKER_LAYER
 from trustyard.scanning.model import ScanRefused
 from trustyard.scanning.sources import (
-    DOCKER_LAYER,
     DockerArchiveSource,
     ImageSource,
     LayerRef,

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, func, select
 
 from tests.support.databases import empty, migrated_engine
 from trustyard.content.interfaces import ManifestRecord
-from trustyard.content.manifests import PushedManifest, scannable
+from trustyard.content.manifests import PushedManifest
 from trustyard.content.stores import ContentStore
 from trustyard.db.engine import read_tx, write_tx
 from trustyard.db.tables import (
@@ -31,7 +31,7 @@ from trustyard.db.tables import (
 )
 from trustyard.jobs.queue import SqlJobQueue
 from trustyard.oci.digest import digest_bytes
-from trustyard.oci.manifest import parse_manifest
+from trustyard.oci.manifest import parse_manifest, scannable
 from trustyard.scanning.jobs import DatabaseLayerCache
 from trustyard.scanning.model import Component, Distro, LayerScan
 from trustyard.scanning.service import (
