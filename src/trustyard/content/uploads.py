@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
@@ -179,3 +179,24 @@ class UploadService:
         self.store.delete_upload(conn, upload.id)
         self.driver.delete_upload(upload.id)
         self.hashes.forget(upload.id)
+
+    def write_blob(
+        self, chunks: Iterable[bytes], algorithm: str = DEFAULT_ALGORITHM
+    ) -> tuple[Digest, int]:
+        """Store the blob made of `chunks` without a session (a blob the registry writes itself,
+        such as an attached SBOM): hashed as its chunks come, synced, then published under its
+        digest (an identical blob already stored is kept); its digest and size. Blocking, no
+        database; when `chunks` fails nothing is left behind. Record it with `ContentStore`."""
+        upload = UploadRecord(uuid.uuid4().hex, "", 0)
+        chunk = self.open_chunk(upload, 0, algorithm)
+        try:
+            for data in chunks:
+                chunk.write(data)
+            chunk.writer.sync()
+        except BaseException:
+            chunk.writer.close()
+            self.driver.delete_upload(upload.id)
+            raise
+        digest = Digest(algorithm, chunk.hasher.hexdigest())
+        self.publish(chunk, digest)
+        return digest, chunk.size

@@ -11,7 +11,6 @@ manifest stored with `ManifestService.put` (so it is validated and indexed like 
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -20,8 +19,9 @@ from sqlalchemy import Connection, Engine
 from trustyard.content.hotreads import StoreHotReads
 from trustyard.content.manifests import ManifestService, PushedManifest
 from trustyard.content.stores import ContentStore
+from trustyard.content.uploads import HashStates, UploadService
 from trustyard.oci import mediatypes as mt
-from trustyard.oci.digest import DEFAULT_ALGORITHM, Digest, digest_bytes, new_hasher
+from trustyard.oci.digest import Digest, digest_bytes
 from trustyard.storage.interfaces import BlobDriver
 
 ARTIFACT_TYPE = "application/vnd.cyclonedx+json"
@@ -45,6 +45,8 @@ class SbomAttacher:
     def __init__(self, engine: Engine, driver: BlobDriver) -> None:
         self.driver = driver
         self.content = ContentStore()
+        # The blobs are written through content's one write path; no upload session is kept.
+        self.uploads = UploadService(self.content, driver, HashStates(capacity=0))
         self.manifests = ManifestService(self.content, StoreHotReads(engine, self.content))
 
     def prepare(
@@ -58,7 +60,7 @@ class SbomAttacher:
         """Store the blobs of the artifact (blocking I/O, outside any transaction); the
         document is written as its chunks come (a 50,000-component SBOM is 90 MB)."""
         config_digest = self._store(EMPTY_CONFIG)
-        body_digest, body_size = self._write(document)
+        body_digest, body_size = self.uploads.write_blob(document)
         manifest = {
             "schemaVersion": 2,
             "mediaType": mt.OCI_MANIFEST,
@@ -93,27 +95,5 @@ class SbomAttacher:
     def _store(self, data: bytes) -> Digest:
         digest = digest_bytes(data)
         if self.driver.stat(digest) is None:
-            self._write([data])
+            self.uploads.write_blob([data])
         return digest
-
-    def _write(self, chunks: Iterable[bytes]) -> tuple[Digest, int]:
-        """Store the blob made of `chunks`, hashed as they are written: its digest and size
-        (an identical blob already stored is kept: `commit_upload` deduplicates)."""
-        upload_id = uuid.uuid4().hex
-        hasher = new_hasher(DEFAULT_ALGORITHM)
-        size = 0
-        writer = self.driver.open_upload(upload_id, 0)
-        try:
-            for chunk in chunks:
-                writer.write(chunk)
-                hasher.update(chunk)
-                size += len(chunk)
-            writer.sync()
-        except BaseException:
-            writer.close()
-            self.driver.delete_upload(upload_id)
-            raise
-        writer.close()
-        digest = Digest(DEFAULT_ALGORITHM, hasher.hexdigest())
-        self.driver.commit_upload(upload_id, size, digest)
-        return digest, size
