@@ -26,9 +26,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
+from tests.support.archives import image_archive
 from tests.support.databases import migrated_engine
 from tests.support.images import image_info, image_layout
-from tests.unit.scanning.layerkit import skopeo_archive
 from trustyard.content.interfaces import ManifestRecord
 from trustyard.content.stores import ContentStore
 from trustyard.db.engine import write_tx
@@ -59,11 +59,11 @@ def _layout(name: str, _request: pytest.FixtureRequest) -> ImageSource:
 
 
 def _oci_archive(name: str, _request: pytest.FixtureRequest) -> ImageSource:
-    return open_path(skopeo_archive(name, "oci"))
+    return open_path(image_archive(name, "oci-archive"))
 
 
 def _docker_archive(name: str, _request: pytest.FixtureRequest) -> ImageSource:
-    return open_path(skopeo_archive(name, "docker"))
+    return open_path(image_archive(name, "docker-archive"))
 
 
 def _registry(name: str, request: pytest.FixtureRequest) -> ImageSource:

@@ -7,7 +7,6 @@ import gzip
 import hashlib
 import io
 import os
-import subprocess
 import tarfile
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -17,7 +16,6 @@ from typing import BinaryIO
 
 import zstandard
 
-from tests.support.images import image_layout
 from trustyard.scanning.interfaces import Collector, Detector, FileEntry, Limits, ScanContext
 from trustyard.scanning.layers import scan_layer
 from trustyard.scanning.model import Component, Distro, LayerScan
@@ -342,24 +340,3 @@ def many_entries_layer(count: int = 1_000_000) -> Path:
         out.write(compressor.flush())
     temp.replace(path)
     return path
-
-
-def skopeo_archive(name: str, kind: str) -> Path:
-    """A shared test image as an oci-archive (`kind` "oci", every platform) or a docker-archive
-    ("docker"), made by skopeo once and cached in the scan fixtures folder."""
-    target = FIXTURES / "archives" / f"{name}.{kind}.tar"
-    if target.is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f"{target.name}.tmp{os.getpid()}")
-    temp.unlink(missing_ok=True)
-    destination = f"oci-archive:{temp}" if kind == "oci" else f"docker-archive:{temp}:{name}:latest"
-    subprocess.run(
-        ["skopeo", "copy", "-q", "--all", f"oci:{image_layout(name)}:latest", destination]
-        if kind == "oci"
-        else ["skopeo", "copy", "-q", f"oci:{image_layout(name)}:latest", destination],
-        check=True,
-        timeout=300,
-    )
-    temp.replace(target)
-    return target

@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
+from tests.support.archives import image_archive
 from tests.support.images import image_info, image_layout
-from tests.unit.scanning.layerkit import file, scan_bytes, skopeo_archive, tar_bytes
+from tests.unit.scanning.layerkit import file, scan_bytes, tar_bytes
 from trustyard.oci.mediatypes import DOCKER_LAYER
 from trustyard.scanning.model import ScanRefused
 from trustyard.scanning.sources import (
@@ -67,9 +68,9 @@ def platform_of(image: dict[str, Any]) -> str:
 def archives() -> dict[tuple[str, str], Path]:
     made = {}
     for name in ARCHIVED:
-        made[(name, "oci")] = skopeo_archive(name, "oci")
+        made[(name, "oci")] = image_archive(name, "oci-archive")
         if name != "multi-arch":
-            made[(name, "docker")] = skopeo_archive(name, "docker")
+            made[(name, "docker")] = image_archive(name, "docker-archive")
     return made
 
 
