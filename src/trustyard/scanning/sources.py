@@ -103,6 +103,11 @@ def images_from_manifest(
     (then it is scanned like any other layer)."""
     images: list[ImageRef] = []
     _expand(read_blob, digest, data, None, 0, has_blob, images)
+    return _unique(images)
+
+
+def _unique(images: list[ImageRef]) -> list[ImageRef]:
+    """Each (manifest, platform) once, in the order first found."""
     seen: set[tuple[str, str]] = set()
     unique: list[ImageRef] = []
     for image in images:
@@ -134,28 +139,41 @@ def _expand(
         children = doc.get("manifests")
         if not isinstance(children, list):
             raise ScanRefused(f"index {digest} has no manifests list")
-        for child in children:
-            if not isinstance(child, dict) or _is_attestation(child):
-                continue
-            if child.get("mediaType") not in mt.MANIFEST_TYPES:
-                continue  # an artifact listed in the index
-            child_digest = _digest_field(child, f"index {digest}")
-            child_platform = child.get("platform")
-            _expand(
-                read_blob,
-                child_digest,
-                read_blob(child_digest),
-                child_platform if isinstance(child_platform, dict) else None,
-                depth + 1,
-                has_blob,
-                out,
-            )
+        _expand_children(read_blob, children, f"index {digest}", depth + 1, has_blob, out)
         return
     if media_type not in mt.IMAGE_MANIFESTS:
         raise ScanRefused(f"manifest {digest} has an unsupported media type {media_type!r}")
     image = _image(read_blob, digest, doc, platform, has_blob)
     if image is not None:
         out.append(image)
+
+
+def _expand_children(
+    read_blob: Callable[[str], bytes],
+    children: list[Any],
+    where: str,
+    depth: int,
+    has_blob: Callable[[str], bool] | None,
+    out: list[ImageRef],
+) -> None:
+    """The images of the manifests an index (or a layout's index.json) lists; attestations
+    and artifacts are skipped."""
+    for child in children:
+        if not isinstance(child, dict) or _is_attestation(child):
+            continue
+        if child.get("mediaType") not in mt.MANIFEST_TYPES:
+            continue  # an artifact listed in the index
+        child_digest = _digest_field(child, where)
+        child_platform = child.get("platform")
+        _expand(
+            read_blob,
+            child_digest,
+            read_blob(child_digest),
+            child_platform if isinstance(child_platform, dict) else None,
+            depth,
+            has_blob,
+            out,
+        )
 
 
 def _digest_field(descriptor: dict[str, Any], where: str) -> str:
@@ -387,30 +405,9 @@ class OciLayoutSource:
         if not isinstance(descriptors, list):
             raise ScanRefused(f"{self._files.label}: index.json has no manifests list")
         images: list[ImageRef] = []
-        seen: set[tuple[str, str]] = set()
-        for descriptor in descriptors:
-            if not isinstance(descriptor, dict) or _is_attestation(descriptor):
-                continue
-            if descriptor.get("mediaType") not in mt.MANIFEST_TYPES:
-                continue
-            digest = _digest_field(descriptor, f"{self._files.label}: index.json")
-            platform = descriptor.get("platform")
-            found: list[ImageRef] = []
-            _expand(
-                self._read_blob,
-                digest,
-                self._read_blob(digest),
-                platform if isinstance(platform, dict) else None,
-                0,
-                self.has_blob,
-                found,
-            )
-            for image in found:
-                key = (image.manifest_digest, image.platform)
-                if key not in seen:
-                    seen.add(key)
-                    images.append(image)
-        return images
+        where = f"{self._files.label}: index.json"
+        _expand_children(self._read_blob, descriptors, where, 0, self.has_blob, images)
+        return _unique(images)
 
 
 class DockerArchiveSource:
