@@ -31,11 +31,22 @@ def engines(
         yield LazyEngines(request, tmp_path_factory, stack)
 
 
+# On PostgreSQL the column sorts by a locale (ICU's root collation: "a" before "B"), as a
+# database created with a locale would; the test cluster itself is created with --locale=C.
+LOCALE_ROWS = Table(
+    "sql_helpers",
+    MetaData(),
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64, collation="und-x-icu"), nullable=False),
+)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def engine(request: pytest.FixtureRequest, engines: LazyEngines) -> Engine:
     engine = engines[request.param]
-    ROWS.drop(engine, checkfirst=True)
-    ROWS.create(engine)
+    table = LOCALE_ROWS if request.param == "postgres" else ROWS
+    table.drop(engine, checkfirst=True)
+    table.create(engine)
     with write_tx(engine) as conn:
         conn.execute(insert(ROWS), [{"id": i + 1, "name": name} for i, name in enumerate(NAMES)])
     return engine
