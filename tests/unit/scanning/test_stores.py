@@ -7,7 +7,6 @@ import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -31,7 +30,6 @@ from trustyard.db.tables import (
 )
 from trustyard.jobs.queue import SqlJobQueue
 from trustyard.oci.digest import digest_bytes
-from trustyard.oci.manifest import parse_manifest, scannable
 from trustyard.scanning.jobs import DatabaseLayerCache
 from trustyard.scanning.model import Component, Distro, LayerScan
 from trustyard.scanning.service import (
@@ -422,83 +420,6 @@ def test_values_longer_than_their_columns_are_cut_to_fit(engine: Engine) -> None
     succeed_with(engine, "acme/app", "long", [long_name])
     found, _ = search(engine, name=long_name[:512])
     assert [name for _, name, _ in found] == [long_name[:512]]
-
-
-def manifest_with(config_type: str, layer_types: list[str], **extra: Any) -> bytes:
-    blob = {"digest": "sha256:" + "1" * 64, "size": 1}
-    document = {
-        "schemaVersion": 2,
-        "config": {"mediaType": config_type, **blob},
-        "layers": [{"mediaType": media_type, **blob} for media_type in layer_types],
-        **extra,
-    }
-    return json.dumps(document).encode()
-
-
-OCI_TAR_GZ = "application/vnd.oci.image.layer.v1.tar+gzip"
-
-
-@pytest.mark.parametrize(
-    ("body", "content_type", "expected"),
-    [
-        (manifest_with(CONFIG, [OCI_TAR_GZ]), OCI_MANIFEST_TYPE, True),
-        (manifest_with(CONFIG, ["application/vnd.oci.image.layer.v1.tar+zstd"]), None, True),
-        (
-            manifest_with(
-                "application/vnd.docker.container.image.v1+json",
-                ["application/vnd.docker.image.rootfs.diff.tar.gzip"],
-                mediaType="application/vnd.docker.distribution.manifest.v2+json",
-            ),
-            None,
-            True,
-        ),
-        (manifest_with(CONFIG, []), None, False),  # no layer: nothing to scan
-        # a cosign signature: an image config, but its layer is no filesystem
-        (manifest_with(CONFIG, ["application/vnd.dev.cosign.simplesigning.v1+json"]), None, False),
-        (
-            manifest_with(
-                "application/vnd.oci.empty.v1+json",
-                ["application/spdx+json"],
-                artifactType="application/spdx+json",
-            ),
-            None,
-            False,
-        ),
-        (manifest_with(CONFIG, [OCI_TAR_GZ], artifactType="application/x-thing"), None, False),
-        (
-            json.dumps(
-                {
-                    "schemaVersion": 2,
-                    "mediaType": "application/vnd.oci.image.index.v1+json",
-                    "manifests": [
-                        {
-                            "mediaType": OCI_MANIFEST_TYPE,
-                            "digest": "sha256:" + "2" * 64,
-                            "size": 3,
-                        }
-                    ],
-                }
-            ).encode(),
-            None,
-            True,
-        ),
-        (
-            json.dumps(
-                {
-                    "schemaVersion": 2,
-                    "mediaType": "application/vnd.oci.image.index.v1+json",
-                    "manifests": [],
-                }
-            ).encode(),
-            None,
-            False,
-        ),
-    ],
-)
-def test_only_images_and_indexes_of_images_are_scannable(
-    body: bytes, content_type: str | None, expected: bool
-) -> None:
-    assert scannable(parse_manifest(body, content_type)) is expected
 
 
 # --- retention -----------------------------------------------------------------------------------
