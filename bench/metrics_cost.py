@@ -136,23 +136,25 @@ async def push_image(app: Any) -> str:
 def asgi(number: int, directory: Path) -> dict[str, tuple[float, float]]:
     """Microseconds per request through trustyard's top-level ASGI app, metrics off and on,
     for GET /v2/ and for a manifest GET by tag (the hot path)."""
-    from trustyard.app import TrustyardApp, make_context
+    from trustyard.app import TrustyardApp
     from trustyard.config import Settings
     from trustyard.db import migrate
     from trustyard.db.engine import make_engine
     from trustyard.metrics.recorder import Recorder
     from trustyard.metrics_http.endpoint import MetricsEndpoint
+    from trustyard.wiring.server import build_services
 
     settings = Settings(data_dir=directory / "data", auth={"enabled": False})
     settings.data_dir.mkdir(parents=True)
     engine = make_engine(settings.effective_database_url)
     migrate.upgrade(engine)
     engine.dispose()
-    ctx = make_context(settings)
+    services = build_services(settings)
+    ctx = services.context
     recorder = Recorder()
     recorder.configure(directory / "metrics")
-    plain = TrustyardApp(ctx)
-    measured = TrustyardApp(ctx, MetricsEndpoint(settings.metrics, ctx.engine, recorder))
+    plain = TrustyardApp(services)
+    measured = TrustyardApp(services, MetricsEndpoint(settings.metrics, ctx.engine, recorder))
 
     async def run(app: TrustyardApp, path: str) -> float:
         best = float("inf")

@@ -1,103 +1,28 @@
-"""Composition root: build every object once, from settings, and wire the HTTP edges."""
+"""The server's ASGI app: the router over the HTTP edges, assembled around the services that
+`wiring.server.build_services` builds once per process from the settings."""
 
 from __future__ import annotations
 
 import json
 import logging
 from collections.abc import Awaitable, Sequence
-from datetime import timedelta
 from time import perf_counter
 
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 
 from trustyard.api.app import PREFIX as API_PREFIX
 from trustyard.api.app import create_api, guarded
-from trustyard.auth.access import AccessPolicy, Authenticator
-from trustyard.auth.authorize import open_policy
-from trustyard.auth.gate import Accounts
-from trustyard.auth.login_throttle import LoginThrottle
-from trustyard.auth.registry_tokens import RegistryTokens
-from trustyard.auth.signing import SigningKeys
-from trustyard.background import make_queue
 from trustyard.config import Settings
-from trustyard.content.hotreads import HotReads, SqliteHotReads, StoreHotReads
-from trustyard.content.manifests import ManifestService
-from trustyard.content.stores import ContentStore
-from trustyard.content.tags import TagService
-from trustyard.content.uploads import HashStates, UploadService
-from trustyard.db.engine import is_sqlite, make_engine
-from trustyard.db.generation import access_generation_reader, credential_generation_reader
-from trustyard.jobs.queue import SqlJobQueue
 from trustyard.kit.asgi import ROUTE_KEY, Message, Receive, Scope, Send
 from trustyard.kit.forwarded import client_address, networks
-from trustyard.metrics.recorder import Recorder, method_label
+from trustyard.metrics.recorder import method_label
 from trustyard.metrics_http.endpoint import MetricsEndpoint, route_label
 from trustyard.registry.app import RegistryApp
-from trustyard.registry.context import RegistryContext
 from trustyard.registry.http import JSON, Request, respond
 from trustyard.registry.token_endpoint import token_endpoint
-from trustyard.scanning.service import ScanService
-from trustyard.wiring.common import make_driver, make_ldap, signing_passphrase
-from trustyard.wiring.events import make_outbox, make_pull_recorder, make_webhook_service
+from trustyard.wiring.server import Services, build_services
 
 log = logging.getLogger(__name__)
-
-
-def make_hot_reads(engine: Engine, store: ContentStore) -> HotReads:
-    if is_sqlite(engine) and engine.url.database:
-        return SqliteHotReads(engine.url.database)
-    return StoreHotReads(engine, store)
-
-
-def make_accounts(settings: Settings, engine: Engine) -> Accounts | None:
-    if not settings.auth.enabled:
-        return None
-    policy = AccessPolicy()
-    keys = SigningKeys(signing_passphrase(settings))
-    ttl = timedelta(seconds=settings.auth.token_ttl_seconds)
-    return Accounts(
-        engine=engine,
-        authenticator=Authenticator(ldap=make_ldap(settings)),
-        policy=policy,
-        keys=keys,
-        tokens=RegistryTokens(keys, policy, settings.auth.service, ttl),
-        service=settings.auth.service,
-        refresh_ttl=timedelta(seconds=settings.auth.refresh_token_ttl_seconds),
-        generation=access_generation_reader(engine),
-        credentials=credential_generation_reader(engine),
-        throttle=LoginThrottle(
-            first_lock=timedelta(seconds=settings.auth.login_first_lock_seconds)
-        ),
-    )
-
-
-def make_context(settings: Settings, engine: Engine | None = None) -> RegistryContext:
-    engine = engine or make_engine(settings.effective_database_url)
-    driver = make_driver(settings)
-    store = ContentStore()
-    hot = make_hot_reads(engine, store)
-    accounts = make_accounts(settings, engine)
-    queue = make_queue(settings, engine)
-    outbox = make_outbox(queue)
-    scans = make_scan_service(settings, queue)
-    return RegistryContext(
-        engine=engine,
-        store=store,
-        uploads=UploadService(store, driver, HashStates()),
-        manifests=ManifestService(store, hot),
-        driver=driver,
-        authorize=accounts.authorizer() if accounts is not None else open_policy,
-        url_prefix=(settings.server.public_url or "").rstrip("/"),
-        body_timeout=settings.server.body_timeout,
-        accounts=accounts,
-        events=outbox,
-        pulls=make_pull_recorder(settings, engine, outbox),
-        on_push=scans.on_push if scans.enabled else None,
-    )
-
-
-def make_scan_service(settings: Settings, queue: SqlJobQueue) -> ScanService:
-    return ScanService(queue, enabled=settings.scanning.enabled)
 
 
 class TrustyardApp:
@@ -107,16 +32,19 @@ class TrustyardApp:
 
     def __init__(
         self,
-        ctx: RegistryContext,
+        services: Services,
         metrics: MetricsEndpoint | None = None,
         trusted_proxies: Sequence[str] = (),
         api_body_limit: int = 1024 * 1024,
     ) -> None:
-        self.ctx = ctx
+        self.ctx = ctx = services.context
         self.registry = RegistryApp(ctx)
         self.api = create_api(ctx.accounts) if ctx.accounts is not None else None
         if self.api is not None:
-            self.api.state.tags = TagService(ctx.store, ctx.driver)
+            self.api.state.tags = services.tags
+            self.api.state.events = ctx.events
+            self.api.state.webhooks = services.webhooks
+            self.api.state.scans = services.scans
         self.api_guard = (
             guarded(self.api, max_body=api_body_limit, body_timeout=ctx.body_timeout)
             if self.api is not None
@@ -217,23 +145,18 @@ class TrustyardApp:
 def create_app(settings: Settings) -> TrustyardApp:
     """The server's app; with metrics on, it counts requests in a recorder of its own (shared
     with the other processes once `asgi_factory` configures it)."""
-    ctx = make_context(settings)
+    services = build_services(settings)
     endpoint = (
-        MetricsEndpoint(settings.metrics, ctx.engine, Recorder())
-        if settings.metrics.enabled
+        MetricsEndpoint(settings.metrics, services.context.engine, services.recorder)
+        if services.recorder is not None
         else None
     )
-    app = TrustyardApp(
-        ctx,
+    return TrustyardApp(
+        services,
         endpoint,
         settings.server.trusted_proxies,
         api_body_limit=settings.server.api_body_limit,
     )
-    if app.api is not None and ctx.events is not None and ctx.events.queue is not None:
-        app.api.state.events = ctx.events
-        app.api.state.webhooks = make_webhook_service(settings, ctx.events.queue)
-        app.api.state.scans = make_scan_service(settings, ctx.events.queue)
-    return app
 
 
 def asgi_factory() -> TrustyardApp:

@@ -58,9 +58,9 @@ from tests.support.access_world import (
 )
 from tests.support.server import TrustyardServer
 from trustyard.api.app import create_api
-from trustyard.app import make_accounts
 from trustyard.config import AuthSettings, Settings
 from trustyard.registry.routes import ROUTES
+from trustyard.wiring.accounts import make_accounts
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("access-matrix")]
 

@@ -1,5 +1,6 @@
 """The gate both edges ask when accounts are on: who is asking (Basic or Bearer), and the
-policy that decides.
+policy that decides. It raises domain errors only (Unauthenticated, Throttled, Unavailable);
+registry/ and api/ map them to their wire.
 
 Credentials are checked once per process and remembered for a short while (argon2 is meant to
 be slow), and only as long as the credential generation (db.generation, moved by triggers when

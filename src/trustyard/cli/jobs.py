@@ -95,8 +95,8 @@ def worker(
 ) -> None:
     """Run background jobs (and fire due schedules) until SIGTERM or SIGINT; then finish or
     release the running jobs. Run several, on several machines, against one PostgreSQL."""
-    from trustyard.background import make_worker
     from trustyard.metrics.recorder import Recorder
+    from trustyard.wiring.jobs import make_worker
 
     settings = _settings(data_dir, database_url)
     logging.getLogger("trustyard").setLevel(settings.log_level.upper())

@@ -19,8 +19,8 @@ histogram over some of them. Labels are a small, fixed vocabulary (route names, 
 URLs): the caller maps what it observes onto it.
 
 This module imports nothing from the rest of trustyard and builds nothing at import time: the
-composition roots build one `Recorder` per process (create_app for a server process, the
-`worker` command for the embedded job worker) and hand it to whoever observes (the ASGI
+composition root builds one `Recorder` per process (build_services for a server process, the
+`worker` command for the embedded job worker) and hands it to whoever observes (the ASGI
 router, the job Worker, the webhook delivery job). A recorder starts no thread and touches no
 file until `configure` is called (by the server's worker processes and the embedded job
 worker). exposition.py renders the totals.

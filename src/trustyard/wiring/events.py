@@ -1,5 +1,5 @@
-"""Composition of events and webhooks: what the HTTP server (app.py) and the job workers
-(background.py) build from settings. Nothing here runs at import time."""
+"""Composition of events and webhooks: what a server process (server.py) and a job worker
+(jobs.py) build from settings. Nothing here runs at import time."""
 
 from __future__ import annotations
 

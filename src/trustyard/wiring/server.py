@@ -1,0 +1,79 @@
+"""What a server process serves with, built once from the settings: `build_services` makes
+every service (the registry context, tags, scans, webhooks, the metrics recorder) exactly
+once; `app.py` only assembles the ASGI app around them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from trustyard.auth.authorize import open_policy
+from trustyard.config import Settings
+from trustyard.content.hotreads import HotReads, SqliteHotReads, StoreHotReads
+from trustyard.content.manifests import ManifestService
+from trustyard.content.stores import ContentStore
+from trustyard.content.tags import TagService
+from trustyard.content.uploads import HashStates, UploadService
+from trustyard.db.engine import is_sqlite, make_engine
+from trustyard.metrics.recorder import Recorder
+from trustyard.registry.context import RegistryContext
+from trustyard.scanning.service import ScanService
+from trustyard.webhooks.service import WebhookService
+from trustyard.wiring.accounts import make_accounts
+from trustyard.wiring.common import make_driver
+from trustyard.wiring.events import make_outbox, make_pull_recorder, make_webhook_service
+from trustyard.wiring.jobs import make_queue
+from trustyard.wiring.scanning import make_scan_service
+
+
+@dataclass(frozen=True)
+class Services:
+    """One server process's services. `context` carries what /v2 needs (and the accounts
+    gate, None for an open registry); /api/v1 also uses `tags`, `scans` and `webhooks`.
+    `recorder` counts requests, None with metrics off."""
+
+    context: RegistryContext
+    tags: TagService
+    scans: ScanService
+    webhooks: WebhookService
+    recorder: Recorder | None
+
+
+def make_hot_reads(engine: Engine, store: ContentStore) -> HotReads:
+    if is_sqlite(engine) and engine.url.database:
+        return SqliteHotReads(engine.url.database)
+    return StoreHotReads(engine, store)
+
+
+def build_services(settings: Settings, engine: Engine | None = None) -> Services:
+    """Every service of a server process, each built once (one queue, one outbox, one
+    `ScanService` for the push hook and /api/v1 alike)."""
+    engine = engine or make_engine(settings.effective_database_url)
+    driver = make_driver(settings)
+    store = ContentStore()
+    accounts = make_accounts(settings, engine)
+    queue = make_queue(settings, engine)
+    outbox = make_outbox(queue)
+    scans = make_scan_service(settings, queue)
+    context = RegistryContext(
+        engine=engine,
+        store=store,
+        uploads=UploadService(store, driver, HashStates()),
+        manifests=ManifestService(store, make_hot_reads(engine, store)),
+        driver=driver,
+        authorize=accounts.authorizer() if accounts is not None else open_policy,
+        url_prefix=(settings.server.public_url or "").rstrip("/"),
+        body_timeout=settings.server.body_timeout,
+        accounts=accounts,
+        events=outbox,
+        pulls=make_pull_recorder(settings, engine, outbox),
+        on_push=scans.on_push if scans.enabled else None,
+    )
+    return Services(
+        context=context,
+        tags=TagService(store, driver),
+        scans=scans,
+        webhooks=make_webhook_service(settings, queue),
+        recorder=Recorder() if settings.metrics.enabled else None,
+    )

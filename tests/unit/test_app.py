@@ -1,0 +1,27 @@
+"""create_app: the ASGI app assembled around services built once per process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trustyard.app import create_app
+from trustyard.config import Settings
+from trustyard.db import migrate
+from trustyard.db.engine import make_engine
+
+
+def test_the_api_asks_the_scan_service_that_reacts_to_pushes(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    settings.data_dir.mkdir()
+    engine = make_engine(settings.effective_database_url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    app = create_app(settings)
+    try:
+        assert app.api is not None
+        on_push = app.ctx.on_push
+        assert on_push is not None
+        assert app.api.state.scans is getattr(on_push, "__self__", None)
+        assert app.api.state.webhooks.queue is app.api.state.scans.queue
+    finally:
+        app.ctx.engine.dispose()

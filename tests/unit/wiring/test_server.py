@@ -1,0 +1,52 @@
+"""build_services: a server process's services, each built once from the settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trustyard.config import Settings
+from trustyard.db import migrate
+from trustyard.db.engine import make_engine
+from trustyard.wiring.server import Services, build_services
+
+
+def services(tmp_path: Path, **settings: object) -> Services:
+    config = Settings(data_dir=tmp_path / "data", **settings)
+    config.data_dir.mkdir()
+    engine = make_engine(config.effective_database_url)
+    migrate.upgrade(engine)
+    return build_services(config, engine)
+
+
+def test_one_scan_service_reacts_to_pushes_and_answers_the_api(tmp_path: Path) -> None:
+    built = services(tmp_path)
+    try:
+        assert built.context.on_push is not None
+        assert getattr(built.context.on_push, "__self__", None) is built.scans
+        # One job queue behind the outbox, the scans and the webhooks.
+        assert built.context.events is not None
+        assert built.scans.queue is built.context.events.queue
+        assert built.webhooks.queue is built.scans.queue
+        assert built.context.accounts is not None  # accounts on by default
+    finally:
+        built.context.engine.dispose()
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_metrics_decide_whether_a_recorder_is_built(tmp_path: Path, enabled: bool) -> None:
+    built = services(tmp_path, metrics={"enabled": enabled})
+    try:
+        assert (built.recorder is not None) is enabled
+    finally:
+        built.context.engine.dispose()
+
+
+def test_scanning_off_leaves_pushes_alone(tmp_path: Path) -> None:
+    built = services(tmp_path, scanning={"enabled": False})
+    try:
+        assert built.context.on_push is None
+        assert not built.scans.enabled
+    finally:
+        built.context.engine.dispose()
