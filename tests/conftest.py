@@ -52,12 +52,33 @@ def server(
         instance.stop()
 
 
+# Registries `start_server` started that are still running. Each holds four processes and
+# about 400 MiB; kept to the end of the session, the suite's 60-odd would fill the machine.
+_RUNNING: list[TrustyardServer] = []
+
+
+def _stop(instances: list[TrustyardServer]) -> None:
+    for instance in instances:
+        instance.stop()
+        if instance in _RUNNING:
+            _RUNNING.remove(instance)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_the_modules_servers() -> Iterator[None]:
+    """Registries started for one test module (every user of `start_server` is a module
+    fixture) stop when the module's tests are done, not at the end of the session."""
+    before = list(_RUNNING)
+    yield
+    _stop([instance for instance in _RUNNING if instance not in before])
+
+
 @pytest.fixture(scope="session")
 def start_server(
     backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[..., TrustyardServer]]:
-    """Start extra registries with their own settings (as TRUSTYARD_* variables); all are
-    stopped at the end of the session."""
+    """Start extra registries with their own settings (as TRUSTYARD_* variables); they are
+    stopped when the test module that started them is done (see above)."""
     started: list[TrustyardServer] = []
 
     def start(label: str, **environment: str) -> TrustyardServer:
@@ -66,13 +87,13 @@ def start_server(
             data_dir, make_database_url(backend, request), extra_env=environment
         )
         started.append(instance.start())
+        _RUNNING.append(instance)
         return instance
 
     try:
         yield start
     finally:
-        for instance in started:
-            instance.stop()
+        _stop(started)
 
 
 @pytest.fixture
