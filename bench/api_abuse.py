@@ -16,9 +16,10 @@
               whether status, headers and body are identical; and POST /api/v1/webhooks for a
               user's namespace and a missing one
 
-Run from the repository root; `--src /work/before/src` runs the old code (PYTHONPATH):
+Run from the repository root; `--src ../before/src` runs the old code (PYTHONPATH; make it
+with `git worktree add ../before <commit>`):
   .venv/bin/python bench/api_abuse.py body
-  .venv/bin/python bench/api_abuse.py --src /work/before/src body
+  .venv/bin/python bench/api_abuse.py --src ../before/src body
 """
 
 from __future__ import annotations
@@ -353,7 +354,7 @@ def existence(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("what", choices=("body", "stall", "malformed", "jwt", "existence"))
-    parser.add_argument("--src", help="PYTHONPATH of the code to run (e.g. /work/before/src)")
+    parser.add_argument("--src", help="PYTHONPATH of the code to run (e.g. ../before/src)")
     parser.add_argument("--rounds", type=int, default=300)
     args = parser.parse_args()
     print(f"{args.what}: {'code at ' + args.src if args.src else 'this tree'}")

@@ -1,7 +1,7 @@
 """Measure issue 9, items 15 and 16, against a real server: lock-outs and stale credentials.
 
 Starts `trustyard serve` (accounts on, 2 workers, SQLite or --database-url) from the source
-folder given (--source, e.g. /work/before/src for the code before the fixes; default: the
+folder given (--source, e.g. ../before/src for the code before the fixes; default: the
 installed trustyard), runs the probes below, prints one line per figure, and stops the server
 by PID. Requests go out on fresh connections (so they reach both workers) from several loopback
 addresses (127.0.0.2 is the attacker, 127.0.0.3 the account's owner...).
@@ -23,7 +23,7 @@ Item 16 (stale credentials):
                owner is deactivated and reactivated, exchanged as client_id a
 
 Example:
-  PYTHONPATH= .venv/bin/python bench/auth_abuse.py --source /work/before/src
+  PYTHONPATH= .venv/bin/python bench/auth_abuse.py --source ../before/src
   .venv/bin/python bench/auth_abuse.py
 """
 
@@ -243,7 +243,7 @@ def refresh(url: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", help="PYTHONPATH of the server (e.g. /work/before/src)")
+    parser.add_argument("--source", help="PYTHONPATH of the server (e.g. ../before/src)")
     parser.add_argument("--database-url", help="default: SQLite in a temporary folder")
     args = parser.parse_args()
     with serving(args.source, args.database_url) as url:

@@ -11,7 +11,7 @@ on the import path:
 
   .venv/bin/python bench/cyclonedx_export.py 10000
   .venv/bin/python bench/cyclonedx_export.py 50000 --attach
-  PYTHONPATH=/work/before/src .venv/bin/python bench/cyclonedx_export.py 50000
+  PYTHONPATH=../before/src .venv/bin/python bench/cyclonedx_export.py 50000
 
 Run one size per process: the peak memory is the process's.
 """

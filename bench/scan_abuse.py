@@ -8,9 +8,10 @@ Builds one gzip'ed layer holding a `var/lib/dpkg/status` of ENTRIES installed pa
   - the growth of the database files (trustyard.db and its -wal) from before the push;
   - GET .../manifests/v1/bom (json): status, size and time; with --formats also cyclonedx-json.
 
-Run from the repository root; `--src /work/before/src` runs the old code (PYTHONPATH):
+Run from the repository root; `--src ../before/src` runs the old code (PYTHONPATH; make it
+with `git worktree add ../before <commit>`):
   .venv/bin/python bench/scan_abuse.py
-  .venv/bin/python bench/scan_abuse.py --src /work/before/src
+  .venv/bin/python bench/scan_abuse.py --src ../before/src
   .venv/bin/python bench/scan_abuse.py --entries 88   # a small, accepted status file
 """
 
