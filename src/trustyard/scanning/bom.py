@@ -22,6 +22,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from trustyard.scanning.model import BINARY, NPM, OS_ECOSYSTEMS, Component, Distro, LayerScan
+from trustyard.scanning.purls import purl_text
 
 if TYPE_CHECKING:
     from trustyard.scanning.sources import ImageRef
@@ -358,16 +359,10 @@ def distro_purl(purl: str, distro: Distro) -> str:
 def image_purl(name: str, digest: str | None, platform: str) -> str | None:
     """`pkg:oci/NAME@DIGEST?arch=ARCH` for an image (NAME: the last path segment of `name`,
     lower case); None without a digest."""
-    from packageurl import PackageURL
 
     if not digest:
         return None
     base = name.rstrip("/").rpartition("/")[2].lower() or "image"
     parts = platform.split("/")
     qualifiers = {"arch": parts[1]} if len(parts) > 1 and parts[1] else None
-    try:
-        return str(
-            PackageURL(type="oci", name=base, version=digest, qualifiers=qualifiers).to_string()
-        )
-    except ValueError:
-        return None
+    return purl_text(type="oci", name=base, version=digest, qualifiers=qualifiers)

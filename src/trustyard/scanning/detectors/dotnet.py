@@ -13,11 +13,10 @@ import posixpath
 from collections.abc import Iterable
 from typing import Any
 
-from packageurl import PackageURL
-
 from trustyard.scanning.detectors.per_file import FileDetector
 from trustyard.scanning.interfaces import Detector, FileEntry, Limits, metadata_want
 from trustyard.scanning.model import NUGET, Component
+from trustyard.scanning.purls import purl_text
 
 DETECTOR_NAME = "dotnet"
 MAX_ASSEMBLIES = 100
@@ -69,10 +68,7 @@ def assemblies(doc: dict[str, Any], key: str) -> list[str]:
 
 
 def purl_for(name: str, version: str) -> str | None:
-    try:
-        return PackageURL(type="nuget", name=name, version=version).to_string()
-    except ValueError:
-        return None
+    return purl_text(type="nuget", name=name, version=version)
 
 
 def wants(entry: FileEntry, limits: Limits) -> int:

@@ -21,13 +21,12 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from packageurl import PackageURL
-
 from trustyard.scanning.binaries import wanted_bytes
 from trustyard.scanning.binaries.executable import forget, parse, readonly_ranges
 from trustyard.scanning.detectors.per_file import FileDetector
 from trustyard.scanning.interfaces import FileEntry
 from trustyard.scanning.model import BINARY, Component
+from trustyard.scanning.purls import purl_text
 
 DETECTOR_NAME = "fingerprints"
 MAX_HITS = 10_000  # occurrences of one needle examined per binary (libcrypto: ~40)
@@ -209,10 +208,7 @@ def _hits(data: bytes, ranges: Ranges, needle: bytes) -> list[int]:
 
 
 def generic_purl(name: str, version: str) -> str | None:
-    try:
-        return PackageURL(type="generic", name=name, version=version).to_string()
-    except ValueError:
-        return None
+    return purl_text(type="generic", name=name, version=version)
 
 
 def read(entry: FileEntry, data: bytes) -> Iterable[Component]:

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from packageurl import PackageURL
-
 from trustyard.scanning.binaries import wanted_bytes
 from trustyard.scanning.binaries.gobuild import BuildInfo, Module, read_build_info
 from trustyard.scanning.detectors.per_file import FileDetector
 from trustyard.scanning.interfaces import FileEntry
 from trustyard.scanning.model import GOLANG, Component
+from trustyard.scanning.purls import purl_text
 
 DETECTOR_NAME = "golang"
 STDLIB = "stdlib"
@@ -34,12 +33,7 @@ _PLATFORM_SETTINGS = ("GOARCH", "GOOS")
 def golang_purl(module_path: str, version: str) -> str | None:
     """pkg:golang/<module path>@<version> (the last path element is the purl's name)."""
     namespace, _, name = module_path.rpartition("/")
-    try:
-        return PackageURL(
-            type="golang", namespace=namespace or None, name=name, version=version or None
-        ).to_string()
-    except ValueError:
-        return None
+    return purl_text(type="golang", namespace=namespace or None, name=name, version=version or None)
 
 
 def components_of(info: BuildInfo, path: str) -> list[Component]:

@@ -17,11 +17,10 @@ import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from packageurl import PackageURL
-
 from trustyard.scanning.interfaces import Collector, Detector, FileEntry, Limits, ScanContext
 from trustyard.scanning.licenses import spdx_expression
 from trustyard.scanning.model import MAVEN, Component
+from trustyard.scanning.purls import purl_text
 
 ARCHIVE_SUFFIXES = (".jar", ".war", ".ear", ".jpi", ".hpi", ".JAR", ".WAR", ".EAR")
 # A zip's first local header; an executable Spring Boot jar starts with its launch script.
@@ -83,12 +82,7 @@ def split_file_name(file_name: str) -> tuple[str, str]:
 
 
 def purl_for(group: str, artifact: str, version: str) -> str | None:
-    try:
-        return PackageURL(
-            type="maven", namespace=group or None, name=artifact, version=version or None
-        ).to_string()
-    except ValueError:
-        return None
+    return purl_text(type="maven", namespace=group or None, name=artifact, version=version or None)
 
 
 def _identifier(value: str | None) -> str:

@@ -18,8 +18,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from packageurl import PackageURL
-
 from trustyard.scanning.interfaces import (
     Collector,
     Detector,
@@ -30,6 +28,7 @@ from trustyard.scanning.interfaces import (
 )
 from trustyard.scanning.licenses import any_of, spdx_expression
 from trustyard.scanning.model import NPM, Component
+from trustyard.scanning.purls import purl_text
 
 PACKAGE_JSON_MAX_BYTES = 4 << 20
 
@@ -91,12 +90,7 @@ def license_of(data: dict[str, Any]) -> str | None:
 
 def purl_for(name: str, version: str) -> str | None:
     namespace, _, bare = name.rpartition("/")
-    try:
-        return PackageURL(
-            type="npm", namespace=namespace or None, name=bare, version=version
-        ).to_string()
-    except ValueError:
-        return None
+    return purl_text(type="npm", namespace=namespace or None, name=bare, version=version)
 
 
 def _load_json(data: bytes) -> Any:

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from packageurl import PackageURL
-
 from trustyard.scanning.interfaces import DistroCollector, FileEntry, ScanContext
 from trustyard.scanning.model import Component, Distro
+from trustyard.scanning.purls import purl_text
 
 ETC_OS_RELEASE = "etc/os-release"
 LIB_OS_RELEASE = "usr/lib/os-release"
@@ -101,12 +100,9 @@ def os_purl(
     ordered = {"arch": arch} if arch else {}
     ordered.update(qualifiers)
     ordered.update(distro_qualifiers)
-    try:
-        return PackageURL(
-            type=purl_type, namespace=namespace, name=name, version=version, qualifiers=ordered
-        ).to_string()
-    except ValueError:
-        return None
+    return purl_text(
+        type=purl_type, namespace=namespace, name=name, version=version, qualifiers=ordered
+    )
 
 
 class OsReleaseReader:

@@ -9,12 +9,11 @@ import posixpath
 from collections.abc import Iterable
 from typing import Any
 
-from packageurl import PackageURL
-
 from trustyard.scanning.detectors.per_file import FileDetector
 from trustyard.scanning.interfaces import Detector, FileEntry, Limits, metadata_want
 from trustyard.scanning.licenses import any_of, spdx_expression
 from trustyard.scanning.model import COMPOSER, Component
+from trustyard.scanning.purls import purl_text
 
 DETECTOR_NAME = "php"
 _SUFFIX = "vendor/composer/installed.json"
@@ -38,12 +37,7 @@ def license_of(declared: Any) -> str | None:
 
 def purl_for(name: str, version: str) -> str | None:
     vendor, _, package = name.rpartition("/")
-    try:
-        return PackageURL(
-            type="composer", namespace=vendor or None, name=package, version=version
-        ).to_string()
-    except ValueError:
-        return None
+    return purl_text(type="composer", namespace=vendor or None, name=package, version=version)
 
 
 def wants(entry: FileEntry, limits: Limits) -> int:

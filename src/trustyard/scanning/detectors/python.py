@@ -13,8 +13,6 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from packageurl import PackageURL
-
 from trustyard.scanning.interfaces import (
     Collector,
     Detector,
@@ -25,6 +23,7 @@ from trustyard.scanning.interfaces import (
 )
 from trustyard.scanning.licenses import any_of, spdx_expression
 from trustyard.scanning.model import PYPI, Component
+from trustyard.scanning.purls import purl_text
 
 MAX_OWNED_LOCATIONS = 1000  # files listed after the evidence; the rest are left out
 
@@ -127,11 +126,8 @@ def _classifier_license(fields: dict[str, list[str]]) -> str | None:
 
 
 def purl_for(name: str, version: str) -> str | None:
-    try:
-        normal = _NORMALISE.sub("-", name).lower()
-        return PackageURL(type="pypi", name=normal, version=version).to_string()
-    except ValueError:
-        return None
+    normal = _NORMALISE.sub("-", name).lower()
+    return purl_text(type="pypi", name=normal, version=version)
 
 
 @dataclass

@@ -11,12 +11,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from packageurl import PackageURL
-
 from trustyard.scanning.detectors.per_file import FileDetector
 from trustyard.scanning.interfaces import Detector, FileEntry, Limits
 from trustyard.scanning.licenses import any_of, spdx_expression
 from trustyard.scanning.model import GEM, Component
+from trustyard.scanning.purls import purl_text
 
 DETECTOR_NAME = "ruby"
 GEMSPEC_MAX_BYTES = 1 << 20
@@ -56,10 +55,7 @@ def license_of(licenses: list[str]) -> str | None:
 
 
 def purl_for(name: str, version: str) -> str | None:
-    try:
-        return PackageURL(type="gem", name=name, version=version).to_string()
-    except ValueError:
-        return None
+    return purl_text(type="gem", name=name, version=version)
 
 
 def wants(entry: FileEntry, limits: Limits) -> int:

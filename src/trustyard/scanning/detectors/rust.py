@@ -16,13 +16,12 @@ import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from packageurl import PackageURL
-
 from trustyard.scanning.binaries import wanted_bytes
 from trustyard.scanning.binaries.executable import parse
 from trustyard.scanning.detectors.per_file import FileDetector
 from trustyard.scanning.interfaces import FileEntry
 from trustyard.scanning.model import CARGO, Component
+from trustyard.scanning.purls import purl_text
 
 DETECTOR_NAME = "rust"
 SECTION = ".dep-v0"
@@ -61,9 +60,8 @@ def components_of(packages: list[dict[str, Any]], path: str) -> Iterator[Compone
             continue
         if any(c.isspace() for c in name + version):
             continue
-        try:
-            purl = PackageURL(type="cargo", name=name, version=version).to_string()
-        except ValueError:
+        purl = purl_text(type="cargo", name=name, version=version)
+        if purl is None:
             continue
         seen.add((name, version))
         properties: list[tuple[str, str]] = []

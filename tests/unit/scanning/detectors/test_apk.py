@@ -234,3 +234,12 @@ def test_random_field_lines_never_raise(lines: list[tuple[str, str]]) -> None:
     for component in components:
         assert component.locations[0] == INSTALLED
     assert all(path for path in owned)
+
+
+def test_a_package_whose_name_makes_no_purl_costs_only_itself() -> None:
+    # packageurl raised TypeError for a name that normalises to nothing ("/"): the detector
+    # failed and the layer lost every apk package (a way to hide them from the scan).
+    data = b"P:/\nV:1.0-r0\n\nP:musl\nV:1.2.4-r2\nA:x86_64\n"
+    components, _ = collect({INSTALLED: data})
+    assert "musl" in {component.name for component in components}
+    assert all(component.purl is None or "musl" in component.purl for component in components)
