@@ -27,7 +27,7 @@ LAYERS: dict[str, int] = {
     # L2a: core domains
     "content": 2, "auth": 2,
     # L2b: feature domains
-    "scanning": 3, "webhooks": 3,
+    "scanning": 3, "webhooks": 3, "vulnerabilities": 3,
     # L3: HTTP edges
     "registry": 4, "api": 4, "metrics_http": 4,
     # L4: composition
@@ -45,8 +45,6 @@ CONTENT_TABLES = frozenset(
 # when one listed here no longer touches the tables (so the list stays true).
 CONTENT_TABLE_USERS_TO_MOVE = frozenset(
     {
-        "trustyard.auth.stores",  # repository settings, visibility and deletion
-        "trustyard.scanning.stores",  # reads manifests and tags for scans and the BOM search
     }
 )
 
