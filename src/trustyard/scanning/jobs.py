@@ -19,6 +19,7 @@ from datetime import timedelta
 
 from sqlalchemy import Engine
 
+from trustyard.content.reads import ContentReads
 from trustyard.db.engine import read_tx, write_tx
 from trustyard.events import model as events
 from trustyard.events.outbox import Outbox
@@ -162,6 +163,7 @@ class ScanImage:
         self.driver = driver
         self.outbox = outbox
         self.store = store or ScanStore()
+        self.content = ContentReads()
         self.progress_seconds = progress_seconds
         self.limits = limits or Limits()
         self.make_scanner = scanner or default_scanner(detectors, self.limits)
@@ -183,7 +185,7 @@ class ScanImage:
 
     def _run(self, job: JobContext, scan: ScanRecord) -> None:
         with write_tx(self.engine) as conn:
-            payload = self.store.manifest_payload(conn, scan.repository_id, scan.manifest_digest)
+            payload = self.content.manifest_payload(conn, scan.repository_id, scan.manifest_digest)
             if payload is None:
                 self.store.remove(conn, scan.id)
             else:
@@ -225,7 +227,7 @@ class ScanImage:
             scan.repository_id,
             scan.manifest_digest,
             payload,
-            self.store,
+            self.content,
         )
         images = source.images()
         sizes: dict[str, int] = {}
@@ -270,8 +272,8 @@ class ScanImage:
         if self.attacher is None:
             return None
         with read_tx(self.engine) as conn:
-            wanted = self.store.attach_sbom(conn, scan.repository_id)
-            media_type = self.store.manifest_media_type(
+            wanted = self.content.attach_sbom(conn, scan.repository_id)
+            media_type = self.content.manifest_media_type(
                 conn, scan.repository_id, scan.manifest_digest
             )
         if not wanted or media_type is None:

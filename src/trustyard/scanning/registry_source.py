@@ -10,11 +10,11 @@ from typing import BinaryIO
 
 from sqlalchemy import Engine
 
+from trustyard.content.reads import ContentReads
 from trustyard.db.engine import read_tx
 from trustyard.oci.digest import Digest, parse_digest
 from trustyard.scanning.model import ScanRefused
 from trustyard.scanning.sources import ImageRef, images_from_manifest
-from trustyard.scanning.stores import ScanStore
 from trustyard.storage.interfaces import BlobDriver
 
 # The most a config blob or child manifest may weigh: both are read whole into memory.
@@ -53,14 +53,14 @@ class RegistrySource:
         repository_id: int,
         digest: str,
         payload: bytes,
-        store: ScanStore | None = None,
+        content: ContentReads | None = None,
     ) -> None:
         self.engine = engine
         self.driver = driver
         self.repository_id = repository_id
         self.digest = digest
         self.payload = payload
-        self.store = store or ScanStore()
+        self.content = content or ContentReads()
 
     def images(self) -> list[ImageRef]:
         return images_from_manifest(self._read_document, self.digest, self.payload)
@@ -86,7 +86,7 @@ class RegistrySource:
     def _read_document(self, digest: str) -> bytes:
         """A child manifest of an index (from this repository) or a config blob."""
         with read_tx(self.engine) as conn:
-            payload = self.store.manifest_payload(conn, self.repository_id, digest)
+            payload = self.content.manifest_payload(conn, self.repository_id, digest)
         if payload is not None:
             return payload
         parsed = self._digest(digest)

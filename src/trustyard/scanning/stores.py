@@ -12,20 +12,13 @@ from datetime import datetime
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, exists, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, exists, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 
+from trustyard.content.reads import REPOSITORY_NAME, ContentReads, join_manifest, join_repository
 from trustyard.db.sql import keyset
-from trustyard.db.tables import (
-    jobs,
-    manifests,
-    repositories,
-    scan_components,
-    scan_layers,
-    scans,
-    tags,
-)
+from trustyard.db.tables import jobs, scan_components, scan_layers, scans
 from trustyard.kit.clock import utc_now, utc_or_none
 from trustyard.scanning.model import LayerScan
 
@@ -105,7 +98,7 @@ class LayerRow:
 _SCAN_COLUMNS = (
     scans.c.id,
     scans.c.repository_id,
-    repositories.c.name.label("repository"),
+    REPOSITORY_NAME.label("repository"),
     scans.c.manifest_digest,
     scans.c.job_id,
     scans.c.status,
@@ -123,9 +116,7 @@ _SCAN_COLUMNS = (
     jobs.c.state.label("job_state"),
 )
 _SCANS = select(*_SCAN_COLUMNS).select_from(
-    scans.join(repositories, repositories.c.id == scans.c.repository_id).outerjoin(
-        jobs, jobs.c.id == scans.c.job_id
-    )
+    join_repository(scans, scans.c.repository_id).outerjoin(jobs, jobs.c.id == scans.c.job_id)
 )
 _INSERT_SCAN = insert(scans)
 _SCAN_BY_JOB = _SCANS.where(scans.c.job_id == bindparam("job_id")).order_by(scans.c.id.desc())
@@ -411,50 +402,13 @@ class ScanStore:
             conn.execute(insert(scan_components), batch)
         return True
 
-    # --- manifests (the content domain's rows, read-only) --------------------------------------
-    def manifest_payload(self, conn: Connection, repository_id: int, digest: str) -> bytes | None:
-        return conn.scalar(
-            select(manifests.c.payload).where(
-                manifests.c.repository_id == repository_id, manifests.c.digest == digest
-            )
-        )
-
-    def manifest_media_type(self, conn: Connection, repository_id: int, digest: str) -> str | None:
-        return conn.scalar(
-            select(manifests.c.media_type).where(
-                manifests.c.repository_id == repository_id, manifests.c.digest == digest
-            )
-        )
-
-    def attach_sbom(self, conn: Connection, repository_id: int) -> bool:
-        """The repository's setting: push each scan's SBOM as a referrer of the image."""
-        value = conn.scalar(
-            select(repositories.c.attach_sbom).where(repositories.c.id == repository_id)
-        )
-        return bool(value)
-
+    # --- tags (content's, read through content) ----------------------------------------------
     def manifest_tags(
         self, conn: Connection, pairs: Iterable[tuple[int, str]]
     ) -> dict[tuple[int, str], list[str]]:
-        """The tags naming each (repository id, manifest digest), in name order."""
-        wanted = set(pairs)
-        found: dict[tuple[int, str], list[str]] = {pair: [] for pair in wanted}
-        if not wanted:
-            return found
-        rows = conn.execute(
-            select(tags.c.repository_id, manifests.c.digest, tags.c.name)
-            .select_from(tags.join(manifests, manifests.c.id == tags.c.manifest_id))
-            .where(
-                tags.c.repository_id.in_({rid for rid, _ in wanted}),
-                manifests.c.digest.in_({digest for _, digest in wanted}),
-            )
-            .order_by(tags.c.name)
-        )
-        for row in rows:
-            key = (row.repository_id, row.digest)
-            if key in found:
-                found[key].append(row.name)
-        return found
+        """The tags naming each (repository id, manifest digest): `ContentReads.manifest_tags`.
+        Kept for ScanService.search until it calls content itself."""
+        return ContentReads().manifest_tags(conn, pairs)
 
     # --- the component search ----------------------------------------------------------------
     def search(
@@ -471,7 +425,7 @@ class ScanStore:
         """Components matching every given filter, in row order after the id `after`."""
         query = select(
             scan_components.c.id,
-            repositories.c.name.label("repository"),
+            REPOSITORY_NAME.label("repository"),
             scan_components.c.repository_id,
             scan_components.c.manifest_digest,
             scan_components.c.platform,
@@ -482,14 +436,10 @@ class ScanStore:
             scan_components.c.layer_digest,
             scan_components.c.location,
         ).select_from(
-            scan_components.join(
-                repositories, repositories.c.id == scan_components.c.repository_id
-            ).join(  # only manifests that still exist
-                manifests,
-                and_(
-                    manifests.c.repository_id == scan_components.c.repository_id,
-                    manifests.c.digest == scan_components.c.manifest_digest,
-                ),
+            join_manifest(  # only manifests that still exist
+                join_repository(scan_components, scan_components.c.repository_id),
+                scan_components.c.repository_id,
+                scan_components.c.manifest_digest,
             )
         )
         if name is not None:
