@@ -52,6 +52,11 @@ class Invalid(DomainError):
     """A value breaks a rule (a name's grammar, the password policy, a digest's shape...)."""
 
 
+class StateConflict(Invalid):
+    """The request is well formed but the state of an object does not allow it now (the last
+    owner, a scan still running, a job that is not failed): the edges answer 409."""
+
+
 class Denied(DomainError):
     """The caller may not do this."""
 

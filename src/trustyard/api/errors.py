@@ -13,7 +13,6 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from trustyard.auth import audit
-from trustyard.auth.accounts import StateConflict
 from trustyard.db.engine import write_tx
 from trustyard.errors import (
     Conflict,
@@ -21,6 +20,7 @@ from trustyard.errors import (
     DomainError,
     Invalid,
     NotFound,
+    StateConflict,
     Throttled,
     Unauthenticated,
     Unavailable,

@@ -10,18 +10,11 @@ from pydantic import BaseModel, Field
 
 from trustyard.api.audit import Trail
 from trustyard.api.deps import Caller, Limit, Registry, require_admin
-from trustyard.api.errors import ApiProblem, problems
+from trustyard.api.errors import problems
 from trustyard.api.schemas import MAX_ROW_ID, Page
 from trustyard.db.engine import read_tx, write_tx
 from trustyard.jobs.admin import JobAdmin
-from trustyard.jobs.interfaces import (
-    Attempt,
-    Job,
-    JobError,
-    JobNotFound,
-    JobState,
-    JobStateConflict,
-)
+from trustyard.jobs.interfaces import Attempt, Job, JobState
 
 router = APIRouter(tags=["jobs"])
 JobId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
@@ -91,14 +84,6 @@ class JobDetailOut(JobOut):
     history: list[AttemptOut] = Field(description="every claim of the job, oldest first")
 
 
-def _problem(error: JobError) -> ApiProblem:
-    if isinstance(error, JobNotFound):
-        return ApiProblem(404, str(error))
-    if isinstance(error, JobStateConflict):
-        return ApiProblem(409, str(error))
-    return ApiProblem(422, str(error))
-
-
 @router.get("/jobs")
 def list_jobs(
     caller: Caller,
@@ -122,11 +107,8 @@ def list_jobs(
 def get_job(job_id: JobId, caller: Caller, accounts: Registry) -> JobDetailOut:
     """One job with its payload, last error and the history of its attempts."""
     require_admin(caller)
-    try:
-        with read_tx(accounts.engine) as conn:
-            detail = JobAdmin().get(conn, job_id)
-    except JobError as error:
-        raise _problem(error) from None
+    with read_tx(accounts.engine) as conn:
+        detail = JobAdmin().get(conn, job_id)
     history = [AttemptOut.of(attempt) for attempt in detail.attempts]
     return JobDetailOut(**JobOut.of(detail.job).model_dump(), history=history)
 
@@ -135,12 +117,9 @@ def get_job(job_id: JobId, caller: Caller, accounts: Registry) -> JobDetailOut:
 def retry_job(job_id: JobId, caller: Caller, trail: Trail, accounts: Registry) -> JobOut:
     """Queue a failed or dead job again, due now, with all its attempts ahead of it."""
     require_admin(caller)
-    try:
-        with write_tx(accounts.engine) as conn:
-            job = JobAdmin().retry(conn, job_id)
-            trail.record(conn, "job.retry", "job", str(job_id), detail={"kind": job.kind})
-    except JobError as error:
-        raise _problem(error) from None
+    with write_tx(accounts.engine) as conn:
+        job = JobAdmin().retry(conn, job_id)
+        trail.record(conn, "job.retry", "job", str(job_id), detail={"kind": job.kind})
     return JobOut.of(job)
 
 
@@ -148,10 +127,7 @@ def retry_job(job_id: JobId, caller: Caller, trail: Trail, accounts: Registry) -
 def cancel_job(job_id: JobId, caller: Caller, trail: Trail, accounts: Registry) -> JobOut:
     """Cancel a queued job (a running one cannot be cancelled)."""
     require_admin(caller)
-    try:
-        with write_tx(accounts.engine) as conn:
-            job = JobAdmin().cancel(conn, job_id)
-            trail.record(conn, "job.cancel", "job", str(job_id), detail={"kind": job.kind})
-    except JobError as error:
-        raise _problem(error) from None
+    with write_tx(accounts.engine) as conn:
+        job = JobAdmin().cancel(conn, job_id)
+        trail.record(conn, "job.cancel", "job", str(job_id), detail={"kind": job.kind})
     return JobOut.of(job)

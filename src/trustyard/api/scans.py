@@ -18,7 +18,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import Connection
 
 from trustyard.api.audit import Trail
 from trustyard.api.deps import Anyone, Limit, Registry, Repositories
@@ -30,16 +29,7 @@ from trustyard.auth.authorize import Action
 from trustyard.db.engine import read_tx, write_tx
 from trustyard.errors import Invalid, NotFound
 from trustyard.oci import mediatypes as mt
-from trustyard.scanning.service import (
-    ManifestNotFound,
-    NoScan,
-    NotAnImage,
-    ScanError,
-    ScanningDisabled,
-    ScanNotReady,
-    ScanService,
-    Target,
-)
+from trustyard.scanning.service import ScanService
 from trustyard.scanning.stores import ComponentRow, ScanRecord
 
 router = APIRouter(tags=["scanning"])
@@ -192,24 +182,6 @@ class ComponentMatch(BaseModel):
         )
 
 
-# --- helpers -------------------------------------------------------------------------------------
-def _problem(error: ScanError) -> ApiProblem:
-    if isinstance(error, ManifestNotFound):
-        return ApiProblem(404, str(error))
-    if isinstance(error, NoScan):
-        return ApiProblem(404, str(error))
-    if isinstance(error, (NotAnImage, ScanningDisabled, ScanNotReady)):
-        return ApiProblem(409, str(error))
-    return ApiProblem(422, str(error))
-
-
-def _target(conn: Connection, scans: ScanService, repository: str, reference: str) -> Target:
-    try:
-        return scans.target(conn, repository, reference)
-    except ScanError as error:
-        raise _problem(error) from None
-
-
 # --- routes --------------------------------------------------------------------------------------
 SCAN_PATH = "/repositories/{name:path}/manifests/{reference}/scan"
 
@@ -233,12 +205,9 @@ def start_scan(
         repository = readable_repository(conn, accounts, repositories, caller, None, name).name
         if not accounts.policy.may(conn, caller, Action.SCAN, repository):
             raise forbidden(f"starting scans of {repository!r} needs read-write on it")
-        target = _target(conn, scans, repository, reference)
-        try:
-            scans.check_scannable(target)
-            scan = scans.request(conn, target, force=force, requested_by=caller.name)
-        except ScanError as error:
-            raise _problem(error) from None
+        target = scans.target(conn, repository, reference)
+        scans.check_scannable(target)
+        scan = scans.request(conn, target, force=force, requested_by=caller.name)
         trail.record(
             conn,
             "scan.request",
@@ -264,11 +233,8 @@ def get_scan(
         repository = readable_repository(
             conn, accounts, repositories, reader.principal, reader.scope, name
         ).name
-        target = _target(conn, scans, repository, reference)
-        try:
-            return ScanOut.of(scans.latest(conn, target))
-        except ScanError as error:
-            raise _problem(error) from None
+        target = scans.target(conn, repository, reference)
+        return ScanOut.of(scans.latest(conn, target))
 
 
 _BOM_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -305,14 +271,11 @@ def get_bom(
         repository = readable_repository(
             conn, accounts, repositories, reader.principal, reader.scope, name
         ).name
-        target = _target(conn, scans, repository, reference)
-        try:
-            if format == "json" and platform is None:
-                scan, packed = scans.packed_boms(conn, target)
-            else:
-                scan, documents = scans.boms(conn, target)
-        except ScanError as error:
-            raise _problem(error) from None
+        target = scans.target(conn, repository, reference)
+        if format == "json" and platform is None:
+            scan, packed = scans.packed_boms(conn, target)
+        else:
+            scan, documents = scans.boms(conn, target)
     if format == "json" and platform is None:
         # Streamed as stored, never parsed: a large BOM costs no memory and little time.
         head = {

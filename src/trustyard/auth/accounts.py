@@ -34,7 +34,7 @@ from trustyard.auth.passwords import DEFAULT_HASHER, check_password_policy, hash
 from trustyard.auth.permissions import Role
 from trustyard.auth.scopes import TokenScope, is_valid_pattern
 from trustyard.auth.stores import AccessStore
-from trustyard.errors import Conflict, Invalid, NotFound
+from trustyard.errors import Conflict, Invalid, NotFound, StateConflict
 from trustyard.kit.clock import utc_now
 from trustyard.oci.names import is_valid_name
 
@@ -44,10 +44,6 @@ MAX_TOKEN_NAME_LENGTH = 128
 MAX_LDAP_GROUP_LENGTH = 512
 ADMIN_USERNAME = "admin"
 DEFAULT_TOKEN_SCOPES: tuple[str, ...] = ("repository:*:*", "registry:catalog:*")
-
-
-class StateConflict(Invalid):
-    """The change conflicts with the current state of other objects (the edges answer 409)."""
 
 
 class LastAdministrator(StateConflict):

@@ -9,6 +9,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from trustyard.errors import Invalid, NotFound, StateConflict
+
 
 class JobState(StrEnum):
     QUEUED = "queued"  # waiting for its run_after (a retry waits there too)
@@ -24,7 +26,10 @@ RETRYABLE_STATES = frozenset({JobState.FAILED, JobState.DEAD})
 
 
 class JobError(Exception):
-    """Base of the job system's errors; each edge maps them once."""
+    """Base of the job system's errors. The refusals below (JobNotFound, JobStateConflict,
+    InvalidJob) are also generic domain errors, which is how the edges answer them. The two
+    signals a handler gives its runner (PermanentJobError, JobInterrupted) are not: they are
+    control flow, never an answer, and no `except DomainError` may take them for a refusal."""
 
 
 class PermanentJobError(JobError):
@@ -37,17 +42,17 @@ class JobInterrupted(JobError):
     (`JobContext.should_stop()`): the job is given back unfinished and runs again later."""
 
 
-class JobNotFound(JobError):
+class JobNotFound(JobError, NotFound):
     def __init__(self, job_id: int) -> None:
-        super().__init__(f"job {job_id} does not exist")
+        super().__init__("job", str(job_id), f"job {job_id} does not exist")
         self.job_id = job_id
 
 
-class JobStateConflict(JobError):
+class JobStateConflict(JobError, StateConflict):
     """The job is not in a state that allows the action (e.g. retrying a queued job)."""
 
 
-class InvalidJob(JobError):
+class InvalidJob(JobError, Invalid):
     """A kind, payload or cron expression breaks a rule."""
 
 

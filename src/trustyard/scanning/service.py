@@ -18,6 +18,7 @@ from sqlalchemy import Connection
 
 from trustyard.content.manifests import PushedManifest
 from trustyard.content.stores import ContentStore
+from trustyard.errors import DomainError, NotFound, StateConflict
 from trustyard.jobs.queue import SqlJobQueue
 from trustyard.oci.digest import parse_digest
 from trustyard.oci.manifest import parse_manifest, scannable
@@ -29,28 +30,34 @@ SCAN_KIND = "scan.image"
 TRIGGERS = ("push", "request", "rescan")
 
 
-class ScanError(Exception):
-    """Base of the scanning service's refusals; the API maps each one once."""
+class ScanError(DomainError):
+    """Base of the scanning service's refusals. Each is also a generic domain error (a
+    missing object, a state that does not allow the request), which is how the edges answer
+    it: they do not know these classes."""
 
 
-class ManifestNotFound(ScanError):
+class ManifestNotFound(ScanError, NotFound):
     def __init__(self, repository: str, reference: str) -> None:
-        super().__init__(f"manifest {reference[:200]!r} not found in repository {repository!r}")
+        message = f"manifest {reference[:200]!r} not found in repository {repository!r}"
+        super().__init__("manifest", reference[:200], message)
 
 
-class NotAnImage(ScanError):
+class NotAnImage(ScanError, StateConflict):
     """The manifest is an artifact (a signature, an SBOM...), not an image or index."""
 
 
-class ScanningDisabled(ScanError):
-    pass
+class ScanningDisabled(ScanError, StateConflict):
+    """Scanning is turned off on this registry."""
 
 
-class NoScan(ScanError):
+class NoScan(ScanError, NotFound):
     """The manifest was never scanned."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__("scan", "", message)
 
-class ScanNotReady(ScanError):
+
+class ScanNotReady(ScanError, StateConflict):
     """The manifest's scan is queued, running or failed: no bill of materials."""
 
 

@@ -14,6 +14,14 @@ from trustyard.api.errors import CHALLENGE, PROBLEM, install, refusal
 from trustyard.auth.accounts import LastOwner
 from trustyard.auth.passwords import WeakPassword
 from trustyard.auth.refresh_tokens import InvalidGrant
+from trustyard.jobs.interfaces import InvalidJob, JobNotFound, JobStateConflict
+from trustyard.scanning.service import (
+    ManifestNotFound,
+    NoScan,
+    NotAnImage,
+    ScanningDisabled,
+    ScanNotReady,
+)
 
 CASES: list[tuple[errors.DomainError, int, dict[str, str]]] = [
     (errors.NotFound("user", "alice"), 404, {}),
@@ -28,6 +36,15 @@ CASES: list[tuple[errors.DomainError, int, dict[str, str]]] = [
     (InvalidGrant("expired"), 400, {}),  # any other refusal of a domain
     (errors.ManifestUnknown("latest"), 404, {}),  # a content error answers as its parent
     (errors.DigestInvalid("bad digest"), 422, {}),
+    # the scanning and job families answer as their generic parents
+    (ManifestNotFound("acme/app", "v1"), 404, {}),
+    (NoScan("acme/app@sha256:ab has not been scanned"), 404, {}),
+    (NotAnImage("acme/app@sha256:ab is an artifact"), 409, {}),  # a StateConflict
+    (ScanningDisabled("scanning is turned off"), 409, {}),
+    (ScanNotReady("the scan of acme/app@sha256:ab is queued"), 409, {}),
+    (JobNotFound(7), 404, {}),
+    (JobStateConflict("job 7 is queued: only failed or dead jobs are retried"), 409, {}),
+    (InvalidJob("a dedupe key has 1 to 255 characters"), 422, {}),
 ]
 
 
