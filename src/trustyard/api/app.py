@@ -20,7 +20,8 @@ from trustyard.api import (
 from trustyard.api.guard import RequestGuard
 from trustyard.auth.accounts import AccountService
 from trustyard.auth.gate import Accounts
-from trustyard.auth.repositories import RepositoryService
+from trustyard.auth.repositories import RepositoryAccessService
+from trustyard.content.repositories import RepositoryService
 
 PREFIX = "/api/v1"
 
@@ -35,7 +36,10 @@ def create_api(accounts: Accounts) -> FastAPI:
     )
     api.state.accounts = accounts
     api.state.service = AccountService()
-    api.state.repositories = RepositoryService(policy=accounts.policy)
+    api.state.repositories = RepositoryService()
+    api.state.repository_access = RepositoryAccessService(
+        policy=accounts.policy, repositories=api.state.repositories
+    )
     errors.install(api)
     docs.install(api, PREFIX)
     # scans and repository_details before repositories: their /repositories/{name:path}/...

@@ -16,8 +16,9 @@ from trustyard.auth.accounts import DEFAULT_TOKEN_SCOPES, AccountService
 from trustyard.auth.authorize import Subject
 from trustyard.auth.gate import Accounts
 from trustyard.auth.permissions import Principal
-from trustyard.auth.repositories import RepositoryService
+from trustyard.auth.repositories import RepositoryAccessService
 from trustyard.auth.scopes import TokenScope
+from trustyard.content.repositories import RepositoryService
 from trustyard.db.engine import read_tx
 from trustyard.errors import NotFound
 from trustyard.events.model import Event
@@ -168,6 +169,11 @@ def get_repositories(request: Request) -> RepositoryService:
     return repositories
 
 
+def get_repository_access(request: Request) -> RepositoryAccessService:
+    access: RepositoryAccessService = request.app.state.repository_access
+    return access
+
+
 class Publisher:
     """Records domain events in the transaction of an API change (nothing without an outbox:
     an API built only to list its routes)."""
@@ -187,6 +193,7 @@ def get_publisher(request: Request) -> Publisher:
 Caller = Annotated[Principal, Depends(get_caller)]
 Anyone = Annotated[Reader, Depends(get_reader)]
 Repositories = Annotated[RepositoryService, Depends(get_repositories)]
+Access = Annotated[RepositoryAccessService, Depends(get_repository_access)]
 Service = Annotated[AccountService, Depends(get_service)]
 Registry = Annotated[Accounts, Depends(get_accounts)]
 Publish = Annotated[Publisher, Depends(get_publisher)]

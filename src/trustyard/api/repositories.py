@@ -16,6 +16,7 @@ from sqlalchemy import Connection
 
 from trustyard.api.audit import Trail
 from trustyard.api.deps import (
+    Access,
     After,
     Anyone,
     Caller,
@@ -29,10 +30,10 @@ from trustyard.api.errors import forbidden, hidden, problems
 from trustyard.api.schemas import Page, RepositoryCreate, RepositoryOut, RepositoryUpdate
 from trustyard.auth.authorize import Action
 from trustyard.auth.gate import Accounts
-from trustyard.auth.interfaces import Repository
 from trustyard.auth.permissions import Principal
-from trustyard.auth.repositories import RepositoryService, check_repository_name
 from trustyard.auth.scopes import TokenScope
+from trustyard.content.interfaces import Repository
+from trustyard.content.repositories import RepositoryService, check_repository_name
 from trustyard.db.engine import read_tx, write_tx
 from trustyard.errors import Invalid, NotFound
 from trustyard.events.model import repository_created, repository_deleted, repository_updated
@@ -87,7 +88,7 @@ def _administered(
 def list_repositories(
     reader: Anyone,
     accounts: Registry,
-    repositories: Repositories,
+    access: Access,
     limit: Limit = 100,
     after: After = None,
     namespace: Annotated[
@@ -100,7 +101,7 @@ def list_repositories(
     if namespace is not None and _COMPONENT.fullmatch(namespace) is None:
         raise Invalid(f"invalid namespace {namespace[:100]!r}: a user or organization name")
     with read_tx(accounts.engine) as conn:
-        found = repositories.visible(
+        found = access.visible(
             conn,
             reader.principal,
             reader.scope,

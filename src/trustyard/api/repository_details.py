@@ -16,7 +16,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
-from trustyard.api.deps import After, Anyone, Caller, Limit, Registry, Repositories
+from trustyard.api.deps import Access, After, Anyone, Caller, Limit, Registry, Repositories
 from trustyard.api.errors import forbidden, problems
 from trustyard.api.repositories import readable_repository
 from trustyard.api.schemas import Page, RepositoryAccessOut, TagOut
@@ -61,7 +61,7 @@ def list_tags(
 
 @router.get("/{name:path}/access", responses=problems(404))
 def get_access(
-    name: str, caller: Caller, accounts: Registry, repositories: Repositories
+    name: str, caller: Caller, accounts: Registry, repositories: Repositories, access: Access
 ) -> RepositoryAccessOut:
     """Who may use the repository, with their roles and the rules that give them: users
     (system administrators, the namespace's user or the organization's owners), teams of the
@@ -71,4 +71,4 @@ def get_access(
         repository = readable_repository(conn, accounts, repositories, caller, None, name)
         if not accounts.policy.may(conn, caller, Action.ADMIN, repository.name):
             raise forbidden(f"only administrators of {repository.name!r} may see who has access")
-        return RepositoryAccessOut.of(repositories.access(conn, repository.name))
+        return RepositoryAccessOut.of(access.holders(conn, repository.name))

@@ -9,8 +9,9 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, Field
 
 from trustyard.auth.audit import AuditEvent
-from trustyard.auth.interfaces import AccessToken, Organization, Repository, Robot, Team, User
+from trustyard.auth.interfaces import AccessToken, Organization, Robot, Team, User
 from trustyard.auth.repositories import AccessEntry, RepositoryAccess
+from trustyard.content.interfaces import Repository
 from trustyard.content.tags import TagDetail
 from trustyard.errors import Invalid
 

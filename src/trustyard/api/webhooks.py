@@ -24,7 +24,7 @@ from trustyard.auth.accounts import AccountService
 from trustyard.auth.authorize import Action
 from trustyard.auth.gate import Accounts
 from trustyard.auth.permissions import Principal
-from trustyard.auth.repositories import check_repository_name
+from trustyard.content.repositories import check_repository_name
 from trustyard.db.engine import read_tx, write_tx
 from trustyard.errors import DomainError, Invalid, NotFound
 from trustyard.events.model import EventType, namespace_of
@@ -325,7 +325,10 @@ def create_webhook(
     webhooks.check_destination(body.url)  # resolves the host: outside the transaction
     with write_tx(accounts.engine) as conn:
         check_scope(conn, accounts, service, caller, scope, target)
-        if scope is Scope.REPOSITORY and accounts.policy.store.repository(conn, target) is None:
+        if (
+            scope is Scope.REPOSITORY
+            and accounts.policy.content.repository_id(conn, target) is None
+        ):
             raise NotFound("repository", target)
         created = webhooks.create(
             conn,

@@ -42,6 +42,7 @@ from trustyard.auth.permissions import may_create as _may_create
 from trustyard.auth.scopes import TokenScope
 from trustyard.auth.secrets import PREFIX, parse_token, secret_matches
 from trustyard.auth.stores import AccessStore
+from trustyard.content.stores import ContentStore
 from trustyard.errors import NotFound
 from trustyard.kit.clock import utc_now as _now
 
@@ -196,14 +197,18 @@ class Authenticator:
 
 
 class AccessPolicy:
-    """`permissions` with its facts loaded from the database."""
+    """`permissions` with its facts loaded from the database: grants from the access domain's
+    tables, a repository's visibility from the content domain's."""
 
-    def __init__(self, store: AccessStore | None = None) -> None:
+    def __init__(
+        self, store: AccessStore | None = None, content: ContentStore | None = None
+    ) -> None:
         self.store = store or AccessStore()
+        self.content = content or ContentStore()
 
     def facts(self, conn: Connection, repository: str) -> RepositoryFacts:
         """A repository's facts; one that does not exist yet counts as private."""
-        found = self.store.repository(conn, repository)
+        found = self.content.repository_visibility(conn, repository)
         visibility: Visibility = "public" if found and found[1] == "public" else "private"
         return RepositoryFacts(repository, visibility)
 
@@ -265,7 +270,7 @@ class AccessPolicy:
             return True
         return (
             action is Action.PUSH
-            and self.store.repository(conn, repository) is None
+            and self.content.repository_id(conn, repository) is None
             and (scope is None or scope.allows(action, repository))
             and self.may_create(conn, principal, repository)
         )

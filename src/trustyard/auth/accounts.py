@@ -34,6 +34,7 @@ from trustyard.auth.passwords import DEFAULT_HASHER, check_password_policy, hash
 from trustyard.auth.permissions import Role
 from trustyard.auth.scopes import TokenScope, is_valid_pattern
 from trustyard.auth.stores import AccessStore
+from trustyard.content.stores import ContentStore
 from trustyard.errors import Conflict, Invalid, NotFound, StateConflict
 from trustyard.kit.clock import utc_now
 from trustyard.oci.names import is_valid_name
@@ -91,6 +92,7 @@ class AccountService:
         self, store: AccessStore | None = None, *, hasher: PasswordHasher = DEFAULT_HASHER
     ) -> None:
         self.store = store or AccessStore()
+        self.content = ContentStore()  # which namespaces hold repositories, a repository's id
         self.hasher = hasher
 
     # --- users -------------------------------------------------------------------------------
@@ -182,7 +184,7 @@ class AccountService:
         repositories remain in their personal namespace."""
         user = self.get_user(conn, username)
         self._keep_an_admin(conn, user)
-        if self.store.has_repositories(conn, username):
+        if self.content.has_repositories(conn, username):
             raise NamespaceNotEmpty(
                 f"{username!r} still has repositories in their namespace; delete them first"
             )
@@ -250,7 +252,7 @@ class AccountService:
         kind = self._namespace_kind(conn, name)
         if kind is not None:
             raise Conflict(kind, name)
-        if not adopt and self.store.has_repositories(conn, name):
+        if not adopt and self.content.has_repositories(conn, name):
             raise NamespaceTaken(
                 f"repositories already exist in namespace {name!r} (created while it had no "
                 "owner); a system administrator may create an organization of that name to "
@@ -267,7 +269,7 @@ class AccountService:
         """Delete an organization with its owners, teams, grants, robots and their tokens.
         Refused while repositories remain in its namespace."""
         organization = self.get_organization(conn, name)
-        if self.store.has_repositories(conn, name):
+        if self.content.has_repositories(conn, name):
             raise OrganizationNotEmpty(
                 f"organization {name!r} still has repositories; delete them first"
             )
@@ -374,10 +376,10 @@ class AccountService:
         found = self.get_team(conn, organization, team)
         if repository.split("/", 1)[0] != organization:
             raise Invalid(f"{repository[:255]!r} is not a repository of {organization!r}")
-        repo = self.store.repository(conn, repository) if is_valid_name(repository) else None
+        repo = self.content.repository_id(conn, repository) if is_valid_name(repository) else None
         if repo is None:
             raise NotFound("repository", repository[:255])
-        return self.store.set_repository_grant(conn, found.id, repo[0], _role(role))
+        return self.store.set_repository_grant(conn, found.id, repo, _role(role))
 
     def team_grants(
         self, conn: Connection, organization: str, team: str

@@ -68,22 +68,3 @@ class AccessToken:
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class Repository:
-    """An OCI repository as a managed object (its content lives in the content domain)."""
-
-    id: int
-    name: str
-    visibility: str  # "private" | "public"
-    description: str
-    scan_on_push: bool
-    immutable_tags: bool
-    created_at: datetime
-    attach_sbom: bool = False  # push each scan's SBOM as a referrer of the image
-
-    @property
-    def namespace(self) -> str:
-        """The user or organization the repository belongs to: its first path component."""
-        return self.name.split("/", 1)[0]

@@ -1,10 +1,9 @@
-"""Repositories as managed objects: create, read, change settings, delete, and list the ones a
-principal may see.
+"""Who may see and use repositories: the holders of roles on one repository, and the
+repositories a principal may read, a page at a time.
 
-Every method takes the caller's connection and never commits. Who may create, read or
-administer a repository is decided by the edge through `AccessPolicy` (the same rules as /v2);
-`visible` applies the same rules to a listing. Deleting a repository removes its tags,
-manifests, blob links and team grants (the schema cascades); blobs stay for a garbage collector.
+Repositories themselves (create, read, settings, delete) are the content domain's
+(`content/repositories.py`); this module reads them through it and applies the rules of
+`permissions`, the same as /v2. Every method takes the caller's connection and never commits.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from dataclasses import dataclass
 from sqlalchemy import Connection
 
 from trustyard.auth.access import AccessPolicy
-from trustyard.auth.interfaces import Repository
 from trustyard.auth.permissions import (
     Grants,
     Principal,
@@ -25,27 +23,11 @@ from trustyard.auth.permissions import (
 )
 from trustyard.auth.scopes import TokenScope, name_matches
 from trustyard.auth.stores import AccessStore
-from trustyard.errors import Invalid, NotFound
-from trustyard.oci.names import is_valid_name
+from trustyard.content.interfaces import Repository
+from trustyard.content.repositories import RepositoryService
 
-VISIBILITIES: tuple[Visibility, ...] = ("private", "public")
 # Rows read per query while looking for visible repositories.
 _BATCH = 200
-
-
-def check_repository_name(name: str) -> None:
-    if not is_valid_name(name):
-        raise Invalid(
-            f"invalid repository name {name[:300]!r}: lower-case path components "
-            "([a-z0-9] separated by '.', '_', '__' or dashes) joined by '/', at most 255 characters"
-        )
-
-
-def _check_visibility(visibility: str) -> Visibility:
-    for known in VISIBILITIES:
-        if visibility == known:
-            return known
-    raise Invalid(f"unknown visibility {visibility[:50]!r}: use private or public")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,67 +62,23 @@ class _Holders:
         ]
 
 
-class RepositoryService:
-    def __init__(self, store: AccessStore | None = None, policy: AccessPolicy | None = None):
+class RepositoryAccessService:
+    def __init__(
+        self,
+        store: AccessStore | None = None,
+        policy: AccessPolicy | None = None,
+        repositories: RepositoryService | None = None,
+    ) -> None:
         self.store = store or AccessStore()
         self.policy = policy or AccessPolicy(self.store)
+        self.repositories = repositories or RepositoryService()
 
-    def create(
-        self, conn: Connection, name: str, visibility: str = "private", description: str = ""
-    ) -> Repository:
-        """A new, empty repository; `Conflict` when it exists (pushed or created before)."""
-        check_repository_name(name)
-        return self.store.create_repository(
-            conn, name, visibility=_check_visibility(visibility), description=description
-        )
-
-    def get(self, conn: Connection, name: str) -> Repository:
-        found = self.store.repository_record(conn, name) if is_valid_name(name) else None
-        if found is None:
-            raise NotFound("repository", name[:300])
-        return found
-
-    def update(
-        self,
-        conn: Connection,
-        name: str,
-        *,
-        visibility: str | None = None,
-        description: str | None = None,
-        scan_on_push: bool | None = None,
-        immutable_tags: bool | None = None,
-        attach_sbom: bool | None = None,
-    ) -> Repository:
-        """Change the given settings (None leaves a setting as it is)."""
-        repository = self.get(conn, name)
-        fields: dict[str, object] = {}
-        if visibility is not None:
-            fields["visibility"] = _check_visibility(visibility)
-        if description is not None:
-            fields["description"] = description
-        if scan_on_push is not None:
-            fields["scan_on_push"] = scan_on_push
-        if immutable_tags is not None:
-            fields["immutable_tags"] = immutable_tags
-        if attach_sbom is not None:
-            fields["attach_sbom"] = attach_sbom
-        if fields:
-            self.store.update_repository(conn, repository.id, **fields)
-        return self.get(conn, name)
-
-    def delete(self, conn: Connection, name: str) -> Repository:
-        """Delete the repository with its tags, manifests, blob links and grants; returns
-        what was deleted."""
-        repository = self.get(conn, name)
-        self.store.delete_repository(conn, repository.id)
-        return repository
-
-    def access(self, conn: Connection, name: str) -> RepositoryAccess:
+    def holders(self, conn: Connection, name: str) -> RepositoryAccess:
         """Who may use the repository and with which role, by the rules of `permissions`:
         system administrators, the namespace's user or the organization's owners (admin),
         teams with a grant on it or on the whole organization, robots whose grant pattern
         matches it. A public repository is read-only for everybody besides."""
-        repository = self.get(conn, name)
+        repository = self.repositories.get(conn, name)
         namespace = repository.namespace
         users, teams, robots = _Holders(), _Holders(), _Holders()
         for admin in self.store.active_admins(conn):
@@ -187,7 +125,7 @@ class RepositoryService:
         found: list[Repository] = []
         cursor = after
         while len(found) < limit:
-            rows = self.store.list_repositories(
+            rows = self.repositories.page(
                 conn, _BATCH, cursor, namespace=namespace, namespaces=namespaces
             )
             for repository in rows:

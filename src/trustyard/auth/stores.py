@@ -8,12 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
     Connection,
     Row,
     delete,
-    false,
-    func,
     insert,
     or_,
     select,
@@ -22,14 +19,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from trustyard.auth.interfaces import AccessToken, Organization, Repository, Robot, Team, User
-from trustyard.db.sql import bytewise, keyset
+from trustyard.auth.interfaces import AccessToken, Organization, Robot, Team, User
+from trustyard.content.reads import REPOSITORY_NAME, join_repository
+from trustyard.db.sql import keyset
 from trustyard.db.tables import (
     access_tokens,
     login_failures,
     organization_owners,
     organizations,
-    repositories,
     robot_grants,
     robots,
     team_members,
@@ -121,67 +118,6 @@ class AccessStore:
         )
         return list(conn.scalars(query.with_for_update() if lock else query))
 
-    def repository(self, conn: Connection, name: str) -> tuple[int, str] | None:
-        """A repository's id and visibility."""
-        row = conn.execute(
-            select(repositories.c.id, repositories.c.visibility).where(repositories.c.name == name)
-        ).first()
-        return (row.id, row.visibility) if row else None
-
-    # --- repositories as managed objects ------------------------------------------------------
-    def repository_record(self, conn: Connection, name: str) -> Repository | None:
-        row = conn.execute(select(repositories).where(repositories.c.name == name)).first()
-        return _repository(row) if row else None
-
-    def create_repository(
-        self, conn: Connection, name: str, *, visibility: str, description: str
-    ) -> Repository:
-        values = {
-            "name": name,
-            "visibility": visibility,
-            "description": description,
-            "created_at": utc_now(),
-        }
-        _insert(conn, repositories, values, "repository", name)
-        found = self.repository_record(conn, name)
-        assert found is not None
-        return found
-
-    def list_repositories(
-        self,
-        conn: Connection,
-        limit: int,
-        after: str | None,
-        *,
-        namespace: str | None = None,
-        namespaces: frozenset[str] | None = None,
-        public: bool = True,
-    ) -> list[Repository]:
-        """Repositories in byte-wise name order after `after`, only those of `namespace` when
-        given. `namespaces` None: every namespace; otherwise only repositories of those
-        namespaces, and public ones when `public`."""
-        query = keyset(
-            select(repositories), bytewise(conn, repositories.c.name), after or None, limit
-        )
-        if namespace is not None:
-            query = query.where(_in_namespace(namespace))
-        if namespaces is not None:
-            conditions = [_in_namespace(each) for each in sorted(namespaces)]
-            if public:
-                conditions.append(repositories.c.visibility == "public")
-            query = query.where(or_(false(), *conditions))
-        return [_repository(row) for row in conn.execute(query)]
-
-    def update_repository(self, conn: Connection, repository_id: int, **fields: Any) -> None:
-        conn.execute(
-            update(repositories).where(repositories.c.id == repository_id).values(**fields)
-        )
-
-    def delete_repository(self, conn: Connection, repository_id: int) -> None:
-        """Delete the repository row; the schema's ON DELETE CASCADE removes its tags,
-        manifests (and their references), blob links and team grants. Blobs stay."""
-        conn.execute(delete(repositories).where(repositories.c.id == repository_id))
-
     def lock_namespace(self, conn: Connection, name: str) -> None:
         """Hold a lock on the namespace `name` until the transaction ends, so that creating a
         user, an organization or a claimed namespace of one name happen one after the other
@@ -191,10 +127,6 @@ class AccessStore:
                 text("SELECT pg_advisory_xact_lock(:space, hashtext(:name))"),
                 {"space": _NAMESPACE_LOCKS, "name": name},
             )
-
-    def has_repositories(self, conn: Connection, namespace: str) -> bool:
-        query = select(repositories.c.id).where(_in_namespace(namespace)).limit(1)
-        return conn.execute(query).first() is not None
 
     # --- organizations -----------------------------------------------------------------------
     def create_organization(self, conn: Connection, name: str, description: str) -> Organization:
@@ -368,13 +300,14 @@ class AccessStore:
         repo_rows = conn.execute(
             select(
                 teams.c.name.label("team"),
-                repositories.c.name.label("repo"),
+                REPOSITORY_NAME.label("repo"),
                 team_repository_grants.c.role,
             )
             .select_from(
-                team_repository_grants.join(teams)
-                .join(organizations)
-                .join(repositories, repositories.c.id == team_repository_grants.c.repository_id)
+                join_repository(
+                    team_repository_grants.join(teams).join(organizations),
+                    team_repository_grants.c.repository_id,
+                )
             )
             .where(organizations.c.name == organization)
         )
@@ -554,29 +487,6 @@ class AccessStore:
             .order_by(organizations.c.name, teams.c.name)
         )
         return [Team(r.id, r.org, r.name, r.description, r.ldap_group) for r in rows]
-
-
-def _repository(row: Row[Any]) -> Repository:
-    return Repository(
-        row.id,
-        row.name,
-        row.visibility,
-        row.description,
-        bool(row.scan_on_push),
-        bool(row.immutable_tags),
-        utc(row.created_at),
-        bool(row.attach_sbom),
-    )
-
-
-def _in_namespace(namespace: str) -> ColumnElement[bool]:
-    """Repositories whose first path component is `namespace` (compared exactly: no LIKE,
-    whose wildcards and case rules differ between databases)."""
-    prefix = f"{namespace}/"
-    return or_(
-        repositories.c.name == namespace,
-        func.substr(repositories.c.name, 1, len(prefix)) == prefix,
-    )
 
 
 def _token_query() -> Any:

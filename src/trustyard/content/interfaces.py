@@ -47,3 +47,23 @@ class TagRow:
     manifest_size: int
     payload: bytes
     pushed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Repository:
+    """An OCI repository as a managed object: its settings (its tags, manifests and blob links
+    are rows of their own)."""
+
+    id: int
+    name: str
+    visibility: str  # "private" | "public"
+    description: str
+    scan_on_push: bool
+    immutable_tags: bool
+    created_at: datetime
+    attach_sbom: bool = False  # push each scan's SBOM as a referrer of the image
+
+    @property
+    def namespace(self) -> str:
+        """The user or organization the repository belongs to: its first path component."""
+        return self.name.split("/", 1)[0]

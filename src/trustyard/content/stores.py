@@ -7,23 +7,29 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
+    Row,
     Select,
     Table,
     bindparam,
     delete,
+    false,
     func,
     insert,
+    or_,
     select,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 
 from trustyard.content import queries
 from trustyard.content.interfaces import (
     ManifestRecord,
     Page,
     ReferrerRecord,
+    Repository,
     TagRow,
     UploadRecord,
 )
@@ -37,6 +43,7 @@ from trustyard.db.tables import (
     tags,
     uploads,
 )
+from trustyard.errors import Conflict
 from trustyard.kit.clock import utc, utc_now
 
 
@@ -76,6 +83,75 @@ class ContentStore:
     def catalog(self, conn: Connection, limit: int | None, last: str | None) -> Page:
         name = bytewise(conn, repositories.c.name)
         return _page(conn, keyset(select(repositories.c.name), name, last or None), limit)
+
+    # --- repositories as managed objects ------------------------------------------------------
+    def repository_visibility(self, conn: Connection, name: str) -> tuple[int, str] | None:
+        """A repository's id and visibility (what every access decision reads: one query)."""
+        row = conn.execute(_VISIBILITY, {"repository": name}).first()
+        return (row.id, row.visibility) if row else None
+
+    def repository_record(self, conn: Connection, name: str) -> Repository | None:
+        row = conn.execute(select(repositories).where(repositories.c.name == name)).first()
+        return _repository(row) if row else None
+
+    def create_repository(
+        self, conn: Connection, name: str, *, visibility: str, description: str
+    ) -> Repository:
+        """A new repository row; `Conflict` when the name is taken."""
+        values = {
+            "name": name,
+            "visibility": visibility,
+            "description": description,
+            "created_at": utc_now(),
+        }
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(repositories).values(**values))
+        except IntegrityError:
+            raise Conflict("repository", name) from None
+        found = self.repository_record(conn, name)
+        assert found is not None
+        return found
+
+    def list_repositories(
+        self,
+        conn: Connection,
+        limit: int,
+        after: str | None,
+        *,
+        namespace: str | None = None,
+        namespaces: frozenset[str] | None = None,
+        public: bool = True,
+    ) -> list[Repository]:
+        """Repositories in byte-wise name order after `after`, only those of `namespace` when
+        given. `namespaces` None: every namespace; otherwise only repositories of those
+        namespaces, and public ones when `public`."""
+        query = keyset(
+            select(repositories), bytewise(conn, repositories.c.name), after or None, limit
+        )
+        if namespace is not None:
+            query = query.where(_in_namespace(namespace))
+        if namespaces is not None:
+            conditions = [_in_namespace(each) for each in sorted(namespaces)]
+            if public:
+                conditions.append(repositories.c.visibility == "public")
+            query = query.where(or_(false(), *conditions))
+        return [_repository(row) for row in conn.execute(query)]
+
+    def update_repository(self, conn: Connection, repository_id: int, **fields: Any) -> None:
+        conn.execute(
+            update(repositories).where(repositories.c.id == repository_id).values(**fields)
+        )
+
+    def delete_repository(self, conn: Connection, repository_id: int) -> None:
+        """Delete the repository row; the schema's ON DELETE CASCADE removes its tags,
+        manifests (and their references), blob links and the access domain's team grants, in
+        the caller's transaction. Blobs stay."""
+        conn.execute(delete(repositories).where(repositories.c.id == repository_id))
+
+    def has_repositories(self, conn: Connection, namespace: str) -> bool:
+        query = select(repositories.c.id).where(_in_namespace(namespace)).limit(1)
+        return conn.execute(query).first() is not None
 
     # --- blobs -------------------------------------------------------------------------------
     def blob_size(self, conn: Connection, digest: str) -> int | None:
@@ -398,6 +474,9 @@ _LINKED_BLOB_SIZES = (
         repository_blobs.c.digest.in_(bindparam("digests", expanding=True)),
     )
 )
+_VISIBILITY = select(repositories.c.id, repositories.c.visibility).where(
+    repositories.c.name == bindparam("repository")
+)
 _PUSH_TARGET = select(repositories.c.id, repositories.c.scan_on_push).where(
     repositories.c.name == bindparam("repository")
 )
@@ -460,6 +539,29 @@ def _insert_missing(conn: Connection, table: Table, values: dict[str, Any], key:
         statement = dialect.insert(table).on_conflict_do_nothing(index_elements=key)
         _INSERT_MISSING[cache_key] = statement
     conn.execute(statement, values)
+
+
+def _repository(row: Row[Any]) -> Repository:
+    return Repository(
+        row.id,
+        row.name,
+        row.visibility,
+        row.description,
+        bool(row.scan_on_push),
+        bool(row.immutable_tags),
+        utc(row.created_at),
+        bool(row.attach_sbom),
+    )
+
+
+def _in_namespace(namespace: str) -> ColumnElement[bool]:
+    """Repositories whose first path component is `namespace` (compared exactly: no LIKE,
+    whose wildcards and case rules differ between databases)."""
+    prefix = f"{namespace}/"
+    return or_(
+        repositories.c.name == namespace,
+        func.substr(repositories.c.name, 1, len(prefix)) == prefix,
+    )
 
 
 def _page(conn: Connection, query: Select[Any], limit: int | None) -> Page:

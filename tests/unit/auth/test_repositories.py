@@ -1,5 +1,6 @@
-"""RepositoryService on a real database: validation, settings, deletion, and which repositories
-each kind of principal sees in a listing (the rules of /v2: roles, public, token scopes)."""
+"""RepositoryAccessService on a real database: which repositories each kind of principal sees in
+a listing (the rules of /v2: roles, public, token scopes). Creating, changing and deleting them
+is content's (tests/unit/content/test_repositories.py)."""
 
 from __future__ import annotations
 
@@ -10,71 +11,26 @@ from tests.unit.auth.conftest import CHEAP_HASHER
 from trustyard.auth.access import Authenticator
 from trustyard.auth.accounts import AccountService
 from trustyard.auth.permissions import Principal
-from trustyard.auth.repositories import RepositoryService
+from trustyard.auth.repositories import RepositoryAccessService
 from trustyard.auth.scopes import TokenScope
-from trustyard.errors import Conflict, Invalid, NotFound
+from trustyard.content.repositories import RepositoryService
 
 PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture
-def service() -> RepositoryService:
+def repositories() -> RepositoryService:
     return RepositoryService()
 
 
-def test_create_validates_and_refuses_duplicates(
-    service: RepositoryService, conn: Connection
+@pytest.fixture
+def service(repositories: RepositoryService) -> RepositoryAccessService:
+    return RepositoryAccessService(repositories=repositories)
+
+
+def test_each_principal_sees_what_it_may_pull(
+    service: RepositoryAccessService, repositories: RepositoryService, conn: Connection
 ) -> None:
-    created = service.create(conn, "acme/app", "public", "the app")
-    assert (created.name, created.visibility, created.description) == (
-        "acme/app",
-        "public",
-        "the app",
-    )
-    assert service.get(conn, "acme/app") == created
-    assert service.create(conn, "acme/tools/cli").visibility == "private"
-    with pytest.raises(Conflict):
-        service.create(conn, "acme/app")
-    for name in ("Acme/app", "acme//app", "acme/app/", "", "a/" + "b" * 254, "acme/\x00"):
-        with pytest.raises(Invalid, match="invalid repository name"):
-            service.create(conn, name)
-    with pytest.raises(Invalid, match="unknown visibility"):
-        service.create(conn, "acme/other", "internal")
-    for name in ("acme/none", "Acme/App", "acme/\x00"):
-        with pytest.raises(NotFound):
-            service.get(conn, name)
-
-
-def test_update_changes_given_settings_only(service: RepositoryService, conn: Connection) -> None:
-    service.create(conn, "acme/app", description="first")
-    changed = service.update(conn, "acme/app", visibility="public", immutable_tags=True)
-    assert (changed.visibility, changed.description, changed.immutable_tags) == (
-        "public",
-        "first",
-        True,
-    )
-    changed = service.update(conn, "acme/app", description="", scan_on_push=False)
-    assert (changed.visibility, changed.description, changed.scan_on_push) == ("public", "", False)
-    assert service.update(conn, "acme/app") == changed
-    with pytest.raises(Invalid):
-        service.update(conn, "acme/app", visibility="internal")
-    with pytest.raises(NotFound):
-        service.update(conn, "acme/none", description="x")
-
-
-def test_delete_returns_what_it_deleted(service: RepositoryService, conn: Connection) -> None:
-    service.create(conn, "acme/app", "public", "old")
-    changed = service.update(conn, "acme/app", immutable_tags=True)
-    assert service.delete(conn, "acme/app") == changed
-    with pytest.raises(NotFound):
-        service.get(conn, "acme/app")
-    with pytest.raises(NotFound):
-        service.delete(conn, "acme/app")
-    again = service.create(conn, "acme/app")  # the name is free; nothing of the old one stays
-    assert (again.visibility, again.description, again.immutable_tags) == ("private", "", False)
-
-
-def test_each_principal_sees_what_it_may_pull(service: RepositoryService, conn: Connection) -> None:
     accounts = AccountService(hasher=CHEAP_HASHER)
     for user in ("olga", "rita", "mallory"):
         accounts.create_user(conn, user, PASSWORD)
@@ -83,9 +39,9 @@ def test_each_principal_sees_what_it_may_pull(service: RepositoryService, conn: 
     accounts.add_member(conn, "acme", "devs", "rita")
     accounts.create_robot(conn, "acme", "ci")
     for name in ("acme/a", "acme/b", "acme/c", "olga/own", "rita/own", "mallory/own"):
-        service.create(conn, name)
-    service.create(conn, "acme/pub", "public")
-    service.create(conn, "zeta/pub", "public")
+        repositories.create(conn, name)
+    repositories.create(conn, "acme/pub", "public")
+    repositories.create(conn, "zeta/pub", "public")
     accounts.set_team_repository_grant(conn, "acme", "devs", "acme/b", "read-only")
     accounts.set_robot_grant(conn, "acme", "ci", "acme/c", "read-write")
 
@@ -124,14 +80,14 @@ def test_each_principal_sees_what_it_may_pull(service: RepositoryService, conn: 
 
 
 def test_a_listing_looks_past_many_hidden_repositories(
-    service: RepositoryService, conn: Connection
+    service: RepositoryAccessService, repositories: RepositoryService, conn: Connection
 ) -> None:
     """More hidden rows than one query reads (a team member without grants reads every row of
     the organization): the listing keeps reading until it has enough."""
     for index in range(450):
-        service.create(conn, f"acme/hidden{index:03d}")
-    service.create(conn, "acme/shown1", "public")
-    service.create(conn, "acme/shown2", "public")
+        repositories.create(conn, f"acme/hidden{index:03d}")
+    repositories.create(conn, "acme/shown1", "public")
+    repositories.create(conn, "acme/shown2", "public")
     member = Principal.user("rita", teams=frozenset({("acme", "devs")}))
     found = service.visible(conn, member, None, limit=2)
     assert [repository.name for repository in found] == ["acme/shown1", "acme/shown2"]
