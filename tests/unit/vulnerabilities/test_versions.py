@@ -1,0 +1,264 @@
+"""Each ecosystem's version order: the examples of its own documentation, a total order on
+generated versions, dpkg's answers for Debian, and one typed error for what is no version."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trustyard.errors import Invalid
+from trustyard.vulnerabilities.versions import (
+    Scheme,
+    VersionInvalid,
+    compare,
+    parse_version,
+    scheme_for,
+)
+
+# Ascending lists, each from the ecosystem's documentation or tooling.
+ASCENDING: dict[Scheme, list[str]] = {
+    # PEP 440's own ordering examples
+    Scheme.PEP440: [
+        "1.0.dev456", "1.0a1", "1.0a2.dev456", "1.0a12.dev456", "1.0a12", "1.0b1.dev456",
+        "1.0b2", "1.0b2.post345.dev456", "1.0b2.post345", "1.0rc1.dev456", "1.0rc1", "1.0",
+        "1.0+abc.5", "1.0+abc.7", "1.0+5", "1.0.post456.dev34", "1.0.post456", "1.0.15",
+        "1.1.dev1", "1!0.1",
+    ],
+    # semver.org, section 11
+    Scheme.SEMVER: [
+        "0.9.9", "1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta",
+        "1.0.0-beta.2", "1.0.0-beta.11", "1.0.0-rc.1", "1.0.0", "1.0.1", "1.10.0", "2.0.0",
+    ],
+    # Go modules: pseudo-versions order by time, "-0" branch starts before the release
+    Scheme.GO: [
+        "0.0.0-20220524220425-1d687d428aca", "0.0.0-20220722155237-a158d28d115b",
+        "0.0.0-20220906165146-f3363e06e74c", "0.1.1-0.20221104162952-702349b0e862",
+        "v0.1.1", "1.19.8", "1.19.9", "1.20.0-0", "go1.20rc1", "1.20.0-rc.2", "go1.20",
+        "v1.20.1", "v2.0.0+incompatible", "v2.1.0",
+    ],
+    # Debian Policy 5.6.12 and dpkg: "~" before everything, epochs win
+    Scheme.DPKG: [
+        "1.0~~", "1.0~~a", "1.0~", "1.0", "1.0-0.1", "1.0-1~bpo11+1", "1.0-1", "1.0-1+deb12u1",
+        "1.0a", "1.0+dfsg", "1.0.1", "1.2~rc1", "1.2", "2.36.1-8+deb12u1", "10.0", "1:0.1",
+        "2:0.0.1",
+    ],
+    # apk-tools: pre-release suffixes, the release, post suffixes, letters, then numbers
+    Scheme.APK: [
+        "1.2.3_alpha", "1.2.3_alpha2", "1.2.3_beta1", "1.2.3_pre1", "1.2.3_rc1", "1.2.3",
+        "1.2.3-r1", "1.2.3-r10", "1.2.3_cvs1", "1.2.3_git20230101", "1.2.3_hg1", "1.2.3_p1",
+        "1.2.3_p2-r3", "1.2.3a", "1.2.3b", "1.2.3.1", "1.2.10", "3.0.8-r3", "3.1.0-r0",
+    ],
+    # rpmvercmp: epochs first; "~" sorts before and "^" after the end
+    Scheme.RPM: [
+        "1.0~rc1-1", "1.0-1", "1.0-1.el8", "1.0-1.el8_2", "1.0-2", "1.0^git1-1", "1.0.1-1",
+        "1.1-1", "2.0-1", "10.0-1", "1:0.1-1",
+    ],
+    # Maven's ComparableVersion
+    Scheme.MAVEN: [
+        "1.0-alpha-1", "1.0-beta-1", "1.0-rc1", "1.0-SNAPSHOT", "1.0", "1.0-sp1", "1.0.1", "1.1",
+    ],
+    Scheme.NUGET: ["1.0.0-alpha", "1.0.0-beta", "1.0.0-rc.1", "1.0.0", "1.0.0.1", "1.0.1", "2.0.0"],
+    Scheme.RUBYGEMS: ["1.0.0.a", "1.0.0.pre", "1.0.0.rc1", "1.0.0", "1.0.0.1", "1.0.1", "1.10"],
+}  # fmt: skip
+
+EQUAL: list[tuple[Scheme, str, str]] = [
+    (Scheme.PEP440, "2.2.0", "2.2"),
+    (Scheme.PEP440, "1.0.0a1", "1.0.0-alpha.1"),
+    (Scheme.SEMVER, "1.0.0+build.1", "1.0.0+build.2"),
+    (Scheme.SEMVER, "v1.2.3", "1.2.3"),
+    (Scheme.GO, "v1.2", "1.2.0"),
+    (Scheme.GO, "2.0.0+incompatible", "v2.0.0"),
+    (Scheme.GO, "go1.21rc2", "1.21.0-rc.2"),
+    (Scheme.DPKG, "0:1.0", "1.0"),
+    (Scheme.DPKG, "1.0", "1.0-0"),
+    (Scheme.DPKG, "1.0a", "1.0a0"),
+    (Scheme.DPKG, "1.00", "1.0"),
+    (Scheme.RPM, "1.0-1", "1.00-1"),
+    (Scheme.RPM, "0:1.0-1", "1.0-1"),
+]
+
+INVALID: list[tuple[Scheme, str]] = [
+    (Scheme.PEP440, "2019-09-12"),  # PYSEC-2019-125's range
+    (Scheme.PEP440, "0.2.0-n653"),  # PYSEC-2021-371's range
+    (Scheme.PEP440, ""),
+    (Scheme.SEMVER, "1.2"),
+    (Scheme.SEMVER, "01.2.3"),
+    (Scheme.SEMVER, "1.2.3-"),
+    (Scheme.GO, "1.2-rc1"),
+    (Scheme.GO, "x1.2.3"),
+    (Scheme.DPKG, ""),
+    (Scheme.DPKG, "abc"),
+    (Scheme.DPKG, "1.0-"),
+    (Scheme.DPKG, "1:"),
+    (Scheme.DPKG, "1.0 1"),
+    (Scheme.DPKG, "1.0:2"),
+    (Scheme.APK, "1.2_foo"),
+    (Scheme.APK, "1.2-r"),
+    (Scheme.APK, "v1.2"),
+    (Scheme.RPM, ""),
+    (Scheme.RPM, ":1"),
+    (Scheme.RPM, "a:1"),
+    (Scheme.RUBYGEMS, "1..0"),
+    (Scheme.NUGET, "not a version"),
+    (Scheme.PEP440, "1" * 300),
+]
+
+
+@pytest.mark.parametrize("scheme", list(ASCENDING))
+def test_documented_order(scheme: Scheme) -> None:
+    versions = ASCENDING[scheme]
+    for i, lower in enumerate(versions):
+        assert compare(scheme, lower, lower) == 0
+        for higher in versions[i + 1 :]:
+            assert compare(scheme, lower, higher) == -1, (lower, higher)
+            assert compare(scheme, higher, lower) == 1, (higher, lower)
+
+
+@pytest.mark.parametrize(("scheme", "a", "b"), EQUAL)
+def test_equal_versions(scheme: Scheme, a: str, b: str) -> None:
+    assert compare(scheme, a, b) == 0
+    assert parse_version(scheme, a) == parse_version(scheme, b)
+
+
+@pytest.mark.parametrize(("scheme", "text"), INVALID)
+def test_what_is_no_version_raises_the_typed_error(scheme: Scheme, text: str) -> None:
+    with pytest.raises(VersionInvalid) as caught:
+        parse_version(scheme, text)
+    assert isinstance(caught.value, Invalid)
+    assert caught.value.scheme is scheme
+
+
+def test_ecosystems() -> None:
+    assert scheme_for("PyPI") is Scheme.PEP440
+    assert scheme_for("Debian:12") is Scheme.DPKG
+    assert scheme_for("Alpine:v3.19") is Scheme.APK
+    assert scheme_for("Red Hat:enterprise_linux:9::appstream") is Scheme.RPM
+    assert scheme_for("npm") is scheme_for("crates.io") is Scheme.SEMVER
+    assert scheme_for("Go") is Scheme.GO
+    assert scheme_for("Hackage") is None
+    assert scheme_for("Packagist") is None  # no Composer order yet
+
+
+# --- generated versions: a total order, and nothing but the typed error ------------------
+
+_small = st.integers(0, 12)
+_semver_core = st.builds(lambda a, b, c: f"{a}.{b}.{c}", _small, _small, _small)
+_pre_ids = st.lists(
+    st.sampled_from(["alpha", "beta", "rc", "0", "1", "2", "10", "x-y"]), min_size=1, max_size=3
+)
+SEMVERS = st.builds(
+    lambda core, pre, build: (
+        core + (f"-{'.'.join(pre)}" if pre else "") + (f"+{build}" if build else "")
+    ),
+    _semver_core,
+    st.none() | _pre_ids,
+    st.none() | st.sampled_from(["b1", "incompatible"]),
+)
+GOS = SEMVERS | st.builds(
+    lambda base, stamp: f"{base}-{stamp}-abcdef123456",
+    st.sampled_from(["0.0.0", "0.1.1-0.", "1.2.3-pre.0."]).map(lambda b: b.rstrip(".")),
+    st.integers(20180101000000, 20261231235959),
+)
+PEP440S = st.builds(
+    lambda epoch, release, pre, post, dev: (
+        (f"{epoch}!" if epoch else "")
+        + ".".join(map(str, release))
+        + (f"{pre[0]}{pre[1]}" if pre else "")
+        + (f".post{post}" if post is not None else "")
+        + (f".dev{dev}" if dev is not None else "")
+    ),
+    st.integers(0, 2),
+    st.lists(_small, min_size=1, max_size=4),
+    st.none() | st.tuples(st.sampled_from(["a", "b", "rc"]), _small),
+    st.none() | _small,
+    st.none() | _small,
+)
+DPKGS = st.builds(
+    lambda epoch, upstream, revision: (
+        (f"{epoch}:" if epoch is not None else "") + upstream + (f"-{revision}" if revision else "")
+    ),
+    st.none() | st.integers(0, 3),
+    st.from_regex(r"[0-9][0-9a-z.+~]{0,8}", fullmatch=True),
+    st.none() | st.from_regex(r"[0-9a-z+.~]{1,6}", fullmatch=True),
+)
+APKS = st.from_regex(
+    r"[0-9]{1,3}(\.[0-9]{1,3}){0,3}[a-c]?(_(alpha|beta|pre|rc|cvs|svn|git|hg|p)[0-9]{0,2}){0,2}(-r[0-9]{1,2})?",
+    fullmatch=True,
+)
+RPMS = st.builds(
+    lambda epoch, version, release: (
+        (f"{epoch}:" if epoch is not None else "") + version + f"-{release}"
+    ),
+    st.none() | st.integers(0, 2),
+    st.from_regex(r"[0-9][0-9a-z.~^_]{0,8}", fullmatch=True),
+    st.from_regex(r"[0-9][0-9a-z.~^_]{0,6}", fullmatch=True),
+)
+GENERATED: dict[Scheme, st.SearchStrategy[str]] = {
+    Scheme.PEP440: PEP440S,
+    Scheme.SEMVER: SEMVERS,
+    Scheme.GO: GOS,
+    Scheme.DPKG: DPKGS,
+    Scheme.APK: APKS,
+    Scheme.RPM: RPMS,
+    Scheme.NUGET: SEMVERS.filter(lambda v: "+" not in v),
+}  # fmt: skip
+
+
+def _check_total_order(scheme: Scheme, versions: list[str]) -> None:
+    keys = [parse_version(scheme, v) for v in versions]
+    for a in keys:
+        assert a == a
+        assert not a < a
+        for b in keys:
+            # exactly one of a < b, a == b, b < a
+            assert [a < b, a == b, b < a].count(True) == 1, (versions, a, b)
+            for c in keys:
+                if a < b and b < c:
+                    assert a < c, versions
+                if a == b and b == c:
+                    assert a == c, versions
+
+
+@pytest.mark.parametrize("scheme", list(GENERATED))
+def test_generated_versions_are_totally_ordered(scheme: Scheme) -> None:
+    @settings(max_examples=150, deadline=None)
+    @given(st.lists(GENERATED[scheme], min_size=2, max_size=5))
+    def check(versions: list[str]) -> None:
+        _check_total_order(scheme, versions)
+
+    check()
+
+
+@pytest.mark.parametrize("scheme", list(Scheme))
+def test_any_text_is_a_version_or_the_typed_error(scheme: Scheme) -> None:
+    @settings(max_examples=150, deadline=None)
+    @given(st.text(max_size=30) | st.from_regex(r"[0-9][0-9a-zA-Z.:~^_+-]{0,12}", fullmatch=True))
+    def check(text: str) -> None:
+        with contextlib.suppress(VersionInvalid):
+            parse_version(scheme, text)
+
+    check()
+
+
+DPKG = shutil.which("dpkg")
+
+
+@pytest.mark.skipif(DPKG is None, reason="dpkg is the reference for Debian's order")
+@settings(max_examples=150, deadline=None)
+@given(DPKGS, DPKGS)
+def test_debian_order_is_dpkgs(a: str, b: str) -> None:
+    assert DPKG is not None
+    ours = compare(Scheme.DPKG, a, b)
+    relation = {-1: "lt", 0: "eq", 1: "gt"}[ours]
+    assert (
+        subprocess.run([DPKG, "--compare-versions", a, relation, b], check=False).returncode == 0
+    ), (
+        a,
+        relation,
+        b,
+    )
