@@ -42,6 +42,7 @@ class WebhookReceiver:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._fail_next = 0
+        self._fail_after = 0
         self._fail_status = 500
         self._open = threading.Event()
         self._open.set()
@@ -91,9 +92,11 @@ class WebhookReceiver:
         return f"{self.scheme}://{host}:{self.port}{path}"
 
     # --- behaviour -------------------------------------------------------------------------
-    def fail_next(self, count: int, status: int = 500) -> None:
+    def fail_next(self, count: int, status: int = 500, *, after: int = 0) -> None:
+        """Answer `status` to `count` requests, once `after` more have been answered 200."""
         with self._lock:
             self._fail_next = count
+            self._fail_after = after
             self._fail_status = status
 
     def hold(self) -> None:
@@ -105,6 +108,9 @@ class WebhookReceiver:
 
     def _answer_status(self) -> int:
         with self._lock:
+            if self._fail_after > 0:
+                self._fail_after -= 1
+                return 200
             if self._fail_next > 0:
                 self._fail_next -= 1
                 return self._fail_status

@@ -19,9 +19,8 @@ def test_the_api_asks_the_scan_service_that_reacts_to_pushes(tmp_path: Path) -> 
     app = create_app(settings)
     try:
         assert app.api is not None
-        on_push = app.ctx.on_push
-        assert on_push is not None
-        assert app.api.state.scans is getattr(on_push, "__self__", None)
+        assert app.ctx.events is not None
+        assert app.ctx.events.inline == (app.api.state.scans,)
         assert app.api.state.webhooks.queue is app.api.state.scans.queue
     finally:
         app.ctx.engine.dispose()

@@ -16,6 +16,8 @@ from trustyard.errors import (
     ManifestUnknown,
     NameUnknown,
 )
+from trustyard.events import model as events
+from trustyard.events.model import Event
 from trustyard.oci import mediatypes as mt
 from trustyard.oci.digest import DEFAULT_ALGORITHM, Digest, digest_bytes, parse_digest
 from trustyard.oci.manifest import ParsedManifest, parse_manifest, scannable
@@ -24,6 +26,9 @@ from trustyard.oci.names import check_tag, is_valid_tag
 
 @dataclass(frozen=True, slots=True)
 class PushedManifest:
+    """What a manifest push decided, with the domain events it implies (in order: the
+    repository's creation, the new manifest, the tag), for the edge to publish."""
+
     digest: Digest
     subject: str | None
     created: bool
@@ -32,19 +37,25 @@ class PushedManifest:
     size: int = 0
     artifact_type: str | None = None
     repository_id: int = 0
-    # Whether the repository asks for a scan of every pushed image, and whether this manifest
-    # is one (an image or an index of images, not another artifact).
-    scan_on_push: bool = False
-    scannable: bool = False
+    events: tuple[Event, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class DeletedManifest:
     """What a DELETE removed: the manifest's digest and the tags that named it (a tag delete
-    removes one tag; `digest` is the manifest it named)."""
+    removes one tag; `digest` is the manifest it named), with the events it implies."""
 
     digest: str
     tags: tuple[str, ...]
+    events: tuple[Event, ...] = ()
+
+
+# The facts a MANIFEST_PUSH event carries for consumers in the push's transaction (see
+# events.model.Event.facts): the repository's id, whether the repository asks for a scan of
+# every pushed image, and whether this manifest is one (an image or an index of images).
+FACT_REPOSITORY_ID = "repository_id"
+FACT_SCAN_ON_PUSH = "scan_on_push"
+FACT_SCANNABLE = "scannable"
 
 
 class ManifestService:
@@ -72,7 +83,10 @@ class ManifestService:
         reference: str,
         body: bytes,
         content_type: str | None,
+        actor: str | None = None,
     ) -> PushedManifest:
+        """Store a manifest (and its tag), checking what it references; `actor` is who the
+        events name (None: anonymous)."""
         tag: str | None = None
         if ":" in reference:
             claimed = parse_digest(reference)
@@ -102,6 +116,31 @@ class ManifestService:
         if tag is not None:
             self.store.set_tag(conn, repository_id, tag, manifest_id)
         subject = str(parsed.subject.digest) if parsed.subject else None
+        happened: list[Event] = []
+        if repository_created:
+            happened.append(events.repository_created(repository, "private", "push", actor))
+        if created:
+            facts = {
+                FACT_REPOSITORY_ID: repository_id,
+                FACT_SCAN_ON_PUSH: scan_on_push,
+                FACT_SCANNABLE: scannable(parsed),
+            }
+            happened.append(
+                events.manifest_pushed(
+                    repository,
+                    str(digest),
+                    parsed.media_type,
+                    len(body),
+                    actor,
+                    artifact_type=parsed.artifact_type,
+                    subject=subject,
+                    facts=facts,
+                )
+            )
+        if tag is not None:
+            happened.append(
+                events.tag_pushed(repository, tag, str(digest), parsed.media_type, actor)
+            )
         return PushedManifest(
             digest,
             subject,
@@ -111,8 +150,7 @@ class ManifestService:
             len(body),
             parsed.artifact_type,
             repository_id,
-            scan_on_push,
-            scannable(parsed),
+            tuple(happened),
         )
 
     def _check_references(
@@ -139,7 +177,10 @@ class ManifestService:
                 missing[0], f"manifest {missing[0]} is not in this repository; push it first"
             )
 
-    def delete(self, conn: Connection, repository: str, reference: str) -> DeletedManifest:
+    def delete(
+        self, conn: Connection, repository: str, reference: str, actor: str | None = None
+    ) -> DeletedManifest:
+        """Delete a manifest (by digest, with every tag naming it) or one tag."""
         if ":" in reference:
             digest = str(parse_digest(reference))
             tags = self.store.manifest_tags(conn, repository, digest)
@@ -151,7 +192,10 @@ class ManifestService:
             deleted = self.store.delete_tag(conn, repository, tag)
         if not deleted:
             raise ManifestUnknown(reference)
-        return DeletedManifest(digest, tuple(tags))
+        happened = [events.tag_deleted(repository, tag, digest, actor) for tag in tags]
+        if ":" in reference:
+            happened.append(events.manifest_deleted(repository, digest, tags, actor))
+        return DeletedManifest(digest, tuple(tags), tuple(happened))
 
     def tags(self, repository: str, limit: int | None, last: str | None) -> Page:
         """A page of tags (through the hot-read cache); n=0 still checks the repository."""

@@ -18,6 +18,8 @@ from sqlalchemy import Connection
 from trustyard.content.interfaces import UploadRecord
 from trustyard.content.stores import ContentStore
 from trustyard.errors import BlobUploadUnknown, DigestMismatch, RangeMismatch
+from trustyard.events import model as events
+from trustyard.events.model import Event
 from trustyard.oci.digest import DEFAULT_ALGORITHM, Digest, Hasher, new_hasher
 from trustyard.storage.interfaces import (
     BlobDriver,
@@ -165,15 +167,33 @@ class UploadService:
         chunk.writer.close()
         self.driver.commit_upload(chunk.upload.id, chunk.size, digest)
 
-    def complete(self, conn: Connection, upload: UploadRecord, digest: Digest, size: int) -> bool:
-        """Record the published blob, link it into the repository and end the session.
-        True when this created the repository."""
+    def complete(
+        self,
+        conn: Connection,
+        upload: UploadRecord,
+        digest: Digest,
+        size: int,
+        actor: str | None = None,
+    ) -> tuple[Event, ...]:
+        """Record the published blob, link it into the repository and end the session; the
+        events it implies (the repository's creation, if this created it)."""
         repository_id, created = self.store.claim_repository(conn, upload.repository)
         self.store.record_blob(conn, str(digest), size)
         self.store.link_blob(conn, repository_id, str(digest))
         self.store.delete_upload(conn, upload.id)
         self.hashes.forget(upload.id)
-        return created
+        return _created(upload.repository, actor) if created else ()
+
+    def mount(
+        self, conn: Connection, repository: str, digest: str, actor: str | None = None
+    ) -> tuple[Event, ...] | None:
+        """Link a stored blob into `repository` (a cross-repository mount); None when the
+        blob is not stored (any more), else the events it implies."""
+        if self.store.blob_size(conn, digest) is None:
+            return None
+        repository_id, created = self.store.claim_repository(conn, repository)
+        self.store.link_blob(conn, repository_id, digest)
+        return _created(repository, actor) if created else ()
 
     def cancel(self, conn: Connection, upload: UploadRecord) -> None:
         self.store.delete_upload(conn, upload.id)
@@ -200,3 +220,7 @@ class UploadService:
         digest = Digest(algorithm, chunk.hasher.hexdigest())
         self.publish(chunk, digest)
         return digest, chunk.size
+
+
+def _created(repository: str, actor: str | None) -> tuple[Event, ...]:
+    return (events.repository_created(repository, "private", "push", actor),)

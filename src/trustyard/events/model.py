@@ -1,10 +1,15 @@
 """Domain events: what happened in the registry, as typed, transport-free records.
 
-Core domains publish them (through `trustyard.events.outbox.Outbox`, in the transaction of the
-change); feature domains (webhooks today; scanning, promotion and mirroring later) react to them
-through jobs. An event names its type (DTR's names: `TAG_PUSH`, ...), the repository it is
-about (None for registry-wide events), who caused it, when, and its `contents`: the JSON object
-webhooks deliver. The constructors below are the one place where each type's contents are
+Core domains decide them (a push returns the events it implies) and the edges publish them
+through `trustyard.events.outbox.Outbox`, in the transaction of the change. Feature domains react
+to them as consumers, registered by the composition root in one of two places: in the
+publishing transaction (cheap reactions that must commit with the change: scanning queues its
+scan of a pushed image) or after commit, in outbox order, through the dispatcher job (webhooks;
+promotion and mirroring later).
+
+An event names its type (DTR's names: `TAG_PUSH`, ...), the repository it is about (None for
+registry-wide events), who caused it, when, and its `contents`: the JSON object webhooks
+deliver. The constructors below are the one place where each type's contents are
 shaped; README's webhooks section documents them.
 """
 
@@ -82,6 +87,10 @@ class Event:
     created_at: datetime = field(default_factory=utc_now)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)  # stable across redeliveries
     seq: int | None = None  # the outbox row's id, once stored
+    # What the deciding service knew that consumers in the publishing transaction may use
+    # (ids, settings it read anyway), so that reacting costs no query. Never stored nor
+    # delivered: a dispatched consumer sees an empty mapping.
+    facts: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def namespace(self) -> str | None:
@@ -89,9 +98,11 @@ class Event:
 
 
 class EventConsumer(Protocol):
-    """Reacts to committed events, in outbox order, inside the dispatcher's write
-    transaction (typically by storing work and enqueueing jobs in it): the events are marked
-    dispatched in the same transaction, so each consumer sees each event once."""
+    """Reacts to events inside a write transaction, typically by storing work and enqueueing
+    jobs in it. Registered with the outbox, it runs in the publishing transaction itself
+    (it must be cheap, and it commits or rolls back with the change); registered with the
+    dispatcher, it sees committed events in outbox order, in the transaction that marks them
+    dispatched, so each consumer sees each event once."""
 
     def consume(self, conn: Connection, events: Sequence[Event]) -> None: ...
 
@@ -135,6 +146,7 @@ def manifest_pushed(
     *,
     artifact_type: str | None = None,
     subject: str | None = None,
+    facts: Mapping[str, Any] | None = None,
 ) -> Event:
     at = utc_now()
     contents = _base(repository, actor) | {
@@ -146,7 +158,7 @@ def manifest_pushed(
         "imageName": f"{repository}@{digest}",
         "pushedAt": timestamp(at),
     }
-    return Event(EventType.MANIFEST_PUSH, repository, actor, contents, at)
+    return Event(EventType.MANIFEST_PUSH, repository, actor, contents, at, facts=facts or {})
 
 
 def manifest_pulled(

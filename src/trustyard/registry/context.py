@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -13,13 +13,12 @@ from sqlalchemy import Connection, Engine
 from trustyard.auth import audit
 from trustyard.auth.accounts import AccountService
 from trustyard.auth.authorize import ANONYMOUS, Authorizer
-from trustyard.content.manifests import ManifestService, PushedManifest
+from trustyard.content.manifests import ManifestService
 from trustyard.content.stores import ContentStore
 from trustyard.content.uploads import UploadService
 from trustyard.db.engine import write_tx
 from trustyard.errors import Denied, Invalid, NotFound
-from trustyard.events.model import Event
-from trustyard.events.model import repository_created as repository_created_event
+from trustyard.events.model import Event, EventType
 from trustyard.events.outbox import Outbox
 from trustyard.events.pulls import PullRecorder
 from trustyard.storage.interfaces import BlobDriver
@@ -29,10 +28,6 @@ if TYPE_CHECKING:
     from trustyard.registry.http import Request
 
 T = TypeVar("T")
-# Called in the write transaction of every manifest push that stored a new manifest, with the
-# repository's name, what was pushed and who pushed it (the composition root wires scanning
-# here: registry/ does not import feature domains).
-PushHook = Callable[[Connection, str, PushedManifest, "str | None"], None]
 
 # Blobs up to this size are read and sent from Python; larger ones leave via pathsend.
 INLINE_BLOB_BYTES = 64 * 1024
@@ -51,7 +46,6 @@ class RegistryContext:
     body_timeout: float = 120.0
     events: Outbox | None = None  # None: no domain events (tests of the bare registry)
     pulls: PullRecorder | None = None  # None: pull events are never recorded
-    on_push: PushHook | None = None  # None: nothing reacts to pushes in their transaction
 
     def location(self, path: str) -> str:
         return f"{self.url_prefix}{path}"
@@ -69,11 +63,6 @@ class RegistryContext:
     def actor(self, req: Request) -> str | None:
         """Who made the request, as events name them (None: anonymous)."""
         return audit.actor_of(req.scope.get("trustyard.subject", ANONYMOUS))[0] or None
-
-    def publish(self, conn: Connection, *events: Event) -> None:
-        """Record domain events in the change's own write transaction (the outbox)."""
-        if self.events is not None:
-            self.events.publish(conn, *events)
 
     def audit(
         self,
@@ -105,11 +94,31 @@ class RegistryContext:
         )
         audit.record(conn, event)
 
-    def repository_created(self, conn: Connection, req: Request, name: str) -> None:
-        """What a push that created repository `name` does in its own transaction: the audit
-        record, the event, and (accounts on) claiming the namespace: one that is no user or
-        organization becomes an organization owned by the pusher, so that nobody can create
-        that organization later and read the repository."""
+    def record(
+        self,
+        conn: Connection,
+        req: Request,
+        events: Sequence[Event],
+        action: str | None = None,
+        repository: str = "",
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """What every /v2 change does with what the content service decided, in the change's
+        own write transaction: claim the namespace of a repository it created, audit, and
+        publish the events (the outbox and its consumers: scanning, webhooks...)."""
+        for event in events:
+            if event.type is EventType.REPO_CREATED and event.repository is not None:
+                self._repository_created(conn, req, event.repository)
+        if action is not None:
+            self.audit(conn, req, action, repository, detail)
+        if self.events is not None:
+            self.events.publish(conn, *events)
+
+    def _repository_created(self, conn: Connection, req: Request, name: str) -> None:
+        """What a push that created repository `name` adds: the audit record and (accounts
+        on) claiming the namespace: one that is no user or organization becomes an
+        organization owned by the pusher, so that nobody can create that organization later
+        and read the repository."""
         if self.accounts is not None:
             creator = self.actor(req)
             try:
@@ -125,4 +134,3 @@ class RegistryContext:
                 detail = {"by": "push", "repository": name}
                 self.audit(conn, req, "organization.create", namespace, detail, kind="organization")
         self.audit(conn, req, "repository.create", name, {"by": "push"})
-        self.publish(conn, repository_created_event(name, "private", "push", self.actor(req)))

@@ -50,31 +50,11 @@ async def put_manifest(
     content_type = req.header("content-type")
 
     def push(conn: Connection) -> PushedManifest:
-        pushed = ctx.manifests.put(conn, name, reference, body, content_type)
-        actor, digest = ctx.actor(req), str(pushed.digest)
-        happened: list[events.Event] = []
-        if pushed.repository_created:
-            ctx.repository_created(conn, req, name)
-        detail = {"digest": digest}
-        if pushed.created:
-            happened.append(
-                events.manifest_pushed(
-                    name,
-                    digest,
-                    pushed.media_type,
-                    pushed.size,
-                    actor,
-                    artifact_type=pushed.artifact_type,
-                    subject=pushed.subject,
-                )
-            )
+        pushed = ctx.manifests.put(conn, name, reference, body, content_type, ctx.actor(req))
+        detail = {"digest": str(pushed.digest)}
         if ":" not in reference:
             detail["tag"] = reference
-            happened.append(events.tag_pushed(name, reference, digest, pushed.media_type, actor))
-        ctx.audit(conn, req, "manifest.push", name, detail)
-        ctx.publish(conn, *happened)
-        if pushed.created and ctx.on_push is not None:
-            ctx.on_push(conn, name, pushed, actor)
+        ctx.record(conn, req, pushed.events, "manifest.push", name, detail)
         return pushed
 
     pushed = await ctx.write(push)
@@ -92,16 +72,11 @@ async def delete_manifest(
     ctx: RegistryContext, req: Request, send: Send, name: str, reference: str
 ) -> None:
     def delete(conn: Connection) -> None:
-        deleted = ctx.manifests.delete(conn, name, reference)
-        actor = ctx.actor(req)
-        untagged = [events.tag_deleted(name, tag, deleted.digest, actor) for tag in deleted.tags]
+        deleted = ctx.manifests.delete(conn, name, reference, ctx.actor(req))
         if ":" in reference:
-            ctx.audit(conn, req, "manifest.delete", name, {"digest": reference})
-            gone = events.manifest_deleted(name, deleted.digest, deleted.tags, actor)
-            ctx.publish(conn, *untagged, gone)
+            ctx.record(conn, req, deleted.events, "manifest.delete", name, {"digest": reference})
         else:
-            ctx.audit(conn, req, "tag.delete", name, {"tag": reference})
-            ctx.publish(conn, *untagged)
+            ctx.record(conn, req, deleted.events, "tag.delete", name, {"tag": reference})
 
     await ctx.write(delete)
     await respond(send, 202, [API_VERSION])

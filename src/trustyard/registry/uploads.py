@@ -99,12 +99,10 @@ async def _try_mount(ctx: RegistryContext, req: Request, name: str, mount: str) 
         return False
 
     def link(conn: Connection) -> bool:
-        if ctx.store.blob_size(conn, digest) is None:
+        happened = ctx.uploads.mount(conn, name, digest, ctx.actor(req))
+        if happened is None:
             return False
-        repository_id, created = ctx.store.claim_repository(conn, name)
-        ctx.store.link_blob(conn, repository_id, digest)
-        if created:
-            ctx.repository_created(conn, req, name)
+        ctx.record(conn, req, happened)
         return True
 
     return await ctx.write(link)
@@ -227,8 +225,8 @@ async def _finish(
     def publish_and_record() -> None:
         ctx.uploads.publish(chunk, expected)
         with write_tx(ctx.engine) as conn:
-            if ctx.uploads.complete(conn, upload, expected, chunk.size):
-                ctx.repository_created(conn, req, upload.repository)
+            happened = ctx.uploads.complete(conn, upload, expected, chunk.size, ctx.actor(req))
+            ctx.record(conn, req, happened)
 
     await asyncio.to_thread(publish_and_record)
     await _created(ctx, send, upload.repository, expected)

@@ -10,15 +10,16 @@ its scan by job id.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection
 
-from trustyard.content.manifests import PushedManifest
+from trustyard.content.manifests import FACT_REPOSITORY_ID, FACT_SCAN_ON_PUSH, FACT_SCANNABLE
 from trustyard.content.stores import ContentStore
 from trustyard.errors import DomainError, NotFound, StateConflict
+from trustyard.events.model import Event, EventType
 from trustyard.jobs.queue import SqlJobQueue
 from trustyard.oci.digest import parse_digest
 from trustyard.oci.manifest import parse_manifest, scannable
@@ -91,13 +92,22 @@ class ScanService:
         self.enabled = enabled
 
     # --- requesting scans --------------------------------------------------------------------
-    def on_push(
-        self, conn: Connection, repository: str, pushed: PushedManifest, actor: str | None
-    ) -> None:
-        """The registry's push hook: scan a new image or index where the repository asks
-        for it (one cheap INSERT pair in the push's transaction; nothing for artifacts)."""
-        if self.enabled and pushed.scannable and pushed.scan_on_push:
-            self._enqueue(conn, pushed.repository_id, str(pushed.digest), "push", False, actor)
+    def consume(self, conn: Connection, events: Sequence[Event]) -> None:
+        """Scan on push, as a consumer of the outbox in the push's own transaction: queue a
+        scan of every new image or index whose repository asks for it (one cheap INSERT pair,
+        from the facts the push already read; nothing for artifacts)."""
+        if not self.enabled:
+            return
+        for event in events:
+            facts = event.facts
+            if (
+                event.type is EventType.MANIFEST_PUSH
+                and facts.get(FACT_SCANNABLE)
+                and facts.get(FACT_SCAN_ON_PUSH)
+            ):
+                digest = str(event.contents["digest"])
+                repository_id = int(facts[FACT_REPOSITORY_ID])
+                self._enqueue(conn, repository_id, digest, "push", False, event.actor)
 
     def request(
         self,

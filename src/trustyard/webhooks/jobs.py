@@ -3,8 +3,10 @@
 - `WebhookConsumer` (called by the event dispatcher, in its transaction): one delivery per
   (event, matching active subscription), in event order, and the subscription's delivery job.
 - `DeliverWebhooks` (kind `webhooks.deliver`, one live job per subscription: dedupe key
-  `webhooks.deliver:<id>`): sends the subscription's pending deliveries oldest first. A failure
-  is recorded and the job fails, so the queue retries it with exponential backoff; the
+  `webhooks.deliver:<id>`): sends the subscription's pending deliveries oldest first, in
+  batches (up to `DELIVERY_BATCH`, the attempts of a batch recorded in one write transaction,
+  so a busy subscription costs one commit per batch, not per event). A failure ends its batch;
+  it is recorded and the job fails, so the queue retries it with exponential backoff; the
   deliveries behind the failing one wait (order is kept). Before it finishes, the job gives up
   its dedupe key in a write transaction that also checks that nothing is pending (else it goes
   on), so a delivery added at any moment either is seen by this job or enqueues a new one.
@@ -55,6 +57,8 @@ SWEEP_KIND = "webhooks.sweep"
 SWEEP_SCHEDULE = ScheduleSpec("webhooks.sweep", "*/5 * * * *", SWEEP_KIND)
 # A delivery job is retried until its subscription goes inactive, not until a count runs out.
 DELIVERY_JOB_ATTEMPTS = 100_000
+# Deliveries sent before their attempts are recorded in one write transaction.
+DELIVERY_BATCH = 50
 
 # Called after each attempt with (outcome, seconds); outcome: success (2xx), http_error
 # (another status), network_error (no answer), refused (the destination is not allowed).
@@ -129,9 +133,11 @@ class DeliverWebhooks:
         store: WebhookStore | None = None,
         observe: Observer | None = None,
         clock: Clock = utc_now,
+        batch: int = DELIVERY_BATCH,
     ) -> None:
         self.engine = engine
         self.queue = queue
+        self.batch = batch
         self.sender = sender
         self.box = box
         self.inactive_after = inactive_after
@@ -149,23 +155,23 @@ class DeliverWebhooks:
         while True:
             if job.should_stop():
                 raise JobInterrupted
+            # After failures, one delivery at a time: the first success hands over.
+            limit = 1 if had_failed else self.batch
             with read_tx(self.engine) as conn:
                 subscription = self.store.subscription(conn, subscription_id)
-                head = (
-                    self.store.next_pending(conn, subscription_id)
+                batch = (
+                    self.store.pending(conn, subscription_id, limit)
                     if subscription is not None and subscription.active
-                    else None
+                    else []
                 )
             if subscription is None or not subscription.active:
                 return  # deleted, or inactive: its deliveries wait for it to be turned on
-            if head is None:
+            if not batch:
                 if self._finish(job.id, subscription_id):
                     return
                 continue
-            if self._send(job, subscription, head, had_failed):
-                if had_failed:
-                    return  # a fresh job took over (see _send)
-                continue
+            if self._send(job, subscription, batch, had_failed) and had_failed:
+                return  # a fresh job took over (see _send)
 
     def _finish(self, job_id: int, subscription_id: int) -> bool:
         """Give up the dedupe key unless something is pending (then keep it, go on)."""
@@ -180,33 +186,42 @@ class DeliverWebhooks:
         return True
 
     def _send(
-        self, job: JobContext, subscription: Subscription, head: Delivery, had_failed: bool
+        self,
+        job: JobContext,
+        subscription: Subscription,
+        batch: Sequence[Delivery],
+        had_failed: bool,
     ) -> bool:
-        """Send the head delivery and record how it went; True when it was delivered."""
-        try:
-            secret = self.box.open(subscription.secret)
-        except SecretUnreadable as error:
-            result = SendResult(None, 0, str(error), None)
-        else:
-            body, headers = render(head.event, subscription.format, secret, head.id, self.base_url)
-            result = self.sender.send(
-                subscription.url,
-                body,
-                headers,
-                ca_bundle=subscription.ca_bundle,
-                tls_verify=subscription.tls_verify,
+        """Send deliveries in order until one fails (or the job is asked to stop), then
+        record every attempt in one write transaction; True when the first was delivered.
+        A worker killed before that transaction sends the batch again (at least once)."""
+        done: list[tuple[Delivery, Attempt, bool]] = []
+        results: list[SendResult] = []
+        for delivery in batch:
+            if done and job.should_stop():
+                break
+            result = self._send_one(subscription, delivery)
+            attempt = Attempt(
+                delivery.attempts + 1,
+                self.clock(),
+                result.status,
+                result.latency_ms,
+                result.error,
+                result.excerpt,
             )
-        now = self.clock()
-        attempt = Attempt(
-            head.attempts + 1, now, result.status, result.latency_ms, result.error, result.excerpt
-        )
+            done.append((delivery, attempt, result.ok))
+            results.append(result)
+            if not result.ok:
+                break
+        last, now = results[-1], done[-1][1].at
+        succeeded = [attempt.at for _, attempt, ok in done if ok]
         reason = None
         with write_tx(self.engine) as conn:
-            self.store.record_attempt(conn, head, attempt, delivered=result.ok)
+            self.store.record_attempts(conn, done)
             current = self.store.subscription(conn, subscription.id)
             if current is None:
-                return result.ok
-            if result.ok:
+                return bool(succeeded)
+            if last.ok:
                 self.store.update_subscription(
                     conn, subscription.id, failing_since=None, last_success_at=now
                 )
@@ -216,23 +231,43 @@ class DeliverWebhooks:
                     detach_dedupe_key(conn, job.id, deliver_key(subscription.id))
                     enqueue_delivery(self.queue, conn, subscription.id)
             else:
-                since = current.failing_since or now
+                # A success earlier in the batch ended any run of failures.
+                since = now if succeeded else (current.failing_since or now)
                 changes: dict[str, Any] = {"failing_since": since, "last_failure_at": now}
+                if succeeded:
+                    changes["last_success_at"] = succeeded[-1]
                 if current.active and now - since >= self.inactive_after:
                     reason = (
                         f"deliveries failed without a success since {since.isoformat()} "
-                        f"(longer than {self.inactive_after}); last: {result.describe()}"
+                        f"(longer than {self.inactive_after}); last: {last.describe()}"
                     )
                     changes |= {"active": False, "inactive_reason": reason, "inactive_since": now}
                 self.store.update_subscription(conn, subscription.id, **changes)
-        self._observe(result)
-        if result.ok:
+        for result in results:
+            self._observe(result)
+        if last.ok:
             return True
         if reason is not None:
             log.warning("webhook %s marked inactive: %s", subscription.public_id, reason)
             raise PermanentJobError(reason)
         raise DeliveryFailed(
-            f"delivery {head.id} of webhook {subscription.public_id}: {result.describe()}"
+            f"delivery {done[-1][0].id} of webhook {subscription.public_id}: {last.describe()}"
+        )
+
+    def _send_one(self, subscription: Subscription, delivery: Delivery) -> SendResult:
+        try:
+            secret = self.box.open(subscription.secret)
+        except SecretUnreadable as error:
+            return SendResult(None, 0, str(error), None)
+        body, headers = render(
+            delivery.event, subscription.format, secret, delivery.id, self.base_url
+        )
+        return self.sender.send(
+            subscription.url,
+            body,
+            headers,
+            ca_bundle=subscription.ca_bundle,
+            tls_verify=subscription.tls_verify,
         )
 
     def _observe(self, result: SendResult) -> None:

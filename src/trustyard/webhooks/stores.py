@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, insert, or_, select, text, update
+from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select, text, update
 
 from trustyard.db.sql import keyset
 from trustyard.db.tables import event_outbox, jobs, webhook_attempts, webhook_deliveries
@@ -101,6 +101,26 @@ def _delivery(row: Any, history: Sequence[Attempt] = ()) -> Delivery:
 
 
 _ANY_ACTIVE = select(subs.c.id).where(subs.c.active.is_(True)).limit(1)
+
+
+def _record_statement(delivered: bool) -> Any:
+    values: dict[str, Any] = {
+        "attempts": webhook_deliveries.c.attempts + 1,
+        "last_attempt_at": bindparam("b_at"),
+        "last_status": bindparam("b_status"),
+        "last_error": bindparam("b_error"),
+    }
+    if delivered:
+        values |= {"state": DeliveryState.DELIVERED.value, "delivered_at": bindparam("b_at")}
+    return (
+        update(webhook_deliveries)
+        .where(webhook_deliveries.c.id == bindparam("b_id"))
+        .values(**values)
+    )
+
+
+# An attempt's changes to its delivery (executemany), by whether it delivered.
+_RECORD = {delivered: _record_statement(delivered) for delivered in (True, False)}
 
 
 # The advisory-lock key space of webhook subscriptions: "ty" in the top 16 bits, the id below.
@@ -203,6 +223,11 @@ class WebhookStore:
         return int(result.inserted_primary_key[0])  # type: ignore[index]
 
     def next_pending(self, conn: Connection, subscription_id: int) -> Delivery | None:
+        found = self.pending(conn, subscription_id, 1)
+        return found[0] if found else None
+
+    def pending(self, conn: Connection, subscription_id: int, limit: int) -> list[Delivery]:
+        """The subscription's oldest pending deliveries, oldest first (without history)."""
         query = (
             select(*_DELIVERY_COLUMNS)
             .select_from(_DELIVERIES)
@@ -211,10 +236,9 @@ class WebhookStore:
                 webhook_deliveries.c.state == PENDING,
             )
             .order_by(webhook_deliveries.c.id)
-            .limit(1)
+            .limit(limit)
         )
-        row = conn.execute(query).first()
-        return _delivery(row) if row else None
+        return [_delivery(row) for row in conn.execute(query)]
 
     def has_pending(self, conn: Connection, subscription_id: int) -> bool:
         query = (
@@ -279,30 +303,43 @@ class WebhookStore:
     def record_attempt(
         self, conn: Connection, delivery: Delivery, attempt: Attempt, delivered: bool
     ) -> None:
+        self.record_attempts(conn, [(delivery, attempt, delivered)])
+
+    def record_attempts(
+        self, conn: Connection, done: Sequence[tuple[Delivery, Attempt, bool]]
+    ) -> None:
+        """Record attempts (delivery, attempt, whether it delivered) in one statement per
+        kind of change: a batch of deliveries costs three statements, not three each."""
+        if not done:
+            return
         conn.execute(
-            insert(webhook_attempts).values(
-                delivery_id=delivery.id,
-                attempt=attempt.attempt,
-                at=attempt.at,
-                status_code=attempt.status_code,
-                latency_ms=attempt.latency_ms,
-                error=attempt.error,
-                response_excerpt=attempt.response_excerpt,
-            )
+            insert(webhook_attempts),
+            [
+                {
+                    "delivery_id": delivery.id,
+                    "attempt": attempt.attempt,
+                    "at": attempt.at,
+                    "status_code": attempt.status_code,
+                    "latency_ms": attempt.latency_ms,
+                    "error": attempt.error,
+                    "response_excerpt": attempt.response_excerpt,
+                }
+                for delivery, attempt, _ in done
+            ],
         )
-        values: dict[str, Any] = {
-            "attempts": webhook_deliveries.c.attempts + 1,
-            "last_attempt_at": attempt.at,
-            "last_status": attempt.status_code,
-            "last_error": attempt.error,
-        }
-        if delivered:
-            values |= {"state": DeliveryState.DELIVERED.value, "delivered_at": attempt.at}
-        conn.execute(
-            update(webhook_deliveries)
-            .where(webhook_deliveries.c.id == delivery.id)
-            .values(**values)
-        )
+        for delivered in (True, False):
+            rows = [
+                {
+                    "b_id": delivery.id,
+                    "b_at": attempt.at,
+                    "b_status": attempt.status_code,
+                    "b_error": attempt.error,
+                }
+                for delivery, attempt, ok in done
+                if ok is delivered
+            ]
+            if rows:
+                conn.execute(_RECORD[delivered], rows)
 
     def wake(self, conn: Connection, dedupe_key: str, now: datetime) -> None:
         """Make the queued job holding `dedupe_key` due now (a retry waiting for its backoff

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 from sqlalchemy import Engine
@@ -16,6 +17,7 @@ from trustyard.events.jobs import (
     Dispatcher,
     PruneEvents,
 )
+from trustyard.events.model import EventConsumer
 from trustyard.events.outbox import Outbox
 from trustyard.events.pulls import PullRecorder
 from trustyard.jobs.queue import SqlJobQueue
@@ -53,9 +55,10 @@ def make_webhook_service(settings: Settings, queue: SqlJobQueue) -> WebhookServi
     return WebhookService(make_secret_box(settings), make_policy(settings), queue)
 
 
-def make_outbox(queue: SqlJobQueue) -> Outbox:
-    """The outbox writers publish to: nothing is written while no webhook listens."""
-    return Outbox(queue, wanted=WebhookStore().any_active)
+def make_outbox(queue: SqlJobQueue, inline: Sequence[EventConsumer] = ()) -> Outbox:
+    """The outbox writers publish to: `inline` consumers react in the publishing
+    transaction (a server's scan on push); nothing is stored while no webhook listens."""
+    return Outbox(queue, wanted=WebhookStore().any_active, inline=inline)
 
 
 def make_pull_recorder(settings: Settings, engine: Engine, outbox: Outbox) -> PullRecorder:

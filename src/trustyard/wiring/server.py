@@ -54,8 +54,8 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
     store = ContentStore()
     accounts = make_accounts(settings, engine)
     queue = make_queue(settings, engine)
-    outbox = make_outbox(queue)
     scans = make_scan_service(settings, queue)
+    outbox = make_outbox(queue, inline=[scans] if scans.enabled else [])
     context = RegistryContext(
         engine=engine,
         store=store,
@@ -68,7 +68,6 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
         accounts=accounts,
         events=outbox,
         pulls=make_pull_recorder(settings, engine, outbox),
-        on_push=scans.on_push if scans.enabled else None,
     )
     return Services(
         context=context,

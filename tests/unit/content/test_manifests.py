@@ -15,7 +15,14 @@ from sqlalchemy import Engine
 
 from tests.support.databases import migrated_engine
 from trustyard.content.hotreads import StoreHotReads
-from trustyard.content.manifests import ManifestService, PushedManifest, acceptable
+from trustyard.content.manifests import (
+    FACT_REPOSITORY_ID,
+    FACT_SCAN_ON_PUSH,
+    FACT_SCANNABLE,
+    ManifestService,
+    PushedManifest,
+    acceptable,
+)
 from trustyard.content.stores import ContentStore
 from trustyard.db.engine import read_tx, write_tx
 from trustyard.errors import (
@@ -27,6 +34,7 @@ from trustyard.errors import (
     NameUnknown,
     TagInvalid,
 )
+from trustyard.events.model import EventType
 from trustyard.oci import mediatypes as mt
 from trustyard.oci.digest import digest_bytes
 
@@ -98,6 +106,12 @@ def registry(engine: Engine) -> Registry:
     return Registry(engine)
 
 
+def facts(pushed: PushedManifest) -> dict[str, Any]:
+    """The facts of the push's MANIFEST_PUSH event (what scan on push reads)."""
+    [event] = [e for e in pushed.events if e.type is EventType.MANIFEST_PUSH]
+    return dict(event.facts)
+
+
 def descriptor(body: bytes, media_type: str = mt.OCI_MANIFEST, **extra: Any) -> dict[str, Any]:
     return {"mediaType": media_type, "digest": str(digest_bytes(body)), "size": len(body), **extra}
 
@@ -112,17 +126,63 @@ def test_a_push_by_tag_is_read_back_by_tag_and_by_digest(registry: Registry) -> 
     assert (str(pushed.digest), pushed.created) == (digest, True)
     assert not pushed.repository_created  # its blobs' push created it
     assert (pushed.media_type, pushed.size, pushed.subject) == (mt.OCI_MANIFEST, len(body), None)
-    assert (pushed.scan_on_push, pushed.scannable) == (True, True)
+    assert (facts(pushed)[FACT_SCAN_ON_PUSH], facts(pushed)[FACT_SCANNABLE]) == (True, True)
     for reference in ("v1", digest):
         record = registry.service.get(registry.repository, reference)
         assert (record.digest, record.media_type, record.payload) == (digest, mt.OCI_MANIFEST, body)
     assert registry.tags() == ["v1"]
 
 
+def test_a_push_returns_the_events_it_implies_in_order(registry: Registry) -> None:
+    """The outcome names what happened, for the edge to publish: the repository's creation,
+    the new manifest (with the facts scan on push reads), the tag; a second push of the same
+    manifest under another tag is only a tag push."""
+    index = index_of()
+    with write_tx(registry.engine) as conn:
+        pushed = registry.service.put(conn, registry.repository, "v1", index, mt.OCI_INDEX, "ann")
+        repository_id = registry.store.repository_id(conn, registry.repository)
+    digest = str(digest_bytes(index))
+    assert [(e.type, e.repository, e.actor) for e in pushed.events] == [
+        (EventType.REPO_CREATED, registry.repository, "ann"),
+        (EventType.MANIFEST_PUSH, registry.repository, "ann"),
+        (EventType.TAG_PUSH, registry.repository, "ann"),
+    ]
+    assert pushed.events[1].contents["digest"] == digest
+    assert pushed.events[2].contents["tag"] == "v1"
+    assert facts(pushed) == {
+        FACT_REPOSITORY_ID: repository_id,
+        FACT_SCAN_ON_PUSH: True,
+        FACT_SCANNABLE: False,  # an empty index holds no image
+    }
+    again = registry.put("v2", index, mt.OCI_INDEX)
+    assert [e.type for e in again.events] == [EventType.TAG_PUSH]
+    by_digest = registry.put(digest, index, mt.OCI_INDEX)
+    assert by_digest.events == ()
+
+
+def test_a_delete_returns_the_events_it_implies(registry: Registry) -> None:
+    body = registry.image("gone")
+    registry.put("a", body)
+    registry.put("b", body)
+    with write_tx(registry.engine) as conn:
+        untagged = registry.service.delete(conn, registry.repository, "a", "ann")
+    assert [(e.type, e.contents["tag"]) for e in untagged.events] == [(EventType.TAG_DELETE, "a")]
+    digest = str(digest_bytes(body))
+    with write_tx(registry.engine) as conn:
+        deleted = registry.service.delete(conn, registry.repository, digest, "ann")
+    assert [e.type for e in deleted.events] == [EventType.TAG_DELETE, EventType.MANIFEST_DELETE]
+    assert deleted.events[1].contents["tags"] == ["b"]
+    assert {e.actor for e in deleted.events} == {"ann"}
+
+
 def test_the_first_push_into_a_repository_creates_it(registry: Registry) -> None:
     empty_index = index_of()
     pushed = registry.put("empty", empty_index, mt.OCI_INDEX)
-    assert (pushed.created, pushed.repository_created, pushed.scannable) == (True, True, False)
+    assert (pushed.created, pushed.repository_created, facts(pushed)[FACT_SCANNABLE]) == (
+        True,
+        True,
+        False,
+    )
     again = registry.put("empty", empty_index, mt.OCI_INDEX)
     assert (again.created, again.repository_created) == (False, False)
 
@@ -254,7 +314,7 @@ def test_an_index_needs_its_children_pushed_first(registry: Registry) -> None:
     assert refused.value.detail == {"digest": str(digest_bytes(arm))}
     registry.put(str(digest_bytes(arm)), arm)
     pushed = registry.put("multi", index, mt.OCI_INDEX)
-    assert (pushed.media_type, pushed.scannable) == (mt.OCI_INDEX, True)
+    assert (pushed.media_type, facts(pushed)[FACT_SCANNABLE]) == (mt.OCI_INDEX, True)
     assert registry.service.get(registry.repository, "multi").payload == index
 
 
@@ -313,7 +373,7 @@ def test_referrers_of_a_subject_filtered_by_artifact_type(registry: Registry) ->
     )
     pushed = registry.put(str(digest_bytes(sbom)), sbom)
     registry.put(str(digest_bytes(signature)), signature)
-    assert (pushed.subject, pushed.artifact_type, pushed.scannable) == (
+    assert (pushed.subject, pushed.artifact_type, facts(pushed)[FACT_SCANNABLE]) == (
         subject_digest,
         SBOM,
         False,

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, func, select
 
 from tests.support.databases import empty, migrated_engine
 from trustyard.content.interfaces import ManifestRecord
-from trustyard.content.manifests import PushedManifest
+from trustyard.content.manifests import FACT_REPOSITORY_ID, FACT_SCAN_ON_PUSH, FACT_SCANNABLE
 from trustyard.content.stores import ContentStore
 from trustyard.db.engine import read_tx, write_tx
 from trustyard.db.tables import (
@@ -28,7 +28,9 @@ from trustyard.db.tables import (
     scans,
     tags,
 )
+from trustyard.events.model import Event, manifest_pushed
 from trustyard.jobs.queue import SqlJobQueue
+from trustyard.oci import mediatypes as mt
 from trustyard.oci.digest import digest_bytes
 from trustyard.scanning.jobs import DatabaseLayerCache
 from trustyard.scanning.model import Component, Distro, LayerScan
@@ -179,23 +181,33 @@ def test_packed_layer_results_round_trip(names: list[str], paths: list[str]) -> 
 
 
 # --- scans ---------------------------------------------------------------------------------------
+def pushed_event(
+    repository: str,
+    digest: str,
+    repository_id: int,
+    actor: str | None,
+    scan_on_push: bool,
+    scannable: bool,
+) -> Event:
+    """The MANIFEST_PUSH event a push publishes, with the facts content gives it."""
+    facts = {
+        FACT_REPOSITORY_ID: repository_id,
+        FACT_SCAN_ON_PUSH: scan_on_push,
+        FACT_SCANNABLE: scannable,
+    }
+    return manifest_pushed(repository, digest, mt.OCI_MANIFEST, 100, actor, facts=facts)
+
+
 def test_a_push_of_an_image_queues_one_scan_and_its_job(engine: Engine) -> None:
     service = service_for(engine)
     digest = add_manifest(engine, "acme/app", image_payload("one"))
     with read_tx(engine) as conn:
         repository_id = ContentStore().repository_id(conn, "acme/app")
     assert repository_id is not None
-    pushed = PushedManifest(
-        digest_bytes(image_payload("one")),
-        None,
-        True,
-        repository_id=repository_id,
-        scan_on_push=True,
-        scannable=True,
-    )
+    pushed = pushed_event("acme/app", digest, repository_id, "wanda", True, True)
     with write_tx(engine) as conn:
-        service.on_push(conn, "acme/app", pushed, "wanda")
-        service.on_push(conn, "acme/app", pushed, "wanda")  # one live scan per manifest
+        service.consume(conn, [pushed])
+        service.consume(conn, [pushed])  # one live scan per manifest
     with read_tx(engine) as conn:
         scan = ScanStore().latest(conn, repository_id, digest)
         queued = conn.execute(select(jobs.c.id, jobs.c.kind, jobs.c.payload)).all()
@@ -222,16 +234,9 @@ def test_no_scan_on_push_for_artifacts_or_where_the_repository_says_no(
     with read_tx(engine) as conn:
         repository_id = ContentStore().repository_id(conn, "acme/quiet")
     assert repository_id is not None
-    pushed = PushedManifest(
-        digest_bytes(image_payload("quiet")),
-        None,
-        True,
-        repository_id=repository_id,
-        scan_on_push=scan_on_push,
-        scannable=scannable,
-    )
+    pushed = pushed_event("acme/quiet", digest, repository_id, None, scan_on_push, scannable)
     with write_tx(engine) as conn:
-        service_for(engine).on_push(conn, "acme/quiet", pushed, None)
+        service_for(engine).consume(conn, [pushed])
     with read_tx(engine) as conn:
         assert conn.scalar(select(func.count()).select_from(scans)) == 0
         assert conn.scalar(select(func.count()).select_from(jobs)) == 0

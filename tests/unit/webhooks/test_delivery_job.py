@@ -48,7 +48,7 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 
 class Setup:
-    def __init__(self, engine: Engine, receiver: WebhookReceiver) -> None:
+    def __init__(self, engine: Engine, receiver: WebhookReceiver, batch: int = 50) -> None:
         self.engine = engine
         self.clock = Clock()
         self.queue = SqlJobQueue(engine)
@@ -72,6 +72,7 @@ class Setup:
             self.box,
             inactive_after=timedelta(days=1),
             clock=self.clock,
+            batch=batch,
         )
 
     def push(self, *tags: str) -> None:
@@ -162,3 +163,54 @@ def test_failing_longer_than_the_limit_marks_the_subscription_inactive(
     assert off.inactive_since == setup.clock.now
     setup.run(job, 4)  # an inactive subscription sends nothing
     assert len(receiver.received("/unit")) == 3
+
+
+def test_batches_keep_the_order_and_a_failure_ends_its_batch(
+    engine: Engine, receiver: WebhookReceiver
+) -> None:
+    """Deliveries go out in batches whose attempts are recorded together: the order holds
+    across batches, what was delivered before a failure in a batch stays delivered (never
+    sent again), and the failure waits at the head for the retry."""
+    setup = Setup(engine, receiver, batch=2)
+    setup.push("a", "b", "c", "d", "e")
+    job = setup.delivery_job()
+    receiver.fail_next(1, after=2)  # "a" and "b" (the first batch) pass, "c" fails
+    with pytest.raises(DeliveryFailed, match="HTTP 500"):
+        setup.run(job, 1)
+    assert [r.json()["contents"]["tag"] for r in receiver.received("/unit")] == ["a", "b", "c"]
+    with read_tx(engine) as conn:
+        history = setup.service.deliveries(conn, setup.subscription, 10, None)
+        current = setup.service.get(conn, setup.subscription.public_id)
+    assert [(d.event.contents["tag"], d.state.value, d.attempts) for d in history] == [
+        ("e", "pending", 0),
+        ("d", "pending", 0),
+        ("c", "pending", 1),
+        ("b", "delivered", 1),
+        ("a", "delivered", 1),
+    ]
+    assert (current.last_success_at, current.failing_since) == (setup.clock.now,) * 2
+    setup.clock.now += timedelta(minutes=1)
+    setup.run(job, 2)  # "c" alone, then a fresh job
+    fresh = setup.delivery_job()
+    setup.run(fresh, 1)
+    delivered = [r.json()["contents"]["tag"] for r in receiver.delivered("/unit")]
+    assert delivered == ["a", "b", "c", "d", "e"]
+    with read_tx(engine) as conn:
+        current = setup.service.get(conn, setup.subscription.public_id)
+    assert (current.failing_since, current.last_success_at) == (None, setup.clock.now)
+
+
+def test_a_successful_batch_ends_a_run_of_failures(
+    engine: Engine, receiver: WebhookReceiver
+) -> None:
+    setup = Setup(engine, receiver, batch=3)
+    setup.push("a", "b", "c", "d")
+    job = setup.delivery_job()
+    receiver.fail_next(1, after=1)  # "a" passes, "b" fails: both recorded in one batch
+    with pytest.raises(DeliveryFailed):
+        setup.run(job, 1)
+    with read_tx(engine) as conn:
+        current = setup.service.get(conn, setup.subscription.public_id)
+        [attempt] = setup.service.deliveries(conn, setup.subscription, 10, None)[2].history
+    assert attempt.status_code == 500
+    assert current.failing_since == setup.clock.now

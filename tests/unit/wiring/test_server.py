@@ -23,10 +23,10 @@ def services(tmp_path: Path, **settings: object) -> Services:
 def test_one_scan_service_reacts_to_pushes_and_answers_the_api(tmp_path: Path) -> None:
     built = services(tmp_path)
     try:
-        assert built.context.on_push is not None
-        assert getattr(built.context.on_push, "__self__", None) is built.scans
-        # One job queue behind the outbox, the scans and the webhooks.
+        # Scan on push reacts in the push's transaction, as a consumer of the one outbox.
         assert built.context.events is not None
+        assert built.context.events.inline == (built.scans,)
+        # One job queue behind the outbox, the scans and the webhooks.
         assert built.scans.queue is built.context.events.queue
         assert built.webhooks.queue is built.scans.queue
         assert built.context.accounts is not None  # accounts on by default
@@ -46,7 +46,8 @@ def test_metrics_decide_whether_a_recorder_is_built(tmp_path: Path, enabled: boo
 def test_scanning_off_leaves_pushes_alone(tmp_path: Path) -> None:
     built = services(tmp_path, scanning={"enabled": False})
     try:
-        assert built.context.on_push is None
+        assert built.context.events is not None
+        assert built.context.events.inline == ()
         assert not built.scans.enabled
     finally:
         built.context.engine.dispose()
