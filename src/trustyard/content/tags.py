@@ -9,7 +9,6 @@ count for nothing). Platforms come from an index's descriptors, or from an image
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +21,8 @@ from trustyard.content.stores import ContentStore
 from trustyard.errors import DigestInvalid
 from trustyard.oci import mediatypes as mt
 from trustyard.oci.digest import parse_digest
+from trustyard.oci.imageconfig import UNKNOWN_OS, json_object, parse_platform
+from trustyard.oci.walk import index_entries
 from trustyard.storage.interfaces import BlobDriver, ContentMissing
 
 # Image configs are a few KiB; a larger one is not read for its platform.
@@ -40,31 +41,17 @@ class TagDetail:
 
 
 def _document(payload: bytes) -> dict[str, Any]:
-    try:
-        parsed = json.loads(payload)
-    except ValueError:
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
+    return json_object(payload) or {}
 
 
 def _platform(value: object) -> str | None:
-    """`os/architecture[/variant]` of a platform object (None for attestations' unknown)."""
-    if not isinstance(value, dict):
+    """`os/architecture[/variant]` of a platform object or config; None when it names no
+    platform: a field missing, or the unknown os of attestations."""
+    platform = parse_platform(value)
+    os_name, arch, variant = platform.os, platform.architecture, platform.variant
+    if os_name is None or arch is None or os_name == UNKNOWN_OS:
         return None
-    os_name, arch = value.get("os"), value.get("architecture")
-    if not isinstance(os_name, str) or not isinstance(arch, str) or os_name == "unknown":
-        return None
-    variant = value.get("variant")
-    return (
-        f"{os_name}/{arch}/{variant}"
-        if isinstance(variant, str) and variant
-        else f"{os_name}/{arch}"
-    )
-
-
-def _descriptors(document: dict[str, Any], key: str) -> list[dict[str, Any]]:
-    found = document.get(key)
-    return [item for item in found if isinstance(item, dict)] if isinstance(found, list) else []
+    return f"{os_name}/{arch}/{variant}" if variant else f"{os_name}/{arch}"
 
 
 class TagService:
@@ -82,7 +69,7 @@ class TagService:
         children = {
             row.digest: [
                 item["digest"]
-                for item in _descriptors(documents[row.digest], "manifests")
+                for item in index_entries(documents[row.digest])
                 if isinstance(item.get("digest"), str)
             ]
             for row in rows
@@ -111,9 +98,7 @@ class TagService:
                 if child in present:
                     child_id, child_size = present[child]
                     size += child_size + totals.get(child_id, 0)
-            platforms = (
-                _platform(item.get("platform")) for item in _descriptors(document, "manifests")
-            )
+            platforms = (_platform(item.get("platform")) for item in index_entries(document))
         elif row.media_type in mt.IMAGE_MANIFESTS:
             platforms = (self._image_platform(document),)
         shown = tuple(sorted({platform for platform in platforms if platform is not None}))

@@ -14,6 +14,7 @@ from typing import Any
 from trustyard.errors import DigestInvalid, ManifestInvalid, ManifestTooLarge
 from trustyard.oci import mediatypes as mt
 from trustyard.oci.digest import Digest, parse_digest
+from trustyard.oci.walk import is_foreign
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +93,8 @@ def _descriptor(raw: Any, where: str) -> Descriptor:
     platform = raw.get("platform")
     if platform is not None and not isinstance(platform, dict):
         raise _invalid(f"{where}: platform must be an object")
-    urls = raw.get("urls")
     # A foreign layer lives elsewhere (its descriptor carries `urls`): it is not required here.
-    foreign = media_type in mt.FOREIGN_LAYERS and isinstance(urls, list) and bool(urls)
+    foreign = is_foreign(media_type, raw.get("urls"))
     return Descriptor(media_type, digest, size, artifact_type, annotations, platform, foreign)
 
 

@@ -12,18 +12,26 @@ import io
 import json
 import posixpath
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Final, Protocol, cast
 
-from trustyard.errors import DigestInvalid
+from trustyard.errors import ManifestInvalid
 from trustyard.oci import mediatypes as mt
-from trustyard.oci.digest import parse_digest
+from trustyard.oci.imageconfig import ImageConfig, Platform, parse_image_config, parse_platform
+from trustyard.oci.walk import (
+    ImageManifest,
+    checked_digest,
+    descriptor_digest,
+    document_object,
+    is_foreign,
+    walk,
+    walk_entries,
+)
 from trustyard.scanning.model import ScanRefused
 
-ATTESTATION: Final = "attestation-manifest"
-MAX_INDEX_DEPTH: Final = 8
 MAX_DOCUMENT_BYTES: Final = 16 << 20  # a manifest, index or image config
 _READ: Final = 1 << 20
 
@@ -59,34 +67,44 @@ class ImageSource(Protocol):
 # --- manifests ---------------------------------------------------------------------------
 
 
-def _json(data: bytes, what: str) -> dict[str, Any]:
+@contextmanager
+def _refusing() -> Iterator[None]:
+    """What the walk cannot read, refused as a scan (with the walk's message)."""
     try:
-        doc = json.loads(data)
-    except (ValueError, RecursionError):
-        raise ScanRefused(f"{what} is not valid JSON") from None
-    if not isinstance(doc, dict):
-        raise ScanRefused(f"{what} is not a JSON object")
-    return doc
+        yield
+    except ManifestInvalid as exc:
+        raise ScanRefused(exc.message) from None
 
 
-def _platform_text(platform: dict[str, Any]) -> tuple[str, str]:
-    os_name = str(platform.get("os") or "unknown")
-    arch = str(platform.get("architecture") or "unknown")
-    text = f"{os_name}/{arch}"
-    variant = platform.get("variant")
-    if variant:
-        text += f"/{variant}"
+def _json(data: bytes, what: str) -> dict[str, Any]:
+    with _refusing():
+        return document_object(data, what)
+
+
+def _digest_field(descriptor: dict[str, Any], where: str) -> str:
+    with _refusing():
+        return descriptor_digest(descriptor, where)
+
+
+def _checked_digest(value: str) -> str:
+    with _refusing():
+        return checked_digest(value)
+
+
+def _platform_text(platform: Platform) -> tuple[str, str]:
+    """How a scan names a platform: a missing os or architecture is "unknown" (a tag listing
+    shows no platform instead)."""
+    os_name = platform.os or "unknown"
+    text = f"{os_name}/{platform.architecture or 'unknown'}"
+    if platform.variant:
+        text += f"/{platform.variant}"
     return text, os_name
 
 
-def _is_attestation(descriptor: dict[str, Any]) -> bool:
-    platform = descriptor.get("platform")
-    if isinstance(platform, dict) and platform.get("os") == "unknown":
-        return True
-    annotations = descriptor.get("annotations")
-    return isinstance(annotations, dict) and (
-        annotations.get("vnd.docker.reference.type") == ATTESTATION
-    )
+def _diff_ids(config: ImageConfig, count: int) -> tuple[str, ...] | None:
+    """The config's diff ids when there is one per layer."""
+    ids = config.diff_ids
+    return ids if ids is not None and len(ids) == count else None
 
 
 def images_from_manifest(
@@ -101,9 +119,9 @@ def images_from_manifest(
     (its config is not an image config) stands for none. `read_blob` reads a manifest or a
     config by digest; `has_blob`, when given, tells whether a foreign layer's blob is here
     (then it is scanned like any other layer)."""
-    images: list[ImageRef] = []
-    _expand(read_blob, digest, data, None, 0, has_blob, images)
-    return _unique(images)
+    with _refusing():
+        found = walk(read_blob, digest, data, max_bytes=MAX_DOCUMENT_BYTES)
+        return _unique([_image(read_blob, manifest, has_blob) for manifest in found])
 
 
 def _unique(images: list[ImageRef]) -> list[ImageRef]:
@@ -118,132 +136,38 @@ def _unique(images: list[ImageRef]) -> list[ImageRef]:
     return unique
 
 
-def _expand(
-    read_blob: Callable[[str], bytes],
-    digest: str,
-    data: bytes,
-    platform: dict[str, Any] | None,
-    depth: int,
-    has_blob: Callable[[str], bool] | None,
-    out: list[ImageRef],
-) -> None:
-    if len(data) > MAX_DOCUMENT_BYTES:
-        raise ScanRefused(f"manifest {digest} is larger than {MAX_DOCUMENT_BYTES} bytes")
-    doc = _json(data, f"manifest {digest}")
-    media_type = doc.get("mediaType")
-    if media_type is None:
-        media_type = mt.OCI_INDEX if "manifests" in doc else mt.OCI_MANIFEST
-    if media_type in mt.INDEXES:
-        if depth >= MAX_INDEX_DEPTH:
-            raise ScanRefused(f"index {digest} nests indexes deeper than {MAX_INDEX_DEPTH}")
-        children = doc.get("manifests")
-        if not isinstance(children, list):
-            raise ScanRefused(f"index {digest} has no manifests list")
-        _expand_children(read_blob, children, f"index {digest}", depth + 1, has_blob, out)
-        return
-    if media_type not in mt.IMAGE_MANIFESTS:
-        raise ScanRefused(f"manifest {digest} has an unsupported media type {media_type!r}")
-    image = _image(read_blob, digest, doc, platform, has_blob)
-    if image is not None:
-        out.append(image)
-
-
-def _expand_children(
-    read_blob: Callable[[str], bytes],
-    children: list[Any],
-    where: str,
-    depth: int,
-    has_blob: Callable[[str], bool] | None,
-    out: list[ImageRef],
-) -> None:
-    """The images of the manifests an index (or a layout's index.json) lists; attestations
-    and artifacts are skipped."""
-    for child in children:
-        if not isinstance(child, dict) or _is_attestation(child):
-            continue
-        if child.get("mediaType") not in mt.MANIFEST_TYPES:
-            continue  # an artifact listed in the index
-        child_digest = _digest_field(child, where)
-        child_platform = child.get("platform")
-        _expand(
-            read_blob,
-            child_digest,
-            read_blob(child_digest),
-            child_platform if isinstance(child_platform, dict) else None,
-            depth,
-            has_blob,
-            out,
-        )
-
-
-def _digest_field(descriptor: dict[str, Any], where: str) -> str:
-    value = descriptor.get("digest")
-    if not isinstance(value, str):
-        raise ScanRefused(f"{where}: a descriptor has no digest")
-    return _checked_digest(value)
-
-
-def _checked_digest(value: str) -> str:
-    try:
-        return str(parse_digest(value))
-    except DigestInvalid as exc:
-        raise ScanRefused(f"invalid digest {value[:80]!r}: {exc.message}") from None
-
-
 def _image(
     read_blob: Callable[[str], bytes],
-    digest: str,
-    doc: dict[str, Any],
-    platform: dict[str, Any] | None,
+    manifest: ImageManifest,
     has_blob: Callable[[str], bool] | None,
-) -> ImageRef | None:
-    config_descriptor = doc.get("config")
-    if not isinstance(config_descriptor, dict):
-        raise ScanRefused(f"manifest {digest} has no config")
-    if config_descriptor.get("mediaType") not in mt.IMAGE_CONFIGS:
-        return None  # an artifact (a signature, an SBOM, a Helm chart...)
-    config_data = read_blob(_digest_field(config_descriptor, f"manifest {digest}"))
+) -> ImageRef:
+    digest = manifest.digest
+    config_data = read_blob(manifest.config_digest)
     if len(config_data) > MAX_DOCUMENT_BYTES:
         raise ScanRefused(f"the config of {digest} is larger than {MAX_DOCUMENT_BYTES} bytes")
     config = _json(config_data, f"the config of {digest}")
-    raw_layers = doc.get("layers")
-    if not isinstance(raw_layers, list):
-        raise ScanRefused(f"manifest {digest} has no layers list")
-    diff_ids = _diff_ids(config, len(raw_layers))
+    entries = manifest.layers()
+    parsed = parse_image_config(config)
+    diff_ids = _diff_ids(parsed, len(entries))
     layers: list[LayerRef] = []
-    for index, raw in enumerate(raw_layers):
-        if not isinstance(raw, dict):
-            raise ScanRefused(f"manifest {digest}: layer {index} is not a descriptor")
-        layer_digest = _digest_field(raw, f"manifest {digest}")
-        media_type = str(raw.get("mediaType") or "")
-        size = raw.get("size")
-        urls = raw.get("urls")
-        foreign = media_type in mt.FOREIGN_LAYERS and isinstance(urls, list) and bool(urls)
-        if foreign and has_blob is not None and has_blob(layer_digest):
+    for index, entry in enumerate(entries):
+        foreign = entry.foreign
+        if foreign and has_blob is not None and has_blob(entry.digest):
             foreign = False
         layers.append(
             LayerRef(
-                digest=layer_digest,
-                media_type=media_type,
-                size=size if isinstance(size, int) and size >= 0 else 0,
+                digest=entry.digest,
+                media_type=entry.media_type,
+                size=entry.size,
                 diff_id=diff_ids[index] if diff_ids else None,
                 foreign=foreign,
             )
         )
-    text, os_name = _platform_text(platform if platform else config)
+    platform = parse_platform(manifest.platform) if manifest.platform else parsed.platform
+    text, os_name = _platform_text(platform)
     return ImageRef(
         manifest_digest=digest, platform=text, os=os_name, layers=tuple(layers), config=config
     )
-
-
-def _diff_ids(config: dict[str, Any], count: int) -> list[str] | None:
-    rootfs = config.get("rootfs")
-    ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
-    if not isinstance(ids, list) or len(ids) != count:
-        return None
-    if not all(isinstance(i, str) for i in ids):
-        return None
-    return [str(i) for i in ids]
 
 
 # --- files of a layout or an archive --------------------------------------------------------
@@ -404,10 +328,10 @@ class OciLayoutSource:
         descriptors = index.get("manifests")
         if not isinstance(descriptors, list):
             raise ScanRefused(f"{self._files.label}: index.json has no manifests list")
-        images: list[ImageRef] = []
         where = f"{self._files.label}: index.json"
-        _expand_children(self._read_blob, descriptors, where, 0, self.has_blob, images)
-        return _unique(images)
+        with _refusing():
+            found = walk_entries(self._read_blob, descriptors, where, max_bytes=MAX_DOCUMENT_BYTES)
+            return _unique([_image(self._read_blob, image, self.has_blob) for image in found])
 
 
 class DockerArchiveSource:
@@ -459,12 +383,13 @@ class DockerArchiveSource:
             ):
                 raise ScanRefused(f"{label}: manifest.json has an entry without Layers")
             sources = entry.get("LayerSources")
-            diff_ids = _diff_ids(config, len(layer_paths))
+            parsed = parse_image_config(config)
+            diff_ids = _diff_ids(parsed, len(layer_paths))
             layers = [
                 self._layer(_member_name(path), diff_ids[i] if diff_ids else None, sources)
                 for i, path in enumerate(layer_paths)
             ]
-            text, os_name = _platform_text(config)
+            text, os_name = _platform_text(parsed.platform)
             images.append(ImageRef(config_digest, text, os_name, tuple(layers), config))
         return images
 
@@ -475,8 +400,7 @@ class DockerArchiveSource:
             media_type = str(source.get("mediaType") or "")
             digest = _digest_field(source, self._files.label)
             size = source.get("size")
-            urls = source.get("urls")
-            foreign = media_type in mt.FOREIGN_LAYERS and isinstance(urls, list) and bool(urls)
+            foreign = is_foreign(media_type, source.get("urls"))
             return LayerRef(
                 digest, media_type, size if isinstance(size, int) else 0, diff_id, foreign
             )

@@ -165,3 +165,25 @@ def test_tags_come_a_page_at_a_time_in_byte_order(repository: Repository) -> Non
     assert [d.name for d in repository.page(2, ordered[1])] == ordered[2:4]
     assert [d.name for d in repository.page(10, ordered[-1])] == []
     assert {d.size for d in repository.page()} == {pull_size(body)}
+
+
+@pytest.mark.parametrize(
+    "config",
+    [b"[" * 100_000, b'{"os": "linux", "architecture": ' + b"[" * 100_000, b"\xff\xfe", b"[1]"],
+    ids=["nested-too-deep", "object-nested-too-deep", "not-utf8", "not-an-object"],
+)
+def test_a_config_that_is_no_json_object_has_no_platform(
+    repository: Repository, config: bytes
+) -> None:
+    # A client pushes any bytes as a config blob; the listing shows the tag without a platform
+    # (a config nested past the JSON decoder's depth raised RecursionError: a 500).
+    document = {
+        "schemaVersion": 2,
+        "mediaType": mt.OCI_MANIFEST,
+        "config": repository.blob(config, CONFIG),
+        "layers": [],
+    }
+    body = json.dumps(document).encode()
+    repository.push("odd", body)
+    [detail] = repository.page()
+    assert (detail.name, detail.platforms, detail.size) == ("odd", (), len(body) + len(config))
