@@ -289,6 +289,8 @@ class _Ordered:
         self.cmp = cmp
 
     def __lt__(self, other: Any) -> bool:
+        if not isinstance(other, _Ordered):
+            return NotImplemented  # matching's lowest key answers for itself
         return bool(self.cmp(self.value, other.value) < 0)
 
     def __eq__(self, other: object) -> bool:
