@@ -6,13 +6,13 @@ import contextlib
 import copy
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.unit.vulnerabilities.fixture_db import record_paths
 from trustyard.errors import Invalid
 from trustyard.vulnerabilities.osv import (
     UNKNOWN_ID,
@@ -22,8 +22,6 @@ from trustyard.vulnerabilities.osv import (
     RecordInvalid,
     parse_record,
 )
-
-VULNDB = Path("/work/shared/vulndb")
 
 RECORD: dict[str, Any] = {
     "schema_version": "1.6.0",
@@ -186,9 +184,7 @@ def test_limits() -> None:
 def test_every_fixture_record_parses() -> None:
     withdrawn = 0
     count = 0
-    for path in sorted(VULNDB.glob("*/*.json")):
-        if path.parent.name == "expected":
-            continue
+    for path in record_paths():
         record = parse_record(path.read_bytes())
         assert record.id == path.stem
         count += 1
