@@ -25,10 +25,8 @@ with `git worktree add ../before <commit>`):
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -43,78 +41,61 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.support.ports import LOOPBACK, free_port, wait_http  # noqa: E402
+from tests.support.ports import LOOPBACK  # noqa: E402
+from tests.support.server import TrustyardServer  # noqa: E402
 
 ADMIN = ("admin", "bench-admin-password-1")
 BOB = ("bob", "bench-bob-password-12")
 MB = 1_000_000
 
 
-class Server:
-    def __init__(self, src: str | None, env: dict[str, str]) -> None:
-        self.data = Path(tempfile.mkdtemp(prefix="trustyard-abuse-"))
-        self.port = free_port()
-        self.url = f"http://{LOOPBACK}:{self.port}"
-        self.log_path = self.data.parent / f"{self.data.name}.log"
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("TRUSTYARD_")}
-        environment |= {
-            "TRUSTYARD_ADMIN_PASSWORD": ADMIN[1],
-            "TRUSTYARD_SCANNING__ENABLED": "false",
-            "TRUSTYARD_JOBS__EMBEDDED_WORKERS": "0",
-            **env,
-        }
-        if src:
-            environment["PYTHONPATH"] = src
-        command = [
-            sys.executable, "-m", "trustyard", "serve", "--host", LOOPBACK,
-            "--port", str(self.port), "--workers", "2", "--data-dir", str(self.data / "d"),
-        ]  # fmt: skip
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                command, env=environment, stdout=log, stderr=subprocess.STDOUT
-            )
-        wait_http(f"{self.url}/healthz", timeout=60)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def processes(self) -> list[int]:
-        """The server's process tree (granian's workers included), by walking /proc."""
-        parents: dict[int, int] = {}
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    stat = (entry / "stat").read_text()
-                except OSError:
-                    continue
-                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-        tree, frontier = [self.process.pid], [self.process.pid]
-        while frontier:
-            frontier = [pid for pid, parent in parents.items() if parent in frontier]
-            tree += frontier
-        return tree
-
-    def peak_mib(self) -> dict[int, float]:
-        """VmHWM (peak resident memory) of each process of the server, in MiB."""
-        peaks = {}
-        for pid in self.processes():
+def processes(server: TrustyardServer) -> list[int]:
+    """The server's process tree (granian's workers included), by walking /proc."""
+    assert server.process is not None
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
             try:
-                status = Path(f"/proc/{pid}/status").read_text()
+                stat = (entry / "stat").read_text()
             except OSError:
                 continue
-            for line in status.splitlines():
-                if line.startswith("VmHWM:"):
-                    peaks[pid] = int(line.split()[1]) / 1024
-        return peaks
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    tree, frontier = [server.process.pid], [server.process.pid]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier]
+        tree += frontier
+    return tree
 
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
+
+def peak_mib(server: TrustyardServer) -> dict[int, float]:
+    """VmHWM (peak resident memory) of each process of the server, in MiB."""
+    peaks = {}
+    for pid in processes(server):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                peaks[pid] = int(line.split()[1]) / 1024
+    return peaks
 
 
 @contextmanager
-def running(args: argparse.Namespace, **env: str) -> Iterator[Server]:
-    server = Server(args.src, env)
+def running(args: argparse.Namespace, **env: str) -> Iterator[TrustyardServer]:
+    """`trustyard serve` (accounts on, 2 workers, SQLite, no scans, no embedded job workers)
+    from this tree or from `--src`, stopped by its process group at the end."""
+    environment = {
+        "TRUSTYARD_AUTH__ENABLED": "true",
+        "TRUSTYARD_ADMIN_PASSWORD": ADMIN[1],
+        "TRUSTYARD_SCANNING__ENABLED": "false",
+        "TRUSTYARD_JOBS__EMBEDDED_WORKERS": "0",
+        **env,
+    }
+    if args.src:
+        environment["PYTHONPATH"] = args.src
+    data = Path(tempfile.mkdtemp(prefix="trustyard-abuse-")) / "d"
+    server = TrustyardServer(data_dir=data, workers=2, extra_env=environment).start()
     try:
         yield server
     finally:
@@ -137,8 +118,8 @@ def timed(action: Callable[[], httpx.Response]) -> tuple[int, float]:
     return answer.status_code, time.perf_counter() - began
 
 
-def show_peaks(server: Server, label: str) -> None:
-    peaks = server.peak_mib()
+def show_peaks(server: TrustyardServer, label: str) -> None:
+    peaks = peak_mib(server)
     listed = ", ".join(f"{pid}: {mib:.0f}" for pid, mib in sorted(peaks.items()))
     print(f"  peak RSS (VmHWM, MiB) {label}: max {max(peaks.values()):.0f}  [{listed}]")
 
@@ -278,8 +259,8 @@ def jwt_overflow(args: argparse.Namespace) -> None:
 
     with running(args) as server:
         assert httpx.get(f"{server.url}/auth/token", params={"service": "trustyard"}).is_success
-        passphrase = (server.data / "d" / "signing.passphrase").read_text().strip()
-        engine = create_engine(f"sqlite:///{server.data / 'd' / 'trustyard.db'}")
+        passphrase = (server.data_dir / "signing.passphrase").read_text().strip()
+        engine = create_engine(f"sqlite:///{server.data_dir / 'trustyard.db'}")
         with engine.connect() as conn:
             pem = conn.execute(select(signing_keys.c.private_key)).scalar_one()
         signer = TokenSigner.from_pem(pem.encode(), passphrase)

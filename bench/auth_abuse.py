@@ -31,10 +31,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,6 +40,11 @@ from pathlib import Path
 
 import httpx
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from tests.support.server import TrustyardServer  # noqa: E402
+
 ADMIN_PASSWORD = "an admin password that is long enough"
 PASSWORD = "a victim password that is long enough"
 NEW_PASSWORD = "another victim password long enough"
@@ -51,49 +52,21 @@ BOB_PASSWORD = "a password of bob that is long enough"
 ATTACKER, OWNER, SHARED = "127.0.0.2", "127.0.0.3", "127.0.0.4"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def serving(source: str | None, database_url: str | None) -> Iterator[str]:
-    port = free_port()
-    data = Path(tempfile.mkdtemp(prefix="auth-abuse-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRUSTYARD_")}
-    env |= {
+    environment = {
         "TRUSTYARD_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "TRUSTYARD_SCANNING__ENABLED": "false",
         "TRUSTYARD_AUTH__ENABLED": "true",
     }
     if source:
-        env["PYTHONPATH"] = source
-    if database_url:
-        env["TRUSTYARD_DATABASE_URL"] = database_url
-    command = [
-        sys.executable, "-m", "trustyard", "serve", "--host", "127.0.0.1", "--port", str(port),
-        "--workers", "2", "--data-dir", str(data / "data"),
-    ]  # fmt: skip
-    log = open(data / "serve.log", "wb")  # noqa: SIM115 - owned by the process
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+        environment["PYTHONPATH"] = source
+    data = Path(tempfile.mkdtemp(prefix="auth-abuse-")) / "data"
+    server = TrustyardServer(data, database_url, workers=2, extra_env=environment).start()
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        else:
-            raise RuntimeError(f"the server did not start; see {data / 'serve.log'}")
-        yield url
+        yield server.url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-        log.close()
+        server.stop()
 
 
 def call(

@@ -22,9 +22,7 @@ import gzip
 import hashlib
 import io
 import json
-import os
 import random
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -36,7 +34,7 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.support.ports import LOOPBACK, free_port, wait_http  # noqa: E402
+from tests.support.server import TrustyardServer  # noqa: E402
 
 ADMIN = ("admin", "bench-admin-password-1")
 MIB = 1 << 20
@@ -68,69 +66,60 @@ def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-class Server:
-    def __init__(self, src: str | None) -> None:
-        self.data = Path(tempfile.mkdtemp(prefix="trustyard-scan-abuse-"))
-        self.port = free_port()
-        self.url = f"http://{LOOPBACK}:{self.port}"
-        self.log_path = self.data.parent / f"{self.data.name}.log"
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("TRUSTYARD_")}
-        environment |= {
-            "TRUSTYARD_ADMIN_PASSWORD": ADMIN[1],
-            "TRUSTYARD_SCANNING__ENABLED": "true",
-            "TRUSTYARD_JOBS__POLL_SECONDS": "0.2",
-        }
-        if src:
-            environment["PYTHONPATH"] = src
-        command = [
-            sys.executable, "-m", "trustyard", "serve", "--host", LOOPBACK,
-            "--port", str(self.port), "--data-dir", str(self.data / "d"),
-        ]  # fmt: skip
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                command, env=environment, stdout=log, stderr=subprocess.STDOUT
-            )
-        wait_http(f"{self.url}/healthz", timeout=60)
+def start_server(src: str | None) -> TrustyardServer:
+    """`trustyard serve` (accounts and scanning on, one worker per core, SQLite) from this
+    tree or from `--src`."""
+    environment = {
+        "TRUSTYARD_AUTH__ENABLED": "true",
+        "TRUSTYARD_ADMIN_PASSWORD": ADMIN[1],
+        "TRUSTYARD_SCANNING__ENABLED": "true",
+        "TRUSTYARD_JOBS__POLL_SECONDS": "0.2",
+    }
+    if src:
+        environment["PYTHONPATH"] = src
+    data = Path(tempfile.mkdtemp(prefix="trustyard-scan-abuse-")) / "d"
+    # workers=0: one per CPU core, serve's default
+    return TrustyardServer(data_dir=data, workers=0, extra_env=environment).start()
 
-    def processes(self) -> list[int]:
-        parents: dict[int, int] = {}
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    stat = (entry / "stat").read_text()
-                except OSError:
-                    continue
-                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-        tree, frontier = [self.process.pid], [self.process.pid]
-        while frontier:
-            frontier = [pid for pid, parent in parents.items() if parent in frontier]
-            tree += frontier
-        return tree
 
-    def peaks(self) -> dict[int, tuple[str, float]]:
-        """(command line, VmHWM in MiB) of each process of the server."""
-        found = {}
-        for pid in self.processes():
+def processes(server: TrustyardServer) -> list[int]:
+    assert server.process is not None
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
             try:
-                status = Path(f"/proc/{pid}/status").read_text()
-                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+                stat = (entry / "stat").read_text()
             except OSError:
                 continue
-            for line in status.splitlines():
-                if line.startswith("VmHWM:"):
-                    found[pid] = (
-                        command.decode(errors="replace")[:90],
-                        int(line.split()[1]) / 1024,
-                    )
-        return found
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    tree, frontier = [server.process.pid], [server.process.pid]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier]
+        tree += frontier
+    return tree
 
-    def database_bytes(self) -> int:
-        folder = self.data / "d"
-        return sum(path.stat().st_size for path in folder.glob("trustyard.db*") if path.is_file())
 
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=60)
+def peaks(server: TrustyardServer) -> dict[int, tuple[str, float]]:
+    """(command line, VmHWM in MiB) of each process of the server."""
+    found = {}
+    for pid in processes(server):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                found[pid] = (
+                    command.decode(errors="replace")[:90],
+                    int(line.split()[1]) / 1024,
+                )
+    return found
+
+
+def database_bytes(server: TrustyardServer) -> int:
+    folder = server.data_dir
+    return sum(path.stat().st_size for path in folder.glob("trustyard.db*") if path.is_file())
 
 
 def push_blob(client: httpx.Client, repository: str, data: bytes) -> None:
@@ -146,9 +135,9 @@ def push_blob(client: httpx.Client, repository: str, data: bytes) -> None:
     assert done.status_code == 201, done.text
 
 
-def show_peaks(server: Server, label: str) -> None:
+def show_peaks(server: TrustyardServer, label: str) -> None:
     print(f"peak RSS (VmHWM) {label}:")
-    for pid, (command, mib) in sorted(server.peaks().items()):
+    for pid, (command, mib) in sorted(peaks(server).items()):
         print(f"  {pid:>7}  {mib:8.1f} MiB  {command}")
 
 
@@ -164,7 +153,7 @@ def main() -> None:
         f"layer: var/lib/dpkg/status of {args.entries} entries, {status_size / 1e6:.1f} MB, "
         f"{len(blob) / 1e6:.1f} MB gzipped"
     )
-    server = Server(args.src)
+    server = start_server(args.src)
     try:
         with httpx.Client(base_url=server.url, auth=httpx.BasicAuth(*ADMIN), timeout=600) as c:
             repository = "bench/status"
@@ -198,7 +187,7 @@ def main() -> None:
                     ],
                 }
             ).encode()
-            database_before = server.database_bytes()
+            database_before = database_bytes(server)
             began = time.monotonic()
             put = c.put(
                 f"/v2/{repository}/manifests/v1",
@@ -219,7 +208,7 @@ def main() -> None:
             took = time.monotonic() - began
             print(f"scan: {scan['status']} in {took:.1f} s; error: {scan['error']}")
             show_peaks(server, "after the scan")
-            grown = server.database_bytes() - database_before
+            grown = database_bytes(server) - database_before
             print(f"database growth: {grown / MIB:.1f} MiB ({grown} bytes)")
             formats = ["json", "cyclonedx-json"] if args.formats else ["json"]
             for name in formats:
