@@ -234,3 +234,26 @@ def test_introduced_zero_is_below_every_version(ecosystem: str) -> None:
            "Alpine:v3.19": "0_alpha", "Red Hat": "0~0-0"}[ecosystem]  # fmt: skip
     m = entry([eco(("introduced", "0"))], ecosystem=ecosystem)
     assert m.affects(low)
+
+
+# Versions of the debian-minbase test image (Debian 12): a Debian record names the fix that
+# Debian shipped, often a backport below the upstream release that fixed it.
+DEBIAN = [
+    # (package, fixed in Debian 12, installed, affected)
+    ("tar", "1.34+dfsg-1.2+deb12u1", "1.34+dfsg-1.2+deb12u1", False),  # the backport: fixed
+    ("tar", "1.34+dfsg-1.2+deb12u1", "1.34+dfsg-1.2", True),  # before the backport
+    ("tar", "1.35+dfsg-1", "1.34+dfsg-1.2+deb12u1", True),  # only the upstream release fixes
+    ("glibc", "2.36-9+deb12u4", "2.36-9+deb12u14", False),  # u14 is after u4
+    ("glibc", "2.36-9+deb12u14", "2.36-9+deb12u13", True),
+    ("zlib", "1.3.1-1", "1:1.2.13.dfsg-1", False),  # the epoch outweighs a higher upstream
+    ("zlib", "1:1.2.13.dfsg-1+deb12u1", "1:1.2.13.dfsg-1", True),
+    ("systemd", "252.39-1~deb12u1", "252.39-1~deb12u2", False),
+    ("systemd", "252.39-1", "252.39-1~deb12u2", True),  # "~": a backport sorts before
+]
+
+
+@pytest.mark.parametrize(("package", "fixed", "installed", "affected"), DEBIAN)
+def test_debian_backported_fixes(package: str, fixed: str, installed: str, affected: bool) -> None:
+    m = entry([eco(("introduced", "0"), ("fixed", fixed))], ecosystem="Debian:12", name=package)
+    assert m.affects(installed) is affected
+    assert m.fixed_in(installed) == (fixed if affected else None)
