@@ -4,14 +4,17 @@ last_affected, limit, several ranges, GIT ignored; the version to upgrade to."""
 from __future__ import annotations
 
 import random
+from functools import cmp_to_key
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.unit.vulnerabilities.strategies import APKS, DPKGS, PEP440S
 from trustyard.vulnerabilities.matching import AffectedMatcher, package_key
 from trustyard.vulnerabilities.osv import parse_record
+from trustyard.vulnerabilities.versions import Scheme, compare
 
 
 def entry(
@@ -257,3 +260,54 @@ def test_debian_backported_fixes(package: str, fixed: str, installed: str, affec
     m = entry([eco(("introduced", "0"), ("fixed", fixed))], ecosystem="Debian:12", name=package)
     assert m.affects(installed) is affected
     assert m.fixed_in(installed) == (fixed if affected else None)
+
+
+def _reference_by_compare(scheme: Scheme, events: list[tuple[str, str]], v: str) -> bool:
+    """The evaluation again, on `compare` alone (introduced "0" lowest)."""
+
+    def cmp(a: str, b: str) -> int:
+        return compare(scheme, a, b)
+
+    limits = [n for kind, n in events if kind == "limit"]
+    if limits and not any(cmp(v, n) < 0 for n in limits):
+        return False
+    order = {"introduced": 0, "last_affected": 1, "fixed": 2}
+    rest = [(k, n) for k, n in events if k != "limit"]
+    lowest = [(k, n) for k, n in rest if k == "introduced" and n == "0"]
+    others = sorted(
+        (e for e in rest if e not in lowest),
+        key=cmp_to_key(lambda a, b: cmp(a[1], b[1]) or order[a[0]] - order[b[0]]),
+    )
+    affected = False
+    for kind, n in lowest + others:
+        if kind == "introduced" and (n == "0" or cmp(v, n) >= 0):
+            affected = True
+        elif (kind == "fixed" and cmp(v, n) >= 0) or (kind == "last_affected" and cmp(v, n) > 0):
+            affected = False
+    return affected
+
+
+ORDERED = {
+    "PyPI": (Scheme.PEP440, PEP440S),
+    "Debian:12": (Scheme.DPKG, DPKGS),
+    "Alpine:v3.19": (Scheme.APK, APKS),
+}
+
+
+@pytest.mark.parametrize("ecosystem", list(ORDERED))
+def test_matching_in_each_order_follows_the_evaluation(ecosystem: str) -> None:
+    scheme, versions = ORDERED[ecosystem]
+    events_of = st.builds(
+        lambda zero, rest: [("introduced", "0")] * zero + rest,
+        st.booleans(),
+        st.lists(st.tuples(st.sampled_from(KINDS), versions), max_size=6),
+    ).filter(bool)
+
+    @settings(max_examples=80, deadline=None)
+    @given(events_of, st.lists(versions, min_size=1, max_size=6))
+    def check(events: list[tuple[str, str]], probes: list[str]) -> None:
+        m = entry([eco(*events)], ecosystem=ecosystem)
+        for v in probes + [n for _, n in events if n != "0"]:
+            assert m.affects(v) is _reference_by_compare(scheme, events, v), (events, v)
+
+    check()
