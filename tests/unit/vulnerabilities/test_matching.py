@@ -303,7 +303,7 @@ def test_matching_in_each_order_follows_the_evaluation(ecosystem: str) -> None:
         st.lists(st.tuples(st.sampled_from(KINDS), versions), max_size=6),
     ).filter(bool)
 
-    @settings(max_examples=80, deadline=None)
+    @settings(max_examples=50, deadline=None)
     @given(events_of, st.lists(versions, min_size=1, max_size=6))
     def check(events: list[tuple[str, str]], probes: list[str]) -> None:
         m = entry([eco(*events)], ecosystem=ecosystem)

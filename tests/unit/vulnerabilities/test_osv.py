@@ -204,7 +204,7 @@ JSON = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(JSON)
 def test_arbitrary_json_is_a_record_or_the_typed_error(value: object) -> None:
     with contextlib.suppress(RecordInvalid):

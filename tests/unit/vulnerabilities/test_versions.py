@@ -175,7 +175,7 @@ def _check_total_order(scheme: Scheme, versions: list[str]) -> None:
 
 @pytest.mark.parametrize("scheme", list(GENERATED))
 def test_generated_versions_are_totally_ordered(scheme: Scheme) -> None:
-    @settings(max_examples=150, deadline=None)
+    @settings(max_examples=80, deadline=None)
     @given(st.lists(GENERATED[scheme], min_size=2, max_size=5))
     def check(versions: list[str]) -> None:
         _check_total_order(scheme, versions)
@@ -185,7 +185,7 @@ def test_generated_versions_are_totally_ordered(scheme: Scheme) -> None:
 
 @pytest.mark.parametrize("scheme", list(Scheme))
 def test_any_text_is_a_version_or_the_typed_error(scheme: Scheme) -> None:
-    @settings(max_examples=150, deadline=None)
+    @settings(max_examples=100, deadline=None)
     @given(st.text(max_size=30) | st.from_regex(r"[0-9][0-9a-zA-Z.:~^_+-]{0,12}", fullmatch=True))
     def check(text: str) -> None:
         with contextlib.suppress(VersionInvalid):
