@@ -14,11 +14,8 @@ from trustyard.content.reads import ContentReads
 from trustyard.db.engine import read_tx
 from trustyard.oci.digest import Digest, parse_digest
 from trustyard.scanning.model import ScanRefused
-from trustyard.scanning.sources import ImageRef, images_from_manifest
+from trustyard.scanning.sources import MAX_DOCUMENT_BYTES, ImageRef, images_from_manifest
 from trustyard.storage.interfaces import BlobDriver
-
-# The most a config blob or child manifest may weigh: both are read whole into memory.
-MAX_DOCUMENT_BYTES = 16 << 20
 
 
 class _ChunkReader(io.RawIOBase):

@@ -1,7 +1,8 @@
 """Where images to scan come from: an OCI image layout directory, an oci-archive tarball or a
 docker-archive tarball (`docker save`), and, through `images_from_manifest`, a registry.
 
-An index expands to one image per platform (attestation manifests are skipped). Blobs of an
+An index expands to one image per platform, walked by `oci.walk` (attestation manifests and
+artifacts are skipped); the platform is read by `oci.imageconfig`. Blobs of an
 archive are read in place through the outer tar's member offsets: nothing is extracted.
 """
 
