@@ -187,3 +187,16 @@ def test_a_config_that_is_no_json_object_has_no_platform(
     repository.push("odd", body)
     [detail] = repository.page()
     assert (detail.name, detail.platforms, detail.size) == ("odd", (), len(body) + len(config))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{}, {"os": "linux"}, {"architecture": "arm64"}, {"os": "linux", "architecture": 64}],
+    ids=["none", "no-architecture", "no-os", "architecture-not-a-string"],
+)
+def test_a_config_naming_no_whole_platform_shows_none(
+    repository: Repository, fields: dict[str, Any]
+) -> None:
+    # The listing's choice (a scan calls the same image unknown/unknown, or linux/unknown).
+    repository.push("partial", repository.image(fields or None, layers=0))
+    assert [(d.name, d.platforms) for d in repository.page()] == [("partial", ())]

@@ -503,3 +503,25 @@ def test_a_layout_lists_an_image_tagged_twice_once(tmp_path: Path) -> None:
     (tmp_path / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": top}))
     images = open_path(tmp_path).images()
     assert [(i.manifest_digest, i.platform) for i in images] == [(digest, "linux/amd64")]
+
+
+@pytest.mark.parametrize(
+    ("fields", "platform"),
+    [
+        ({}, "unknown/unknown"),
+        ({"os": "", "architecture": None, "variant": ""}, "unknown/unknown"),
+        ({"os": "linux"}, "linux/unknown"),
+        ({"architecture": "arm", "variant": "v7"}, "unknown/arm/v7"),
+    ],
+)
+def test_a_scan_names_a_platform_its_config_leaves_out_unknown(
+    fields: dict[str, Any], platform: str
+) -> None:
+    # A scan's choice (the tag listing shows no platform for these instead).
+    blobs = Blobs()
+    manifest = image_manifest(blobs, "amd64")
+    config = {"rootfs": {"type": "layers", "diff_ids": []}, **fields}
+    manifest["config"] = blobs.descriptor(OCI_CONFIG, config)
+    digest = blobs.add(manifest)
+    [image] = images_from_manifest(blobs.read, digest, blobs.data[digest])
+    assert (image.platform, image.os) == (platform, platform.partition("/")[0])
