@@ -32,7 +32,8 @@ from trustyard.api.schemas import (
     TeamGrantOut,
     TeamOut,
     TeamUpdate,
-    page_by_key,
+    keyed_page,
+    visible_page,
 )
 from trustyard.auth.accounts import AccountService
 from trustyard.auth.authorize import Action
@@ -50,6 +51,10 @@ def _no_content() -> Response:
 
 def _itself(name: str) -> str:
     return name
+
+
+def _repository(grant: tuple[str, str]) -> str:
+    return grant[0]
 
 
 @router.get("")
@@ -123,7 +128,8 @@ def list_owners(
     if not may_see_org(caller, org):
         raise NotFound("organization", org)
     with read_tx(accounts.engine) as conn:
-        return page_by_key(service.owners(conn, org), _itself, limit, after)
+        found = service.owners(conn, org, limit=limit + 1, after=after)
+    return keyed_page(found, _itself, limit)
 
 
 @router.put("/{org}/owners/{user}", status_code=204, responses=problems(404))
@@ -169,8 +175,8 @@ def list_teams(
     if not may_see_org(caller, org):
         raise NotFound("organization", org)
     with read_tx(accounts.engine) as conn:
-        found = [TeamOut.of(team) for team in service.list_teams(conn, org)]
-    return page_by_key(found, lambda team: team.name, limit, after)
+        found = service.list_teams(conn, org, limit=limit + 1, after=after)
+    return keyed_page([TeamOut.of(team) for team in found], lambda team: team.name, limit)
 
 
 @router.post("/{org}/teams", status_code=201, responses=problems(404, 409))
@@ -213,13 +219,16 @@ def list_team_repositories(
     if not may_see_org(caller, org):
         raise NotFound("organization", org)
     with read_tx(accounts.engine) as conn:
-        _, grants = service.team_grants(conn, org, team)
-        shown = [
-            TeamGrantOut(repository=repository, role=role)
-            for repository, role in grants
-            if accounts.policy.may(conn, caller, Action.PULL, repository)
-        ]
-    return page_by_key(shown, lambda grant: grant.repository, limit, after)
+
+        def read(start: str | None, count: int) -> list[tuple[str, str]]:
+            return service.repository_grants(conn, org, team, limit=count, after=start)
+
+        def readable(grant: tuple[str, str]) -> bool:
+            return accounts.policy.may(conn, caller, Action.PULL, grant[0])
+
+        page = visible_page(read, _repository, readable, limit, after)
+    items = [TeamGrantOut(repository=repository, role=role) for repository, role in page.items]
+    return Page(items=items, next=page.next)
 
 
 @router.patch("/{org}/teams/{team}", responses=problems(404))
@@ -279,7 +288,8 @@ def list_members(
     if not may_see_org(caller, org):
         raise NotFound("organization", org)
     with read_tx(accounts.engine) as conn:
-        return page_by_key(service.members(conn, org, team), _itself, limit, after)
+        found = service.members(conn, org, team, limit=limit + 1, after=after)
+    return keyed_page(found, _itself, limit)
 
 
 @router.put("/{org}/teams/{team}/members/{user}", status_code=204, responses=problems(404))
@@ -437,8 +447,8 @@ def list_robots(
 ) -> Page[RobotOut]:
     with read_tx(accounts.engine) as conn:
         manage_org(service, conn, caller, org)
-        found = [RobotOut.of(robot) for robot in service.list_robots(conn, org)]
-    return page_by_key(found, lambda robot: robot.name, limit, after)
+        found = service.list_robots(conn, org, limit=limit + 1, after=after)
+    return keyed_page([RobotOut.of(robot) for robot in found], lambda robot: robot.name, limit)
 
 
 @router.post("/{org}/robots", status_code=201, responses=problems(404, 409))

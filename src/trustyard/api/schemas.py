@@ -27,13 +27,35 @@ class Page(BaseModel, Generic[T]):
     next: str | None = Field(description="pass as `after` for the next page; null at the end")
 
 
-def page_by_key(
-    items: Sequence[T], key: Callable[[T], str], limit: int, after: str | None
+def keyed_page(rows: Sequence[T], key: Callable[[T], str], limit: int) -> Page[T]:
+    """The page of `rows`, read in key order after the previous page's key with `limit + 1`
+    as their limit (the extra row only tells that another page follows)."""
+    shown = list(rows[:limit])
+    return Page(items=shown, next=key(shown[-1]) if len(rows) > limit else None)
+
+
+def visible_page(
+    read: Callable[[str | None, int], Sequence[T]],
+    key: Callable[[T], str],
+    visible: Callable[[T], bool],
+    limit: int,
+    after: str | None,
 ) -> Page[T]:
-    """One page of `items` (sorted by `key`, in byte order) after the key `after`."""
-    chosen = [item for item in items if after is None or key(item) > after]
-    shown = list(chosen[:limit])
-    return Page(items=shown, next=key(shown[-1]) if len(chosen) > limit else None)
+    """A page of only the rows `visible` keeps: `read(after, count)` gives `count` rows in
+    key order after a key, and is asked again past the last row read until one more visible
+    row than `limit` is found or the rows run out."""
+    shown: list[T] = []
+    count = max(limit + 1, 100)
+    while True:
+        rows = read(after, count)
+        for row in rows:
+            if visible(row):
+                shown.append(row)
+                if len(shown) > limit:
+                    return Page(items=shown[:limit], next=key(shown[limit - 1]))
+        if len(rows) < count:
+            return Page(items=shown, next=None)
+        after = key(rows[-1])
 
 
 def page_in_order(

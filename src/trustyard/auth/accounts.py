@@ -280,8 +280,17 @@ class AccountService:
     ) -> list[Organization]:
         return self.store.list_organizations(conn, limit, after)
 
-    def owners(self, conn: Connection, organization: str) -> list[str]:
-        return self.store.owners(conn, self.get_organization(conn, organization).id)
+    def owners(
+        self,
+        conn: Connection,
+        organization: str,
+        *,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> list[str]:
+        """The owners' usernames in byte order: all, or `limit` of them after `after`."""
+        org = self.get_organization(conn, organization)
+        return self.store.owners(conn, org.id, limit=limit, after=after)
 
     def add_owner(self, conn: Connection, organization: str, username: str) -> None:
         org = self.get_organization(conn, organization)
@@ -313,9 +322,17 @@ class AccountService:
             raise NotFound("team", f"{organization}/{name[:100]}")
         return team
 
-    def list_teams(self, conn: Connection, organization: str) -> list[Team]:
+    def list_teams(
+        self,
+        conn: Connection,
+        organization: str,
+        *,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> list[Team]:
+        """The teams in byte order of name: all, or `limit` of them after the name `after`."""
         self.get_organization(conn, organization)
-        return self.store.teams_of(conn, organization)
+        return self.store.teams_of(conn, organization, limit=limit, after=after)
 
     def delete_team(self, conn: Connection, organization: str, name: str) -> None:
         """Delete a team with its memberships and grants."""
@@ -342,8 +359,18 @@ class AccountService:
             return self.set_ldap_group(conn, organization, name, ldap_group)
         return self.get_team(conn, organization, name)
 
-    def members(self, conn: Connection, organization: str, team: str) -> list[str]:
-        return self.store.members(conn, self.get_team(conn, organization, team).id)
+    def members(
+        self,
+        conn: Connection,
+        organization: str,
+        team: str,
+        *,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> list[str]:
+        """The members' usernames in byte order: all, or `limit` of them after `after`."""
+        found = self.get_team(conn, organization, team)
+        return self.store.members(conn, found.id, limit=limit, after=after)
 
     def add_member(self, conn: Connection, organization: str, team: str, username: str) -> None:
         found = self.get_team(conn, organization, team)
@@ -392,6 +419,20 @@ class AccountService:
         each = sorted((repo, role) for name, repo, role in rows["repository"] if name == found.name)
         return whole, each
 
+    def repository_grants(
+        self,
+        conn: Connection,
+        organization: str,
+        team: str,
+        *,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> list[tuple[str, str]]:
+        """A team's (repository, role) grants on single repositories in byte order of
+        repository name: all, or `limit` of them after the repository `after`."""
+        found = self.get_team(conn, organization, team)
+        return self.store.repository_grants(conn, found.id, limit=limit, after=after)
+
     def set_team_organization_grant(
         self, conn: Connection, organization: str, team: str, role: str | None
     ) -> bool:
@@ -419,9 +460,17 @@ class AccountService:
         """Delete a robot; its grants and tokens go with it."""
         self.store.delete_robot(conn, self.get_robot(conn, organization, name).id)
 
-    def list_robots(self, conn: Connection, organization: str) -> list[Robot]:
+    def list_robots(
+        self,
+        conn: Connection,
+        organization: str,
+        *,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> list[Robot]:
+        """The robots in byte order of name: all, or `limit` of them after the name `after`."""
         self.get_organization(conn, organization)
-        return self.store.robots_of(conn, organization)
+        return self.store.robots_of(conn, organization, limit=limit, after=after)
 
     def set_robot_grant(
         self, conn: Connection, organization: str, robot: str, pattern: str, role: str | None

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from trustyard.auth.interfaces import AccessToken, Organization, Robot, Team, User
 from trustyard.content.reads import REPOSITORY_NAME, join_repository
-from trustyard.db.sql import keyset
+from trustyard.db.sql import bytewise, keyset
 from trustyard.db.tables import (
     access_tokens,
     login_failures,
@@ -174,12 +174,23 @@ class AccessStore:
         )
         return result.rowcount > 0
 
-    def owners(self, conn: Connection, organization_id: int, *, lock: bool = False) -> list[str]:
-        query = (
+    def owners(
+        self,
+        conn: Connection,
+        organization_id: int,
+        *,
+        lock: bool = False,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> list[str]:
+        """The owners' usernames in byte order (a page of them with `limit`/`after`)."""
+        query = keyset(
             select(users.c.username)
             .select_from(organization_owners.join(users))
-            .where(organization_owners.c.organization_id == organization_id)
-            .order_by(users.c.username)
+            .where(organization_owners.c.organization_id == organization_id),
+            bytewise(conn, users.c.username),
+            after,
+            limit,
         )
         if lock:  # hold the owner rows (PostgreSQL) while deciding about the last owner
             query = query.with_for_update(of=organization_owners)
@@ -218,12 +229,24 @@ class AccessStore:
             return None
         return Team(row.id, row.org, row.name, row.description, row.ldap_group)
 
-    def teams_of(self, conn: Connection, organization: str) -> list[Team]:
+    def teams_of(
+        self,
+        conn: Connection,
+        organization: str,
+        *,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> list[Team]:
+        """The organization's teams in byte order of name (a page with `limit`/`after`)."""
         rows = conn.execute(
-            select(teams, organizations.c.name.label("org"))
-            .select_from(teams.join(organizations))
-            .where(organizations.c.name == organization)
-            .order_by(teams.c.name)
+            keyset(
+                select(teams, organizations.c.name.label("org"))
+                .select_from(teams.join(organizations))
+                .where(organizations.c.name == organization),
+                bytewise(conn, teams.c.name),
+                after,
+                limit,
+            )
         )
         return [Team(r.id, r.org, r.name, r.description, r.ldap_group) for r in rows]
 
@@ -250,12 +273,22 @@ class AccessStore:
         )
         return result.rowcount > 0
 
-    def members(self, conn: Connection, team_id: int) -> list[str]:
-        query = (
+    def members(
+        self,
+        conn: Connection,
+        team_id: int,
+        *,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> list[str]:
+        """The team's members' usernames in byte order (a page with `limit`/`after`)."""
+        query = keyset(
             select(users.c.username)
             .select_from(team_members.join(users))
-            .where(team_members.c.team_id == team_id)
-            .order_by(users.c.username)
+            .where(team_members.c.team_id == team_id),
+            bytewise(conn, users.c.username),
+            after,
+            limit,
         )
         return list(conn.scalars(query))
 
@@ -294,6 +327,28 @@ class AccessStore:
         if role is not None:
             conn.execute(insert(team_organization_grants).values(team_id=team_id, role=role))
         return previous.rowcount > 0
+
+    def repository_grants(
+        self,
+        conn: Connection,
+        team_id: int,
+        *,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> list[tuple[str, str]]:
+        """The team's (repository, role) grants on single repositories, in byte order of
+        repository name (a page with `limit`/`after`)."""
+        query = keyset(
+            select(REPOSITORY_NAME, team_repository_grants.c.role)
+            .select_from(
+                join_repository(team_repository_grants, team_repository_grants.c.repository_id)
+            )
+            .where(team_repository_grants.c.team_id == team_id),
+            bytewise(conn, REPOSITORY_NAME),
+            after,
+            limit,
+        )
+        return [(row[0], row[1]) for row in conn.execute(query)]
 
     def grants_for_namespace(self, conn: Connection, organization: str) -> dict[str, Any]:
         """Every grant that can matter for repositories of one organization."""
@@ -350,12 +405,24 @@ class AccessStore:
         ).first()
         return Robot(row.id, row.org, row.name, row.description) if row else None
 
-    def robots_of(self, conn: Connection, organization: str) -> list[Robot]:
+    def robots_of(
+        self,
+        conn: Connection,
+        organization: str,
+        *,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> list[Robot]:
+        """The organization's robots in byte order of name (a page with `limit`/`after`)."""
         rows = conn.execute(
-            select(robots, organizations.c.name.label("org"))
-            .select_from(robots.join(organizations))
-            .where(organizations.c.name == organization)
-            .order_by(robots.c.name)
+            keyset(
+                select(robots, organizations.c.name.label("org"))
+                .select_from(robots.join(organizations))
+                .where(organizations.c.name == organization),
+                bytewise(conn, robots.c.name),
+                after,
+                limit,
+            )
         )
         return [Robot(r.id, r.org, r.name, r.description) for r in rows]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -628,3 +629,77 @@ def test_lookups_of_impossible_names_are_not_found_without_a_query(
             accounts.revoke_token(conn, public_id)
     with pytest.raises(NotFound):
         accounts.set_team_repository_grant(conn, "acme", "devs", "acme/\x00", "read-only")
+
+
+# --- lists of an organization, a page at a time ------------------------------------------------
+
+# Byte order, which a database's locale may not follow: '-' < '.' < digits < '_' < letters.
+ORDERED = ["a-b", "a.b", "a0", "a_b", "ab", "b"]
+
+
+def _pages(read: Callable[[str | None], list[str]], limit: int) -> list[list[str]]:
+    """Every page, each read with `limit + 1` after the previous page's last item."""
+    pages, after = [], None
+    while True:
+        found = read(after)
+        assert len(found) <= limit + 1
+        pages.append(found[:limit])
+        if len(found) <= limit:
+            return pages
+        after = found[limit - 1]
+
+
+def test_the_lists_of_an_organization_page_in_sql_in_byte_order(
+    accounts: AccountService, conn: Connection, make_repository: MakeRepository
+) -> None:
+    for name in reversed(ORDERED):
+        accounts.create_user(conn, name, PASSWORD)
+    accounts.create_organization(conn, "acme", "b")
+    accounts.create_team(conn, "acme", "devs")
+    for name in reversed(ORDERED):
+        accounts.create_team(conn, "acme", f"t{name}")
+        accounts.create_robot(conn, "acme", f"r{name}")
+        accounts.add_owner(conn, "acme", name)
+        accounts.add_member(conn, "acme", "devs", name)
+        make_repository(f"acme/{name}")
+        accounts.set_team_repository_grant(conn, "acme", "devs", f"acme/{name}", "read-only")
+    teams = ["devs", *(f"t{name}" for name in ORDERED)]
+    expected = {
+        "owners": ORDERED,
+        "members": ORDERED,
+        "teams": sorted(teams, key=str.encode),
+        "robots": [f"r{name}" for name in ORDERED],
+        "grants": [f"acme/{name}" for name in ORDERED],
+    }
+    lists: dict[str, Callable[[int | None, str | None], list[str]]] = {
+        "owners": lambda limit, after: accounts.owners(conn, "acme", limit=limit, after=after),
+        "members": lambda limit, after: accounts.members(
+            conn, "acme", "devs", limit=limit, after=after
+        ),
+        "teams": lambda limit, after: [
+            t.name for t in accounts.list_teams(conn, "acme", limit=limit, after=after)
+        ],
+        "robots": lambda limit, after: [
+            r.name for r in accounts.list_robots(conn, "acme", limit=limit, after=after)
+        ],
+        "grants": lambda limit, after: [
+            repository
+            for repository, _ in accounts.repository_grants(
+                conn, "acme", "devs", limit=limit, after=after
+            )
+        ],
+    }
+    for kind, read in lists.items():
+        assert read(None, None) == expected[kind], kind  # all of them, in byte order
+        for limit in (1, 2, 4, 6, 7):
+            pages = _pages(lambda after, read=read, limit=limit: read(limit + 1, after), limit)
+            assert [item for page in pages for item in page] == expected[kind], (kind, limit)
+            assert all(len(page) == limit for page in pages[:-1]), (kind, limit)
+        assert read(10, expected[kind][-1]) == [], kind
+        assert read(10, "a.") == [n for n in expected[kind] if n.encode() > b"a."], kind
+    with pytest.raises(NotFound):
+        accounts.members(conn, "acme", "nobody", limit=1)
+    with pytest.raises(NotFound):
+        accounts.repository_grants(conn, "acme", "nobody", limit=1)
+    with pytest.raises(NotFound):
+        accounts.owners(conn, "globex", limit=1)
