@@ -152,9 +152,13 @@ def test_headers_that_are_ignored(header: str) -> None:
 OFFSETS = st.integers(0, 10**19 - 1)
 
 
+# The largest end whose total (end + 1) still has the 19 digits a number may have.
+LAST_END = 10**19 - 2
+
+
 @PROPERTY
 @given(
-    start=OFFSETS,
+    start=st.integers(0, LAST_END),
     extra=st.integers(0, 10**6),
     form=st.sampled_from(
         ["{s}-{e}", "bytes {s}-{e}", "bytes={s}-{e}", "bytes {s}-{e}/*", "{s}-{e}/{t}"]
@@ -162,7 +166,7 @@ OFFSETS = st.integers(0, 10**19 - 1)
 )
 def test_content_range_forms_clients_send(start: int, extra: int, form: str) -> None:
     end = start + extra
-    if end > 10**19 - 1:
+    if end > LAST_END:
         end = start
     header = form.format(s=start, e=end, t=end + 1)
     parsed = parse_content_range(header)
