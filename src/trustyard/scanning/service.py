@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from trustyard.content.manifests import FACT_REPOSITORY_ID, FACT_SCAN_ON_PUSH, FACT_SCANNABLE
+from trustyard.content.reads import ContentReads
 from trustyard.content.stores import ContentStore
 from trustyard.errors import DomainError, NotFound, StateConflict
 from trustyard.events.model import Event, EventType
@@ -89,6 +90,7 @@ class ScanService:
         self.queue = queue
         self.store = store or ScanStore()
         self.content = content or ContentStore()
+        self.reads = ContentReads()
         self.enabled = enabled
 
     # --- requesting scans --------------------------------------------------------------------
@@ -266,7 +268,7 @@ class ScanService:
                     if len(found) > limit:
                         break
         shown = found[:limit]
-        tags = self.store.manifest_tags(conn, {(r.repository_id, r.manifest_digest) for r in shown})
+        tags = self.reads.manifest_tags(conn, {(r.repository_id, r.manifest_digest) for r in shown})
         page = [(row, tags[(row.repository_id, row.manifest_digest)]) for row in shown]
         following = shown[-1].id if len(found) > limit else None
         return page, following

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, bindparam, delete, exists, insert, select, up
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 
-from trustyard.content.reads import REPOSITORY_NAME, ContentReads, join_manifest, join_repository
+from trustyard.content.reads import REPOSITORY_NAME, join_manifest, join_repository
 from trustyard.db.sql import keyset
 from trustyard.db.tables import jobs, scan_components, scan_layers, scans
 from trustyard.kit.clock import utc_now, utc_or_none
@@ -401,14 +401,6 @@ class ScanStore:
         while batch := list(islice(rows, COMPONENT_BATCH)):
             conn.execute(insert(scan_components), batch)
         return True
-
-    # --- tags (content's, read through content) ----------------------------------------------
-    def manifest_tags(
-        self, conn: Connection, pairs: Iterable[tuple[int, str]]
-    ) -> dict[tuple[int, str], list[str]]:
-        """The tags naming each (repository id, manifest digest): `ContentReads.manifest_tags`.
-        Kept for ScanService.search until it calls content itself."""
-        return ContentReads().manifest_tags(conn, pairs)
 
     # --- the component search ----------------------------------------------------------------
     def search(
