@@ -160,6 +160,8 @@ class _Parser:
     # --- JSON shapes ------------------------------------------------------------------
 
     def mapping(self, value: object, field: str) -> Mapping[str, object]:
+        if type(value) is dict:  # what JSON gives: skip the slower ABC check
+            return value
         if not isinstance(value, Mapping):
             raise self.fail(field, "must be an object")
         return value
@@ -192,9 +194,13 @@ class _Parser:
         return None if value is None else self.text(value, field)
 
     def texts(self, value: object, field: str, limit: int) -> tuple[str, ...]:
-        return tuple(
-            self.name(v, f"{field}[{i}]") for i, v in enumerate(self.items(value, field, limit))
-        )
+        items = self.items(value, field, limit)
+        bound = self.limits.string_chars
+        # The common case in one pass (explicit versions run to thousands); the slow path
+        # below only finds and names the bad entry.
+        if all(type(v) is str and 0 < len(v) <= bound and not v.isspace() for v in items):
+            return tuple(items)  # type: ignore[arg-type]
+        return tuple(self.name(v, f"{field}[{i}]") for i, v in enumerate(items))
 
     def time(self, value: object, field: str) -> datetime:
         text = self.text(value, field, limit=64)
@@ -272,12 +278,7 @@ class _Parser:
                 self.items(obj.get("ranges"), f"{field}.ranges", self.limits.ranges)
             )
         )
-        versions = tuple(
-            self.name(v, f"{field}.versions[{i}]")
-            for i, v in enumerate(
-                self.items(obj.get("versions"), f"{field}.versions", self.limits.versions)
-            )
-        )
+        versions = self.texts(obj.get("versions"), f"{field}.versions", self.limits.versions)
         return Affected(
             package=package,
             ranges=ranges,
