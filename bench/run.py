@@ -19,6 +19,10 @@ select, writes the raw outputs to bench/results/<time>/ and prints a markdown ta
                registry-wide webhook subscription (pushes and new repositories) to a receiver
                on loopback; the report adds trustyard-hook against trustyard-auth: what
                recording and delivering events costs
+  --before SRC also run every trustyard server above a second time from the source folder SRC
+               (e.g. a `git worktree add ../before <commit>`'s src), named "<name>-before":
+               old and new code side by side in the same run; the report adds a table of
+               each new server against its old twin
   --quick      small counts and sizes everywhere (a smoke run, not a measurement)
   --report DIR print the tables of a past run again
 
@@ -57,6 +61,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 MiB = 1 << 20
 REF, TRUSTYARD, AUTH, HOOK = "ref", "trustyard", "trustyard-auth", "trustyard-hook"
+BEFORE = "-before"  # suffix of the servers running the old code (--before)
 HOOK_ADMIN_PASSWORD = "an admin password for the webhook benchmark"
 BENCH_USER, BENCH_PASSWORD = "bench", "a password for the benchmark user"
 BENCH_ORGS = ("regbench", "rates")  # the repository prefixes regbench and rates.py use
@@ -91,7 +96,12 @@ class Servers:
     """Both registries, each on its own data folder under `workdir`; stop() stops both by PID."""
 
     def __init__(
-        self, workdir: Path, workers: int, auth: bool = False, webhook: bool = False
+        self,
+        workdir: Path,
+        workers: int,
+        auth: bool = False,
+        webhook: bool = False,
+        before: Path | None = None,
     ) -> None:
         if str(REPO_ROOT) not in sys.path:
             sys.path.insert(0, str(REPO_ROOT))
@@ -100,92 +110,80 @@ class Servers:
 
         self.workdir = workdir
         self.ref = ReferenceRegistry(base_dir=workdir)
-        self.trustyard = TrustyardServer(data_dir=workdir / "trustyard" / "data", workers=workers)
-        self.secured = (
-            TrustyardServer(
-                data_dir=workdir / "trustyard-auth" / "data",
-                workers=workers,
-                extra_env={"TRUSTYARD_AUTH__ENABLED": "true"},
-            )
-            if auth
-            else None
-        )
-        self.hooked = (
-            TrustyardServer(
-                data_dir=workdir / "trustyard-hook" / "data",
-                workers=workers,
-                extra_env={
-                    "TRUSTYARD_AUTH__ENABLED": "true",
-                    "TRUSTYARD_ADMIN_PASSWORD": HOOK_ADMIN_PASSWORD,
-                    "TRUSTYARD_WEBHOOKS__ALLOWED_NETWORKS": "127.0.0.1/32",
-                },
-            )
-            if webhook
-            else None
-        )
-        self.receiver: Any = None
+        accounts = {"TRUSTYARD_AUTH__ENABLED": "true"}
+        hook = accounts | {
+            "TRUSTYARD_ADMIN_PASSWORD": HOOK_ADMIN_PASSWORD,
+            "TRUSTYARD_WEBHOOKS__ALLOWED_NETWORKS": "127.0.0.1/32",
+        }
+        kinds: list[tuple[str, dict[str, str]]] = [(TRUSTYARD, {})]
+        kinds += [(AUTH, accounts)] if auth else []
+        kinds += [(HOOK, hook)] if webhook else []
+        sources: list[tuple[str, dict[str, str]]] = [("", {})]
+        if before is not None:
+            sources.append((BEFORE, {"PYTHONPATH": str(before.resolve())}))
+        # (target name, server, kind): each kind from the new code, then from the old one.
+        self.servers: list[tuple[str, Any, str]] = []
+        for kind, env in kinds:
+            for suffix, source_env in sources:
+                name = kind + suffix
+                server = TrustyardServer(
+                    data_dir=workdir / name / "data", workers=workers, extra_env=env | source_env
+                )
+                self.servers.append((name, server, kind))
+        self.trustyard = self.servers[0][1]
+        self.receivers: list[Any] = []
         self.targets: list[Target] = []
 
     def start(self) -> list[Target]:
         self.ref.start()
         assert self.ref.pid is not None
         self.targets.append(Target(REF, self.ref.url, self.ref.pid))
-        self.trustyard.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        self.trustyard.start()
-        assert self.trustyard.process is not None
-        self.targets.append(Target(TRUSTYARD, self.trustyard.url, self.trustyard.process.pid))
-        if self.secured is not None:
-            self.secured.data_dir.parent.mkdir(parents=True, exist_ok=True)
-            self.secured.start()
-            assert self.secured.process is not None
-            seed_bench_accounts(f"sqlite:///{self.secured.data_dir / 'trustyard.db'}")
-            self.targets.append(Target(AUTH, self.secured.url, self.secured.process.pid))
-        if self.hooked is not None:
-            from tests.support.webhook_receiver import WebhookReceiver
-
-            self.hooked.data_dir.parent.mkdir(parents=True, exist_ok=True)
-            self.hooked.start()
-            assert self.hooked.process is not None
-            seed_bench_accounts(f"sqlite:///{self.hooked.data_dir / 'trustyard.db'}")
-            self.receiver = WebhookReceiver().__enter__()
-            subscribe = httpx.post(
-                f"{self.hooked.url}/api/v1/webhooks",
-                auth=("admin", HOOK_ADMIN_PASSWORD),
-                json={
-                    "url": self.receiver.url(),
-                    "registry": True,
-                    "events": ["TAG_PUSH", "MANIFEST_PUSH", "REPO_CREATED"],
-                },
-                timeout=60,
-            )
-            _expect(subscribe, 201, "POST /api/v1/webhooks")
-            self.targets.append(Target(HOOK, self.hooked.url, self.hooked.process.pid))
+        for name, server, kind in self.servers:
+            server.data_dir.parent.mkdir(parents=True, exist_ok=True)
+            server.start()
+            assert server.process is not None
+            if kind != TRUSTYARD:
+                seed_bench_accounts(f"sqlite:///{server.data_dir / 'trustyard.db'}")
+            if kind == HOOK:
+                self._subscribe(server)
+            self.targets.append(Target(name, server.url, server.process.pid))
         return self.targets
+
+    def _subscribe(self, server: Any) -> None:
+        from tests.support.webhook_receiver import WebhookReceiver
+
+        receiver = WebhookReceiver().__enter__()
+        self.receivers.append(receiver)
+        subscribe = httpx.post(
+            f"{server.url}/api/v1/webhooks",
+            auth=("admin", HOOK_ADMIN_PASSWORD),
+            json={
+                "url": receiver.url(),
+                "registry": True,
+                "events": ["TAG_PUSH", "MANIFEST_PUSH", "REPO_CREATED"],
+            },
+            timeout=60,
+        )
+        _expect(subscribe, 201, "POST /api/v1/webhooks")
 
     def save_logs(self, out: Path) -> None:
         with contextlib.suppress(OSError, RuntimeError):
             shutil.copy(self.ref.log_file, out / "ref-registry.log")
-        with contextlib.suppress(OSError):
-            shutil.copy(self.trustyard.log_path, out / "trustyard.log")
-        if self.secured is not None:
+        for name, server, _ in self.servers:
             with contextlib.suppress(OSError):
-                shutil.copy(self.secured.log_path, out / "trustyard-auth.log")
+                shutil.copy(server.log_path, out / f"{name}.log")
 
     def stop(self) -> None:
         try:
-            if self.hooked is not None:
-                self.hooked.stop()
-            if self.receiver is not None:
-                delivered = len(self.receiver.requests)
+            for _, server, _ in reversed(self.servers):
+                with contextlib.suppress(Exception):
+                    server.stop()
+            for receiver in self.receivers:
+                delivered = len(receiver.requests)
                 print(f"webhook receiver got {delivered} deliveries", file=sys.stderr)
-                self.receiver.__exit__(None, None, None)
-            if self.secured is not None:
-                self.secured.stop()
+                receiver.__exit__(None, None, None)
         finally:
-            try:
-                self.trustyard.stop()
-            finally:
-                self.ref.stop()
+            self.ref.stop()
 
 
 def seed_bench_accounts(database_url: str) -> None:
@@ -259,7 +257,9 @@ def run_rates(targets: list[Target], out: Path, args: argparse.Namespace) -> dic
     argv = [sys.executable, "-c", RATES_SHIM, str(shared_dir() / "bench" / "rates.py")]
     argv += [f"--target={t.name}={t.url}" for t in targets]
     argv += [
-        f"--auth={t.name}={BENCH_USER}:{BENCH_PASSWORD}" for t in targets if t.name in (AUTH, HOOK)
+        f"--auth={t.name}={BENCH_USER}:{BENCH_PASSWORD}"
+        for t in targets
+        if t.name.removesuffix(BEFORE) in (AUTH, HOOK)
     ]
     argv += QUICK_RATES if args.quick else []
     if args.rounds:
@@ -272,7 +272,7 @@ def run_regbench(targets: list[Target], out: Path, args: argparse.Namespace) -> 
     argv = [sys.executable, str(shared_dir() / "bench" / "regbench.py")]
     for t in targets:
         argv += [f"--target={t.name}={t.url}", f"--server-pid={t.name}={t.pid}"]
-        if t.name in (AUTH, HOOK):
+        if t.name.removesuffix(BEFORE) in (AUTH, HOOK):
             argv += [f"--auth={t.name}={BENCH_USER}:{BENCH_PASSWORD}"]
     for scenario in args.scenario or []:
         argv += ["--scenario", scenario]
@@ -694,6 +694,17 @@ def auth_tables(rates: dict[str, Any] | None, regbench: dict[str, Any] | None) -
             f"delivered to a receiver on loopback) vs {AUTH} without one, same run",
         ),
     ]
+    for name in (TRUSTYARD, AUTH, HOOK):
+        tables.append(
+            pair_table(
+                rates,
+                regbench,
+                name + BEFORE,
+                name,
+                f"{name} (this code) vs {name}{BEFORE} (the code of --before), same run: "
+                "> 1 means the new code is faster",
+            )
+        )
     return [table for table in tables if table]
 
 
@@ -754,6 +765,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--auth", action="store_true", help="add trustyard with accounts on")
     p.add_argument("--webhook", action="store_true", help="with --auth: add one with a webhook")
     p.add_argument("--quick", action="store_true", help="small counts: a smoke run")
+    p.add_argument(
+        "--before", type=Path, metavar="SRC", help="also run each server from this old src"
+    )
     p.add_argument("--rounds", type=int, help="rounds for rates/regbench (default: theirs)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="trustyard workers")
     p.add_argument("--workdir", type=Path, help="parent of the temp folder (default: $TMPDIR)")
@@ -852,7 +866,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     status = 0
     load = LoadSampler()
-    servers = Servers(workdir, args.workers, auth=args.auth, webhook=args.webhook)
+    servers = Servers(
+        workdir, args.workers, auth=args.auth, webhook=args.webhook, before=args.before
+    )
     try:
         targets = servers.start()
         meta["targets"] = [asdict(t) for t in targets]
