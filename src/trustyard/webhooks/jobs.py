@@ -46,7 +46,7 @@ from trustyard.webhooks.interfaces import (
     Subscription,
 )
 from trustyard.webhooks.payloads import render
-from trustyard.webhooks.sender import Sender, SendResult, Session
+from trustyard.webhooks.sender import Sender, SendResult
 from trustyard.webhooks.signing import SecretBox
 from trustyard.webhooks.stores import WebhookStore
 
@@ -197,23 +197,22 @@ class DeliverWebhooks:
         A worker killed before that transaction sends the batch again (at least once)."""
         done: list[tuple[Delivery, Attempt, bool]] = []
         results: list[SendResult] = []
-        with self.sender.session() as session:  # one kept-alive connection for the batch
-            for delivery in batch:
-                if done and job.should_stop():
-                    break
-                result = self._send_one(session, subscription, delivery)
-                attempt = Attempt(
-                    delivery.attempts + 1,
-                    self.clock(),
-                    result.status,
-                    result.latency_ms,
-                    result.error,
-                    result.excerpt,
-                )
-                done.append((delivery, attempt, result.ok))
-                results.append(result)
-                if not result.ok:
-                    break
+        for delivery in batch:
+            if done and job.should_stop():
+                break
+            result = self._send_one(subscription, delivery)
+            attempt = Attempt(
+                delivery.attempts + 1,
+                self.clock(),
+                result.status,
+                result.latency_ms,
+                result.error,
+                result.excerpt,
+            )
+            done.append((delivery, attempt, result.ok))
+            results.append(result)
+            if not result.ok:
+                break
         last, now = results[-1], done[-1][1].at
         succeeded = [attempt.at for _, attempt, ok in done if ok]
         reason = None
@@ -255,9 +254,7 @@ class DeliverWebhooks:
             f"delivery {done[-1][0].id} of webhook {subscription.public_id}: {last.describe()}"
         )
 
-    def _send_one(
-        self, session: Session, subscription: Subscription, delivery: Delivery
-    ) -> SendResult:
+    def _send_one(self, subscription: Subscription, delivery: Delivery) -> SendResult:
         try:
             secret = self.box.open(subscription.secret)
         except SecretUnreadable as error:
@@ -265,7 +262,7 @@ class DeliverWebhooks:
         body, headers = render(
             delivery.event, subscription.format, secret, delivery.id, self.base_url
         )
-        return session.send(
+        return self.sender.send(
             subscription.url,
             body,
             headers,
