@@ -50,4 +50,4 @@ class Outbox:
             return
         self.store.insert(conn, events)
         if self.queue is not None:
-            self.queue.enqueue(conn, DISPATCH_KIND, dedupe_key=DISPATCH_KIND)
+            self.queue.signal(conn, DISPATCH_KIND, DISPATCH_KIND)

@@ -92,6 +92,16 @@ class SqlJobQueue:
             schedule=schedule,
         )
 
+    def signal(self, conn: Connection, kind: str, dedupe_key: str) -> Enqueued:
+        """Make sure a job of `kind` holding `dedupe_key` is queued or running, in the
+        caller's transaction: a wake-up for work stored elsewhere (the outbox's dispatcher),
+        asked on every change while one usually waits already. Then it costs one indexed
+        read; otherwise it enqueues like `enqueue`."""
+        existing = self.store.live_id(conn, dedupe_key)
+        if existing is not None:
+            return Enqueued(existing, False)
+        return self.enqueue(conn, kind, dedupe_key=dedupe_key)
+
     # -- workers ---------------------------------------------------------------------------
 
     def claim(self, worker: str, kinds: Collection[str], limit: int) -> list[Claim]:

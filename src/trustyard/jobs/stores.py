@@ -20,6 +20,7 @@ from sqlalchemy import (
     Connection,
     Row,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -49,6 +50,8 @@ _LIVE = jobs.c.state.in_([state.value for state in LIVE_STATES])
 # The predicate of the partial index, as literal SQL: PostgreSQL matches an ON CONFLICT
 # target to the index only when it can prove the predicates equal (bound values hide them).
 _LIVE_INDEX = text("state IN ('queued', 'running')")
+# The live job holding a dedupe key (built once: pushes ask it in their transaction).
+_LIVE_BY_KEY = select(jobs.c.id).where(jobs.c.dedupe_key == bindparam("dedupe_key"), _LIVE)
 _FINISHED = [
     state.value for state in JobState if state not in LIVE_STATES
 ]  # succeeded, failed, dead, cancelled
@@ -138,11 +141,16 @@ class JobStore:
             created = conn.execute(statement, values).scalar_one_or_none()
             if created is not None:
                 return Enqueued(int(created), True)
-            existing = conn.scalar(select(jobs.c.id).where(jobs.c.dedupe_key == dedupe_key, _LIVE))
+            existing = self.live_id(conn, dedupe_key)
             if existing is not None:
-                return Enqueued(int(existing), False)
+                return Enqueued(existing, False)
             # The live job finished between the two statements: insert again.
         raise RuntimeError(f"could not enqueue {kind!r} with dedupe key {dedupe_key!r}")
+
+    def live_id(self, conn: Connection, dedupe_key: str | None) -> int | None:
+        """The queued or running job holding `dedupe_key`, if any (one indexed read)."""
+        found = conn.scalar(_LIVE_BY_KEY, {"dedupe_key": dedupe_key})
+        return None if found is None else int(found)
 
     # -- workers ---------------------------------------------------------------------------
 

@@ -13,10 +13,12 @@ from sqlalchemy import Engine, func, select
 from tests.unit.jobs.conftest import T0, FakeClock
 from trustyard.db.engine import read_tx, write_tx
 from trustyard.db.tables import job_attempts, jobs
+from trustyard.events.stores import detach_dedupe_key
 from trustyard.jobs.admin import JobAdmin
 from trustyard.jobs.backoff import RetryPolicy
 from trustyard.jobs.interfaces import (
     Claim,
+    Enqueued,
     InvalidJob,
     Job,
     JobNotFound,
@@ -320,6 +322,27 @@ def test_enqueuing_live_work_twice_is_harmless(queue: SqlJobQueue) -> None:
         later = queue.enqueue(conn, "scan.image", {"digest": "a"}, dedupe_key="scan:a")
     assert later.created is True
     assert later.id not in {first.id, other.id}
+
+
+def test_a_signal_finds_the_waiting_job_or_queues_one(queue: SqlJobQueue) -> None:
+    """What the outbox asks on every change: a live job with the key is enough (queued or
+    running), a finished one is not, and a running job that gave its key up gets company."""
+    with write_tx(queue.engine) as conn:
+        first = queue.signal(conn, "mail.send", "mail:wake")
+        again = queue.signal(conn, "mail.send", "mail:wake")
+    assert first.created is True
+    assert (again.id, again.created) == (first.id, False)
+    assert job(queue, first.id).payload == {}
+    claim = claim_one(queue)
+    with write_tx(queue.engine) as conn:  # running, still holding the key
+        assert queue.signal(conn, "mail.send", "mail:wake") == again
+        detach_dedupe_key(conn, claim.id, "mail:wake")
+        company = queue.signal(conn, "mail.send", "mail:wake")
+    assert company.created is True
+    assert company.id != first.id
+    queue.succeed(claim)
+    with write_tx(queue.engine) as conn:
+        assert queue.signal(conn, "mail.send", "mail:wake") == Enqueued(company.id, False)
 
 
 @pytest.mark.parametrize(
