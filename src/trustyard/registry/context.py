@@ -17,6 +17,7 @@ from trustyard.content.manifests import ManifestService
 from trustyard.content.stores import ContentStore
 from trustyard.content.uploads import UploadService
 from trustyard.db.engine import write_tx
+from trustyard.db.writer import Writer
 from trustyard.errors import Denied, Invalid, NotFound
 from trustyard.events.model import Event, EventType
 from trustyard.events.outbox import Outbox
@@ -46,13 +47,17 @@ class RegistryContext:
     body_timeout: float = 120.0
     events: Outbox | None = None  # None: no domain events (tests of the bare registry)
     pulls: PullRecorder | None = None  # None: pull events are never recorded
+    writer: Writer | None = None  # None: a transaction per write, on a worker thread
 
     def location(self, path: str) -> str:
         return f"{self.url_prefix}{path}"
 
     async def write(self, work: Callable[[Connection], T]) -> T:
-        """Run `work` in one write transaction on a worker thread, so that waiting for the
-        database's write lock never stalls the event loop (and the reads it serves)."""
+        """Run `work` in a write transaction off the event loop, so that waiting for the
+        database's write lock never stalls the reads it serves: through the composition
+        root's writer (SQLite: group commits), else a transaction of its own on a thread."""
+        if self.writer is not None:
+            return await self.writer.run(work)
 
         def run() -> T:
             with write_tx(self.engine) as conn:

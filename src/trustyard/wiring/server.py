@@ -16,6 +16,7 @@ from trustyard.content.stores import ContentStore
 from trustyard.content.tags import TagService
 from trustyard.content.uploads import HashStates, UploadService
 from trustyard.db.engine import is_sqlite, make_engine
+from trustyard.db.writer import make_writer
 from trustyard.metrics.recorder import Recorder
 from trustyard.registry.context import RegistryContext
 from trustyard.scanning.service import ScanService
@@ -68,6 +69,7 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
         accounts=accounts,
         events=outbox,
         pulls=make_pull_recorder(settings, engine, outbox),
+        writer=make_writer(engine),
     )
     return Services(
         context=context,

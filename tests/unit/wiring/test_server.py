@@ -9,6 +9,7 @@ import pytest
 from trustyard.config import Settings
 from trustyard.db import migrate
 from trustyard.db.engine import make_engine
+from trustyard.db.writer import GroupWriter
 from trustyard.wiring.server import Services, build_services
 
 
@@ -30,6 +31,8 @@ def test_one_scan_service_reacts_to_pushes_and_answers_the_api(tmp_path: Path) -
         assert built.scans.queue is built.context.events.queue
         assert built.webhooks.queue is built.scans.queue
         assert built.context.accounts is not None  # accounts on by default
+        # SQLite on a file: the registry's writes go through group commits.
+        assert isinstance(built.context.writer, GroupWriter)
     finally:
         built.context.engine.dispose()
 
