@@ -3,8 +3,9 @@
 `Index.findings(ecosystem, name, version)` answers the vulnerabilities of one component: every
 record (withdrawn ones are never added) with an `affected[]` entry for the package that covers
 the version, merged by alias so that one CVE counts once per component (PYSEC-x and GHSA-y
-naming CVE-z are one finding). The store of the database and its import come next; this is
-the matching they will feed.
+naming CVE-z are one finding), with the version to upgrade to and the severity (`severity.py`:
+the CVSS score and DTR's bucket of the merged records). The store of the database and its import
+come next; this is the matching they will feed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from trustyard.vulnerabilities.matching import AffectedMatcher, package_key
-from trustyard.vulnerabilities.osv import Record
+from trustyard.vulnerabilities.osv import Affected, Record
+from trustyard.vulnerabilities.severity import NO_RATING, Rating, rate_group
 from trustyard.vulnerabilities.versions import VersionInvalid, compare, scheme_for
 
 
@@ -22,18 +24,21 @@ from trustyard.vulnerabilities.versions import VersionInvalid, compare, scheme_f
 class Finding:
     """One vulnerability of one component: `id` the first of its records' ids, `record_ids`
     all of them, `aliases` every other name (CVE...), `fixed` the version to upgrade to
-    (None when no record names one)."""
+    (None when no record names one), `severity` the rating of the records together (for
+    this package: an `affected[]` entry's own severity before the record's)."""
 
     id: str
     record_ids: tuple[str, ...]
     aliases: tuple[str, ...]
     fixed: str | None
+    severity: Rating = NO_RATING
 
 
 @dataclass(frozen=True, slots=True)
 class _Hit:
     record: Record
     fixed: str | None
+    entries: tuple[Affected, ...]  # the record's entries for the package that matched
 
 
 class Index:
@@ -76,8 +81,9 @@ class Index:
             records[record.id] = record
         hits = []
         for record_id, matchers in entries.items():
-            if any(m.affects(version) for m in matchers):
-                hits.append(_Hit(records[record_id], _fix(matchers, version, ecosystem)))
+            matched = tuple(m.entry for m in matchers if m.affects(version))
+            if matched:
+                hits.append(_Hit(records[record_id], _fix(matchers, version, ecosystem), matched))
         return _merge(hits, ecosystem)
 
 
@@ -123,6 +129,7 @@ def _merge(hits: list[_Hit], ecosystem: str) -> list[Finding]:
                 record_ids=tuple(ids),
                 aliases=tuple(sorted(names)),
                 fixed=_highest_of(fixes, ecosystem) if fixes else None,
+                severity=rate_group((h.record, h.entries) for h in members),
             )
         )
     findings.sort(key=lambda f: f.id)
