@@ -17,9 +17,10 @@ them, many thousands of times per image, so the keys are plain tuples where the 
   `_git` < `_hg` < `_p`, a letter after the numbers, `-rN` revisions), written here.
 - RPM distributions: rpmvercmp with epochs, through `univers`.
 - Maven, NuGet, RubyGems: `univers`' ports of each tool's comparison.
-
-Packagist has no scheme yet: `univers` orders Composer versions as plain SemVer (`RC1` before
-`alpha1`), which Composer does not; its records match through explicit `versions` only.
+- Packagist: Composer's own order, written here (`univers` orders Composer versions as plain
+  SemVer, `RC1` before `alpha1`): Composer's normalisation (`v1.2` is `1.2.0.0`, `1.0-rc1` is
+  `1.0.0.0-RC1`, `p1`/`pl1` are `patch1`), then PHP's `version_compare` on the result:
+  dev < alpha < beta < RC < the release < patch. A branch (`dev-main`) has no order.
 
 A version its scheme cannot read raises `VersionInvalid`.
 """
@@ -65,6 +66,7 @@ class Scheme(StrEnum):
     MAVEN = "Maven"
     NUGET = "NuGet"
     RUBYGEMS = "RubyGems"
+    COMPOSER = "Composer"
 
 
 # OSV ecosystem (the part before a ':' release suffix) -> scheme.
@@ -91,6 +93,7 @@ ECOSYSTEMS: dict[str, Scheme] = {
     "Maven": Scheme.MAVEN,
     "NuGet": Scheme.NUGET,
     "RubyGems": Scheme.RUBYGEMS,
+    "Packagist": Scheme.COMPOSER,
 }
 
 
@@ -274,7 +277,105 @@ def _apk(text: str) -> VersionKey:
     return tuple(tokens)
 
 
-# --- univers: RPM, Maven, NuGet, RubyGems, Packagist -------------------------------------
+# --- Packagist: Composer -----------------------------------------------------------------
+# composer/semver's VersionParser::normalize, then PHP's version_compare on what it gives.
+
+_CF = re.IGNORECASE | re.ASCII  # PCRE's \d and \s without /u are ASCII
+_PHP_TRIM = " \t\n\r\0\x0b"
+_MODIFIER = r"[._-]?(?:(stable|beta|b|RC|alpha|a|patch|pl|p)((?:[.-]?\d+)*+)?)?([.-]?dev)?"
+_COMPOSER_CLASSIC = re.compile(r"v?(\d{1,5})(\.\d++)?(\.\d++)?(\.\d++)?" + _MODIFIER, _CF)
+_COMPOSER_DATE = re.compile(r"v?(\d{4}(?:[.:-]?\d{2}){1,6}(?:[.:-]?\d{1,3}){0,2})" + _MODIFIER, _CF)
+_COMPOSER_ALIAS = re.compile(r"([^,\s]++) ++as ++[^,\s]++", re.ASCII)
+_COMPOSER_FLAG = re.compile(r"@(?:stable|RC|beta|alpha|dev)$", _CF)
+_COMPOSER_BUILD = re.compile(r"([^,\s+]++)\+[^\s]++", re.ASCII)
+_COMPOSER_DEV = re.compile(r"(.*?)[.-]?dev$", _CF)
+_COMPOSER_BRANCH = re.compile(
+    r"v?(\d++)(\.(?:\d++|[xX*]))?(\.(?:\d++|[xX*]))?(\.(?:\d++|[xX*]))?", _CF
+)
+_STABILITIES = {"a": "alpha", "b": "beta", "p": "patch", "pl": "patch", "rc": "RC"}
+# version_compare's "special forms", matched as prefixes in this order; a number counts as
+# "#" and anything else as -1 (below dev).
+_PHP_FORMS = (
+    ("dev", 0), ("alpha", 1), ("a", 1), ("beta", 2), ("b", 2), ("RC", 3), ("rc", 3),
+    ("#", 4), ("pl", 5), ("p", 5),
+)  # fmt: skip
+_PHP_NUMBER = 4
+_PHP_PART = re.compile(r"\d+|[A-Za-z]+", re.ASCII)
+
+
+def composer_normalize(version: str) -> str:
+    """Composer's normal form (`v1.0-RC1` -> `1.0.0.0-RC1`, `dev-main` stays); `ValueError`
+    for what Composer refuses."""
+    text = version.strip(_PHP_TRIM)
+    if alias := _COMPOSER_ALIAS.fullmatch(text):
+        text = alias[1]
+    if flag := _COMPOSER_FLAG.search(text):
+        text = text[: flag.start()]
+    if text in ("master", "trunk", "default"):
+        text = "dev-" + text
+    if text[:4].lower() == "dev-":
+        return "dev-" + text[4:]
+    if build := _COMPOSER_BUILD.fullmatch(text):
+        text = build[1]
+    if match := _COMPOSER_CLASSIC.fullmatch(text):
+        normal = "".join([match[1], match[2] or ".0", match[3] or ".0", match[4] or ".0"])
+        stability, number, dev = match.group(5, 6, 7)
+    elif match := _COMPOSER_DATE.fullmatch(text):
+        normal = re.sub(r"\D", ".", match[1])
+        stability, number, dev = match.group(2, 3, 4)
+    else:
+        if (dev_branch := _COMPOSER_DEV.search(text)) and (
+            numeric := _composer_branch(dev_branch[1])
+        ):
+            return numeric
+        raise ValueError(f"not a Composer version: {version!r:.80}")
+    if stability:
+        if stability == "stable":  # case-sensitive in Composer: "STABLE" becomes "-stable"
+            return normal
+        lowered = stability.lower()
+        normal += "-" + _STABILITIES.get(lowered, lowered) + (number or "").lstrip(".-")
+    if dev:
+        normal += "-dev"
+    return normal
+
+
+def _composer_branch(name: str) -> str | None:
+    """A numeric branch (`1.x`, `v2.1.*`) as Composer's version of it, None for a name."""
+    match = _COMPOSER_BRANCH.fullmatch(name.strip(_PHP_TRIM))
+    if not match:
+        return None
+    parts = (match[i] if match[i] is not None else ".x" for i in range(1, 5))
+    wild = "".join(parts).replace("*", "x").replace("X", "x")
+    return wild.replace("x", "9999999") + "-dev"
+
+
+def _php_form(word: str) -> int:
+    for prefix, rank in _PHP_FORMS:
+        if word.startswith(prefix):
+            return rank
+    return -1
+
+
+def _composer(text: str) -> VersionKey:
+    try:
+        normal = composer_normalize(text)
+    except ValueError:
+        raise VersionInvalid(Scheme.COMPOSER, text) from None
+    if normal.startswith("dev-"):
+        raise VersionInvalid(Scheme.COMPOSER, text, "a branch has no order")
+    # version_compare splits at dots and at every change between digits and letters, then
+    # compares part by part: numbers by value, words by their form, a number as the form
+    # "#". Where one version ends, a further number makes the other one higher and a word
+    # is compared with "#" (1.0 < 1.0-patch1, 1.0-RC1 < 1.0): the end is (4, -1).
+    key = [
+        (_PHP_NUMBER, int(part)) if part.isdigit() else (_php_form(part), 0)
+        for part in _PHP_PART.findall(normal)
+    ]
+    key.append((_PHP_NUMBER, -1))
+    return tuple(key)
+
+
+# --- univers: RPM, Maven, NuGet, RubyGems -------------------------------------------------
 
 
 class _Ordered:
@@ -347,4 +448,5 @@ _PARSERS: dict[Scheme, Callable[[str], VersionKey]] = {
     Scheme.MAVEN: _maven,
     Scheme.NUGET: _nuget,
     Scheme.RUBYGEMS: _rubygems,
+    Scheme.COMPOSER: _composer,
 }

@@ -56,3 +56,18 @@ RPMS = st.builds(
     st.from_regex(r"[0-9][0-9a-z.~^_]{0,8}", fullmatch=True),
     st.from_regex(r"[0-9][0-9a-z.~^_]{0,6}", fullmatch=True),
 )
+COMPOSERS = st.builds(
+    lambda prefix, core, modifier, dev, build: prefix + core + modifier + dev + build,
+    st.sampled_from(["", "v"]),
+    st.lists(_small.map(str), min_size=1, max_size=4).map(".".join)
+    | st.sampled_from(["2010-01-02", "20100102-203040", "2010.01", "20150920.0.0"]),
+    st.just("")
+    | st.builds(
+        lambda sep, stability, number: sep + stability + number,
+        st.sampled_from(["", "-", ".", "_"]),
+        st.sampled_from(["alpha", "a", "beta", "b", "RC", "rc", "patch", "pl", "p", "stable"]),
+        st.sampled_from(["", "0", "1", "2", "10", ".1", "-2", "1.2"]),
+    ),
+    st.sampled_from(["", "", "-dev", ".dev"]),
+    st.sampled_from(["", "", "+build.1"]),
+) | st.sampled_from(["1.x-dev", "2.1.x-dev", "v1.*-dev"])  # numeric branches

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.unit.vulnerabilities.strategies import APKS, DPKGS, PEP440S
+from tests.unit.vulnerabilities.strategies import APKS, COMPOSERS, DPKGS, PEP440S
 from trustyard.vulnerabilities.matching import AffectedMatcher, package_key
 from trustyard.vulnerabilities.osv import parse_record
 from trustyard.vulnerabilities.versions import Scheme, compare
@@ -160,6 +160,20 @@ def test_an_ecosystem_without_an_order_matches_its_explicit_versions_only() -> N
     assert m.warnings
 
 
+def test_packagist_ranges_in_composers_order() -> None:
+    m = entry(
+        [eco(("introduced", "2.0.0"), ("fixed", "2.5.0-RC1"))], ecosystem="Packagist", name="a/b"
+    )
+    assert m.affects("v2.5.0-alpha1")  # alpha before RC (SemVer's ASCII order said after)
+    assert m.affects("2.5.0-beta2")
+    assert m.affects("2.4.9-p1")
+    assert not m.affects("2.5.0-RC1")
+    assert not m.affects("v2.5.0")
+    assert not m.affects("2.0.0-RC3")
+    assert not m.affects("dev-main")  # a branch has no place in a range
+    assert m.fixed_in("2.4.9") == "2.5.0-RC1"
+
+
 def test_an_unreadable_component_version_matches_nothing_by_range() -> None:
     m = entry([eco(("introduced", "0"))])
     assert not m.affects("not-a-version")
@@ -231,10 +245,13 @@ def test_introduced_then_fixed(a: int, b: int, v: int) -> None:
         assert m.fixed_in(semver(v)) == (semver(b) if b > v else None)
 
 
-@pytest.mark.parametrize("ecosystem", ["PyPI", "npm", "Go", "Debian:12", "Alpine:v3.19", "Red Hat"])
+@pytest.mark.parametrize(
+    "ecosystem", ["PyPI", "npm", "Go", "Debian:12", "Alpine:v3.19", "Red Hat", "Packagist"]
+)
 def test_introduced_zero_is_below_every_version(ecosystem: str) -> None:
     low = {"PyPI": "0.0.0.dev0", "npm": "0.0.0-0", "Go": "0.0.0-0", "Debian:12": "0~~",
-           "Alpine:v3.19": "0_alpha", "Red Hat": "0~0-0"}[ecosystem]  # fmt: skip
+           "Alpine:v3.19": "0_alpha", "Red Hat": "0~0-0",
+           "Packagist": "0-dev"}[ecosystem]  # fmt: skip
     m = entry([eco(("introduced", "0"))], ecosystem=ecosystem)
     assert m.affects(low)
 
@@ -291,6 +308,7 @@ ORDERED = {
     "PyPI": (Scheme.PEP440, PEP440S),
     "Debian:12": (Scheme.DPKG, DPKGS),
     "Alpine:v3.19": (Scheme.APK, APKS),
+    "Packagist": (Scheme.COMPOSER, COMPOSERS),
 }
 
 

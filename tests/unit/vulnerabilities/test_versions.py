@@ -4,6 +4,7 @@ generated versions, dpkg's answers for Debian, and one typed error for what is n
 from __future__ import annotations
 
 import contextlib
+import itertools
 import shutil
 import subprocess
 
@@ -11,12 +12,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.unit.vulnerabilities.strategies import APKS, DPKGS, GOS, PEP440S, RPMS, SEMVERS
+from tests.unit.vulnerabilities.strategies import (
+    APKS,
+    COMPOSERS,
+    DPKGS,
+    GOS,
+    PEP440S,
+    RPMS,
+    SEMVERS,
+)
 from trustyard.errors import Invalid
 from trustyard.vulnerabilities.versions import (
     Scheme,
     VersionInvalid,
     compare,
+    composer_normalize,
     parse_version,
     scheme_for,
 )
@@ -65,6 +75,14 @@ ASCENDING: dict[Scheme, list[str]] = {
     ],
     Scheme.NUGET: ["1.0.0-alpha", "1.0.0-beta", "1.0.0-rc.1", "1.0.0", "1.0.0.1", "1.0.1", "2.0.0"],
     Scheme.RUBYGEMS: ["1.0.0.a", "1.0.0.pre", "1.0.0.rc1", "1.0.0", "1.0.0.1", "1.0.1", "1.10"],
+    # Composer: dev < alpha < beta < RC < stable < patch, then numbers; a numeric branch
+    # (1.x-dev) is 1.9999999.9999999.9999999-dev; a date version is a large number
+    Scheme.COMPOSER: [
+        "1.0.0-dev", "1.0.0-alpha", "1.0.0-alpha1", "1.0.0a2", "1.0.0-alpha10", "1.0.0-beta",
+        "1.0.0-beta1-dev", "1.0.0-b1", "1.0.0-beta.2", "1.0.0-RC1", "1.0.0rc2", "v1.0.0",
+        "1.0.0-p1", "1.0.0-patch2", "1.0.0pl10", "1.0.0.1", "1.0.1-dev", "v1.0.1", "1.1",
+        "1.10", "1.x-dev", "2.0-alpha1", "2", "2010.01", "2010-01-02", "20100102-203040",
+    ],
 }  # fmt: skip
 
 EQUAL: list[tuple[Scheme, str, str]] = [
@@ -81,6 +99,15 @@ EQUAL: list[tuple[Scheme, str, str]] = [
     (Scheme.DPKG, "1.00", "1.0"),
     (Scheme.RPM, "1.0-1", "1.00-1"),
     (Scheme.RPM, "0:1.0-1", "1.0-1"),
+    (Scheme.COMPOSER, "1.0", "1.0.0.0"),
+    (Scheme.COMPOSER, "v1.2.3", "1.2.3"),
+    (Scheme.COMPOSER, "1.0.0-rc1", "1.0.0RC1"),
+    (Scheme.COMPOSER, "1.0.0.RC.1", "1.0.0-RC1"),
+    (Scheme.COMPOSER, "1.0.0-p1", "1.0.0-patch1"),
+    (Scheme.COMPOSER, "1.0.0pl1", "1.0.0.patch1"),
+    (Scheme.COMPOSER, "1.0.0-beta.5+foo", "1.0.0-b5"),
+    (Scheme.COMPOSER, "1.0.0-stable", "1.0.0"),
+    (Scheme.COMPOSER, "20100102-203040", "v20100102.203040"),
 ]
 
 INVALID: list[tuple[Scheme, str]] = [
@@ -107,6 +134,16 @@ INVALID: list[tuple[Scheme, str]] = [
     (Scheme.RUBYGEMS, "1..0"),
     (Scheme.NUGET, "not a version"),
     (Scheme.PEP440, "1" * 300),
+    # Composer refuses these (composer/semver's failing normalisations)...
+    (Scheme.COMPOSER, ""),
+    (Scheme.COMPOSER, "a"),
+    (Scheme.COMPOSER, "1.0.0-meh"),
+    (Scheme.COMPOSER, "1.0.0.0.0"),
+    (Scheme.COMPOSER, "feature-foo"),
+    (Scheme.COMPOSER, "1.0.0+foo bar"),
+    # ...and a branch is a version Composer never orders against others
+    (Scheme.COMPOSER, "dev-main"),
+    (Scheme.COMPOSER, "master"),
 ]
 
 
@@ -142,7 +179,8 @@ def test_ecosystems() -> None:
     assert scheme_for("npm") is scheme_for("crates.io") is Scheme.SEMVER
     assert scheme_for("Go") is Scheme.GO
     assert scheme_for("Hackage") is None
-    assert scheme_for("Packagist") is None  # no Composer order yet
+    assert scheme_for("Packagist") is Scheme.COMPOSER
+    assert scheme_for("Packagist:https://packages.drupal.org/8") is Scheme.COMPOSER
 
 
 # --- generated versions: a total order, and nothing but the typed error ------------------
@@ -155,6 +193,7 @@ GENERATED: dict[Scheme, st.SearchStrategy[str]] = {
     Scheme.APK: APKS,
     Scheme.RPM: RPMS,
     Scheme.NUGET: SEMVERS.filter(lambda v: "+" not in v),
+    Scheme.COMPOSER: COMPOSERS,
 }  # fmt: skip
 
 
@@ -211,3 +250,155 @@ def test_debian_order_is_dpkgs(a: str, b: str) -> None:
         relation,
         b,
     )
+
+
+# --- Packagist: Composer's normalisation, and PHP's version_compare on its result -----------
+
+# composer/semver's own normalisation tests (VersionParserTest::successfulNormalizedVersions,
+# with Composer 2's answer for dev-master, which stays a branch).
+NORMALIZED = {
+    "1.0.0": "1.0.0.0",
+    "1.2.3.4": "1.2.3.4",
+    "1.0.0RC1dev": "1.0.0.0-RC1-dev",
+    "1.0.0-rC15-dev": "1.0.0.0-RC15-dev",
+    "1.0.0.RC.15-dev": "1.0.0.0-RC15-dev",
+    "1.0.0-rc1": "1.0.0.0-RC1",
+    "1.0.0.pl3-dev": "1.0.0.0-patch3-dev",
+    "1.0-dev": "1.0.0.0-dev",
+    "0": "0.0.0.0",
+    "10.4.13-beta": "10.4.13.0-beta",
+    "10.4.13beta2": "10.4.13.0-beta2",
+    "10.4.13beta.2": "10.4.13.0-beta2",
+    "10.4.13-b": "10.4.13.0-beta",
+    "10.4.13-b5": "10.4.13.0-beta5",
+    "v1.0.0": "1.0.0.0",
+    "2010.01": "2010.01.0.0",
+    "2010.01.02": "2010.01.02.0",
+    "2010.1.555": "2010.1.555.0",
+    "2010.10.200": "2010.10.200.0",
+    "v20100102": "20100102",
+    "2010-01-02": "2010.01.02",
+    "2010-01-02.5": "2010.01.02.5",
+    "20100102-203040": "20100102.203040",
+    "20150920.0.0": "20150920.0.0",
+    "20100102203040-10": "20100102203040.10",
+    "20100102-203040-p1": "20100102.203040-patch1",
+    "1.x-dev": "1.9999999.9999999.9999999-dev",
+    "dev-master": "dev-master",
+    "master": "dev-master",
+    "dev-feature-foo": "dev-feature-foo",
+    "DEV-FOOBAR": "dev-FOOBAR",
+    "dev-feature/foo": "dev-feature/foo",
+    "dev-master as 1.0.0": "dev-master",
+    "1.0.0-beta.5+foo": "1.0.0.0-beta5",
+    "1.0.0+foo": "1.0.0.0",
+    "1.0.0-alpha.3.1+foo": "1.0.0.0-alpha3.1",
+    "1.0.0-alpha2.1+foo": "1.0.0.0-alpha2.1",
+    "1.0.0-alpha-2.1-3+foo": "1.0.0.0-alpha2.1-3",
+    "1.0.0+foo as 2.0": "1.0.0.0",
+    "1.0@dev": "1.0.0.0",
+}
+
+
+@pytest.mark.parametrize(("version", "normal"), list(NORMALIZED.items()))
+def test_composer_normalisation(version: str, normal: str) -> None:
+    assert composer_normalize(version) == normal
+
+
+def test_composer_is_not_semver() -> None:
+    # univers' Composer order (SemVer's ASCII rule) put RC1 before alpha1
+    assert compare(Scheme.COMPOSER, "1.0.0-RC1", "1.0.0-alpha1") == 1
+    assert compare(Scheme.COMPOSER, "5.4.0-RC1", "v5.4.0") == -1
+    assert compare(Scheme.COMPOSER, "1.0.0-patch1", "1.0.0") == 1  # SemVer: a pre-release
+
+
+_PHP_FORMS = [
+    ("dev", 0), ("alpha", 1), ("a", 1), ("beta", 2), ("b", 2), ("RC", 3), ("rc", 3),
+    ("#", 4), ("pl", 5), ("p", 5),
+]  # fmt: skip
+
+
+def _php_form(part: str) -> int:
+    return next((rank for prefix, rank in _PHP_FORMS if part.startswith(prefix)), -1)
+
+
+def _php_canonical(version: str) -> str:
+    """php_canonicalize_version: [-_+] and other non-alphanumerics become one dot, and a dot
+    goes between a digit and a non-digit (the dot itself is neither)."""
+
+    def digit(c: str) -> bool:
+        return c in "0123456789"
+
+    def non_digit(c: str) -> bool:
+        return not digit(c) and c != "."
+
+    out = [version[0]]
+    for previous, char in itertools.pairwise(version):
+        if char in "-_+":
+            if out[-1] != ".":
+                out.append(".")
+        elif (non_digit(previous) and digit(char)) or (digit(previous) and non_digit(char)):
+            if out[-1] != ".":
+                out.append(".")
+            out.append(char)
+        elif not (char.isascii() and char.isalnum()):
+            if out[-1] != ".":
+                out.append(".")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _sign(n: int) -> int:
+    return (n > 0) - (n < 0)
+
+
+def _php_version_compare(a: str, b: str) -> int:
+    """PHP's version_compare, written from ext/standard/versioning.c on its own."""
+    pa = (a if a.startswith("#") else _php_canonical(a)).split(".")
+    pb = (b if b.startswith("#") else _php_canonical(b)).split(".")
+    i = 0
+    while i < len(pa) and i < len(pb):
+        x, y = pa[i], pb[i]
+        if x[0].isdigit() and y[0].isdigit():
+            result = _sign(int(x) - int(y))
+        elif not x[0].isdigit() and not y[0].isdigit():
+            result = _sign(_php_form(x) - _php_form(y))
+        elif x[0].isdigit():
+            result = _sign(_php_form("#N#") - _php_form(y))
+        else:
+            result = _sign(_php_form(x) - _php_form("#N#"))
+        if result:
+            return result
+        i += 1
+    if i < len(pa):
+        return 1 if pa[i][0].isdigit() else _php_version_compare(".".join(pa[i:]), "#N#")
+    if i < len(pb):
+        return -1 if pb[i][0].isdigit() else _php_version_compare("#N#", ".".join(pb[i:]))
+    return 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(COMPOSERS, COMPOSERS)
+def test_composer_order_is_version_compare_on_the_normal_form(a: str, b: str) -> None:
+    expected = _php_version_compare(composer_normalize(a), composer_normalize(b))
+    assert compare(Scheme.COMPOSER, a, b) == expected, (
+        composer_normalize(a),
+        composer_normalize(b),
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(COMPOSERS)
+def test_composer_normal_form_is_stable(version: str) -> None:
+    normal = composer_normalize(version)
+    if normal.partition("-")[0].count(".") == 3:  # four numbers: what all but dates give
+        assert composer_normalize(normal) == normal
+        assert parse_version(Scheme.COMPOSER, normal) == parse_version(Scheme.COMPOSER, version)
+
+
+def test_composer_dates_keep_their_length() -> None:
+    # Composer's own quirk, kept: a date's normal form read again is a classic version
+    assert composer_normalize("2010-01-02") == "2010.01.02"
+    assert composer_normalize("2010.01.02") == "2010.01.02.0"
+    assert compare(Scheme.COMPOSER, "2010-01-02", "2010.01.02") == -1
