@@ -574,3 +574,71 @@ scan_components = Table(
     Index(None, "purl"),
     Index(None, "scan_id"),
 )
+
+
+# --- vulnerabilities (trustyard.vulnerabilities) --------------------------------------------
+
+# One row: `generation` is the last generation number handed out (every import of any source
+# takes the next one, so a generation names one source's records alone), `version` counts the
+# switches (the database's version: it moves whenever what matching sees changes).
+vuln_database = Table(
+    "vuln_database",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("generation", Integer, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True)),
+)
+
+# Where records come from (a bundle's name, later a URL). `generation` is the one readers see
+# (None before the first import); `pending_generation` the import being written, claimed until
+# `pending_since` grows old (each batch renews it).
+vuln_sources = Table(
+    "vuln_sources",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("url", Text),
+    Column("etag", String(512)),
+    Column("last_modified", String(128)),
+    Column("bundle_sha256", String(64)),
+    Column("generation", Integer),
+    Column("pending_generation", Integer),
+    Column("pending_since", DateTime(timezone=True)),
+    Column("records", Integer, nullable=False, server_default=text("0")),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True)),
+    Column("failed_at", DateTime(timezone=True)),
+    Column("error", Text),
+)
+
+# One OSV record of one generation of a source: its JSON as imported (zlib), the sha256 of
+# that JSON (what an import compares), and what lists show without reading it.
+vuln_records = Table(
+    "vuln_records",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source_id", Integer, ForeignKey("vuln_sources.id", ondelete="CASCADE"), nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("osv_id", String(128), nullable=False),
+    Column("modified", DateTime(timezone=True), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("severity", String(32)),
+    Column("aliases", Text, nullable=False),  # JSON list
+    Column("data", LargeBinary, nullable=False),
+    UniqueConstraint("source_id", "generation", "osv_id"),
+)
+
+# The packages each record names, one row per (record, ecosystem, name) with the name in the
+# ecosystem's normal form (matching.package_key): what a lookup by component reads.
+vuln_affected = Table(
+    "vuln_affected",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("record_id", Integer, ForeignKey("vuln_records.id", ondelete="CASCADE"), nullable=False),
+    Column("ecosystem", String(128), nullable=False),
+    Column("name", String(1024), nullable=False),
+    Column("generation", Integer, nullable=False),
+    Index(None, "ecosystem", "name", "generation"),
+    Index(None, "record_id"),
+)
