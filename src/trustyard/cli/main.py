@@ -15,6 +15,7 @@ from trustyard.cli import preflight
 from trustyard.cli.jobs import DatabaseUrl, DataDir, embedded_worker, jobs_app, worker
 from trustyard.cli.preflight import PreflightError
 from trustyard.cli.scan import scan
+from trustyard.cli.vulndb import vulndb_app
 from trustyard.config import ServerSettings, Settings, load_settings
 
 # Plain click help: paragraphs rewrapped to the terminal, type names as words, no boxes.
@@ -317,6 +318,7 @@ def ldap_sync(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> Non
 app.command()(worker)
 app.command()(scan)
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(vulndb_app, name="vulndb")
 
 
 def main() -> None:
