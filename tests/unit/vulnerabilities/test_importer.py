@@ -402,3 +402,43 @@ def test_source_names() -> None:
     assert source_name(Path("/data/osv/PyPI/all.zip")) == "PyPI"
     assert source_name(Path("/data/npm-2024.tar.gz")) == "npm-2024"
     assert source_name(Path("/data/go")) == "go"
+
+
+def test_the_cleanup_after_a_switch_leaves_a_newer_import_alone(db: Engine, tmp_path: Path) -> None:
+    """Once an import has switched, the next import of the source may claim it while the old
+    rows are still being deleted: only the old generation goes, not the newer one's rows."""
+    now = utc_now()
+    half = NewRecord("GHSA-half", now, "0" * 64, None, (), b"x", frozenset({("npm", "x")}))
+
+    class Interleaving(VulnStore):
+        """The next import claims the source and writes a batch at the first database
+        access after the switch (in that access's transaction)."""
+
+        switched = False
+        newer: Claim | None = None
+
+        def switch(self, conn: Connection, claim: Claim, now: datetime, **kw: Any) -> None:
+            super().switch(conn, claim, now, **kw)
+            self.switched = True
+
+        def interleave(self, conn: Connection) -> None:
+            if self.switched and self.newer is None:
+                self.newer = self.claim(conn, "npm", now, now - timedelta(minutes=10))
+                self.insert_records(conn, self.newer, [half])
+
+        def generations(self, conn: Connection, source_id: int) -> set[int]:
+            self.interleave(conn)
+            return super().generations(conn, source_id)
+
+        def delete_batch(
+            self, conn: Connection, source_id: int, generation: int, limit: int
+        ) -> int:
+            self.interleave(conn)
+            return super().delete_batch(conn, source_id, generation, limit)
+
+    entries = npm_records()
+    Importer(db).import_bundle(folder(tmp_path / "npm", entries))
+    store = Interleaving()
+    second = Importer(db, store).import_bundle(folder(tmp_path / "n2", entries), source="npm")
+    assert store.newer is not None
+    assert generations(db) == {second.generation, store.newer.generation}
