@@ -1,7 +1,8 @@
 """Benchmark trustyard against the reference registry in one run.
 
 Starts the reference registry (distribution, Debian `docker-registry`) and a trustyard server
-(one worker per core), each on its own data folder under a temporary folder, runs what the flags
+(one worker per core, scan on push on as in production), each on its own data folder under a
+temporary folder, runs what the flags
 select, writes the raw outputs to bench/results/<time>/ and prints a markdown table:
 
   --rates      shared/bench/rates.py: wrk/ab request rates of the hot reads (ref first)
@@ -110,12 +111,15 @@ class Servers:
 
         self.workdir = workdir
         self.ref = ReferenceRegistry(base_dir=workdir)
-        accounts = {"TRUSTYARD_AUTH__ENABLED": "true"}
+        # Every server as deployed: scan on push is on by default in production (the tests'
+        # TrustyardServer turns it off unless asked), accounts on where the kind says so.
+        scanning = {"TRUSTYARD_SCANNING__ENABLED": "true"}
+        accounts = scanning | {"TRUSTYARD_AUTH__ENABLED": "true"}
         hook = accounts | {
             "TRUSTYARD_ADMIN_PASSWORD": HOOK_ADMIN_PASSWORD,
             "TRUSTYARD_WEBHOOKS__ALLOWED_NETWORKS": "127.0.0.1/32",
         }
-        kinds: list[tuple[str, dict[str, str]]] = [(TRUSTYARD, {})]
+        kinds: list[tuple[str, dict[str, str]]] = [(TRUSTYARD, scanning)]
         kinds += [(AUTH, accounts)] if auth else []
         kinds += [(HOOK, hook)] if webhook else []
         sources: list[tuple[str, dict[str, str]]] = [("", {})]
