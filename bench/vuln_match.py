@@ -22,6 +22,7 @@ import argparse
 import random
 import resource
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +31,12 @@ from typing import TypeVar
 from trustyard.vulnerabilities.index import Finding, Index
 from trustyard.vulnerabilities.osv import Record, parse_record
 
-VULNDB = Path(__file__).resolve().parents[2] / "shared" / "vulndb"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+from tests.support.images import shared_dir  # noqa: E402  (the folder the tests use)
+
+VULNDB = shared_dir() / "vulndb"
 ECOSYSTEMS = {"pypi": "PyPI", "go": "Go", "npm": "npm"}
 T = TypeVar("T")
 

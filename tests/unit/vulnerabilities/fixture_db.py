@@ -1,9 +1,12 @@
-"""Where the offline OSV fixture lives: ../shared/vulndb beside the checkout (see its
-README.md). Read-only."""
+"""Where the offline OSV fixture lives: the shared lab folder's vulndb/ (found as every test
+finds that folder: $TRUSTYARD_SHARED_DIR, ../shared beside the checkout, or the lab's
+/work/shared; see its README.md). Read-only."""
 
 from pathlib import Path
 
-VULNDB = Path(__file__).resolve().parents[4] / "shared" / "vulndb"
+from tests.support.images import shared_dir
+
+VULNDB = shared_dir() / "vulndb"
 EXPECTED = VULNDB / "expected" / "expected-matches.json"
 FOLDERS = ("pypi", "go", "npm")
 
