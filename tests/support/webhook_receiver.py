@@ -4,6 +4,7 @@ until released, or to serve TLS with a given certificate."""
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import hmac
 import json
@@ -22,6 +23,7 @@ class Received:
     headers: dict[str, str]  # lower-case names
     body: bytes
     status: int  # what the receiver answered
+    arrival: int = 0  # the order in which the requests came in (records are kept in it)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -41,6 +43,7 @@ class WebhookReceiver:
         self.requests: list[Received] = []  # answered with 2xx or not, in arrival order
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
+        self._arrivals = 0
         self._fail_next = 0
         self._fail_after = 0
         self._fail_status = 500
@@ -54,10 +57,15 @@ class WebhookReceiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length)
+                arrival = receiver._arrive()
                 receiver._open.wait(timeout=120)
                 status = receiver._answer_status()
                 record = Received(
-                    self.path, {k.lower(): v for k, v in self.headers.items()}, body, status
+                    self.path,
+                    {k.lower(): v for k, v in self.headers.items()},
+                    body,
+                    status,
+                    arrival,
                 )
                 reply = b'{"received": true}' if status < 300 else b"planned failure"
                 self.send_response(status)
@@ -116,9 +124,17 @@ class WebhookReceiver:
                 return self._fail_status
             return 200
 
+    def _arrive(self) -> int:
+        with self._lock:
+            self._arrivals += 1
+            return self._arrivals
+
     def _record(self, record: Received) -> None:
+        """Keep `record` in the order requests came in. It is recorded after its answer was
+        written, so the next request (a sender waits for each answer) can be recorded first,
+        by another thread: the arrival number puts them back in order."""
         with self._changed:
-            self.requests.append(record)
+            bisect.insort(self.requests, record, key=lambda r: r.arrival)
             self._changed.notify_all()
 
     # --- reading ---------------------------------------------------------------------------
