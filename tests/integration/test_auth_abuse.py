@@ -198,6 +198,7 @@ def test_a_revoked_token_is_refused_at_the_next_request_on_every_worker(
     assert get(secured, "/auth/token", **basic("dave", text)).status_code == 401  # no new tokens
 
 
+@pytest.mark.usefixtures("db")  # its users exist only once `db` made them
 def test_an_old_password_is_refused_at_the_next_request_on_every_worker(
     secured: TrustyardServer,
 ) -> None:
@@ -253,6 +254,7 @@ def test_a_refresh_token_is_bound_to_its_client_id(secured: TrustyardServer, db:
     assert refused.detail["client_id"] == "containerd"
 
 
+@pytest.mark.usefixtures("db")  # its users exist only once `db` made them
 def test_a_reactivated_user_gets_no_old_refresh_token_back(secured: TrustyardServer) -> None:
     text = refresh_token(secured, "gina", "docker")
     assert exchange(secured, text, "docker").status_code == 200
