@@ -26,6 +26,7 @@ from trustyard.events.outbox import Outbox
 from trustyard.jobs.housekeeping import BatchedPrune
 from trustyard.jobs.interfaces import JobContext, JobInterrupted, PermanentJobError
 from trustyard.jobs.scheduler import ScheduleSpec
+from trustyard.kit.clock import utc_now
 from trustyard.oci import mediatypes as mt
 from trustyard.scanning.attach import Attachment, SbomAttacher
 from trustyard.scanning.bom import ImageBom, assemble
@@ -81,7 +82,12 @@ class DatabaseLayerCache:
 
 class _Progress:
     """Adds up the scanner's per-layer progress and writes it into the scan's row at most
-    once per `every` seconds."""
+    once per `every` seconds.
+
+    Nothing is written until a layer has to be read: a scan whose layers are all in the
+    cache (every image pushed again with a new tag, every multi-platform push sharing its
+    layers) goes from queued to succeeded in one write, the one that stores its result.
+    Its pushes, which share SQLite's one writer with it, pay for nothing else."""
 
     def __init__(
         self,
@@ -98,9 +104,15 @@ class _Progress:
         self.sizes = sizes
         self.every = every
         self.job = job
+        self.began = utc_now()
+        self.started = False  # the row says running
         self.done: dict[str, int] = {}
         self.finished: set[str] = set()
         self.last = 0.0
+
+    @property
+    def bytes_total(self) -> int:
+        return sum(self.sizes.values())
 
     def update(self, layer: str, done: int, total: int) -> None:
         if self.job.should_stop():
@@ -108,13 +120,16 @@ class _Progress:
         self.done[layer] = min(done, self.sizes.get(layer, total))
         if total and done >= total:
             self.finished.add(layer)
+            if not self.started:
+                return  # from the cache: no reading to report
         self.write()
 
     def finish(self, layers: Sequence[str]) -> None:
         for layer in layers:
             self.done[layer] = self.sizes.get(layer, 0)
             self.finished.add(layer)
-        self.write(force=True)
+        if self.started:
+            self.write(force=True)
 
     def write(self, force: bool = False) -> None:
         moment = time.monotonic()
@@ -122,11 +137,14 @@ class _Progress:
             return
         self.last = moment
         with write_tx(self.engine) as conn:
+            if not self.started:
+                self.store.start(conn, self.scan_id, self.began, self.bytes_total, len(self.sizes))
+                self.started = True
             self.store.progress(
                 conn,
                 self.scan_id,
                 sum(self.done.values()),
-                sum(self.sizes.values()),
+                self.bytes_total,
                 len(self.finished & self.sizes.keys()),
                 len(self.sizes),
             )
@@ -184,13 +202,11 @@ class ScanImage:
             self._slots.release()
 
     def _run(self, job: JobContext, scan: ScanRecord) -> None:
-        with write_tx(self.engine) as conn:
+        with read_tx(self.engine) as conn:
             payload = self.content.manifest_payload(conn, scan.repository_id, scan.manifest_digest)
-            if payload is None:
-                self.store.remove(conn, scan.id)
-            else:
-                self.store.start(conn, scan.id)
         if payload is None:
+            with write_tx(self.engine) as conn:
+                self.store.remove(conn, scan.id)
             # A normal outcome (the MANIFEST_DELETED event says it): nothing to scan, no failure.
             log.debug(
                 "scan %d of %s@%s dropped: the manifest was deleted before it ran",
@@ -200,9 +216,10 @@ class ScanImage:
             )
             return
         try:
-            boms = self._scan(job, scan, payload)
+            boms, progress = self._scan(job, scan, payload)
             documents = self._documents(boms)
-            self._succeed(scan, boms, documents, self._attachment(scan, payload, boms))
+            attachment = self._attachment(scan, payload, boms)
+            self._succeed(scan, boms, documents, attachment, progress)
         except ScanRefused as refused:
             message = str(refused) or type(refused).__name__
             self._fail(scan, message)
@@ -220,7 +237,9 @@ class ScanImage:
                     self.store.requeue(conn, scan.id, f"attempt {job.attempt} failed: {message}")
             raise
 
-    def _scan(self, job: JobContext, scan: ScanRecord, payload: bytes) -> list[ImageBom]:
+    def _scan(
+        self, job: JobContext, scan: ScanRecord, payload: bytes
+    ) -> tuple[list[ImageBom], _Progress]:
         source = RegistrySource(
             self.engine,
             self.driver,
@@ -235,7 +254,6 @@ class ScanImage:
             for layer in image.layers:
                 sizes[layer.digest] = layer.size
         progress = _Progress(self.engine, self.store, scan.id, sizes, self.progress_seconds, job)
-        progress.write(force=True)
         cache = DatabaseLayerCache(self.engine, self.store, force=scan.force)
         scanner = self.make_scanner(cache)
         boms = []
@@ -251,7 +269,7 @@ class ScanImage:
             )
             boms.append(bom)
             progress.finish([layer.digest for layer in image.layers])
-        return boms
+        return boms, progress
 
     def _documents(self, boms: Sequence[ImageBom]) -> bytes:
         """The BOMs as stored (`pack`ed), refused past `max_bom_bytes` of JSON."""
@@ -289,7 +307,8 @@ class ScanImage:
         scan: ScanRecord,
         boms: Sequence[ImageBom],
         documents: bytes,
-        attachment: Attachment | None = None,
+        attachment: Attachment | None,
+        progress: _Progress,
     ) -> None:
         components = (
             {
@@ -305,7 +324,16 @@ class ScanImage:
             for item in bom.components
         )
         with write_tx(self.engine) as conn:
-            if not self.store.succeed(conn, scan, documents, components):
+            stored = self.store.succeed(
+                conn,
+                scan,
+                documents,
+                components,
+                started_at=progress.began,
+                bytes_total=progress.bytes_total,
+                layers_total=len(progress.sizes),
+            )
+            if not stored:
                 return  # the repository was deleted (with its scans) while this one ran
             happened: list[events.Event] = []
             if attachment is not None and self.attacher is not None:

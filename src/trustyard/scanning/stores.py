@@ -308,18 +308,26 @@ class ScanStore:
         data: bytes | None = conn.scalar(select(scans.c.boms).where(scans.c.id == scan_id))
         return data
 
-    def start(self, conn: Connection, scan_id: int) -> None:
+    def start(
+        self,
+        conn: Connection,
+        scan_id: int,
+        started_at: datetime | None = None,
+        bytes_total: int = 0,
+        layers_total: int = 0,
+    ) -> None:
+        """Running, with nothing done yet of `bytes_total` in `layers_total` layers."""
         conn.execute(
             update(scans)
             .where(scans.c.id == scan_id)
             .values(
                 status=RUNNING,
-                started_at=utc_now(),
+                started_at=started_at or utc_now(),
                 error=None,
                 bytes_done=0,
-                bytes_total=0,
+                bytes_total=bytes_total,
                 layers_done=0,
-                layers_total=0,
+                layers_total=layers_total,
             )
         )
 
@@ -365,10 +373,25 @@ class ScanStore:
         scan: ScanRecord,
         boms: Sequence[dict[str, Any]] | bytes,
         components: Iterable[dict[str, str]],
+        *,
+        started_at: datetime | None = None,
+        bytes_total: int | None = None,
+        layers_total: int | None = None,
     ) -> bool:
         """Store the image BOMs (or their `pack`ed bytes), and make this scan's components the
         manifest's in the search index (those of its earlier scans go), inserted a batch at a
-        time. False when the scan no longer exists."""
+        time. False when the scan no longer exists. A scan that never said it was running (all
+        its layers were in the cache) gets its start time and totals here."""
+        progress: dict[str, Any] = {
+            "bytes_done": scans.c.bytes_total if bytes_total is None else bytes_total,
+            "layers_done": scans.c.layers_total if layers_total is None else layers_total,
+        }
+        if bytes_total is not None:
+            progress["bytes_total"] = bytes_total
+        if layers_total is not None:
+            progress["layers_total"] = layers_total
+        if started_at is not None:
+            progress["started_at"] = started_at
         updated = conn.execute(
             update(scans)
             .where(scans.c.id == scan.id)
@@ -377,8 +400,7 @@ class ScanStore:
                 boms=boms if isinstance(boms, bytes) else pack(list(boms)),
                 error=None,
                 finished_at=utc_now(),
-                bytes_done=scans.c.bytes_total,
-                layers_done=scans.c.layers_total,
+                **progress,
             )
         )
         if updated.rowcount != 1:

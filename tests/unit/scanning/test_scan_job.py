@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 
 from tests.support.databases import empty, migrated_engine
 from trustyard.content.interfaces import ManifestRecord
@@ -100,8 +100,10 @@ def layer_bytes(files: dict[str, bytes]) -> bytes:
     return gzip.compress(buffer.getvalue(), mtime=0)
 
 
-def queued_scan(engine: Engine, driver: FilesystemDriver, layer: bytes) -> ScanRecord:
-    """An image in acme/app whose scan was requested (its job queued)."""
+def queued_scan(
+    engine: Engine, driver: FilesystemDriver, layer: bytes, repository: str = "acme/app"
+) -> ScanRecord:
+    """An image in `repository` whose scan was requested (its job queued)."""
     config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
     layer_digest, config_digest = store_blob(driver, layer), store_blob(driver, config)
     document = {
@@ -124,10 +126,10 @@ def queued_scan(engine: Engine, driver: FilesystemDriver, layer: bytes) -> ScanR
     digest = str(digest_bytes(payload))
     content = ContentStore()
     with write_tx(engine) as conn:
-        repository_id = content.ensure_repository(conn, "acme/app")
+        repository_id = content.ensure_repository(conn, repository)
         record = ManifestRecord(digest, document["mediaType"], payload)  # type: ignore[arg-type]
         content.insert_manifest(conn, repository_id, record, None, None, [])
-        target = Target("acme/app", repository_id, digest, record.media_type, payload)
+        target = Target(repository, repository_id, digest, record.media_type, payload)
         return ScanService(SqlJobQueue(engine)).request(conn, target, requested_by="wanda")
 
 
@@ -178,6 +180,34 @@ def test_a_scan_runs_records_its_bom_components_and_event(
     handler(engine, driver)(context(scan))
     assert current(engine, scan) == done
     assert outbox_types(engine) == ["SCAN_COMPLETED"]
+
+
+def test_a_scan_of_cached_layers_writes_once_and_still_reports_its_totals(
+    engine: Engine, driver: FilesystemDriver
+) -> None:
+    """The push path shares SQLite's one writer with scans: an image whose layers were all
+    read before (a re-tag, a rebuild on the same base) costs one write, its result."""
+    layer = layer_bytes({"etc/hostname": b"box\n"})
+    handler(engine, driver)(context(queued_scan(engine, driver, layer)))
+    again = queued_scan(engine, driver, layer, repository="acme/other")
+    commits: list[str] = []
+
+    def count(conn: Any) -> None:
+        if conn.get_execution_options().get("trustyard_write"):  # write_tx, not read_tx
+            commits.append("commit")
+
+    event.listen(engine, "commit", count)
+    try:
+        handler(engine, driver)(context(again))
+    finally:
+        event.remove(engine, "commit", count)
+    assert len(commits) == 1
+    done = current(engine, again)
+    assert (done.status, done.layers_done, done.layers_total) == ("succeeded", 1, 1)
+    assert done.bytes_done == done.bytes_total == len(layer)
+    assert done.started_at is not None
+    assert done.finished_at is not None
+    assert done.started_at <= done.finished_at
 
 
 def test_a_refused_layer_fails_the_scan_for_good(engine: Engine, driver: FilesystemDriver) -> None:
