@@ -312,6 +312,53 @@ class ScanningSettings(BaseModel):
     )
 
 
+class VulnerabilitiesSettings(BaseModel):
+    """The vulnerability database (trustyard.vulnerabilities): matching scanned images, the
+    online update of the OSV sources, and the limits of a bundle (offline import, upload and
+    download alike)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(
+        default=True,
+        description="match every scanned image against the database, and again when it changes",
+    )
+    update_cron: str | None = Field(
+        default="41 */6 * * *",
+        description="when the online update runs (UTC cron); empty or null: never (air-gapped "
+        "sites import bundles with `trustyard vulndb import` or the admin upload instead)",
+    )
+    update_sources: list[str] = Field(
+        default_factory=list,
+        description="URLs of OSV bundles (zip of records) the online update fetches; empty: "
+        "the per-ecosystem all.zip of `update_base_url` for every ecosystem the registry has seen",
+    )
+    update_base_url: str = Field(
+        default="https://osv-vulnerabilities.storage.googleapis.com",
+        description="where `<ecosystem>/all.zip` is fetched from when `update_sources` is empty",
+    )
+    update_timeout_seconds: float = Field(
+        default=60.0, gt=0, le=3600, description="the most one read of a download may wait"
+    )
+    max_bundle_bytes: int = Field(
+        default=2 << 30,
+        ge=1 << 20,
+        description="decompressed size of one bundle, every entry counted (and of one download)",
+    )
+    max_bundle_entries: int = Field(default=1_000_000, ge=1, description="entries of one bundle")
+    max_bundle_ratio: int = Field(
+        default=100, ge=2, description="decompressed : compressed size of a bundle"
+    )
+    max_upload_bytes: int = Field(
+        default=1 << 30, ge=1 << 10, description="size of one bundle uploaded through /api/v1"
+    )
+
+    @field_validator("update_cron")
+    @classmethod
+    def _blank_is_never(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+
 def _split_networks(value: Any) -> Any:
     """CIDRs from the environment: comma-separated, or a JSON list."""
     if isinstance(value, str):
@@ -400,6 +447,7 @@ class Settings(BaseSettings):
     scanning: ScanningSettings = ScanningSettings()
     server: ServerSettings = ServerSettings()
     storage: StorageSettings = StorageSettings()
+    vulnerabilities: VulnerabilitiesSettings = VulnerabilitiesSettings()
     webhooks: WebhooksSettings = WebhooksSettings()
 
     @classmethod

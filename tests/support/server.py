@@ -47,6 +47,9 @@ class TrustyardServer:
         # push hundreds of images and would only spend the shared cores scanning them. The
         # scanning suites (and those that walk every route) turn it on.
         env["TRUSTYARD_SCANNING__ENABLED"] = "false"
+        # Nothing in a test reaches outside this machine: no scheduled online update of the
+        # vulnerability database (its suite serves bundles from loopback and turns it on).
+        env["TRUSTYARD_VULNERABILITIES__UPDATE_CRON"] = ""
         if self.database_url:
             env["TRUSTYARD_DATABASE_URL"] = self.database_url
         env.update(self.extra_env)
