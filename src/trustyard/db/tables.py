@@ -642,3 +642,118 @@ vuln_affected = Table(
     Index(None, "ecosystem", "name", "generation"),
     Index(None, "record_id"),
 )
+
+# --- vulnerabilities of images (trustyard.vulnerabilities) ----------------------------------
+
+# One row per matched scan: the database version its findings are from, when, and how it went
+# (`matched`, or `failed` with the error). A scan without a row is not matched yet.
+vuln_image_matches = Table(
+    "vuln_image_matches",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("scan_id", Integer, ForeignKey("scans.id", ondelete="CASCADE"), nullable=False),
+    Column("repository_id", Integer, nullable=False),
+    Column("manifest_digest", DIGEST, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("database_version", Integer, nullable=False),
+    Column("components", Integer, nullable=False, server_default=text("0")),
+    Column("matched_at", DateTime(timezone=True), nullable=False),
+    Column("error", Text),
+    UniqueConstraint("scan_id"),
+    Index(None, "repository_id", "manifest_digest"),
+)
+
+# The components of a matched scan as the database knows them: the BOM's component (platform,
+# ecosystem, name, version, purl, the layer that brought it) and what it is looked up as
+# (target_*: OSV ecosystem with release, advisory name, version; `via` how). Re-matching after
+# an update reads the rows of the packages the update touched, by (target_ecosystem, target_name).
+vuln_image_packages = Table(
+    "vuln_image_packages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("scan_id", Integer, ForeignKey("scans.id", ondelete="CASCADE"), nullable=False),
+    Column("repository_id", Integer, nullable=False),
+    Column("manifest_digest", DIGEST, nullable=False),
+    Column("platform", String(64), nullable=False),
+    Column("ecosystem", String(32), nullable=False),
+    Column("name", String(512), nullable=False),
+    Column("version", String(255), nullable=False),
+    Column("purl", String(1024), nullable=False),
+    Column("layer_digest", DIGEST, nullable=False),
+    Column("target_ecosystem", String(64), nullable=False),
+    Column("target_name", String(512), nullable=False),
+    Column("target_version", String(255), nullable=False),
+    Column("via", String(16), nullable=False),
+    Index(None, "target_ecosystem", "target_name"),
+    Index(None, "scan_id"),
+)
+
+# One vulnerability of one image component: `vuln_id` the finding's id (the first of its
+# merged records), `record_ids` and `aliases` JSON lists (a CVE named by two records is one
+# row), DTR's bucket with the CVSS score, the version to upgrade to. Triage is applied when
+# read (it may expire), never written here.
+vuln_findings = Table(
+    "vuln_findings",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "package_id",
+        Integer,
+        ForeignKey("vuln_image_packages.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("scan_id", Integer, ForeignKey("scans.id", ondelete="CASCADE"), nullable=False),
+    Column("vuln_id", String(128), nullable=False),
+    Column("record_ids", Text, nullable=False),
+    Column("aliases", Text, nullable=False),
+    Column("bucket", String(16), nullable=False),
+    Column("score", Float),
+    Column("vector", String(512)),
+    Column("fixed", String(255)),
+    Column("found_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("package_id", "vuln_id"),
+    Index(None, "scan_id"),
+)
+
+# An OpenVEX document as imported (zlib JSON), kept for export and audit; its statements
+# are rows of vuln_triage.
+vex_documents = Table(
+    "vex_documents",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("document_id", String(512), nullable=False),
+    Column("author", String(512), nullable=False),
+    Column("version", Integer, nullable=False, server_default=text("1")),
+    Column("issued_at", DateTime(timezone=True)),
+    Column("data", LargeBinary, nullable=False),
+    Column("imported_by", String(128)),
+    Column("imported_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("document_id"),
+)
+
+# One triage decision: DTR's override (`source` override) or an OpenVEX statement (`source`
+# vex, with its document). Scope: `image` (repository + manifest digest), `repository`, or
+# `organization` (`namespace`); `component_purl` None for every component. `status` is
+# OpenVEX's (not_affected, affected, fixed, under_investigation), with its justification and
+# statement; `expires_at` ends it.
+vuln_triage = Table(
+    "vuln_triage",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("scope", String(16), nullable=False),
+    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE")),
+    Column("manifest_digest", DIGEST),
+    Column("namespace", String(255)),
+    Column("vuln_id", String(128), nullable=False),
+    Column("component_purl", String(1024)),
+    Column("status", String(32), nullable=False),
+    Column("justification", String(64)),
+    Column("statement", Text),
+    Column("source", String(16), nullable=False),
+    Column("document_id", Integer, ForeignKey("vex_documents.id", ondelete="CASCADE")),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("created_by", String(128)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index(None, "vuln_id"),
+    Index(None, "repository_id"),
+)

@@ -4,10 +4,13 @@ the record and its field)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from trustyard.errors import Invalid, StateConflict
+from trustyard.vulnerabilities.components import Target
 
 Package = tuple[str, str]  # (OSV ecosystem, name in the ecosystem's normal form)
 
@@ -88,3 +91,113 @@ class DatabaseStatus:
     @property
     def records(self) -> int:
         return sum(s.records for s in self.sources)
+
+
+# --- the vulnerabilities of images ---------------------------------------------------------
+
+
+class TriageStatus(StrEnum):
+    """OpenVEX's statuses; DTR's override is `not_affected` with the reason as statement."""
+
+    NOT_AFFECTED = "not_affected"
+    AFFECTED = "affected"
+    FIXED = "fixed"
+    UNDER_INVESTIGATION = "under_investigation"
+
+
+# Triage that takes a finding out of counts, exports' open lists and policies.
+SUPPRESSING = frozenset({TriageStatus.NOT_AFFECTED, TriageStatus.FIXED})
+
+
+@dataclass(frozen=True, slots=True)
+class ImageComponent:
+    """One BOM component of a matched image, with what it was looked up as."""
+
+    platform: str
+    ecosystem: str  # the BOM's (deb, pypi...)
+    name: str
+    version: str
+    purl: str
+    layer: str  # the digest of the layer that brought it
+    target: Target
+
+
+@dataclass(frozen=True, slots=True)
+class Triage:
+    """The decision that applies to a finding (the narrowest scope wins: image, then
+    repository, then organization; among equals the newest)."""
+
+    id: int
+    scope: str  # image | repository | organization
+    status: TriageStatus
+    justification: str | None
+    statement: str | None
+    source: str  # override | vex
+    expires_at: datetime | None
+    created_by: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFinding:
+    """One vulnerability of one component of an image."""
+
+    component: ImageComponent
+    vuln_id: str
+    record_ids: tuple[str, ...]
+    aliases: tuple[str, ...]
+    bucket: str  # critical | major | minor | unknown
+    score: float | None
+    vector: str | None
+    fixed: str | None
+    found_at: datetime | None = None
+    triage: Triage | None = None
+
+    @property
+    def names(self) -> frozenset[str]:
+        """Every name of the vulnerability (a VEX statement may use any of them)."""
+        return frozenset((self.vuln_id, *self.record_ids, *self.aliases))
+
+    @property
+    def suppressed(self) -> bool:
+        return self.triage is not None and self.triage.status in SUPPRESSING
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    critical: int = 0
+    major: int = 0
+    minor: int = 0
+    unknown: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.critical + self.major + self.minor + self.unknown
+
+    @classmethod
+    def of(cls, findings: Iterable[ImageFinding]) -> Counts:
+        """DTR's counts: one per (component, vulnerability), triaged-away ones left out."""
+        tally = {"critical": 0, "major": 0, "minor": 0, "unknown": 0}
+        for finding in findings:
+            if not finding.suppressed:
+                tally[finding.bucket if finding.bucket in tally else "unknown"] += 1
+        return cls(**tally)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageVulnerabilities:
+    """The vulnerabilities of one image (every platform of an index): `status` pending (its
+    scan is not finished or not matched yet), matched, failed, or not_scanned."""
+
+    repository: str
+    manifest_digest: str
+    status: str
+    scan_id: int | None
+    database_version: int | None
+    matched_at: datetime | None
+    error: str | None
+    findings: tuple[ImageFinding, ...] = ()
+
+    @property
+    def counts(self) -> Counts:
+        return Counts.of(self.findings)
