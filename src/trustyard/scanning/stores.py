@@ -12,7 +12,17 @@ from datetime import datetime
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, exists, insert, select, update
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 
@@ -20,7 +30,7 @@ from trustyard.content.reads import REPOSITORY_NAME, join_manifest, join_reposit
 from trustyard.db.sql import keyset
 from trustyard.db.tables import jobs, scan_components, scan_layers, scans
 from trustyard.kit.clock import utc_now, utc_or_none
-from trustyard.scanning.model import LayerScan
+from trustyard.scanning.model import OS_ECOSYSTEMS, LayerScan
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
 LIVE = (QUEUED, RUNNING)
@@ -466,6 +476,27 @@ class ScanStore:
             query = query.where(scan_components.c.purl == purl)
         rows = conn.execute(keyset(query, scan_components.c.id, after, limit))
         return [ComponentRow(*row) for row in rows]
+
+    # --- what the registry has seen ------------------------------------------------------
+    def ecosystems_seen(self, conn: Connection) -> set[tuple[str, str]]:
+        """Every (ecosystem, namespace) of the component index: the namespace is the purl's
+        (`pkg:deb/debian/...` -> `debian`) for OS packages, whose advisories are per
+        distribution, and "" for the rest. One statement (a scan of the index, done once
+        per online update of the vulnerability database)."""
+        purl = scan_components.c.purl
+        if conn.dialect.name == "postgresql":
+            namespace = func.split_part(purl, "/", 2)
+        else:  # SQLite: between the first '/' and the next
+            rest = func.substr(purl, func.instr(purl, "/") + 1)
+            namespace = func.substr(rest, 1, func.instr(rest, "/") - 1)
+        query = select(
+            scan_components.c.ecosystem,
+            case(
+                (scan_components.c.ecosystem.in_(sorted(OS_ECOSYSTEMS)), func.lower(namespace)),
+                else_="",
+            ).label("namespace"),
+        ).distinct()
+        return {(row.ecosystem, row.namespace or "") for row in conn.execute(query)}
 
 
 def _fit(key: str, value: str) -> str:

@@ -58,6 +58,13 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
+class Origin:
+    url: str | None
+    etag: str | None
+    last_modified: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class StoredRecord:
     sha256: str
     data: bytes
@@ -154,6 +161,10 @@ class VulnStore:
                 records=records,
                 bundle_sha256=bundle_sha256,
                 url=url,
+                # Validators describe a download: whoever imported this bundle sets them
+                # again (`record_origin`), so an offline import is never taken for a 304.
+                etag=None,
+                last_modified=None,
                 updated_at=now,
             )
         )
@@ -177,6 +188,48 @@ class VulnStore:
                 vuln_sources.c.pending_generation == claim.generation,
             )
             .values(pending_generation=None, pending_since=None)
+        )
+
+    # --- where an online source comes from ----------------------------------------------------
+    def origin(self, conn: Connection, name: str) -> Origin | None:
+        """The URL and HTTP validators of the source's last successful download, if any."""
+        row = conn.execute(
+            select(vuln_sources.c.url, vuln_sources.c.etag, vuln_sources.c.last_modified).where(
+                vuln_sources.c.name == name
+            )
+        ).one_or_none()
+        return None if row is None else Origin(row.url, row.etag, row.last_modified)
+
+    def record_origin(
+        self, conn: Connection, name: str, url: str, etag: str | None, last_modified: str | None
+    ) -> None:
+        """After a downloaded bundle was imported: its URL and validators (what the next
+        update asks with)."""
+        conn.execute(
+            update(vuln_sources)
+            .where(vuln_sources.c.name == name)
+            .values(
+                url=url,
+                etag=etag and etag[:512],
+                last_modified=last_modified and last_modified[:128],
+            )
+        )
+
+    def record_failure(
+        self, conn: Connection, name: str, url: str | None, now: datetime, error: str
+    ) -> None:
+        """A failure before any import (a download), on the source (made if new); its
+        records and validators stay."""
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        conn.execute(
+            dialect.insert(vuln_sources)
+            .values(name=name, url=url, created_at=now, records=0)
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
+        conn.execute(
+            update(vuln_sources)
+            .where(vuln_sources.c.name == name)
+            .values(failed_at=now, error=error[:4000])
         )
 
     # --- the rows of a generation -------------------------------------------------------------

@@ -20,6 +20,7 @@ from trustyard.metrics.recorder import Recorder
 from trustyard.wiring.common import make_ldap
 from trustyard.wiring.events import register_event_jobs
 from trustyard.wiring.scanning import register_scanning
+from trustyard.wiring.vulnerabilities import register_vulnerabilities
 
 
 def make_queue(settings: Settings, engine: Engine) -> SqlJobQueue:
@@ -62,6 +63,7 @@ def make_handlers(
         schedules.append(ScheduleSpec("ldap.sync", settings.ldap.sync_cron, LDAP_SYNC_KIND))
     if settings.scanning.enabled:
         register_scanning(handlers, schedules, settings, engine, queue)
+    register_vulnerabilities(handlers, schedules, settings, engine)
     if settings.jobs.test_kinds:
         testkinds.register(handlers, engine)
     return handlers, schedules

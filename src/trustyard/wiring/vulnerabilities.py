@@ -1,14 +1,24 @@
-"""The vulnerability database as the settings describe it: the importer of offline bundles
-(`trustyard vulndb import`, later the admin upload and the online update) and the service
-that reads it."""
+"""The vulnerability database as the settings describe it: the importer of bundles (`trustyard
+vulndb import`, the admin upload and the online update), the online update and its job, and
+the service that reads it."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 from sqlalchemy import Engine
 
+from trustyard import __version__
 from trustyard.config import Settings
+from trustyard.db.engine import read_tx
+from trustyard.jobs.queue import SqlJobQueue
+from trustyard.jobs.registry import HandlerRegistry
+from trustyard.jobs.scheduler import ScheduleSpec
+from trustyard.scanning.stores import ScanStore
 from trustyard.vulnerabilities.bundles import BundleLimits
 from trustyard.vulnerabilities.importer import Importer
+from trustyard.vulnerabilities.online import OnlineUpdater, UpdateConfig
 from trustyard.vulnerabilities.service import VulnerabilityService
 
 
@@ -32,3 +42,67 @@ def make_importer(settings: Settings, engine: Engine) -> Importer:
 def make_vulnerability_service(settings: Settings) -> VulnerabilityService:
     del settings
     return VulnerabilityService()
+
+
+def make_updater(settings: Settings, engine: Engine) -> OnlineUpdater:
+    """The online update: the configured sources, or osv.dev's all.zip of every ecosystem
+    the component index has seen; downloads under `<data_dir>/vulndb/downloads`."""
+    vulnerabilities = settings.vulnerabilities
+    scans = ScanStore()
+
+    def seen() -> set[tuple[str, str]]:
+        with read_tx(engine) as conn:
+            return scans.ecosystems_seen(conn)
+
+    config = UpdateConfig(
+        downloads=settings.data_dir / "vulndb" / "downloads",
+        timeout=vulnerabilities.update_timeout_seconds,
+        max_bytes=vulnerabilities.max_bundle_bytes,
+        user_agent=f"trustyard/{__version__} (vulnerability database update)",
+    )
+    return OnlineUpdater(
+        engine,
+        make_importer(settings, engine),
+        config,
+        sources=vulnerabilities.update_sources,
+        base_url=vulnerabilities.update_base_url,
+        seen=seen,
+    )
+
+
+def register_vulnerabilities(
+    handlers: HandlerRegistry,
+    schedules: list[ScheduleSpec],
+    settings: Settings,
+    engine: Engine,
+) -> None:
+    """The `vulndb.update` job (always: an admin may ask for one), scheduled by
+    `vulnerabilities.update_cron` when it is set."""
+    from trustyard.vulnerabilities.jobs import UPDATE_KIND, UpdateDatabase, update_schedule
+
+    handlers.register(UPDATE_KIND, UpdateDatabase(make_updater(settings, engine)))
+    if settings.vulnerabilities.update_cron:
+        schedules.append(update_schedule(settings.vulnerabilities.update_cron))
+
+
+@dataclass(frozen=True)
+class VulnDbTools:
+    """What /api/v1/vulndb works with: the importer of uploads (bounded by
+    `max_upload_bytes`, written under `uploads`), the queue updates are asked through, and
+    the read service."""
+
+    importer: Importer
+    queue: SqlJobQueue
+    service: VulnerabilityService
+    uploads: Path
+    max_upload_bytes: int
+
+
+def make_vulndb_tools(settings: Settings, engine: Engine, queue: SqlJobQueue) -> VulnDbTools:
+    return VulnDbTools(
+        importer=make_importer(settings, engine),
+        queue=queue,
+        service=make_vulnerability_service(settings),
+        uploads=settings.data_dir / "vulndb" / "uploads",
+        max_upload_bytes=settings.vulnerabilities.max_upload_bytes,
+    )
