@@ -21,13 +21,17 @@ component at a time: the memory it needs is the bom-refs (to keep them unique an
 dependencies), not the document. Going through cyclonedx-python-lib's object model cost about
 32 KB and 2.5 ms per component (50,000 components: two minutes and 1.6 GB); the tests check
 that this writer's documents validate against the 1.6 schema and say what the library said.
+
+`sections` adds top-level arrays after `dependencies` (the vulnerabilities of
+`vulnerabilities/exports.py`): it is called once every component is written, with the
+`BomRefs` the document gave them, so what it writes can point at them (`affects[].ref`).
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,6 +41,27 @@ from trustyard.scanning.model import BINARY
 SCHEMA = "http://cyclonedx.org/schema/bom-1.6.schema.json"
 CHUNK = 64 * 1024  # bytes gathered before a chunk is yielded
 _COMPONENT_INDENT = "\n    "  # a component's lines inside the `components` array
+
+# What identifies a component of an image BOM to the code that reads the BOM's JSON:
+# (platform, ecosystem, name, version, purl, introducing layer).
+ComponentKey = tuple[str, str, str, str, str, str]
+
+
+class BomRefs:
+    """The bom-refs a document gave: its root, and each component's by `ComponentKey` (a
+    component found at several places of the same layer has several)."""
+
+    def __init__(self) -> None:
+        self.root = ""
+        self.images: dict[str, str] = {}  # platform -> the platform image's (or the root's)
+        self.components: dict[ComponentKey, list[str]] = {}
+
+    def of(self, key: ComponentKey) -> list[str]:
+        return self.components.get(key, [])
+
+
+# (top-level key, its items): arrays written after `dependencies`.
+Sections = Callable[[BomRefs], Iterable[tuple[str, Iterable[dict[str, Any]]]]]
 
 
 def to_cyclonedx(boms: Sequence[ImageBom], name: str, *, index_digest: str | None = None) -> str:
@@ -50,35 +75,22 @@ def iter_cyclonedx(
     *,
     index_digest: str | None = None,
     created: datetime | None = None,
+    sections: Sections | None = None,
 ) -> Iterator[bytes]:
-    """The CycloneDX 1.6 JSON document of `boms` (the images of `name`), in chunks."""
-    from trustyard import __version__
-
+    """The CycloneDX 1.6 JSON document of `boms` (the images of `name`), in chunks; with
+    `sections`, its arrays after `dependencies`."""
     refs = _Refs()
+    given = BomRefs()  # component refs noted only for `sections`
     # (component, its dependencies' bom-refs): the root first, then each platform image.
     graph: list[tuple[str, list[str]]] = []
     if len(boms) == 1:
         root = _image_component(boms[0], name, refs, platform_in_name=False)
     else:
         root = _index_component(name, index_digest, refs)
-    moment = (created or datetime.now(UTC)).astimezone(UTC)
-    head = {
-        "$schema": SCHEMA,
-        "bomFormat": "CycloneDX",
-        "specVersion": "1.6",
-        "serialNumber": f"urn:uuid:{uuid.uuid4()}",
-        "version": 1,
-        "metadata": {
-            "timestamp": moment.isoformat(),
-            "tools": {
-                "components": [{"type": "application", "name": "trustyard", "version": __version__}]
-            },
-            "component": root,
-        },
-    }
     out = _Chunks()
-    out.add(_dumps(head)[:-2])  # without the closing "\n}": the arrays follow
+    out.add(_dumps(_head(root, created))[:-2])  # without the closing "\n}": the arrays follow
     graph.append((root["bom-ref"], []))
+    given.root = root["bom-ref"]
     count = sum(len(b.components) + (b.distro is not None) for b in boms)
     if count or len(boms) > 1:
         out.add(',\n  "components": [')
@@ -91,7 +103,9 @@ def iter_cyclonedx(
                 out.add(_item(container, first))
                 first = False
             mine = graph[-1][1]
-            for component in _image_components(image, refs):
+            given.images[image.platform] = graph[-1][0]
+            noted = given if sections is not None else None
+            for component in _image_components(image, refs, noted):
                 mine.append(component["bom-ref"])
                 out.add(_item(component, first))
                 first = False
@@ -116,8 +130,47 @@ def iter_cyclonedx(
             out.add(_item({"ref": ref}, first=False))
             if out.full():
                 yield out.take()
-    out.add("\n  ]\n}")
+    out.add("\n  ]")
+    if sections is not None:
+        yield from _sections(out, sections(given))
+    out.add("\n}")
     yield out.take()
+
+
+def _head(root: dict[str, Any], created: datetime | None) -> dict[str, Any]:
+    """The document's fields before its arrays."""
+    from trustyard import __version__
+
+    moment = (created or datetime.now(UTC)).astimezone(UTC)
+    return {
+        "$schema": SCHEMA,
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.6",
+        "serialNumber": f"urn:uuid:{uuid.uuid4()}",
+        "version": 1,
+        "metadata": {
+            "timestamp": moment.isoformat(),
+            "tools": {
+                "components": [{"type": "application", "name": "trustyard", "version": __version__}]
+            },
+            "component": root,
+        },
+    }
+
+
+def _sections(
+    out: _Chunks, sections: Iterable[tuple[str, Iterable[dict[str, Any]]]]
+) -> Iterator[bytes]:
+    """Top-level arrays after `dependencies`, an item at a time."""
+    for key, items in sections:
+        out.add(f",\n  {json.dumps(key)}: [")
+        first = True
+        for entry in items:
+            out.add(_item(entry, first))
+            first = False
+            if out.full():
+                yield out.take()
+        out.add("]" if first else "\n  ]")
 
 
 class _Chunks:
@@ -166,12 +219,20 @@ class _Refs:
         return ref
 
 
-def _image_components(image: ImageBom, refs: _Refs) -> Iterator[dict[str, Any]]:
-    """`image`'s distribution (when known), then its components."""
+def _image_components(
+    image: ImageBom, refs: _Refs, given: BomRefs | None = None
+) -> Iterator[dict[str, Any]]:
+    """`image`'s distribution (when known), then its components (their refs noted in
+    `given`)."""
     if image.distro is not None:
         yield _distro_component(image, refs)
     for item in image.components:
-        yield _component(item, image, refs)
+        written = _component(item, image, refs)
+        if given is not None:
+            c = item.component
+            key = (image.platform, c.ecosystem, c.name, c.version, c.purl, item.layer)
+            given.components.setdefault(key, []).append(written["bom-ref"])
+        yield written
 
 
 def _image_component(
