@@ -12,6 +12,12 @@ stay attributed to the layer that installed them.
 Per layer the BOM says what the layer adds, changes (same ecosystem, name and evidence file,
 another version) and removes; the three lists are disjoint (an upgrade is a change, not an
 addition plus a removal).
+
+A language package whose evidence file an OS package owns (a dist-info that a deb lists, a jar
+that an rpm installed; any layer's package, merged /usr seen through) carries the property
+`owned-by-os-package: "true"`, in the image's view and in every layer's lists: the OS package
+manager installed it, and its vulnerabilities are the OS package's (distributions backport
+fixes without changing the upstream version).
 """
 
 from __future__ import annotations
@@ -21,11 +27,30 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from trustyard.scanning.model import BINARY, NPM, OS_ECOSYSTEMS, Component, Distro, LayerScan
+from trustyard.scanning.model import (
+    BINARY,
+    CARGO,
+    COMPOSER,
+    GEM,
+    GOLANG,
+    MAVEN,
+    NPM,
+    NUGET,
+    OS_ECOSYSTEMS,
+    PYPI,
+    Component,
+    Distro,
+    LayerScan,
+)
 from trustyard.scanning.purls import purl_text
 
 if TYPE_CHECKING:
     from trustyard.scanning.sources import ImageRef
+
+# The property of a language package that an OS package installed, and the ecosystems it is
+# looked for in (the ones with their own advisories; scanning/model.py).
+OWNED_BY_OS_PACKAGE = "owned-by-os-package"
+LANGUAGE_ECOSYSTEMS = frozenset({PYPI, NPM, GEM, MAVEN, GOLANG, CARGO, NUGET, COMPOSER})
 
 
 @dataclass(slots=True)
@@ -200,8 +225,11 @@ def assemble(image: ImageRef, scans: Sequence[LayerScan]) -> ImageBom:
                 notes=list(scan.notes),
             )
         )
+    mark = _OsOwned(owned)  # every layer's packages: the image-wide ownership
+    for layer_bom in layers:
+        mark.layer(layer_bom)
     squashed = [
-        BomComponent(_with_distro(component, distro), layers[i].digest, layers[i].diff_id)
+        BomComponent(mark(_with_distro(component, distro)), layers[i].digest, layers[i].diff_id)
         for component, i in _without_locked_duplicates(list(view.values()))
     ]
     squashed.sort(key=lambda c: sort_key(c.component))
@@ -281,12 +309,14 @@ class _Cover:
 
 
 def _owned_fingerprint(component: Component, owned: set[str]) -> bool:
-    """A library fingerprint at a path an OS package owns is that package, not an extra.
-    With a merged /usr (Debian 12, Fedora) a package may list /lib/x for the file that the
-    layer holds at usr/lib/x (lib -> usr/lib is a symlink), and the other way round."""
-    if component.ecosystem != BINARY:
-        return False
-    path = _norm(component.evidence)
+    """A library fingerprint at a path an OS package owns is that package, not an extra."""
+    return component.ecosystem == BINARY and _is_owned(_norm(component.evidence), owned)
+
+
+def _is_owned(path: str, owned: set[str]) -> bool:
+    """Does an OS package own `path` (normalised)? With a merged /usr (Debian 12, Fedora) a
+    package may list /lib/x for the file that the layer holds at usr/lib/x (lib -> usr/lib is
+    a symlink), and the other way round."""
     if path in owned:
         return True
     if path.startswith("usr/") and path[4:].startswith(_MERGED_USR):
@@ -295,6 +325,34 @@ def _owned_fingerprint(component: Component, owned: set[str]) -> bool:
 
 
 _MERGED_USR = ("bin/", "sbin/", "lib/", "lib32/", "lib64/", "libx32/")
+
+
+class _OsOwned:
+    """Marks language packages whose evidence file an OS package owns (`OWNED_BY_OS_PACKAGE`).
+    A jar inside a jar (`a.jar!/lib/b.jar`) is the outer file's."""
+
+    def __init__(self, owned: set[str]) -> None:
+        self._owned = owned
+        self._answers: dict[str, bool] = {}
+
+    def __call__(self, component: Component) -> Component:
+        if component.ecosystem not in LANGUAGE_ECOSYSTEMS or not self._owned:
+            return component
+        path = _norm(component.evidence.partition("!/")[0])
+        answer = self._answers.get(path)
+        if answer is None:
+            answer = self._answers[path] = bool(path) and _is_owned(path, self._owned)
+        if not answer or (OWNED_BY_OS_PACKAGE, "true") in component.properties:
+            return component
+        properties = {**dict(component.properties), OWNED_BY_OS_PACKAGE: "true"}
+        return replace(component, properties=tuple(sorted(properties.items())))
+
+    def layer(self, layer: LayerBom) -> None:
+        """The same marks in one layer's lists."""
+        layer.components = [self(c) for c in layer.components]
+        layer.added = [self(c) for c in layer.added]
+        layer.changed = [(self(old), self(new)) for old, new in layer.changed]
+        layer.removed = [self(c) for c in layer.removed]
 
 
 def _dedup(components: Iterable[Component]) -> list[Component]:

@@ -9,7 +9,9 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.unit.scanning.layerkit import OCI_TAR, file, layer_ref, scan_bytes, tar_bytes
 from trustyard.scanning.bom import (
+    OWNED_BY_OS_PACKAGE,
     BomComponent,
     ImageBom,
     LayerBom,
@@ -17,6 +19,7 @@ from trustyard.scanning.bom import (
     distro_purl,
     image_purl,
 )
+from trustyard.scanning.detectors import default_detectors
 from trustyard.scanning.model import Component, Distro, LayerScan
 from trustyard.scanning.sources import ImageRef, LayerRef
 
@@ -409,3 +412,96 @@ def test_the_squashed_view_matches_a_file_system_model(
     assert {c.component.identity: c.layer for c in bom.components} == {
         key: digest(i + 1) for key, i in start.items()
     }
+
+
+# --- language packages that an OS package installed ---------------------------------------
+
+DIST_PACKAGES = "usr/lib/python3/dist-packages"
+
+
+def owned_marks(components: list[Component]) -> dict[str, str | None]:
+    return {c.name: dict(c.properties).get(OWNED_BY_OS_PACKAGE) for c in components}
+
+
+def test_a_dist_info_that_a_deb_lists_is_marked_owned_by_the_os_package() -> None:
+    # Real layers through the detectors: python3-yaml's dist-info in dist-packages (dpkg's
+    # .list names it), then idna installed by pip in a layer above.
+    metadata = f"{DIST_PACKAGES}/PyYAML-6.0.dist-info/METADATA"
+    status = (
+        b"Package: python3-yaml\nStatus: install ok installed\nArchitecture: amd64\n"
+        b"Source: pyyaml (6.0-3)\nVersion: 6.0-3+b2\n\n"
+    )
+    listed = f"/.\n/usr\n/{DIST_PACKAGES}\n/{metadata}\n/{DIST_PACKAGES}/yaml/__init__.py\n"
+    base = tar_bytes(
+        [
+            file("etc/os-release", b"ID=debian\nVERSION_ID=12\n"),
+            file(STATUS, status),
+            file("var/lib/dpkg/info/python3-yaml:amd64.list", listed.encode()),
+            file(metadata, b"Metadata-Version: 2.1\nName: PyYAML\nVersion: 6.0\n"),
+            file(f"{DIST_PACKAGES}/yaml/__init__.py", b""),
+        ]
+    )
+    app = tar_bytes([file(f"{SITE}/idna-3.4.dist-info/METADATA", b"Name: idna\nVersion: 3.4\n")])
+    scans = [scan_bytes(blob, default_detectors(), media_type=OCI_TAR) for blob in (base, app)]
+    refs = [layer_ref(blob, OCI_TAR) for blob in (base, app)]
+    ref = ImageRef(digest(0, "f"), "linux/amd64", "linux", tuple(refs), {})
+    bom = assemble(ref, scans)
+    squashed = [c.component for c in bom.components]
+    assert owned_marks(squashed) == {"python3-yaml": None, "PyYAML": "true", "idna": None}
+    assert owned_marks(bom.layers[0].components) == {"python3-yaml": None, "PyYAML": "true"}
+    assert owned_marks(bom.layers[0].added) == {"python3-yaml": None, "PyYAML": "true"}
+    assert owned_marks(bom.layers[1].components) == {"idna": None}
+    yaml = next(c for c in bom.components if c.component.name == "PyYAML")
+    assert yaml.layer == scans[0].digest  # identity and attribution unchanged
+    assert yaml.to_json()["properties"] == {OWNED_BY_OS_PACKAGE: "true"}
+    assert ImageBom.from_json(json.loads(json.dumps(bom.to_json()))) == bom
+
+
+def test_ownership_of_language_packages_is_image_wide_and_sees_through_merged_usr() -> None:
+    jar = Component(
+        "maven", "org.x:lib", "1.0", "pkg:maven/org.x/lib@1.0", ("usr/share/java/lib.jar",), "java"
+    )
+    nested = replace(jar, name="org.y:inner", locations=("usr/share/java/lib.jar!/lib/inner.jar",))
+    go_module = Component(
+        "golang",
+        "github.com/a/b",
+        "v1.2.0",
+        "pkg:golang/github.com/a/b@v1.2.0",
+        ("usr/bin/tool",),
+        "golang",
+    )
+    npm_app = npm("lodash", "4.17.15")  # app/node_modules: nobody's
+    built = layer(1, jar, nested, go_module, npm_app)
+    owner = layer(  # a later layer's rpm owns the jar; dpkg lists /bin/tool for usr/bin/tool
+        2,
+        deb("golang-tool", "1.2.0-1"),
+        owned_paths=["/usr/share/java/lib.jar", "/bin/tool", "/app/node_modules"],
+    )
+    bom = build(built, owner)
+    assert owned_marks([c.component for c in bom.components]) == {
+        "golang-tool": None,
+        "github.com/a/b": "true",
+        "lodash": None,  # a directory above its package.json is not the file
+        "org.x:lib": "true",
+        "org.y:inner": "true",  # inside the owned jar
+    }
+    assert owned_marks(bom.layers[0].components) == owned_marks(
+        [c.component for c in bom.components if c.layer == digest(1)]
+    )
+    assert where(bom) == {
+        ("golang-tool", "1.2.0-1"): digest(2),
+        ("github.com/a/b", "v1.2.0"): digest(1),
+        ("lodash", "4.17.15"): digest(1),
+        ("org.x:lib", "1.0"): digest(1),
+        ("org.y:inner", "1.0"): digest(1),
+    }
+
+
+def test_os_packages_and_fingerprints_are_never_marked_owned() -> None:
+    # busybox-static owns its binary; a fingerprint there is dropped, never marked
+    static = replace(deb("busybox-static", "1"), locations=(STATUS, "bin/busybox"))
+    busybox = fingerprint("busybox", "1.35.0", "bin/busybox")
+    bom = build(layer(1, static, busybox, owned_paths=[STATUS, "bin/busybox"]))
+    assert [(c.component.name, dict(c.component.properties)) for c in bom.components] == [
+        ("busybox-static", {})
+    ]
