@@ -50,6 +50,9 @@ class TrustyardServer:
         # Nothing in a test reaches outside this machine: no scheduled online update of the
         # vulnerability database (its suite serves bundles from loopback and turns it on).
         env["TRUSTYARD_VULNERABILITIES__UPDATE_CRON"] = ""
+        # and an update asked for (POST /api/v1/vulndb/updates) fetches from a closed port of
+        # loopback, never from osv.dev
+        env["TRUSTYARD_VULNERABILITIES__UPDATE_BASE_URL"] = "http://127.0.0.1:9"
         if self.database_url:
             env["TRUSTYARD_DATABASE_URL"] = self.database_url
         env.update(self.extra_env)

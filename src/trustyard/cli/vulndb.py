@@ -1,5 +1,6 @@
-"""`trustyard vulndb import PATH...` (offline OSV bundles into the metadata database) and
-`trustyard vulndb status` (its version, each source's records, last update and failure)."""
+"""`trustyard vulndb import PATH...` (offline OSV bundles into the metadata database),
+`trustyard vulndb update` (the online update, now, in the foreground) and `trustyard vulndb
+status` (its version, each source's records, last update and failure)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import typer
 from trustyard.cli.jobs import AsJson, DatabaseUrl, DataDir, _engine, _settings, err
 
 vulndb_app = typer.Typer(
-    help="The vulnerability database: import offline OSV bundles, show its state.",
+    help="The vulnerability database: import OSV bundles, update it online, show its state.",
     no_args_is_help=True,
 )
 
@@ -108,6 +109,68 @@ def import_bundles(
         ]
         typer.echo(json.dumps(body, indent=2))
     if failed:
+        raise typer.Exit(1)
+
+
+@vulndb_app.command("update")
+def update(
+    sources: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--source",
+            metavar="URL",
+            help="An OSV bundle to fetch (repeatable).  [default: the settings' "
+            "vulnerabilities.update_sources, else osv.dev's all.zip of every ecosystem seen]",
+        ),
+    ] = None,
+    as_json: AsJson = False,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Run the online update now, in the foreground: fetch each source (conditionally,
+    resuming a download cut off), import what changed. Progress goes to stderr with --json.
+    Refused while the update job is queued or running."""
+    from trustyard.db.engine import read_tx
+    from trustyard.jobs.stores import JobStore
+    from trustyard.vulnerabilities.jobs import UPDATE_DEDUPE_KEY
+    from trustyard.wiring.vulnerabilities import make_updater
+
+    settings = _settings(data_dir, database_url)
+    engine = _engine(settings)
+    try:
+        with read_tx(engine) as conn:
+            live = JobStore().live_id(conn, UPDATE_DEDUPE_KEY)
+        if live is not None:
+            err.print(f"an update is queued or running as job {live}: wait for it to end")
+            raise typer.Exit(1)
+
+        def say(line: str) -> None:
+            if as_json:
+                err.print(line, markup=False, highlight=False)
+            else:
+                typer.echo(line)
+
+        result = make_updater(settings, engine).run(sources or None, progress=say)
+    finally:
+        engine.dispose()
+    if as_json:
+        body = [
+            {
+                "source": o.source,
+                "url": o.url,
+                "status": o.status,
+                "error": o.error,
+                "downloaded_bytes": o.downloaded_bytes,
+                "resumed_from": o.resumed_from,
+                "records": o.report.records if o.report else None,
+                "changed_packages": len(o.report.changed_packages) if o.report else None,
+            }
+            for o in result.outcomes
+        ]
+        typer.echo(json.dumps(body, indent=2))
+    elif not result.outcomes:
+        typer.echo(result.summary())
+    if result.failed:
         raise typer.Exit(1)
 
 

@@ -8,14 +8,9 @@ handler; which ecosystems the registry has seen (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import hashlib
-import io
-import threading
-import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +18,7 @@ import pytest
 from sqlalchemy import Engine, insert, select
 
 from tests.support.databases import empty, migrated_engine
+from tests.support.osv_server import Bundle, Served, serve_bundles, zipped
 from tests.unit.vulnerabilities.fixture_db import VULNDB
 from trustyard.db.engine import read_tx, write_tx
 from trustyard.db.tables import (
@@ -50,91 +46,10 @@ from trustyard.vulnerabilities.stores import VulnStore
 pytestmark = pytest.mark.xdist_group("vulndb-online")
 
 
-# --- the loopback server ----------------------------------------------------------------------
-@dataclass
-class Bundle:
-    body: bytes
-    etag: str | None = '"v1"'
-    last_modified: str | None = None
-    status: int = 200
-    cut_after: int | None = None  # send this many bytes of the body, then close
-
-
-@dataclass
-class Served:
-    bundles: dict[str, Bundle] = field(default_factory=dict)
-    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def asked(self, path: str) -> list[dict[str, str]]:
-        with self.lock:
-            return [headers for p, headers in self.requests if p == path]
-
-
-class Handler(BaseHTTPRequestHandler):
-    served: Served
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        with self.served.lock:
-            self.served.requests.append((self.path, headers))
-        bundle = self.served.bundles.get(self.path)
-        if bundle is None or bundle.status != 200:
-            self.send_response(bundle.status if bundle else 404)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        validators = {"ETag": bundle.etag, "Last-Modified": bundle.last_modified}
-        validators = {k: v for k, v in validators.items() if v}
-        if (bundle.etag and headers.get("if-none-match") == bundle.etag) or (
-            not bundle.etag
-            and bundle.last_modified
-            and headers.get("if-modified-since") == bundle.last_modified
-        ):
-            self.send_response(304)
-            for k, v in validators.items():
-                self.send_header(k, v)
-            self.end_headers()
-            return
-        body, start = bundle.body, 0
-        ranged = headers.get("range", "")
-        if ranged.startswith("bytes=") and headers.get("if-range") in validators.values():
-            start = int(ranged[6:].rstrip("-"))
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(body) - start))
-        for k, v in validators.items():
-            self.send_header(k, v)
-        self.end_headers()
-        sent = body[start:]
-        if bundle.cut_after is not None:
-            self.wfile.write(sent[: bundle.cut_after])
-            self.wfile.flush()
-            self.close_connection = True
-            bundle.cut_after = None  # once
-            return
-        self.wfile.write(sent)
-
-
 @pytest.fixture(scope="module")
 def http() -> Iterator[tuple[str, Served]]:
-    served = Served()
-    handler = type("H", (Handler,), {"served": served})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", served
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve_bundles() as served:
+        yield served
 
 
 # --- bundles from the shared fixture ------------------------------------------------------------
@@ -142,14 +57,6 @@ def records(folder: str, count: int) -> dict[str, bytes]:
     paths = sorted((VULNDB / folder).glob("*.json"))[:count]
     assert len(paths) == count, f"the fixture has fewer than {count} {folder} records"
     return {p.name: p.read_bytes() for p in paths}
-
-
-def zipped(entries: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module", params=["sqlite"])
