@@ -17,6 +17,7 @@ from trustyard.jobs.registry import HandlerRegistry
 from trustyard.jobs.scheduler import ScheduleSpec
 from trustyard.scanning.stores import ScanStore
 from trustyard.vulnerabilities.bundles import BundleLimits
+from trustyard.vulnerabilities.images import ImageMatcher, ImageStore
 from trustyard.vulnerabilities.importer import Importer
 from trustyard.vulnerabilities.online import OnlineUpdater, UpdateConfig
 from trustyard.vulnerabilities.service import VulnerabilityService
@@ -42,6 +43,16 @@ def make_importer(settings: Settings, engine: Engine) -> Importer:
 def make_vulnerability_service(settings: Settings) -> VulnerabilityService:
     del settings
     return VulnerabilityService()
+
+
+def make_image_store() -> ImageStore:
+    """The stored vulnerabilities of images (reads for /api/v1 and exports; writes for
+    matching), reading scans through scanning's store."""
+    return ImageStore(ScanStore())
+
+
+def make_image_matcher(settings: Settings) -> ImageMatcher:
+    return ImageMatcher(make_image_store(), make_vulnerability_service(settings))
 
 
 def make_updater(settings: Settings, engine: Engine) -> OnlineUpdater:
