@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from trustyard.scanning.bom import ImageBom
-from trustyard.scanning.cyclonedx import BomRefs, ComponentKey, iter_cyclonedx
 from trustyard.vulnerabilities.interfaces import (
     Counts,
     ImageComponent,
@@ -249,29 +247,38 @@ def _row(vulns: ImageVulnerabilities, finding: ImageFinding) -> list[object]:
 
 
 # --- CycloneDX --------------------------------------------------------------------------------
-def iter_cyclonedx_vulnerabilities(
-    vulns: ImageVulnerabilities,
-    boms: Sequence[ImageBom],
-    *,
-    index_digest: str | None = None,
-    suppressed: bool = False,
-    created: datetime | None = None,
-) -> Iterator[bytes]:
-    """The CycloneDX 1.6 document of the image's BOMs (those of the matched scan) with a
-    `vulnerabilities` section, in chunks: one entry per vulnerability of a component, its
-    `affects[].ref` that component's bom-ref in the same document."""
+# The BOM itself is scanning's (`scanning.cyclonedx.iter_cyclonedx`: features do not import
+# each other); the edge that writes it passes `cyclonedx_sections(...)` as its `sections`:
+#     iter_cyclonedx(boms, repository, sections=cyclonedx_sections(vulns))
+# (platform, ecosystem, name, version, purl, introducing layer), as the BOM writer keys them.
+ComponentKey = tuple[str, str, str, str, str, str]
+
+
+class BomRefView(Protocol):
+    """The bom-refs the BOM writer gave (`scanning.cyclonedx.BomRefs`)."""
+
+    @property
+    def root(self) -> str: ...
+    @property
+    def images(self) -> Mapping[str, str]: ...  # platform -> its image's (or the root's)
+    def of(self, key: ComponentKey) -> Sequence[str]: ...
+
+
+SectionItems = Iterator[tuple[str, Iterable[dict[str, Any]]]]
+
+
+def cyclonedx_sections(
+    vulns: ImageVulnerabilities, *, suppressed: bool = False
+) -> Callable[[BomRefView], SectionItems]:
+    """The `vulnerabilities` section of the image's CycloneDX BOM (that of the matched scan):
+    one entry per vulnerability of a component, its `affects[].ref` that component's bom-ref
+    in the same document."""
     findings = shown(vulns, suppressed)
 
-    def sections(refs: BomRefs) -> Iterator[tuple[str, Iterable[dict[str, Any]]]]:
+    def sections(refs: BomRefView) -> SectionItems:
         yield "vulnerabilities", _vulnerabilities(findings, refs)
 
-    return iter_cyclonedx(
-        boms, vulns.repository, index_digest=index_digest, created=created, sections=sections
-    )
-
-
-def to_cyclonedx(vulns: ImageVulnerabilities, boms: Sequence[ImageBom], **options: Any) -> str:
-    return b"".join(iter_cyclonedx_vulnerabilities(vulns, boms, **options)).decode()
+    return sections
 
 
 def component_key(component: ImageComponent) -> ComponentKey:
@@ -285,7 +292,9 @@ def component_key(component: ImageComponent) -> ComponentKey:
     )
 
 
-def _vulnerabilities(findings: Sequence[ImageFinding], refs: BomRefs) -> Iterator[dict[str, Any]]:
+def _vulnerabilities(
+    findings: Sequence[ImageFinding], refs: BomRefView
+) -> Iterator[dict[str, Any]]:
     written: set[tuple[ComponentKey, str]] = set()
     for finding in findings:
         key = component_key(finding.component)

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from tests.unit.scanning.bom_samples import AMD64, APP, ARM64, BASE, image_bom
 from trustyard.scanning.bom import ImageBom
+from trustyard.scanning.cyclonedx import iter_cyclonedx
 from trustyard.vulnerabilities import exports
 from trustyard.vulnerabilities.components import Target, Via
 from trustyard.vulnerabilities.interfaces import (
@@ -250,7 +251,9 @@ def test_safe_cell_keeps_the_text_and_never_starts_a_formula(text: str) -> None:
 
 # --- CycloneDX ------------------------------------------------------------------------------
 def cyclonedx(vulns: ImageVulnerabilities, boms: list[ImageBom], **kw: Any) -> dict[str, Any]:
-    text = exports.to_cyclonedx(vulns, boms, **kw)
+    suppressed = kw.pop("suppressed", False)
+    sections = exports.cyclonedx_sections(vulns, suppressed=suppressed)
+    text = b"".join(iter_cyclonedx(boms, vulns.repository, sections=sections, **kw)).decode()
     error = VALIDATOR.validate_str(text)
     assert error is None, str(error)
     document: dict[str, Any] = json.loads(text)
