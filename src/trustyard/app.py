@@ -45,6 +45,7 @@ class TrustyardApp:
             self.api.state.events = ctx.events
             self.api.state.webhooks = services.webhooks
             self.api.state.scans = services.scans
+            self.api.state.vulndb = services.vulndb
         self.api_guard = (
             guarded(self.api, max_body=api_body_limit, body_timeout=ctx.body_timeout)
             if self.api is not None

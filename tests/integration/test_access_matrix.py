@@ -19,6 +19,9 @@ caller may not know the object exists, the very answer a missing object gets.
 from __future__ import annotations
 
 import enum
+import io
+import json
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -481,6 +484,12 @@ def serves_the_bom(w: World, who: Who, target: str, answer: httpx.Response) -> N
     assert [layer["digest"] for layer in image["layers"]] == [w.content[target].layer_digest]
 
 
+def reports_the_vulnerabilities(w: World, who: Who, target: str, answer: httpx.Response) -> None:
+    body = answer.json()
+    assert (body["repository"], body["manifest_digest"]) == (target, w.content[target].digest)
+    assert body["status"] in ("pending", "matched")
+
+
 def serves_the_layer_bom(w: World, who: Who, target: str, answer: httpx.Response) -> None:
     body = answer.json()
     assert body["digest"] == w.content[target].layer_digest
@@ -521,6 +530,24 @@ def redeliver_call(w: World, who: Who, target: str) -> Call:
     delivery = w.new_delivery(webhook)
     path = f"{A}/webhooks/{webhook}/deliveries/{delivery}/redeliver"
     return Call("POST", path).hiding(webhook, MISSING_WEBHOOK_ID)
+
+
+def one_record_bundle() -> bytes:
+    record = {
+        "id": "MATRIX-0001",
+        "modified": "2026-01-01T00:00:00Z",
+        "affected": [{"package": {"ecosystem": "PyPI", "name": "matrix-demo"}, "versions": ["1"]}],
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("MATRIX-0001.json", json.dumps(record))
+    return buffer.getvalue()
+
+
+def upload_bundle(w: World, who: Who, target: str) -> Call:
+    return Call(
+        "POST", f"{A}/vulndb/imports", params={"source": "matrix"}, content=one_record_bundle()
+    )
 
 
 def docs(path: str, example: str | None = None) -> dict[str, Entry]:
@@ -722,6 +749,13 @@ MANAGEMENT: dict[str, Entry] = {
     f"GET {A}/repositories/{{name}}/layers/{{digest}}/bom": Entry(
         "repo-read", 200, on_layer, REPOSITORIES, serves_the_layer_bom
     ),
+    f"GET {A}/repositories/{{name}}/manifests/{{reference}}/vulnerabilities": Entry(
+        "repo-read",
+        200,
+        on_image("GET", "vulnerabilities"),
+        REPOSITORIES,
+        reports_the_vulnerabilities,
+    ),
     f"GET {A}/components": Entry(
         "browse",
         200,
@@ -764,6 +798,10 @@ MANAGEMENT: dict[str, Entry] = {
     f"GET {A}/audit": Entry(
         "audit", 200, api("GET", f"{A}/audit", hide=ORG, params={"organization": ORG})
     ),
+    # the vulnerability database: its state for any account; uploads and updates for admins
+    f"GET {A}/vulndb": Entry("account", 200, api("GET", f"{A}/vulndb")),
+    f"POST {A}/vulndb/imports": Entry("admin", 200, upload_bundle),
+    f"POST {A}/vulndb/updates": Entry("admin", 202, api("POST", f"{A}/vulndb/updates")),
 }
 
 MATRIX: dict[str, Entry] = {**REGISTRY, **TOKEN_ENDPOINT, **MANAGEMENT}

@@ -82,6 +82,9 @@ ROUTES = {
     ("get", "/api/v1/repositories/{name}/manifests/{reference}/bom"),
     ("get", "/api/v1/repositories/{name}/layers/{digest}/bom"),
     ("get", "/api/v1/components"),
+    ("get", "/api/v1/vulndb"),
+    ("post", "/api/v1/vulndb/imports"),
+    ("post", "/api/v1/vulndb/updates"),
 }
 
 

@@ -22,6 +22,7 @@ class Bundle:
     last_modified: str | None = None
     status: int = 200
     cut_after: int | None = None  # send this many bytes of the body, then close
+    hold: threading.Event | None = None  # answer once it is set
 
 
 @dataclass
@@ -47,6 +48,8 @@ class Handler(BaseHTTPRequestHandler):
         with self.served.lock:
             self.served.requests.append((self.path, headers))
         bundle = self.served.bundles.get(self.path)
+        if bundle is not None and bundle.hold is not None:
+            bundle.hold.wait(timeout=120)
         if bundle is None or bundle.status != 200:
             self.send_response(bundle.status if bundle else 404)
             self.send_header("Content-Length", "0")

@@ -15,6 +15,7 @@ from trustyard.api import (
     scans,
     tokens,
     users,
+    vulndb,
     webhooks,
 )
 from trustyard.api.guard import RequestGuard
@@ -54,6 +55,7 @@ def create_api(accounts: Accounts) -> FastAPI:
         audit,
         jobs,
         webhooks,
+        vulndb,
     ):
         api.include_router(module.router, prefix=PREFIX, responses=errors.COMMON)
     return api

@@ -83,7 +83,9 @@ class RequestGuard:
             extra = getattr(route, "openapi_extra", None) or {}
             own = extra.get(LIMIT_KEY)
             limit = own if isinstance(own, int) else self.max_body
-            takes_body = getattr(route, "body_field", None) is not None
+            # A route that declares its own limit reads its body itself (an upload streamed
+            # to a file: no body parameter), and is guarded like any other.
+            takes_body = getattr(route, "body_field", None) is not None or isinstance(own, int)
             known = self._routes[id(route)] = (takes_body, need, limit)
         return known
 

@@ -26,6 +26,7 @@ from trustyard.wiring.common import make_driver
 from trustyard.wiring.events import make_outbox, make_pull_recorder, make_webhook_service
 from trustyard.wiring.jobs import make_queue
 from trustyard.wiring.scanning import make_scan_service
+from trustyard.wiring.vulnerabilities import VulnDbTools, make_vulndb_tools
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Services:
     scans: ScanService
     webhooks: WebhookService
     recorder: Recorder | None
+    vulndb: VulnDbTools
 
 
 def make_hot_reads(engine: Engine, store: ContentStore) -> HotReads:
@@ -77,4 +79,5 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
         scans=scans,
         webhooks=make_webhook_service(settings, queue),
         recorder=Recorder() if settings.metrics.enabled else None,
+        vulndb=make_vulndb_tools(settings, engine, queue),
     )
