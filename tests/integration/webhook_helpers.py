@@ -31,6 +31,8 @@ RESERVED = (
     "PUSH_MIRRORING",
     "POLL_MIRRORING",
     "SCANNER_UPDATE_COMPLETED",
+    "VULNERABILITY_FOUND",
+    "VULNERABILITY_RESOLVED",
 )
 # Accounts on, loopback allowed as a destination, and quick retries, polls and pull flushes.
 FAST: dict[str, str] = {

@@ -38,11 +38,13 @@ class EventType(StrEnum):
     REPO_DELETED = "REPO_DELETED"
     SCAN_COMPLETED = "SCAN_COMPLETED"
     SCAN_FAILED = "SCAN_FAILED"
+    VULNERABILITY_FOUND = "VULNERABILITY_FOUND"  # an image gained vulnerabilities on re-match
+    VULNERABILITY_RESOLVED = "VULNERABILITY_RESOLVED"  # ... or lost some
+    SCANNER_UPDATE_COMPLETED = "SCANNER_UPDATE_COMPLETED"  # the vulnerability DB was updated
     # Reserved for later issues: subscriptions may name them; nothing emits them yet.
     PROMOTION = "PROMOTION"
     PUSH_MIRRORING = "PUSH_MIRRORING"
     POLL_MIRRORING = "POLL_MIRRORING"
-    SCANNER_UPDATE_COMPLETED = "SCANNER_UPDATE_COMPLETED"  # the vulnerability DB was updated
 
     @property
     def dotted(self) -> str:
@@ -62,6 +64,9 @@ EMITTED = frozenset(
         EventType.REPO_DELETED,
         EventType.SCAN_COMPLETED,
         EventType.SCAN_FAILED,
+        EventType.VULNERABILITY_FOUND,
+        EventType.VULNERABILITY_RESOLVED,
+        EventType.SCANNER_UPDATE_COMPLETED,
     }
 )
 RESERVED = frozenset(EventType) - EMITTED
@@ -217,10 +222,12 @@ def scan_completed(
     platforms: Sequence[str],
     components: int,
     actor: str | None,
+    facts: Mapping[str, Any] | None = None,
 ) -> Event:
     """A scan of a manifest finished with its bill of materials (`components`: how many,
     over every platform). The vulnerability summary stays zero until vulnerabilities are
-    matched (a later issue)."""
+    matched (a later issue). `facts`: the scan's id (`scan_id`), for the consumer that
+    matches it in the same transaction."""
     at = utc_now()
     contents = _base(repository, actor) | {
         "digest": digest,
@@ -230,7 +237,7 @@ def scan_completed(
         "scanSummary": {"critical": 0, "high": 0, "medium": 0, "low": 0},
         "completedAt": timestamp(at),
     }
-    return Event(EventType.SCAN_COMPLETED, repository, actor, contents, at)
+    return Event(EventType.SCAN_COMPLETED, repository, actor, contents, at, facts=facts or {})
 
 
 def scan_failed(repository: str, digest: str, error: str, actor: str | None) -> Event:
@@ -242,6 +249,86 @@ def scan_failed(repository: str, digest: str, error: str, actor: str | None) -> 
         "failedAt": timestamp(at),
     }
     return Event(EventType.SCAN_FAILED, repository, actor, contents, at)
+
+
+MAX_LISTED = 100  # vulnerabilities listed in one event (`count` says how many in all)
+
+
+def _vulnerabilities(
+    event_type: EventType,
+    repository: str,
+    digest: str,
+    tags: Sequence[str],
+    items: Sequence[Mapping[str, Any]],
+    database_version: int,
+    when: str,
+) -> Event:
+    at = utc_now()
+    contents = _base(repository, None) | {
+        "digest": digest,
+        "imageName": f"{repository}@{digest}",
+        "tags": sorted(tags),
+        "databaseVersion": database_version,
+        "count": len(items),
+        "truncated": len(items) > MAX_LISTED,
+        "vulnerabilities": [dict(item) for item in items[:MAX_LISTED]],
+        when: timestamp(at),
+    }
+    return Event(event_type, repository, None, contents, at)
+
+
+def vulnerabilities_found(
+    repository: str,
+    digest: str,
+    tags: Sequence[str],
+    items: Sequence[Mapping[str, Any]],
+    database_version: int,
+) -> Event:
+    """A database update gave a stored image new vulnerabilities (re-matched, not rescanned).
+    `items`: `{id, aliases, bucket, score, fixed, component: {platform, ecosystem, name,
+    version, purl, layer}}`, the first `MAX_LISTED` of them listed."""
+    return _vulnerabilities(
+        EventType.VULNERABILITY_FOUND, repository, digest, tags, items, database_version, "foundAt"
+    )
+
+
+def vulnerabilities_resolved(
+    repository: str,
+    digest: str,
+    tags: Sequence[str],
+    items: Sequence[Mapping[str, Any]],
+    database_version: int,
+) -> Event:
+    """A database update took vulnerabilities off a stored image (a record now says the
+    version is not affected, or was withdrawn); `items` as for `vulnerabilities_found`."""
+    return _vulnerabilities(
+        EventType.VULNERABILITY_RESOLVED,
+        repository,
+        digest,
+        tags,
+        items,
+        database_version,
+        "resolvedAt",
+    )
+
+
+def scanner_update_completed(
+    database_version: int, sources: Sequence[str], images: int, found: int, resolved: int
+) -> Event:
+    """Registry-wide: the stored images were re-matched after an update of the vulnerability
+    database (`sources` the ones it changed): `images` looked at, vulnerabilities `found` and
+    `resolved` over all of them."""
+    at = utc_now()
+    contents = {
+        "database": "osv",
+        "databaseVersion": database_version,
+        "sources": list(sources),
+        "images": images,
+        "found": found,
+        "resolved": resolved,
+        "updatedAt": timestamp(at),
+    }
+    return Event(EventType.SCANNER_UPDATE_COMPLETED, None, None, contents, at)
 
 
 # --- samples (the webhook test endpoint) ------------------------------------------------------
@@ -273,6 +360,30 @@ def sample(event_type: EventType, repository: str, actor: str | None) -> Event:
             made = repository_updated(repository, {"description": "sample"}, actor)
         case EventType.REPO_DELETED:
             made = repository_deleted(repository, actor)
+        case EventType.VULNERABILITY_FOUND | EventType.VULNERABILITY_RESOLVED:
+            item = {
+                "id": "GHSA-0000-0000-0000",
+                "aliases": ["CVE-0000-0000"],
+                "bucket": "critical",
+                "score": 9.8,
+                "fixed": "1.2.4",
+                "component": {
+                    "platform": "linux/amd64",
+                    "ecosystem": "pypi",
+                    "name": "sample",
+                    "version": "1.2.3",
+                    "purl": "pkg:pypi/sample@1.2.3",
+                    "layer": _SAMPLE_DIGEST,
+                },
+            }
+            build = (
+                vulnerabilities_found
+                if event_type is EventType.VULNERABILITY_FOUND
+                else vulnerabilities_resolved
+            )
+            made = build(repository, _SAMPLE_DIGEST, [tag], [item], 1)
+        case EventType.SCANNER_UPDATE_COMPLETED:
+            made = scanner_update_completed(1, ["sample"], 1, 1, 0)
         case _:
             made = _reserved_sample(event_type, repository, actor)
     return Event(

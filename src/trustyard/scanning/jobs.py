@@ -358,6 +358,7 @@ class ScanImage:
                     platforms,
                     sum(len(bom.components) for bom in boms),
                     scan.requested_by,
+                    facts={"scan_id": scan.id},
                 )
                 self.outbox.publish(conn, *happened, done)
 

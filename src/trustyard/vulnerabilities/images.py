@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.orm import aliased
 
+from trustyard.content.reads import REPOSITORY_NAME, join_manifest, join_repository
 from trustyard.db.tables import vuln_findings, vuln_image_matches, vuln_image_packages
 from trustyard.kit.clock import utc_now, utc_or_none
 from trustyard.vulnerabilities.components import Target, Via
@@ -491,6 +492,29 @@ class ImageStore:
         values = [_finding_values(scan_id, package_id, f) for scan_id, package_id, f in rows]
         for chunk in _chunks(values):
             conn.execute(insert(vuln_findings), chunk)
+
+    def describe(self, conn: Connection, scan_ids: Sequence[int]) -> list[TouchedScan]:
+        """The repository (name too) and digest of matched scans whose manifest still exists."""
+        result = []
+        for chunk in _chunks(sorted(set(scan_ids))):
+            source = join_manifest(
+                join_repository(vuln_image_matches, vuln_image_matches.c.repository_id),
+                vuln_image_matches.c.repository_id,
+                vuln_image_matches.c.manifest_digest,
+            )
+            query = (
+                select(
+                    vuln_image_matches.c.scan_id,
+                    vuln_image_matches.c.repository_id,
+                    REPOSITORY_NAME.label("repository"),
+                    vuln_image_matches.c.manifest_digest,
+                )
+                .select_from(source)
+                .where(vuln_image_matches.c.scan_id.in_(chunk))
+                .order_by(vuln_image_matches.c.scan_id)
+            )
+            result += [TouchedScan(*row) for row in conn.execute(query)]
+        return result
 
     def stamp(self, conn: Connection, database_version: int) -> int:
         """Every matched scan now reflects `database_version` (a re-match after an update

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from trustyard.db.engine import read_tx, write_tx
@@ -69,6 +69,10 @@ from trustyard.vulnerabilities.stores import (
 )
 
 log = logging.getLogger(__name__)
+
+# Called in the transaction that switches a source (name) to its new generation, with the
+# (ecosystem, name) packages whose records changed: what stored images to re-match.
+SwitchHook = Callable[[Connection, str, frozenset[Package]], None]
 
 _SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -119,6 +123,7 @@ class Importer:
         stale_after: timedelta = timedelta(minutes=10),
         warnings_kept: int = 100,
         clock: Callable[[], datetime] = utc_now,
+        on_switch: SwitchHook | None = None,
     ) -> None:
         self.engine = engine
         self.store = store or VulnStore()
@@ -130,6 +135,7 @@ class Importer:
         self.stale_after = stale_after
         self.warnings_kept = warnings_kept
         self.clock = clock
+        self.on_switch = on_switch
 
     def import_bundle(
         self, path: Path, *, source: str | None = None, sha256: str | None = None
@@ -184,6 +190,8 @@ class Importer:
                 self.store.switch(
                     conn, claim, self.clock(), records=len(load.kept), bundle_sha256=digest, url=url
                 )
+                if self.on_switch is not None:  # re-matching, committed with the switch
+                    self.on_switch(conn, name, frozenset(load.packages))
         except BaseException as e:
             self._abandon(claim, e)
             raise

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
+from trustyard.db.engine import write_tx
 from trustyard.jobs.interfaces import (
     Enqueued,
     JobContext,
@@ -31,7 +32,9 @@ from trustyard.jobs.interfaces import (
 )
 from trustyard.jobs.queue import SqlJobQueue
 from trustyard.jobs.scheduler import ScheduleSpec
+from trustyard.vulnerabilities.images import ImageMatcher
 from trustyard.vulnerabilities.online import OnlineUpdater
+from trustyard.vulnerabilities.rematch import MATCH_KIND, REMATCH_KIND, Rematcher
 
 log = logging.getLogger(__name__)
 
@@ -73,3 +76,53 @@ class UpdateDatabase:
         if any(outcome.transient for outcome in result.failed):
             raise UpdateFailed(message)
         raise PermanentJobError(message)
+
+
+# --- matching images (rematch.py) ---------------------------------------------------------
+
+
+class MatchScan:
+    """`vulns.match` {scan_id}: match a scan whose matching on completion failed (its own
+    write transaction). Idempotent: the scan's rows are replaced; a scan gone or not
+    succeeded is left alone."""
+
+    def __init__(self, engine: Engine, matcher: ImageMatcher) -> None:
+        self.engine = engine
+        self.matcher = matcher
+
+    def __call__(self, job: JobContext) -> None:
+        scan_id = job.payload.get("scan_id")
+        if not isinstance(scan_id, int):
+            raise PermanentJobError(f"{MATCH_KIND} needs an integer scan_id")
+        with write_tx(self.engine) as conn:
+            self.matcher.match_scan(conn, scan_id)
+
+
+class RematchImages:
+    """`vulns.rematch` {source, part, parts, packages: [[ecosystem, name]...]}: re-match the
+    stored components of the packages an import changed (rematch.Rematcher). Idempotent: a
+    second run finds nothing changed (a run cut short announces, on its rerun, only what
+    the first one had not written)."""
+
+    def __init__(self, rematcher: Rematcher) -> None:
+        self.rematcher = rematcher
+
+    def __call__(self, job: JobContext) -> None:
+        raw = job.payload.get("packages")
+        if not isinstance(raw, list) or not all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in raw
+        ):
+            raise PermanentJobError(f"{REMATCH_KIND} needs packages as [ecosystem, name] pairs")
+        source = job.payload.get("source")
+        result = self.rematcher.run(
+            [(ecosystem, name) for ecosystem, name in raw],
+            [source] if isinstance(source, str) else [],
+            should_stop=job.should_stop,
+        )
+        log.info(
+            "re-matched %d images after database version %d: %d found, %d resolved",
+            result.images,
+            result.database_version,
+            result.found,
+            result.resolved,
+        )

@@ -63,7 +63,7 @@ def make_handlers(
         schedules.append(ScheduleSpec("ldap.sync", settings.ldap.sync_cron, LDAP_SYNC_KIND))
     if settings.scanning.enabled:
         register_scanning(handlers, schedules, settings, engine, queue)
-    register_vulnerabilities(handlers, schedules, settings, engine)
+    register_vulnerabilities(handlers, schedules, settings, engine, queue)
     if settings.jobs.test_kinds:
         testkinds.register(handlers, engine)
     return handlers, schedules

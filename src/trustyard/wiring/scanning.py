@@ -15,6 +15,7 @@ from trustyard.scanning.interfaces import Limits
 from trustyard.scanning.service import SCAN_KIND, ScanService
 from trustyard.wiring.common import make_driver
 from trustyard.wiring.events import make_outbox
+from trustyard.wiring.vulnerabilities import match_on_scan
 
 
 def make_scan_service(settings: Settings, queue: SqlJobQueue) -> ScanService:
@@ -54,7 +55,7 @@ def register_scanning(
     handler = ScanImage(
         engine,
         make_driver(settings),
-        make_outbox(queue),
+        make_outbox(queue, inline=match_on_scan(settings, queue)),
         limits=scan_limits(settings),
         max_concurrent=settings.scanning.max_concurrent_scans,
         progress_seconds=settings.scanning.progress_seconds,

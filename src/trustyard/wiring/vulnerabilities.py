@@ -7,18 +7,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from trustyard import __version__
 from trustyard.config import Settings
 from trustyard.db.engine import read_tx
+from trustyard.events.model import EventConsumer
 from trustyard.jobs.queue import SqlJobQueue
 from trustyard.jobs.registry import HandlerRegistry
 from trustyard.jobs.scheduler import ScheduleSpec
 from trustyard.scanning.stores import ScanStore
 from trustyard.vulnerabilities.bundles import BundleLimits
 from trustyard.vulnerabilities.images import ImageMatcher, ImageStore
-from trustyard.vulnerabilities.importer import Importer
+from trustyard.vulnerabilities.importer import Importer, SwitchHook
+from trustyard.vulnerabilities.interfaces import Package
 from trustyard.vulnerabilities.online import OnlineUpdater, UpdateConfig
 from trustyard.vulnerabilities.service import VulnerabilityService
 
@@ -37,7 +39,24 @@ def bundle_limits(settings: Settings) -> BundleLimits:
 def make_importer(settings: Settings, engine: Engine) -> Importer:
     """The importer every import goes through (CLI, upload, online update), bounded by the
     settings' bundle limits."""
-    return Importer(engine, limits=bundle_limits(settings))
+    return Importer(
+        engine, limits=bundle_limits(settings), on_switch=rematch_hook(settings, engine)
+    )
+
+
+def rematch_hook(settings: Settings, engine: Engine) -> SwitchHook | None:
+    """With matching on: every switch enqueues, in its own transaction, the `vulns.rematch`
+    jobs of the packages it changed (the queue only enqueues here: no worker settings)."""
+    if not settings.vulnerabilities.enabled:
+        return None
+    from trustyard.vulnerabilities.rematch import enqueue_rematch
+
+    queue = SqlJobQueue(engine, max_attempts=settings.jobs.max_attempts)
+
+    def hook(conn: Connection, source: str, packages: frozenset[Package]) -> None:
+        enqueue_rematch(queue, conn, source, packages)
+
+    return hook
 
 
 def make_vulnerability_service(settings: Settings) -> VulnerabilityService:
@@ -53,6 +72,15 @@ def make_image_store() -> ImageStore:
 
 def make_image_matcher(settings: Settings) -> ImageMatcher:
     return ImageMatcher(make_image_store(), make_vulnerability_service(settings))
+
+
+def match_on_scan(settings: Settings, queue: SqlJobQueue) -> list[EventConsumer]:
+    """The scan job's in-transaction consumers: matching each completed scan (matching on)."""
+    if not settings.vulnerabilities.enabled:
+        return []
+    from trustyard.vulnerabilities.rematch import MatchOnScan
+
+    return [MatchOnScan(make_image_matcher(settings), queue)]
 
 
 def make_updater(settings: Settings, engine: Engine) -> OnlineUpdater:
@@ -86,12 +114,23 @@ def register_vulnerabilities(
     schedules: list[ScheduleSpec],
     settings: Settings,
     engine: Engine,
+    queue: SqlJobQueue | None = None,
 ) -> None:
     """The `vulndb.update` job (always: an admin may ask for one), scheduled by
-    `vulnerabilities.update_cron` when it is set."""
+    `vulnerabilities.update_cron` when it is set; with matching on (and a `queue` to publish
+    through), `vulns.match` and `vulns.rematch`."""
     from trustyard.vulnerabilities.jobs import UPDATE_KIND, UpdateDatabase, update_schedule
 
     handlers.register(UPDATE_KIND, UpdateDatabase(make_updater(settings, engine)))
+    if settings.vulnerabilities.enabled and queue is not None:
+        from trustyard.vulnerabilities.jobs import MatchScan, RematchImages
+        from trustyard.vulnerabilities.rematch import MATCH_KIND, REMATCH_KIND, Rematcher
+        from trustyard.wiring.events import make_outbox
+
+        matcher = make_image_matcher(settings)
+        handlers.register(MATCH_KIND, MatchScan(engine, matcher))
+        rematcher = Rematcher(engine, matcher, make_outbox(queue))
+        handlers.register(REMATCH_KIND, RematchImages(rematcher))
     if settings.vulnerabilities.update_cron:
         schedules.append(update_schedule(settings.vulnerabilities.update_cron))
 
