@@ -6,6 +6,10 @@ platform of an index is scanned (or one, with --platform). The result goes to st
 cyclonedx-json IMG > sbom.json` is safe. Exit codes: 0 scanned, 2 bad input (no such path,
 not an image, no such platform), 3 scan refused (a hostile or unreadable layer).
 
+With --vulns the BOMs are matched against the registry's imported vulnerability database
+(`cli/scan_vulns.py`, read only): exit 1 when a finding is at or above --fail-on, 2 when there
+is no database to match against (checked before the scan starts).
+
 Imports are lazy: `trustyard --help` must not pay for the scanner.
 """
 
@@ -23,9 +27,11 @@ if TYPE_CHECKING:
 
     from rich.console import Console
     from rich.progress import Progress, TaskID
+    from sqlalchemy import Engine
 
     from trustyard.scanning.bom import ImageBom
 
+EXIT_FAILED = 1  # --fail-on: a vulnerability at or above the bucket
 EXIT_BAD_INPUT = 2
 EXIT_REFUSED = 3
 
@@ -35,6 +41,12 @@ class Format(StrEnum):
     json = "json"
     cyclonedx_json = "cyclonedx-json"
     spdx_json = "spdx-json"
+
+
+class FailOn(StrEnum):
+    critical = "critical"
+    major = "major"
+    minor = "minor"
 
 
 def scan(
@@ -65,25 +77,78 @@ def scan(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar, no summary on stderr.")
     ] = False,
+    vulns: Annotated[
+        bool,
+        typer.Option(
+            "--vulns",
+            help="Match the components against the registry's imported vulnerability "
+            "database (`trustyard vulndb import`; no server needed) and report the "
+            "vulnerabilities: a table, JSON, or CycloneDX with its vulnerabilities "
+            "(spdx-json: the SBOM alone, with the summary on stderr).",
+        ),
+    ] = False,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            metavar="DIR",
+            help="With --vulns: the registry's data folder, whose SQLite database holds the "
+            "vulnerability database.  [default: ./data]",
+        ),
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            metavar="URL",
+            help="With --vulns: the registry's database (postgresql://USER:PASSWORD@HOST/NAME) "
+            "instead of the data folder's SQLite.",
+        ),
+    ] = None,
+    fail_on: Annotated[
+        FailOn | None,
+        typer.Option(
+            "--fail-on",
+            metavar="[critical|major|minor]",
+            help="With --vulns: exit 1 when a vulnerability is in this bucket or a worse one "
+            "(critical: CVSS 7.0 and above, major: 4.0 to 6.9, minor: below 4.0). Unrated "
+            "ones (no CVSS vector, no label) fail only at minor: any vulnerability fails it.",
+        ),
+    ] = None,
 ) -> None:
-    """Scan a local image: which component each layer brings, where, under which licence.
+    """Scan a local image: which component each layer brings, where, under which licence;
+    with --vulns, its vulnerabilities.
 
     Works without a server. The result goes to stdout (or --output),
-    progress and messages to stderr. Exit status: 0 scanned, 2 bad input
-    (no such path, not an image, no such platform), 3 scan refused (a
-    hostile or unreadable layer).
+    progress and messages to stderr. Exit status: 0 scanned, 1 a
+    vulnerability at or above --fail-on, 2 bad input (no such path, not
+    an image, no such platform, an option without --vulns, no vulnerability
+    database), 3 scan refused (a hostile or unreadable layer).
     """
     from rich.console import Console
 
     err = Console(stderr=True, soft_wrap=True, highlight=False)
+    if not vulns and (fail_on is not None or data_dir is not None or database_url is not None):
+        err.print("trustyard scan: --fail-on, --data-dir and --database-url need --vulns")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    engine = _vulnerability_database(data_dir, database_url, err) if vulns else None
+    failed = False
     try:
-        text = _scan(path, output_format, platform, quiet=quiet, err=err)
+        if engine is None:
+            text = _scan(path, output_format, platform, quiet=quiet, err=err)
+        else:
+            text, failed = _scan_vulns(
+                engine, path, output_format, platform, fail_on, quiet=quiet, err=err
+            )
     except _BadInput as problem:
         err.print(f"trustyard scan: {problem}", markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except _Refused as problem:
         err.print(f"trustyard scan: scan refused: {problem}", markup=False)
         raise typer.Exit(EXIT_REFUSED) from None
+    finally:
+        if engine is not None:
+            engine.dispose()
     if output is None:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -93,6 +158,64 @@ def scan(
         except OSError as problem:
             err.print(f"trustyard scan: cannot write {output}: {problem.strerror}", markup=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
+    if failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _vulnerability_database(
+    data_dir: Path | None, database_url: str | None, err: Console
+) -> Engine:
+    """The registry's database, checked to hold vulnerability records before the scan."""
+    from trustyard.cli.jobs import _settings
+    from trustyard.cli.scan_vulns import DatabaseUnusable, data_dir_hint, open_database
+
+    settings = _settings(data_dir, database_url)
+    try:
+        return open_database(settings, data_dir_hint(data_dir, database_url))
+    except DatabaseUnusable as problem:
+        err.print(f"trustyard scan: {problem}", markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def _scan_vulns(
+    engine: Engine,
+    path: Path,
+    output_format: Format,
+    platform: str | None,
+    fail_on: FailOn | None,
+    *,
+    quiet: bool,
+    err: Console,
+) -> tuple[str, bool]:
+    """The vulnerability report of `path` in `output_format`, and whether --fail-on fails."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from trustyard.cli import scan_vulns
+    from trustyard.vulnerabilities.severity import Bucket
+
+    name = image_name(path)
+    boms = _boms(path, platform, quiet=quiet, err=err)
+    try:
+        matched = scan_vulns.match_boms(engine, boms, name)
+    except SQLAlchemyError as problem:
+        first = str(getattr(problem, "orig", None) or problem).strip().splitlines()[0]
+        raise _BadInput(f"cannot read the vulnerability database: {first}") from None
+    counts = matched.vulnerabilities.counts
+    if not quiet:
+        err.print(f"{name}: {scan_vulns.summary(counts)}", markup=False)
+    failed = fail_on is not None and scan_vulns.fails(matched.findings, Bucket(fail_on.value))
+    if failed and not quiet:
+        err.print(f"trustyard scan: vulnerabilities at or above {fail_on}: failing", markup=False)
+    if output_format is Format.table:
+        return scan_vulns.table(boms, matched, name), failed
+    if output_format is Format.json:
+        import json
+
+        text = json.dumps(scan_vulns.to_json(matched), indent=2, ensure_ascii=False)
+        return text + "\n", failed
+    if output_format is Format.cyclonedx_json:
+        return scan_vulns.to_cyclonedx(boms, matched) + "\n", failed
+    return _render(boms, name, output_format), failed
 
 
 class _BadInput(Exception):
@@ -115,6 +238,11 @@ def image_name(path: Path) -> str:
 def _scan(
     path: Path, output_format: Format, platform: str | None, *, quiet: bool, err: Console
 ) -> str:
+    return _render(_boms(path, platform, quiet=quiet, err=err), image_name(path), output_format)
+
+
+def _boms(path: Path, platform: str | None, *, quiet: bool, err: Console) -> list[ImageBom]:
+    """The BOM of every image of `path` (or of `platform`'s), progress on `err`."""
     from trustyard.scanning.bom import assemble
     from trustyard.scanning.model import ScanRefused
     from trustyard.scanning.scanner import MemoryLayerCache, Scanner
@@ -160,7 +288,7 @@ def _scan(
                 f"in {_count(len(bom.layers), 'layer')}",
                 markup=False,
             )
-    return _render(boms, image_name(path), output_format)
+    return boms
 
 
 def _one_line(problem: Exception) -> str:
