@@ -198,7 +198,13 @@ def test_a_missing_or_empty_database_is_exit_2_and_says_how_to_import(
     done = scan(empty, image)
     assert done.returncode == 2
     assert done.stdout == ""
-    assert "has no records: import OSV bundles first: `trustyard vulndb import" in done.stderr
+    assert "has no records: import OSV bundles with `trustyard vulndb import" in done.stderr
+
+    # an unreachable database is one line, no traceback
+    done = scan(nothing, image, database_url="postgresql://nobody@127.0.0.1:1/none")
+    assert done.returncode == 2
+    assert "cannot connect to the database" in done.stderr
+    assert "Traceback" not in done.stderr
 
     # the database options and --fail-on belong to --vulns
     done = trustyard(data_dir, None, "scan", str(image), "--fail-on", "critical")

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from trustyard.scanning.bom import ImageBom
 
 IMPORT_HINT = (
-    "import OSV bundles first: `trustyard vulndb import BUNDLE...{where}` (osv.dev's "
+    "import OSV bundles with `trustyard vulndb import BUNDLE...{where}` (osv.dev's "
     "<ecosystem>/all.zip, a .tar.gz or a folder of OSV .json records)"
 )
 
@@ -61,9 +61,10 @@ def open_database(settings: Settings, where: str) -> Engine:
 
     hint = IMPORT_HINT.format(where=where)
     try:
-        engine = _engine(settings)
+        preflight.existing_sqlite(settings)
     except preflight.PreflightError as problem:
         raise DatabaseUnusable(f"{problem}; then {hint}") from None
+    engine = _engine(settings)  # an unreachable database: a PreflightError, exit 2 (main)
     try:
         with read_only(engine) as conn:
             status = VulnStore().status(conn)
