@@ -20,6 +20,7 @@ from sqlalchemy import Engine, insert, select
 from tests.support.databases import empty, migrated_engine
 from tests.support.osv_server import Bundle, Served, serve_bundles, zipped
 from tests.unit.vulnerabilities.fixture_db import VULNDB
+from trustyard.config import Settings, VulnerabilitiesSettings
 from trustyard.db.engine import read_tx, write_tx
 from trustyard.db.tables import (
     repositories,
@@ -33,6 +34,7 @@ from trustyard.jobs.interfaces import JobContext, PermanentJobError
 from trustyard.scanning.stores import ScanStore
 from trustyard.vulnerabilities.bundles import BundleLimits
 from trustyard.vulnerabilities.importer import Importer
+from trustyard.vulnerabilities.interfaces import BundleInvalid
 from trustyard.vulnerabilities.jobs import UPDATE_KIND, UpdateDatabase, UpdateFailed
 from trustyard.vulnerabilities.online import (
     OnlineUpdater,
@@ -42,6 +44,7 @@ from trustyard.vulnerabilities.online import (
     source_name_of,
 )
 from trustyard.vulnerabilities.stores import VulnStore
+from trustyard.wiring.vulnerabilities import make_importer
 
 pytestmark = pytest.mark.xdist_group("vulndb-online")
 
@@ -357,3 +360,22 @@ def test_ecosystems_seen_reads_the_component_index(
             ("binary", ""),
         }
         assert ecosystems_of(seen) == ["Alpine", "Debian", "PyPI", "Rocky Linux", "Ubuntu", "npm"]
+
+
+def test_make_importer_takes_the_bundle_limits_of_the_settings(db: Engine, tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        vulnerabilities=VulnerabilitiesSettings(
+            max_bundle_entries=3, max_bundle_bytes=5 << 20, max_bundle_ratio=7
+        ),
+    )
+    importer = make_importer(settings, db)
+    assert (importer.limits.entries, importer.limits.total_bytes, importer.limits.ratio) == (
+        3,
+        5 << 20,
+        7,
+    )
+    bundle = tmp_path / "four.zip"
+    bundle.write_bytes(zipped(records("npm", 4)))
+    with pytest.raises(BundleInvalid, match="4 entries, over 3"):
+        importer.import_bundle(bundle, source="limits")
