@@ -88,7 +88,17 @@ class GroupWriter:
                     group.append(self._waiting.get_nowait())
                 except queue.Empty:
                     break
-            self._commit(group)
+            try:
+                self._commit(group)
+            except BaseException as error:  # SystemExit from a unit of work, say
+                # (Raised in this thread it would end only the thread, and every later caller
+                # would wait for ever.) The group fails, its transaction rolled back; the
+                # writer goes on.
+                log.error("a group of %d writes was stopped: %r", len(group), error)
+                failure = RuntimeError(f"the group writer's transaction was stopped: {error!r}")
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(failure)
 
     def _commit(self, group: list[tuple[Work, concurrent.futures.Future[Any]]]) -> None:
         outcomes: list[tuple[concurrent.futures.Future[Any], bool, Any]] = []

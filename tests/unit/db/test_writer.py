@@ -202,3 +202,35 @@ def test_the_thread_writer_runs_a_transaction_per_unit(engine: Engine) -> None:
     assert names(engine) == ["one"]
     with write_tx(engine) as conn:  # the gate is free again
         conn.execute(insert(ROWS).values(name="three"))
+
+
+def test_a_unit_that_raises_systemexit_fails_its_group_and_the_writer_goes_on(
+    engine: Engine,
+) -> None:
+    """A BaseException (SystemExit from a unit of work) rolls its group back and every caller
+    of the group hears of it, instead of the thread dying and callers waiting for ever; the
+    writer goes on with the next unit."""
+    writer = GroupWriter(engine)
+    first = Hold("first")
+
+    def stop(conn: Connection) -> None:
+        raise SystemExit(3)
+
+    async def scenario() -> list[BaseException | str]:
+        head = await first.running(writer)
+        rest = [
+            asyncio.ensure_future(writer.run(add("second"))),
+            asyncio.ensure_future(writer.run(stop)),
+        ]
+        await queued(writer, 2)
+        first.release.set()
+        await head
+        outcomes = await asyncio.gather(*rest, return_exceptions=True)
+        return [*outcomes, await writer.run(add("after"))]
+
+    second, stopped, after = asyncio.run(scenario())
+    assert isinstance(second, RuntimeError)
+    assert isinstance(stopped, RuntimeError)
+    assert "SystemExit(3)" in str(stopped)
+    assert after == "after"
+    assert names(engine) == ["after", "first"]
