@@ -23,6 +23,7 @@ class Bundle:
     status: int = 200
     cut_after: int | None = None  # send this many bytes of the body, then close
     hold: threading.Event | None = None  # answer once it is set
+    declare_length: bool = True  # False: no Content-Length, the body ends with the connection
 
 
 @dataclass
@@ -75,7 +76,11 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
         else:
             self.send_response(200)
-        self.send_header("Content-Length", str(len(body) - start))
+        if bundle.declare_length:
+            self.send_header("Content-Length", str(len(body) - start))
+        else:
+            self.send_header("Connection", "close")
+            self.close_connection = True
         for k, v in validators.items():
             self.send_header(k, v)
         self.end_headers()

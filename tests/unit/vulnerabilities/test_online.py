@@ -259,6 +259,22 @@ def test_over_the_size_limit_stops_early(
     assert source_row(db, "osv:PyPI").failed_at is not None
 
 
+def test_over_the_size_limit_without_a_declared_size_stops_as_it_grows(
+    db: Engine, http: tuple[str, Served], tmp_path: Path
+) -> None:
+    base, served = http
+    body = zipped(records("pypi", 30))
+    served.bundles["/undeclared/PyPI/all.zip"] = Bundle(body, declare_length=False)
+    url = f"{base}/undeclared/PyPI/all.zip"
+    assert [o.status for o in updater(db, tmp_path, [url]).run().outcomes] == ["imported"]
+
+    served.bundles["/undeclared/PyPI/all.zip"] = Bundle(body, etag='"v2"', declare_length=False)
+    (outcome,) = updater(db, tmp_path, [url], max_bytes=len(body) // 4).run().outcomes
+    assert outcome.status == "failed"
+    assert f"over the limit of {len(body) // 4} bytes" in (outcome.error or "")
+    assert not list((tmp_path / "downloads").glob("*.part*"))
+
+
 def test_a_bundle_that_unpacks_over_the_limit_is_refused_by_the_importer(
     db: Engine, http: tuple[str, Served], tmp_path: Path
 ) -> None:
