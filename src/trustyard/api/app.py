@@ -14,6 +14,7 @@ from trustyard.api import (
     repository_details,
     scans,
     tokens,
+    triage,
     users,
     vulndb,
     webhooks,
@@ -23,6 +24,7 @@ from trustyard.auth.accounts import AccountService
 from trustyard.auth.gate import Accounts
 from trustyard.auth.repositories import RepositoryAccessService
 from trustyard.content.repositories import RepositoryService
+from trustyard.vulnerabilities.triage import TriageStore
 
 PREFIX = "/api/v1"
 
@@ -41,6 +43,7 @@ def create_api(accounts: Accounts) -> FastAPI:
     api.state.repository_access = RepositoryAccessService(
         policy=accounts.policy, repositories=api.state.repositories
     )
+    api.state.triage = TriageStore()
     errors.install(api)
     docs.install(api, PREFIX)
     # scans and repository_details before repositories: their /repositories/{name:path}/...
@@ -50,6 +53,7 @@ def create_api(accounts: Accounts) -> FastAPI:
         organizations,
         tokens,
         scans,
+        triage,
         repository_details,
         repositories,
         audit,

@@ -1,0 +1,609 @@
+"""/api/v1 triage: DTR's vulnerability overrides per repository, OpenVEX documents imported
+for an image, a repository or an organization, and an image's triage exported as OpenVEX.
+
+Reading needs the right to pull the repository (anonymous callers too, for public ones; an
+organization's documents: who may see the organization); a private repository the caller may
+not read answers 404 exactly like a missing one. Creating and deleting overrides and importing
+or deleting a repository's (or image's) documents needs read-write on the repository, an
+organization's documents its owners. Every change is audited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from pydantic import BaseModel, BeforeValidator, Field
+from sqlalchemy import Connection
+
+from trustyard.api.audit import AuditTrail, Trail
+from trustyard.api.deps import Anyone, Caller, Limit, Registry, Repositories, Service, manage_org
+from trustyard.api.deps import may_see_org as _may_see_org
+from trustyard.api.errors import forbidden, hidden, problems
+from trustyard.api.repositories import readable_repository
+from trustyard.api.schemas import MAX_ROW_ID, NO_NUL, Page
+from trustyard.auth.accounts import AccountService
+from trustyard.auth.authorize import Action
+from trustyard.auth.gate import Accounts
+from trustyard.auth.permissions import Principal
+from trustyard.auth.scopes import TokenScope
+from trustyard.content.interfaces import Repository
+from trustyard.content.repositories import RepositoryService
+from trustyard.db.engine import read_tx, write_tx
+from trustyard.errors import Invalid, ManifestUnknown
+from trustyard.kit.clock import utc_now
+from trustyard.oci.digest import parse_digest
+from trustyard.oci.names import check_tag
+from trustyard.vulnerabilities.triage import (
+    IMAGE,
+    ORGANIZATION,
+    REPOSITORY,
+    Scope,
+    TriageRow,
+    TriageStore,
+    VexRecord,
+    assertions,
+)
+from trustyard.vulnerabilities.vex import (
+    MAX_NAME,
+    MAX_PURL,
+    MAX_TEXT,
+    Justification,
+    export_document,
+    image_purl,
+    parse_document,
+)
+
+router = APIRouter(tags=["triage"])
+
+OVERRIDES = "/repositories/{name:path}/vulnerability-overrides"
+DIGEST_PATTERN = r"^sha256:[a-f0-9]{64}$"
+Digest = Annotated[str, Field(pattern=DIGEST_PATTERN, description="a manifest digest")]
+OverrideId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
+VexId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
+After = Annotated[
+    int | None, Query(ge=1, le=MAX_ROW_ID, description="the `next` of the previous page")
+]
+Reference = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=300,
+        pattern=r"^[A-Za-z0-9_.:+=-]+$",
+        description="a tag, or a manifest digest (`sha256:...`)",
+    ),
+]
+_DATETIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?"
+)
+
+
+def _date_and_time(value: object) -> object:
+    if isinstance(value, str) and _DATETIME.fullmatch(value) is None:
+        raise ValueError("expected an ISO 8601 date and time, e.g. 2030-05-01T12:00:00Z")
+    return value
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    except OverflowError:
+        raise Invalid("expires_at is out of range") from None
+
+
+Expiry = Annotated[datetime | None, BeforeValidator(_date_and_time)]
+
+
+def get_triage(request: Request) -> TriageStore:
+    store: TriageStore = request.app.state.triage
+    return store
+
+
+Store = Annotated[TriageStore, Depends(get_triage)]
+
+
+# --- bodies ------------------------------------------------------------------------------------
+class OverrideCreate(BaseModel):
+    vulnerability: str = Field(
+        min_length=1, max_length=MAX_NAME, pattern=NO_NUL, description="any name of it"
+    )
+    reason: str = Field(
+        min_length=1, max_length=MAX_TEXT, pattern=NO_NUL, description="why it is hidden"
+    )
+    component_purl: str | None = Field(
+        default=None,
+        max_length=MAX_PURL,
+        pattern=NO_NUL,
+        description="only for this component (package URL); default every component",
+    )
+    digest: Digest | None = Field(
+        default=None, description="only in this image; default every image of the repository"
+    )
+    justification: Justification | None = None
+    expires_at: Expiry = Field(default=None, description="when the override ends")
+
+
+class TriageOut(BaseModel):
+    id: int
+    scope: str = Field(description="image | repository | organization")
+    repository: str | None
+    digest: str | None
+    namespace: str | None
+    vulnerability: str
+    component_purl: str | None
+    status: str = Field(description="not_affected | affected | fixed | under_investigation")
+    justification: str | None
+    statement: str | None
+    source: str = Field(description="override | vex")
+    document: int | None = Field(description="the VEX document it comes from")
+    expires_at: datetime | None
+    expired: bool
+    created_by: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: TriageRow, repository: str | None, now: datetime) -> TriageOut:
+        return cls(
+            id=row.id,
+            scope=row.scope,
+            repository=repository,
+            digest=row.manifest_digest,
+            namespace=row.namespace,
+            vulnerability=row.vuln_id,
+            component_purl=row.component_purl,
+            status=row.status.value,
+            justification=row.justification,
+            statement=row.statement,
+            source=row.source,
+            document=row.document,
+            expires_at=row.expires_at,
+            expired=row.expired(now),
+            created_by=row.created_by,
+            created_at=row.created_at,
+        )
+
+
+class VexDocumentOut(BaseModel):
+    id: int
+    document_id: str = Field(description="the document's @id")
+    author: str
+    version: int
+    issued_at: datetime | None
+    scope: str = Field(description="image | repository | organization")
+    repository: str | None
+    organization: str | None
+    digest: str | None
+    decisions: int = Field(description="one per statement and product")
+    expires_at: datetime | None
+    imported_by: str | None
+    imported_at: datetime
+    replaced_version: int | None = Field(
+        default=None, description="on import: the version this one replaced"
+    )
+
+    @classmethod
+    def of(cls, record: VexRecord, replaced: int | None = None) -> VexDocumentOut:
+        return cls(
+            id=record.id,
+            document_id=record.document_id,
+            author=record.author,
+            version=record.version,
+            issued_at=record.issued_at,
+            scope=record.scope,
+            repository=record.repository,
+            organization=record.namespace if record.scope == ORGANIZATION else None,
+            digest=record.digest,
+            decisions=record.rows,
+            expires_at=record.expires_at,
+            imported_by=record.imported_by,
+            imported_at=record.imported_at,
+            replaced_version=replaced,
+        )
+
+
+class VexDocumentDetail(VexDocumentOut):
+    document: dict[str, Any] = Field(description="the OpenVEX document as imported")
+
+
+# --- who may do what ---------------------------------------------------------------------------
+def _writable(
+    conn: Connection,
+    accounts: Accounts,
+    repositories: RepositoryService,
+    caller: Principal,
+    name: str,
+) -> Repository:
+    """The repository, if `caller` may triage it (read-write): 404 when they may not read it,
+    403 when they may only read it."""
+    repository = readable_repository(conn, accounts, repositories, caller, None, name)
+    if not accounts.policy.may(conn, caller, Action.PUSH, repository.name):
+        raise forbidden(f"triage of {repository.name!r} needs read-write on it")
+    return repository
+
+
+def _digest_in(conn: Connection, accounts: Accounts, repository: str, digest: str) -> str:
+    if accounts.policy.content.get_manifest(conn, repository, digest) is None:
+        raise ManifestUnknown(digest)
+    return digest
+
+
+def _may_read(
+    conn: Connection,
+    accounts: Accounts,
+    principal: Principal,
+    scope: TokenScope | None,
+    record: VexRecord,
+) -> bool:
+    if record.scope == ORGANIZATION:
+        return record.namespace is not None and _may_see_org(principal, record.namespace)
+    if record.repository is None:  # its repository is gone
+        return principal.is_admin
+    return accounts.policy.may(conn, principal, Action.PULL, record.repository, scope)
+
+
+def _readable_document(
+    conn: Connection,
+    accounts: Accounts,
+    store: TriageStore,
+    principal: Principal,
+    scope: TokenScope | None,
+    vex_id: int,
+) -> VexRecord:
+    record = store.document(conn, vex_id)
+    if not _may_read(conn, accounts, principal, scope, record):
+        raise hidden("VEX document", str(vex_id))
+    return record
+
+
+def _managed_document(
+    conn: Connection,
+    accounts: Accounts,
+    repositories: RepositoryService,
+    service: AccountService,
+    store: TriageStore,
+    caller: Principal,
+    vex_id: int,
+) -> VexRecord:
+    record = _readable_document(conn, accounts, store, caller, None, vex_id)
+    if record.scope == ORGANIZATION:
+        assert record.namespace is not None
+        manage_org(service, conn, caller, record.namespace)
+    elif record.repository is None:
+        if not caller.is_admin:
+            raise forbidden("only system administrators manage this document")
+    else:
+        _writable(conn, accounts, repositories, caller, record.repository)
+    return record
+
+
+def _audit(
+    trail: AuditTrail,
+    conn: Connection,
+    action: str,
+    kind: str,
+    resource: str,
+    organization: str | None,
+    detail: dict[str, object],
+) -> None:
+    trail.record(conn, action, kind, resource, organization=organization, detail=detail)
+
+
+# --- overrides ---------------------------------------------------------------------------------
+@router.get(OVERRIDES, responses=problems(404))
+def list_overrides(
+    name: str,
+    reader: Anyone,
+    accounts: Registry,
+    repositories: Repositories,
+    store: Store,
+    limit: Limit = 100,
+    after: After = None,
+    digest: Annotated[
+        str | None, Query(pattern=DIGEST_PATTERN, description="only this image's")
+    ] = None,
+) -> Page[TriageOut]:
+    """The repository's vulnerability overrides, oldest first (expired ones included)."""
+    now = utc_now()
+    with read_tx(accounts.engine) as conn:
+        repository = readable_repository(
+            conn, accounts, repositories, reader.principal, reader.scope, name
+        )
+        found = store.overrides(
+            conn, repository.id, digest=digest, limit=limit + 1, after=after or 0
+        )
+    items = [TriageOut.of(row, repository.name, now) for row in found[:limit]]
+    return Page(items=items, next=str(items[-1].id) if len(found) > limit else None)
+
+
+@router.post(OVERRIDES, status_code=201, responses=problems(404))
+def create_override(
+    name: str,
+    body: OverrideCreate,
+    response: Response,
+    caller: Caller,
+    trail: Trail,
+    accounts: Registry,
+    repositories: Repositories,
+    store: Store,
+) -> TriageOut:
+    """Hide a vulnerability (DTR's override): of one component (`component_purl`) or all, in
+    one image (`digest`) or every image of the repository, with the reason; optionally until
+    `expires_at`. Counts and exports leave it out. Needs read-write on the repository."""
+    now = utc_now()
+    expires_at = _aware(body.expires_at)
+    with write_tx(accounts.engine) as conn:
+        repository = _writable(conn, accounts, repositories, caller, name)
+        if body.digest is not None:
+            _digest_in(conn, accounts, repository.name, body.digest)
+        kind = IMAGE if body.digest is not None else REPOSITORY
+        row = store.add_override(
+            conn,
+            Scope(kind, repository.namespace, repository.id, body.digest),
+            body.vulnerability,
+            statement=body.reason,
+            component_purl=body.component_purl,
+            justification=body.justification.value if body.justification else None,
+            expires_at=expires_at,
+            created_by=caller.name,
+            now=now,
+        )
+        _audit(
+            trail,
+            conn,
+            "vulnerability.override.create",
+            "repository",
+            repository.name,
+            repository.namespace,
+            {
+                "override": row.id,
+                "vulnerability": row.vuln_id,
+                "component_purl": row.component_purl,
+                "digest": row.manifest_digest,
+                "expires_at": expires_at.isoformat() if expires_at else None,
+            },
+        )
+    response.headers["Location"] = f"/api/v1/repositories/{repository.name}/vulnerability-overrides"
+    return TriageOut.of(row, repository.name, now)
+
+
+@router.delete(f"{OVERRIDES}/{{override_id}}", status_code=204, responses=problems(404))
+def delete_override(
+    name: str,
+    override_id: OverrideId,
+    caller: Caller,
+    trail: Trail,
+    accounts: Registry,
+    repositories: Repositories,
+    store: Store,
+) -> Response:
+    """Remove an override: the vulnerability counts again. Needs read-write on the repository."""
+    with write_tx(accounts.engine) as conn:
+        repository = _writable(conn, accounts, repositories, caller, name)
+        row = store.delete_override(conn, repository.id, override_id)
+        _audit(
+            trail,
+            conn,
+            "vulnerability.override.delete",
+            "repository",
+            repository.name,
+            repository.namespace,
+            {"override": row.id, "vulnerability": row.vuln_id},
+        )
+    return Response(status_code=204)
+
+
+# --- VEX documents -----------------------------------------------------------------------------
+_VEX_BODY = Body(
+    description="an OpenVEX (v0.2.0) document: @context, @id, author, timestamp, version, "
+    "statements"
+)
+
+
+@router.post("/vex", status_code=201, responses=problems(404, 409))
+def import_vex(
+    document: Annotated[dict[str, Any], _VEX_BODY],
+    response: Response,
+    caller: Caller,
+    trail: Trail,
+    accounts: Registry,
+    repositories: Repositories,
+    service: Service,
+    store: Store,
+    repository: Annotated[
+        str | None,
+        Query(max_length=255, pattern=NO_NUL, description="for this repository (or its image)"),
+    ] = None,
+    digest: Annotated[
+        str | None, Query(pattern=DIGEST_PATTERN, description="for this image of `repository`")
+    ] = None,
+    organization: Annotated[
+        str | None,
+        Query(max_length=255, pattern=NO_NUL, description="for every repository of it"),
+    ] = None,
+    expires_at: Annotated[
+        datetime | None,
+        BeforeValidator(_date_and_time),
+        Query(description="when its statements end (default: never)"),
+    ] = None,
+) -> VexDocumentOut:
+    """Import an OpenVEX document for an image (`repository` and `digest`), a repository, or
+    an organization (`organization`): each statement and product becomes a decision there.
+    The same `@id` again replaces the document only at a higher `version` (409 otherwise).
+    Needs read-write on the repository, or ownership of the organization."""
+    if (repository is None) == (organization is None):
+        raise Invalid("give repository (with digest for one image) or organization")
+    if digest is not None and repository is None:
+        raise Invalid("digest names an image of `repository`")
+    until = _aware(expires_at)
+    parsed = parse_document(document)
+    data = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+    now = utc_now()
+    with write_tx(accounts.engine) as conn:
+        if organization is not None:
+            manage_org(service, conn, caller, organization)
+            scope = Scope(ORGANIZATION, organization)
+            audited = ("organization", organization, organization)
+        else:
+            assert repository is not None
+            target = _writable(conn, accounts, repositories, caller, repository)
+            if digest is not None:
+                _digest_in(conn, accounts, target.name, digest)
+            kind = IMAGE if digest is not None else REPOSITORY
+            scope = Scope(kind, target.namespace, target.id, digest)
+            audited = ("repository", target.name, target.namespace)
+        record, replaced = store.import_vex(
+            conn, parsed, data, scope, expires_at=until, imported_by=caller.name, now=now
+        )
+        _audit(
+            trail,
+            conn,
+            "vex.import",
+            audited[0],
+            audited[1],
+            audited[2],
+            {
+                "vex": record.id,
+                "document": parsed.id,
+                "version": parsed.version,
+                "replaced_version": replaced,
+                "digest": digest,
+                "decisions": record.rows,
+            },
+        )
+    response.headers["Location"] = f"/api/v1/vex/{record.id}"
+    return VexDocumentOut.of(record, replaced)
+
+
+@router.get("/vex", responses=problems(404))
+def list_vex(
+    reader: Anyone,
+    accounts: Registry,
+    repositories: Repositories,
+    store: Store,
+    limit: Limit = 100,
+    after: After = None,
+    repository: Annotated[str | None, Query(max_length=255, pattern=NO_NUL)] = None,
+    organization: Annotated[
+        str | None,
+        Query(max_length=255, pattern=NO_NUL, description="the organization's own documents"),
+    ] = None,
+) -> Page[VexDocumentOut]:
+    """The imported documents the caller may read, in import order (only those of
+    `repository`, or of `organization`'s own scope, when given)."""
+    if repository is not None and organization is not None:
+        raise Invalid("filter by repository or by organization, not both")
+    principal, scope = reader.principal, reader.scope
+    with read_tx(accounts.engine) as conn:
+        if repository is not None:
+            target = readable_repository(conn, accounts, repositories, principal, scope, repository)
+            found = store.documents(
+                conn, repository_id=target.id, limit=limit + 1, after=after or 0
+            )
+        elif organization is not None:
+            if not _may_see_org(principal, organization):
+                raise hidden("organization", organization)
+            found = store.documents(conn, namespace=organization, limit=limit + 1, after=after or 0)
+        else:
+            found, cursor = [], after or 0
+            while len(found) <= limit:
+                batch = store.documents(conn, limit=200, after=cursor)
+                found += [r for r in batch if _may_read(conn, accounts, principal, scope, r)]
+                if len(batch) < 200:
+                    break
+                cursor = batch[-1].id
+    items = [VexDocumentOut.of(record) for record in found[:limit]]
+    return Page(items=items, next=str(items[-1].id) if len(found) > limit else None)
+
+
+@router.get("/vex/{vex_id}", responses=problems(404))
+def get_vex(vex_id: VexId, reader: Anyone, accounts: Registry, store: Store) -> VexDocumentDetail:
+    """One imported document, with the document itself."""
+    with read_tx(accounts.engine) as conn:
+        record = _readable_document(conn, accounts, store, reader.principal, reader.scope, vex_id)
+        data = store.document_json(conn, vex_id)
+    return VexDocumentDetail(**VexDocumentOut.of(record).model_dump(), document=data)
+
+
+@router.delete("/vex/{vex_id}", status_code=204, responses=problems(404))
+def delete_vex(
+    vex_id: VexId,
+    caller: Caller,
+    trail: Trail,
+    accounts: Registry,
+    repositories: Repositories,
+    service: Service,
+    store: Store,
+) -> Response:
+    """Delete an imported document with its decisions. Needs what importing it needed."""
+    with write_tx(accounts.engine) as conn:
+        record = _managed_document(conn, accounts, repositories, service, store, caller, vex_id)
+        store.delete_document(conn, vex_id)
+        kind, resource = (
+            ("organization", record.namespace or "")
+            if record.scope == ORGANIZATION
+            else ("repository", record.repository or "")
+        )
+        _audit(
+            trail,
+            conn,
+            "vex.delete",
+            kind,
+            resource,
+            record.namespace,
+            {"vex": record.id, "document": record.document_id, "version": record.version},
+        )
+    return Response(status_code=204)
+
+
+# --- export ------------------------------------------------------------------------------------
+@router.get("/repositories/{name:path}/manifests/{reference}/vex", responses=problems(404))
+def export_vex(
+    name: str,
+    reference: Reference,
+    request: Request,
+    reader: Anyone,
+    accounts: Registry,
+    repositories: Repositories,
+    store: Store,
+) -> dict[str, Any]:
+    """The triage that holds for the image now (overrides and imported statements; for each
+    vulnerability and component the winning decision) as an OpenVEX document about it."""
+    now = utc_now()
+    with read_tx(accounts.engine) as conn:
+        repository = readable_repository(
+            conn, accounts, repositories, reader.principal, reader.scope, name
+        )
+        digest = _resolve(conn, accounts, repository.name, reference)
+        rows = store.applicable(conn, repository.id, digest, repository.namespace, now)
+    decided = assertions(rows)
+    registry = request.url.netloc
+    product = image_purl(repository.name, digest, registry)
+    fingerprint = hashlib.sha256(
+        json.dumps(
+            [[a.vulnerability, a.component_purl, a.status, a.statement] for a in decided]
+        ).encode()
+    ).hexdigest()[:16]
+    base = str(request.base_url).rstrip("/")
+    doc_id = f"{base}/api/v1/repositories/{repository.name}/manifests/{digest}/vex#{fingerprint}"
+    issued = max((a.timestamp for a in decided), default=now)
+    return export_document(doc_id, f"trustyard ({registry})", issued, product, decided)
+
+
+def _resolve(conn: Connection, accounts: Accounts, repository: str, reference: str) -> str:
+    content = accounts.policy.content
+    try:
+        if ":" in reference:
+            record = content.get_manifest(conn, repository, str(parse_digest(reference)))
+        else:
+            record = content.resolve_tag(conn, repository, check_tag(reference))
+    except Invalid:
+        record = None
+    if record is None:
+        raise ManifestUnknown(reference)
+    return record.digest
