@@ -31,11 +31,18 @@ from trustyard.db.tables import (
     vuln_sources,
 )
 from trustyard.jobs.interfaces import JobContext, PermanentJobError
+from trustyard.jobs.queue import SqlJobQueue
 from trustyard.scanning.stores import ScanStore
 from trustyard.vulnerabilities.bundles import BundleLimits
 from trustyard.vulnerabilities.importer import Importer
 from trustyard.vulnerabilities.interfaces import BundleInvalid
-from trustyard.vulnerabilities.jobs import UPDATE_KIND, UpdateDatabase, UpdateFailed
+from trustyard.vulnerabilities.jobs import (
+    UPDATE_DEDUPE_KEY,
+    UPDATE_KIND,
+    UpdateDatabase,
+    UpdateFailed,
+    update_schedule,
+)
 from trustyard.vulnerabilities.online import (
     OnlineUpdater,
     UpdateConfig,
@@ -44,6 +51,7 @@ from trustyard.vulnerabilities.online import (
     source_name_of,
 )
 from trustyard.vulnerabilities.stores import VulnStore
+from trustyard.wiring.jobs import make_handlers
 from trustyard.wiring.vulnerabilities import make_importer
 
 pytestmark = pytest.mark.xdist_group("vulndb-online")
@@ -395,3 +403,18 @@ def test_make_importer_takes_the_bundle_limits_of_the_settings(db: Engine, tmp_p
     bundle.write_bytes(zipped(records("npm", 4)))
     with pytest.raises(BundleInvalid, match="4 entries, over 3"):
         importer.import_bundle(bundle, source="limits")
+
+
+@pytest.mark.parametrize("cron", ["17 4 * * *", None])
+def test_the_update_job_is_registered_and_scheduled_by_update_cron(
+    db: Engine, tmp_path: Path, cron: str | None
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path, vulnerabilities=VulnerabilitiesSettings(update_cron=cron)
+    )
+    handlers, schedules = make_handlers(settings, db, SqlJobQueue(db))
+    assert UPDATE_KIND in handlers.kinds()
+    mine = [s for s in schedules if s.kind == UPDATE_KIND]
+    assert [(s.name, s.cron) for s in mine] == ([("vulndb.update", cron)] if cron else [])
+    # The scheduler enqueues under "schedule:<name>": the key the API's request shares.
+    assert f"schedule:{update_schedule('* * * * *').name}" == UPDATE_DEDUPE_KEY
