@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from itertools import islice
 from typing import Any, Protocol
@@ -391,6 +391,41 @@ class ImageStore:
             )
         )
 
+    def first_seen(self, conn: Connection, scan: ScanView) -> dict[tuple[str, str, str], datetime]:
+        """When each (platform, purl, vulnerability) of the manifest's latest matched scan
+        before `scan` was found (empty: none)."""
+        earlier = conn.scalar(
+            select(func.max(vuln_image_matches.c.scan_id)).where(
+                vuln_image_matches.c.repository_id == scan.repository_id,
+                vuln_image_matches.c.manifest_digest == scan.manifest_digest,
+                vuln_image_matches.c.status == MATCHED,
+                vuln_image_matches.c.scan_id < scan.id,
+            )
+        )
+        if earlier is None:
+            return {}
+        rows = conn.execute(
+            select(
+                vuln_image_packages.c.platform,
+                vuln_image_packages.c.purl,
+                vuln_findings.c.vuln_id,
+                vuln_findings.c.found_at,
+            )
+            .select_from(
+                vuln_findings.join(
+                    vuln_image_packages, vuln_image_packages.c.id == vuln_findings.c.package_id
+                )
+            )
+            .where(vuln_findings.c.scan_id == earlier)
+        )
+        found: dict[tuple[str, str, str], datetime] = {}
+        for row in rows:
+            moment = utc_or_none(row.found_at)
+            key = (row.platform, row.purl, row.vuln_id)
+            if moment is not None and (key not in found or moment < found[key]):
+                found[key] = moment
+        return found
+
     def clear(self, conn: Connection, scan_id: int) -> None:
         conn.execute(delete(vuln_findings).where(vuln_findings.c.scan_id == scan_id))
         conn.execute(delete(vuln_image_packages).where(vuln_image_packages.c.scan_id == scan_id))
@@ -597,6 +632,14 @@ class ImageMatcher:
         components, left_out = image_components(self.store.scans.boms(conn, scan_id))
         index = self.service.index_for(conn, packages(components))
         found = match(index, components)
+        earlier = self.store.first_seen(conn, scan)
+        if earlier:  # a rescan: what the manifest had already keeps the time it was found
+            found = [
+                replace(
+                    f, found_at=earlier.get((f.component.platform, f.component.purl, f.vuln_id))
+                )
+                for f in found
+            ]
         self.store.replace(conn, scan, components, found, version)
         return Matched(scan_id, len(components), len(found), len(left_out), version)
 

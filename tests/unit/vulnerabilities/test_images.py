@@ -400,3 +400,43 @@ def test_a_huge_update_is_split_into_bounded_jobs(engine: Engine) -> None:
     assert all(len(j.payload) < 64 * 1024 for j in made)
     assert {tuple(p) for payload in payloads for p in payload["packages"]} == packages
     assert {(p["part"], p["parts"]) for p in payloads} == {(i, parts) for i in range(1, parts + 1)}
+
+
+def test_a_rescan_keeps_when_each_finding_was_found(
+    engine: Engine, driver: FilesystemDriver, bundles: tuple[Path, Path]
+) -> None:
+    Importer(engine).import_bundle(bundles[0], source="pypi")
+    first = scanned(engine, driver)
+    store = ScanStore()
+    with write_tx(engine) as conn:
+        boms = store.boms(conn, first.id)
+        again_id = store.create_scan(
+            conn,
+            first.repository_id,
+            first.manifest_digest,
+            job_id=None,
+            trigger="rescan",
+            force=True,
+            requested_by=None,
+        )
+        again = store.get(conn, again_id)
+        assert again is not None
+        store.succeed(conn, again, boms, [])
+    with read_tx(engine) as conn:
+        before = STORE.image_vulnerabilities(
+            conn, first.repository_id, first.repository, first.manifest_digest
+        )
+    Importer(engine).import_bundle(bundles[1], source="pypi")  # NEW is new to the rescan
+    with write_tx(engine) as conn:
+        assert matcher().match_scan(conn, again_id) is not None
+    with read_tx(engine) as conn:
+        after = STORE.image_vulnerabilities(
+            conn, first.repository_id, first.repository, first.manifest_digest
+        )
+    assert (before.scan_id, after.scan_id) == (first.id, again_id)
+    old = {f.vuln_id: f.found_at for f in before.findings}
+    new = {f.vuln_id: f.found_at for f in after.findings}
+    assert set(new) == set(old) | {NEW}
+    assert {k: v for k, v in new.items() if k != NEW} == old
+    assert new[NEW] is not None
+    assert all(new[NEW] > moment for moment in old.values() if moment is not None)
