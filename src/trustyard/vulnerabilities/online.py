@@ -256,6 +256,11 @@ class OnlineUpdater:
         except DownloadFailed as e:
             self._record_failure(name, url, e.message)
             return SourceOutcome(url, name, "failed", error=e.message, transient=e.transient)
+        except Exception as e:  # the disk (full?), the database: this source only
+            log.exception("downloading %s from %s", name, url)
+            error = f"downloading {url}: {type(e).__name__}: {e}"
+            self._record_failure(name, url, error)
+            return SourceOutcome(url, name, "failed", error=error, transient=True)
         if fetched is None:
             return SourceOutcome(url, name, "not-modified")
         try:
@@ -323,7 +328,7 @@ class OnlineUpdater:
                     _discard(part, meta)
                 size = part.stat().st_size if kept else 0
                 raise DownloadFailed(
-                    f"GET {url}: {type(e).__name__}: {e or 'no detail'}"
+                    f"GET {url}: {type(e).__name__}: {str(e) or 'no detail'}"
                     + (f" (cut off after {size} bytes: the next update resumes)" if kept else ""),
                     transient=True,
                 ) from None

@@ -46,6 +46,7 @@ from trustyard.vulnerabilities.jobs import (
 from trustyard.vulnerabilities.online import (
     OnlineUpdater,
     UpdateConfig,
+    _stem,
     default_sources,
     ecosystems_of,
     source_name_of,
@@ -418,3 +419,19 @@ def test_the_update_job_is_registered_and_scheduled_by_update_cron(
     assert [(s.name, s.cron) for s in mine] == ([("vulndb.update", cron)] if cron else [])
     # The scheduler enqueues under "schedule:<name>": the key the API's request shares.
     assert f"schedule:{update_schedule('* * * * *').name}" == UPDATE_DEDUPE_KEY
+
+
+def test_a_source_the_disk_refuses_fails_alone(
+    db: Engine, http: tuple[str, Served], tmp_path: Path
+) -> None:
+    base, served = http
+    served.bundles["/disk/npm/all.zip"] = Bundle(zipped(records("npm", 2)), etag='"d1"')
+    served.bundles["/disk/Go/all.zip"] = Bundle(zipped(records("go", 2)), etag='"d2"')
+    npm_url, go_url = f"{base}/disk/npm/all.zip", f"{base}/disk/Go/all.zip"
+    blocked = tmp_path / "downloads" / f"{_stem('osv:npm', npm_url)}.part"
+    blocked.mkdir(parents=True)  # the download cannot be written there
+    npm, go = updater(db, tmp_path, [npm_url, go_url]).run().outcomes
+    assert npm.status == "failed", npm
+    assert "IsADirectoryError" in (npm.error or "")
+    assert source_row(db, "osv:npm").error == npm.error
+    assert go.status == "imported", go
