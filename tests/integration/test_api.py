@@ -81,6 +81,7 @@ ROUTES = {
     ("get", "/api/v1/repositories/{name}/manifests/{reference}/scan"),
     ("get", "/api/v1/repositories/{name}/manifests/{reference}/bom"),
     ("get", "/api/v1/repositories/{name}/layers/{digest}/bom"),
+    ("get", "/api/v1/repositories/{name}/manifests/{reference}/vulnerabilities"),
     ("get", "/api/v1/components"),
     ("get", "/api/v1/vulndb"),
     ("post", "/api/v1/vulndb/imports"),

@@ -14,9 +14,9 @@ from trustyard.api import (
     repository_details,
     scans,
     tokens,
-    triage,
     users,
     vulndb,
+    vulnerabilities,
     webhooks,
 )
 from trustyard.api.guard import RequestGuard
@@ -24,7 +24,6 @@ from trustyard.auth.accounts import AccountService
 from trustyard.auth.gate import Accounts
 from trustyard.auth.repositories import RepositoryAccessService
 from trustyard.content.repositories import RepositoryService
-from trustyard.vulnerabilities.triage import TriageStore
 
 PREFIX = "/api/v1"
 
@@ -43,17 +42,17 @@ def create_api(accounts: Accounts) -> FastAPI:
     api.state.repository_access = RepositoryAccessService(
         policy=accounts.policy, repositories=api.state.repositories
     )
-    api.state.triage = TriageStore()
     errors.install(api)
     docs.install(api, PREFIX)
-    # scans and repository_details before repositories: their /repositories/{name:path}/...
-    # routes would otherwise be taken by GET /repositories/{name:path}.
+    # scans, vulnerabilities and repository_details before repositories: their
+    # /repositories/{name:path}/... routes would otherwise be taken by GET
+    # /repositories/{name:path}.
     for module in (
         users,
         organizations,
         tokens,
         scans,
-        triage,
+        vulnerabilities,
         repository_details,
         repositories,
         audit,

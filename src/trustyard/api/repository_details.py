@@ -19,11 +19,13 @@ from fastapi import APIRouter, Depends, Request
 from trustyard.api.deps import Access, After, Anyone, Caller, Limit, Registry, Repositories
 from trustyard.api.errors import forbidden, problems
 from trustyard.api.repositories import readable_repository
-from trustyard.api.schemas import Page, RepositoryAccessOut, TagOut
+from trustyard.api.schemas import Page, RepositoryAccessOut, TagOut, VulnerabilityCountsOut
 from trustyard.auth.authorize import Action
 from trustyard.content.tags import TagService
 from trustyard.db.engine import read_tx
 from trustyard.scanning.stores import ScanStore
+from trustyard.vulnerabilities import exports
+from trustyard.vulnerabilities.images import ImageStore
 
 router = APIRouter(prefix="/repositories", tags=["repositories"])
 
@@ -48,14 +50,25 @@ def list_tags(
 ) -> Page[TagOut]:
     """The repository's tags in byte order, each with the digest, media type and total size
     of its manifest, its platforms, when it was last pushed and the status of the manifest's
-    latest scan (null: never scanned)."""
+    latest scan (null: never scanned) and its vulnerability counts (null: never matched)."""
     with read_tx(accounts.engine) as conn:
         repository = readable_repository(
             conn, accounts, repositories, reader.principal, reader.scope, name
         )
         found = tags.page(conn, repository.id, limit + 1, after)
-        statuses = ScanStore().latest_statuses(conn, repository.id, (t.digest for t in found))
-    items = [TagOut.of(tag, statuses.get(tag.digest)) for tag in found[:limit]]
+        digests = [t.digest for t in found[:limit]]
+        statuses = ScanStore().latest_statuses(conn, repository.id, digests)
+        counts = ImageStore(ScanStore()).counts_for(conn, repository.id, digests)
+    items = [
+        TagOut.of(
+            tag,
+            statuses.get(tag.digest),
+            VulnerabilityCountsOut(**exports.counts_json(counts[tag.digest]))
+            if tag.digest in counts
+            else None,
+        )
+        for tag in found[:limit]
+    ]
     return Page(items=items, next=items[-1].name if len(found) > limit else None)
 
 

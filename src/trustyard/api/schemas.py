@@ -356,6 +356,17 @@ class RepositoryAccessOut(BaseModel):
         )
 
 
+class VulnerabilityCountsOut(BaseModel):
+    """Vulnerabilities by DTR's buckets: critical (CVSS >= 7.0), major (4.0-6.9), minor
+    (< 4.0), unknown (no score nor label); one per (component, vulnerability)."""
+
+    critical: int
+    major: int
+    minor: int
+    unknown: int
+    total: int
+
+
 class TagOut(BaseModel):
     name: str
     digest: str
@@ -367,9 +378,18 @@ class TagOut(BaseModel):
         description="the latest scan of the manifest: queued, running, succeeded or failed; "
         "null when never scanned"
     )
+    vulnerabilities: VulnerabilityCountsOut | None = Field(
+        description="vulnerabilities of the manifest's latest matched scan by bucket, as "
+        "matched (before triage: its vulnerabilities route counts after); null when none is"
+    )
 
     @classmethod
-    def of(cls, tag: TagDetail, scan_status: str | None) -> TagOut:
+    def of(
+        cls,
+        tag: TagDetail,
+        scan_status: str | None,
+        vulnerabilities: VulnerabilityCountsOut | None = None,
+    ) -> TagOut:
         return cls(
             name=tag.name,
             digest=tag.digest,
@@ -378,4 +398,5 @@ class TagOut(BaseModel):
             platforms=list(tag.platforms),
             pushed_at=tag.pushed_at,
             scan_status=scan_status,
+            vulnerabilities=vulnerabilities,
         )
