@@ -14,6 +14,7 @@ from trustyard.api import (
     repository_details,
     scans,
     tokens,
+    triage,
     users,
     vulndb,
     vulnerabilities,
@@ -24,6 +25,7 @@ from trustyard.auth.accounts import AccountService
 from trustyard.auth.gate import Accounts
 from trustyard.auth.repositories import RepositoryAccessService
 from trustyard.content.repositories import RepositoryService
+from trustyard.vulnerabilities.triage import TriageStore
 
 PREFIX = "/api/v1"
 
@@ -42,6 +44,7 @@ def create_api(accounts: Accounts) -> FastAPI:
     api.state.repository_access = RepositoryAccessService(
         policy=accounts.policy, repositories=api.state.repositories
     )
+    api.state.triage = TriageStore()
     errors.install(api)
     docs.install(api, PREFIX)
     # scans, vulnerabilities and repository_details before repositories: their
@@ -53,6 +56,7 @@ def create_api(accounts: Accounts) -> FastAPI:
         tokens,
         scans,
         vulnerabilities,
+        triage,
         repository_details,
         repositories,
         audit,
