@@ -63,6 +63,7 @@ from tests.support.server import TrustyardServer
 from trustyard.api.app import create_api
 from trustyard.config import AuthSettings, Settings
 from trustyard.registry.routes import ROUTES
+from trustyard.vulnerabilities.vex import parse_document
 from trustyard.wiring.accounts import make_accounts
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("access-matrix")]
@@ -532,6 +533,81 @@ def redeliver_call(w: World, who: Who, target: str) -> Call:
     return Call("POST", path).hiding(webhook, MISSING_WEBHOOK_ID)
 
 
+MISSING_VEX_ID = "2147483000"  # a well-formed id no VEX document has
+
+
+def new_override(w: World, target: str) -> int:
+    """An override of `target` made by the administrator; returns its id."""
+    body = {"vulnerability": unique("CVE-"), "reason": "made for one matrix request"}
+    made = w.admin.post(f"{A}/repositories/{target}/vulnerability-overrides", json=body)
+    assert made.status_code == 201, brief(made)
+    return int(made.json()["id"])
+
+
+def vex_document() -> dict[str, Any]:
+    statement = {
+        "vulnerability": {"name": unique("CVE-")},
+        "status": "not_affected",
+        "justification": "component_not_present",
+    }
+    return {
+        "@context": "https://openvex.dev/ns/v0.2.0",
+        "@id": f"urn:matrix:{unique()}",
+        "author": "matrix",
+        "timestamp": "2026-01-01T00:00:00Z",
+        "version": 1,
+        "statements": [statement],
+    }
+
+
+def new_vex(w: World, target: str) -> str:
+    """A VEX document imported for `target` by the administrator; returns its id (never
+    one that is part of the route's own path, which the twin request could not swap)."""
+    while True:
+        made = w.admin.post(f"{A}/vex", params={"repository": target}, json=vex_document())
+        assert made.status_code == 201, brief(made)
+        vex_id = str(made.json()["id"])
+        if vex_id not in f"{A}/vex/":
+            return vex_id
+
+
+def create_override(w: World, who: Who, target: str) -> Call:
+    body = {"vulnerability": unique("CVE-"), "reason": "not reachable"}
+    path = f"{A}/repositories/{target}/vulnerability-overrides"
+    return Call("POST", path, json=body).hiding(target, GHOSTS[target])
+
+
+def delete_override(w: World, who: Who, target: str) -> Call:
+    path = f"{A}/repositories/{target}/vulnerability-overrides/{new_override(w, target)}"
+    return Call("DELETE", path).hiding(target, GHOSTS[target])
+
+
+def import_vex(w: World, who: Who, target: str) -> Call:
+    call = Call("POST", f"{A}/vex", params={"repository": target}, json=vex_document())
+    return call.hiding(target, GHOSTS[target])
+
+
+def on_vex(method: str) -> Builder:
+    """A request on a VEX document of the target repository, made for this request."""
+
+    def build(w: World, who: Who, target: str) -> Call:
+        vex_id = new_vex(w, target)
+        return Call(method, f"{A}/vex/{vex_id}").hiding(vex_id, MISSING_VEX_ID)
+
+    return build
+
+
+def lists_readable_vex(w: World, who: Who, target: str, answer: httpx.Response) -> None:
+    listed = {item["repository"] for item in answer.json()["items"]}
+    assert listed <= {name for name in REPOSITORIES if may(who, "pull", name)}
+
+
+def exports_vex(w: World, who: Who, target: str, answer: httpx.Response) -> None:
+    document = parse_document(answer.content)
+    image = f"/api/v1/repositories/{target}/manifests/{w.content[target].digest}/vex#"
+    assert image in document.id
+
+
 def one_record_bundle() -> bytes:
     record = {
         "id": "MATRIX-0001",
@@ -793,6 +869,29 @@ MANAGEMENT: dict[str, Entry] = {
     ),
     f"POST {A}/webhooks/{{webhook_id}}/deliveries/{{delivery_id}}/redeliver": Entry(
         "repo-admin", 202, redeliver_call, (APP,)
+    ),
+    # triage: DTR's overrides and OpenVEX documents; changing them needs read-write on the
+    # repository, as starting a scan does (the "repo-scan" rule)
+    f"GET {A}/repositories/{{name}}/vulnerability-overrides": Entry(
+        "repo-read",
+        200,
+        lambda w, who, t: Call("GET", f"{A}/repositories/{t}/vulnerability-overrides").hiding(
+            t, GHOSTS[t]
+        ),
+        REPOSITORIES,
+    ),
+    f"POST {A}/repositories/{{name}}/vulnerability-overrides": Entry(
+        "repo-scan", 201, create_override, REPOSITORIES
+    ),
+    f"DELETE {A}/repositories/{{name}}/vulnerability-overrides/{{override_id}}": Entry(
+        "repo-scan", 204, delete_override, REPOSITORIES
+    ),
+    f"POST {A}/vex": Entry("repo-scan", 201, import_vex, REPOSITORIES),
+    f"GET {A}/vex": Entry("browse", 200, api("GET", f"{A}/vex"), check=lists_readable_vex),
+    f"GET {A}/vex/{{vex_id}}": Entry("repo-read", 200, on_vex("GET"), REPOSITORIES),
+    f"DELETE {A}/vex/{{vex_id}}": Entry("repo-scan", 204, on_vex("DELETE"), REPOSITORIES),
+    f"GET {A}/repositories/{{name}}/manifests/{{reference}}/vex": Entry(
+        "repo-read", 200, on_image("GET", "vex"), REPOSITORIES, exports_vex
     ),
     # audit
     f"GET {A}/audit": Entry(
