@@ -330,6 +330,8 @@ def test_a_vex_not_affected_statement_hides_the_finding_until_it_expires(
     assert after["counts"]["total"] == before["counts"]["total"] - 1
     assert after["counts"][finding["bucket"]] == before["counts"][finding["bucket"]] - 1
     assert after["suppressed"] == 1
+    [tag] = admin.get(f"/api/v1/repositories/{repository}/tags").json()["items"]
+    assert tag["vulnerabilities"] == after["counts"]
     assert (component["name"], vuln) not in {(c["name"], f["id"]) for c, f, _ in findings(after)}
     rows = csv.DictReader(
         io.StringIO(admin.get(path(repository, "v1"), params={"format": "csv"}).text)
@@ -349,6 +351,8 @@ def test_a_vex_not_affected_statement_hides_the_finding_until_it_expires(
             .values(expires_at=utc_now() - timedelta(seconds=1))
         )
     assert report(admin, repository)["counts"] == before["counts"]
+    [tag] = admin.get(f"/api/v1/repositories/{repository}/tags").json()["items"]
+    assert tag["vulnerabilities"] == before["counts"]
 
 
 # --- states and refusals --------------------------------------------------------------------------

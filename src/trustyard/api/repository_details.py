@@ -20,12 +20,12 @@ from trustyard.api.deps import Access, After, Anyone, Caller, Limit, Registry, R
 from trustyard.api.errors import forbidden, problems
 from trustyard.api.repositories import readable_repository
 from trustyard.api.schemas import Page, RepositoryAccessOut, TagOut, VulnerabilityCountsOut
+from trustyard.api.vulnerabilities import get_images, tag_counts
 from trustyard.auth.authorize import Action
 from trustyard.content.tags import TagService
 from trustyard.db.engine import read_tx
 from trustyard.scanning.stores import ScanStore
 from trustyard.vulnerabilities import exports
-from trustyard.vulnerabilities.images import ImageStore
 
 router = APIRouter(prefix="/repositories", tags=["repositories"])
 
@@ -58,7 +58,7 @@ def list_tags(
         found = tags.page(conn, repository.id, limit + 1, after)
         digests = [t.digest for t in found[:limit]]
         statuses = ScanStore().latest_statuses(conn, repository.id, digests)
-        counts = ImageStore(ScanStore()).counts_for(conn, repository.id, digests)
+        counts = tag_counts(conn, get_images(), repository.id, repository.name, digests)
     items = [
         TagOut.of(
             tag,

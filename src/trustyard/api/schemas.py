@@ -379,8 +379,8 @@ class TagOut(BaseModel):
         "null when never scanned"
     )
     vulnerabilities: VulnerabilityCountsOut | None = Field(
-        description="vulnerabilities of the manifest's latest matched scan by bucket, as "
-        "matched (before triage: its vulnerabilities route counts after); null when none is"
+        description="vulnerabilities of the manifest's latest matched scan by bucket, after "
+        "triage; null when it has none"
     )
 
     @classmethod

@@ -11,12 +11,14 @@ scan and answer 409 saying the state otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
+from sqlalchemy import Connection
 
 from trustyard.api.deps import Anyone, Registry, Repositories
 from trustyard.api.errors import problems
@@ -33,8 +35,8 @@ from trustyard.scanning.cyclonedx import iter_cyclonedx
 from trustyard.scanning.stores import ScanStore
 from trustyard.vulnerabilities import exports
 from trustyard.vulnerabilities.images import ImageStore
-from trustyard.vulnerabilities.interfaces import ImageVulnerabilities
-from trustyard.vulnerabilities.triage import apply_triage
+from trustyard.vulnerabilities.interfaces import Counts, ImageVulnerabilities
+from trustyard.vulnerabilities.triage import TriageStore, apply_triage, decide
 
 router = APIRouter(tags=["vulnerabilities"])
 
@@ -181,6 +183,28 @@ def get_vulnerabilities(
     return StreamingResponse(
         chunks, media_type=exports.CYCLONEDX_TYPE, headers=_download(vulns, "cdx.json")
     )
+
+
+def tag_counts(
+    conn: Connection,
+    images: ImageStore,
+    repository_id: int,
+    repository: str,
+    digests: Sequence[str],
+) -> dict[str, Counts]:
+    """The counts of each manifest's latest matched scan after triage (a digest never matched
+    is absent): the stored counts (one query), recounted from the findings of a manifest only
+    where a decision holds for it (one query per manifest with findings to ask that)."""
+    counts = images.counts_for(conn, repository_id, digests)
+    store, now, namespace = TriageStore(), utc_now(), audit.organization_of(repository)
+    for digest, raw in counts.items():
+        if raw.total == 0:
+            continue
+        rows = store.applicable(conn, repository_id, digest, namespace, now)
+        if rows:
+            found = images.image_vulnerabilities(conn, repository_id, repository, digest)
+            counts[digest] = Counts.of(decide(found.findings, rows))
+    return counts
 
 
 def _check_matched(vulns: ImageVulnerabilities) -> None:
