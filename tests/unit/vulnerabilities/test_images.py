@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -440,3 +442,61 @@ def test_a_rescan_keeps_when_each_finding_was_found(
     assert {k: v for k, v in new.items() if k != NEW} == old
     assert new[NEW] is not None
     assert all(new[NEW] > moment for moment in old.values() if moment is not None)
+
+
+def test_on_postgresql_a_switch_waits_for_a_match_that_read_the_old_generation(
+    engine: Engine, driver: FilesystemDriver, bundles: tuple[Path, Path]
+) -> None:
+    """Else its re-match could run before the match commits, and the match would store what
+    the old generation said."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one writer at a time")
+    older, newer = bundles
+    importer(engine).import_bundle(older, source="pypi")
+    scan = queued_scan(engine, driver, LAYER)
+    ScanImage(engine, driver, Outbox(None), progress_seconds=60)(context(scan))  # not matched
+    holding, go = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def match_slowly() -> None:
+        try:
+            with write_tx(engine) as conn:
+                matcher().match_scan(conn, scan.id)  # reads the older generation
+                holding.set()
+                go.wait(60)
+        except BaseException as error:
+            errors.append(error)
+            holding.set()
+
+    def switch() -> None:
+        try:
+            importer(engine).import_bundle(newer, source="pypi")
+        except BaseException as error:
+            errors.append(error)
+
+    matching = threading.Thread(target=match_slowly)
+    matching.start()
+    assert holding.wait(60)
+    importing = threading.Thread(target=switch)
+    importing.start()
+
+    def switch_waits() -> bool:
+        with read_tx(engine) as conn:
+            waiting = conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            ).scalar()
+        return bool(waiting)
+
+    deadline = time.monotonic() + 60
+    while not switch_waits():
+        assert importing.is_alive(), "the switch did not wait for the match in progress"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    go.set()
+    matching.join(60)
+    importing.join(60)
+    assert errors == []
+    rematch(engine)
+    assert ids(engine, scan) == sorted(EXPECTED_IDS)
+    found = [t for t, _ in outbox(engine) if t.startswith("VULNERABILITY_")]
+    assert found == ["VULNERABILITY_FOUND"]
