@@ -6,8 +6,10 @@ and the admin's request for an update (202, a second one while it runs answers t
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +30,7 @@ A = "/api/v1/vulndb"
 ADMIN_PASSWORD = "an admin password for vulndb tests"
 UPLOAD_LIMIT = 256 * 1024
 DEADLINE = 120.0
+BODY_TIMEOUT = 2  # seconds an upload may stall
 Body = dict[str, Any]
 
 
@@ -62,6 +65,7 @@ def world(start_server: Callable[..., TrustyardServer]) -> Iterator[World]:
             TRUSTYARD_ADMIN_PASSWORD=ADMIN_PASSWORD,
             TRUSTYARD_VULNERABILITIES__UPDATE_SOURCES=json.dumps([f"{base}/osv/PyPI/all.zip"]),
             TRUSTYARD_VULNERABILITIES__MAX_UPLOAD_BYTES=str(UPLOAD_LIMIT),
+            TRUSTYARD_SERVER__BODY_TIMEOUT=str(BODY_TIMEOUT),
         )
         with httpx.Client(base_url=server.url, auth=basic("admin", ADMIN_PASSWORD)) as admin:
             made = admin.post("/api/v1/users", json={"username": "walter", "password": PASSWORD})
@@ -139,6 +143,24 @@ def test_uploads_over_the_limit_are_refused(world: World) -> None:
 
     streamed = upload(world, chunked())
     assert "max_upload_bytes" in str(assert_problem(streamed, 413)["detail"])
+    assert not list((world.server.data_dir / "vulndb" / "uploads").iterdir())
+
+
+def test_a_stalled_upload_is_refused_after_the_body_timeout(world: World) -> None:
+    """The request guard times the upload's body as any other (the route has no body
+    parameter: it reads the stream itself)."""
+    host, port = world.server.url.removeprefix("http://").split(":")
+    credentials = base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()
+    head = (
+        f"POST {A}/imports HTTP/1.1\r\nHost: {host}\r\nAuthorization: Basic {credentials}\r\n"
+        "Content-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=DEADLINE) as connection:
+        connection.sendall(head.encode() + b"PK\x03\x04 only the start")
+        answer = b""
+        while b"\r\n\r\n" not in answer and (chunk := connection.recv(65536)):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
     assert not list((world.server.data_dir / "vulndb" / "uploads").iterdir())
 
 
