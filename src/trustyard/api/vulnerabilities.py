@@ -214,7 +214,7 @@ def _check_matched(vulns: ImageVulnerabilities) -> None:
     reasons = {
         "not_scanned": "has not been scanned: start a scan first",
         "pending": "is not matched yet: its scan is queued or running, or being matched",
-        "failed": f"has no vulnerabilities: {vulns.error}",
+        "failed": f"has no vulnerabilities: its scan or their matching failed: {vulns.error}",
     }
     reason = reasons.get(vulns.status, f"is {vulns.status}")
     raise StateConflict(f"{where} {reason}", {"status": vulns.status})
