@@ -24,6 +24,7 @@ from trustyard.vulnerabilities.vex import (
     export_document,
     image_digest,
     image_purl,
+    normal_purl,
     parse_document,
     purl_matches,
 )
@@ -353,3 +354,16 @@ def test_any_input_is_read_or_refused_with_invalid(value: Any) -> None:
     else:
         return
     assert message.startswith("invalid OpenVEX document")
+
+
+PURL_TEXT = st.text(alphabet=st.sampled_from(list("pkg:/@?#&=%abc.-_ 1\x00é")), max_size=30)
+
+
+@settings(max_examples=500, deadline=None)
+@given(PURL_TEXT.map(lambda s: "pkg:" + s), st.text(max_size=20))
+def test_any_purl_text_is_compared_without_an_error(stated: str, other: str) -> None:
+    normal_purl(stated)
+    image_digest(stated)
+    assert purl_matches(stated, stated)
+    purl_matches(stated, "pkg:" + other)
+    purl_matches("pkg:" + other, stated)
