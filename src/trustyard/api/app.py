@@ -16,6 +16,7 @@ from trustyard.api import (
     tokens,
     triage,
     users,
+    vex,
     vulndb,
     vulnerabilities,
     webhooks,
@@ -47,7 +48,7 @@ def create_api(accounts: Accounts) -> FastAPI:
     api.state.triage = TriageStore()
     errors.install(api)
     docs.install(api, PREFIX)
-    # scans, vulnerabilities and repository_details before repositories: their
+    # scans, vulnerabilities, triage and repository_details before repositories: their
     # /repositories/{name:path}/... routes would otherwise be taken by GET
     # /repositories/{name:path}.
     for module in (
@@ -57,6 +58,7 @@ def create_api(accounts: Accounts) -> FastAPI:
         scans,
         vulnerabilities,
         triage,
+        vex,
         repository_details,
         repositories,
         audit,

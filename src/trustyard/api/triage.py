@@ -1,11 +1,10 @@
-"""/api/v1 triage: DTR's vulnerability overrides per repository, OpenVEX documents imported
-for an image, a repository or an organization, and an image's triage exported as OpenVEX.
+"""/api/v1 triage of a repository's images: DTR's vulnerability overrides (list, create,
+delete) and an image's triage exported as an OpenVEX document; the helpers api/vex.py (the
+imported OpenVEX documents) shares.
 
-Reading needs the right to pull the repository (anonymous callers too, for public ones; an
-organization's documents: who may see the organization); a private repository the caller may
-not read answers 404 exactly like a missing one. Creating and deleting overrides and importing
-or deleting a repository's (or image's) documents needs read-write on the repository, an
-organization's documents its owners. Every change is audited.
+Reading needs the right to pull the repository (anonymous callers too, for public ones); a
+private repository the caller may not read answers 404 exactly like a missing one. Creating and
+deleting overrides needs read-write on the repository. Every change is audited.
 """
 
 from __future__ import annotations
@@ -16,21 +15,18 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, BeforeValidator, Field
 from sqlalchemy import Connection
 
 from trustyard.api.audit import AuditTrail, Trail
-from trustyard.api.deps import Anyone, Caller, Limit, Registry, Repositories, Service, manage_org
-from trustyard.api.deps import may_see_org as _may_see_org
-from trustyard.api.errors import forbidden, hidden, problems
+from trustyard.api.deps import Anyone, Caller, Limit, Registry, Repositories
+from trustyard.api.errors import forbidden, problems
 from trustyard.api.repositories import readable_repository
 from trustyard.api.schemas import MAX_ROW_ID, NO_NUL, Page
-from trustyard.auth.accounts import AccountService
 from trustyard.auth.authorize import Action
 from trustyard.auth.gate import Accounts
 from trustyard.auth.permissions import Principal
-from trustyard.auth.scopes import TokenScope
 from trustyard.content.interfaces import Repository
 from trustyard.content.repositories import RepositoryService
 from trustyard.db.engine import read_tx, write_tx
@@ -40,12 +36,10 @@ from trustyard.oci.digest import parse_digest
 from trustyard.oci.names import check_tag
 from trustyard.vulnerabilities.triage import (
     IMAGE,
-    ORGANIZATION,
     REPOSITORY,
     Scope,
     TriageRow,
     TriageStore,
-    VexRecord,
     assertions,
 )
 from trustyard.vulnerabilities.vex import (
@@ -55,7 +49,6 @@ from trustyard.vulnerabilities.vex import (
     Justification,
     export_document,
     image_purl,
-    parse_document,
 )
 
 router = APIRouter(tags=["triage"])
@@ -82,13 +75,13 @@ _DATETIME = re.compile(
 )
 
 
-def _date_and_time(value: object) -> object:
+def date_and_time(value: object) -> object:
     if isinstance(value, str) and _DATETIME.fullmatch(value) is None:
         raise ValueError("expected an ISO 8601 date and time, e.g. 2030-05-01T12:00:00Z")
     return value
 
 
-def _aware(value: datetime | None) -> datetime | None:
+def aware(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     try:
@@ -97,7 +90,7 @@ def _aware(value: datetime | None) -> datetime | None:
         raise Invalid("expires_at is out of range") from None
 
 
-Expiry = Annotated[datetime | None, BeforeValidator(_date_and_time)]
+Expiry = Annotated[datetime | None, BeforeValidator(date_and_time)]
 
 
 def get_triage(request: Request) -> TriageStore:
@@ -169,50 +162,8 @@ class TriageOut(BaseModel):
         )
 
 
-class VexDocumentOut(BaseModel):
-    id: int
-    document_id: str = Field(description="the document's @id")
-    author: str
-    version: int
-    issued_at: datetime | None
-    scope: str = Field(description="image | repository | organization")
-    repository: str | None
-    organization: str | None
-    digest: str | None
-    decisions: int = Field(description="one per statement and product")
-    expires_at: datetime | None
-    imported_by: str | None
-    imported_at: datetime
-    replaced_version: int | None = Field(
-        default=None, description="on import: the version this one replaced"
-    )
-
-    @classmethod
-    def of(cls, record: VexRecord, replaced: int | None = None) -> VexDocumentOut:
-        return cls(
-            id=record.id,
-            document_id=record.document_id,
-            author=record.author,
-            version=record.version,
-            issued_at=record.issued_at,
-            scope=record.scope,
-            repository=record.repository,
-            organization=record.namespace if record.scope == ORGANIZATION else None,
-            digest=record.digest,
-            decisions=record.rows,
-            expires_at=record.expires_at,
-            imported_by=record.imported_by,
-            imported_at=record.imported_at,
-            replaced_version=replaced,
-        )
-
-
-class VexDocumentDetail(VexDocumentOut):
-    document: dict[str, Any] = Field(description="the OpenVEX document as imported")
-
-
 # --- who may do what ---------------------------------------------------------------------------
-def _writable(
+def writable_repository(
     conn: Connection,
     accounts: Accounts,
     repositories: RepositoryService,
@@ -227,62 +178,13 @@ def _writable(
     return repository
 
 
-def _digest_in(conn: Connection, accounts: Accounts, repository: str, digest: str) -> str:
+def image_in(conn: Connection, accounts: Accounts, repository: str, digest: str) -> str:
     if accounts.policy.content.get_manifest(conn, repository, digest) is None:
         raise ManifestUnknown(digest)
     return digest
 
 
-def _may_read(
-    conn: Connection,
-    accounts: Accounts,
-    principal: Principal,
-    scope: TokenScope | None,
-    record: VexRecord,
-) -> bool:
-    if record.scope == ORGANIZATION:
-        return record.namespace is not None and _may_see_org(principal, record.namespace)
-    if record.repository is None:  # its repository is gone
-        return principal.is_admin
-    return accounts.policy.may(conn, principal, Action.PULL, record.repository, scope)
-
-
-def _readable_document(
-    conn: Connection,
-    accounts: Accounts,
-    store: TriageStore,
-    principal: Principal,
-    scope: TokenScope | None,
-    vex_id: int,
-) -> VexRecord:
-    record = store.document(conn, vex_id)
-    if not _may_read(conn, accounts, principal, scope, record):
-        raise hidden("VEX document", str(vex_id))
-    return record
-
-
-def _managed_document(
-    conn: Connection,
-    accounts: Accounts,
-    repositories: RepositoryService,
-    service: AccountService,
-    store: TriageStore,
-    caller: Principal,
-    vex_id: int,
-) -> VexRecord:
-    record = _readable_document(conn, accounts, store, caller, None, vex_id)
-    if record.scope == ORGANIZATION:
-        assert record.namespace is not None
-        manage_org(service, conn, caller, record.namespace)
-    elif record.repository is None:
-        if not caller.is_admin:
-            raise forbidden("only system administrators manage this document")
-    else:
-        _writable(conn, accounts, repositories, caller, record.repository)
-    return record
-
-
-def _audit(
+def audit_change(
     trail: AuditTrail,
     conn: Connection,
     action: str,
@@ -336,11 +238,11 @@ def create_override(
     one image (`digest`) or every image of the repository, with the reason; optionally until
     `expires_at`. Counts and exports leave it out. Needs read-write on the repository."""
     now = utc_now()
-    expires_at = _aware(body.expires_at)
+    expires_at = aware(body.expires_at)
     with write_tx(accounts.engine) as conn:
-        repository = _writable(conn, accounts, repositories, caller, name)
+        repository = writable_repository(conn, accounts, repositories, caller, name)
         if body.digest is not None:
-            _digest_in(conn, accounts, repository.name, body.digest)
+            image_in(conn, accounts, repository.name, body.digest)
         kind = IMAGE if body.digest is not None else REPOSITORY
         row = store.add_override(
             conn,
@@ -353,7 +255,7 @@ def create_override(
             created_by=caller.name,
             now=now,
         )
-        _audit(
+        audit_change(
             trail,
             conn,
             "vulnerability.override.create",
@@ -384,9 +286,9 @@ def delete_override(
 ) -> Response:
     """Remove an override: the vulnerability counts again. Needs read-write on the repository."""
     with write_tx(accounts.engine) as conn:
-        repository = _writable(conn, accounts, repositories, caller, name)
+        repository = writable_repository(conn, accounts, repositories, caller, name)
         row = store.delete_override(conn, repository.id, override_id)
-        _audit(
+        audit_change(
             trail,
             conn,
             "vulnerability.override.delete",
@@ -394,169 +296,6 @@ def delete_override(
             repository.name,
             repository.namespace,
             {"override": row.id, "vulnerability": row.vuln_id},
-        )
-    return Response(status_code=204)
-
-
-# --- VEX documents -----------------------------------------------------------------------------
-_VEX_BODY = Body(
-    description="an OpenVEX (v0.2.0) document: @context, @id, author, timestamp, version, "
-    "statements"
-)
-
-
-@router.post("/vex", status_code=201, responses=problems(404, 409))
-def import_vex(
-    document: Annotated[dict[str, Any], _VEX_BODY],
-    response: Response,
-    caller: Caller,
-    trail: Trail,
-    accounts: Registry,
-    repositories: Repositories,
-    service: Service,
-    store: Store,
-    repository: Annotated[
-        str | None,
-        Query(max_length=255, pattern=NO_NUL, description="for this repository (or its image)"),
-    ] = None,
-    digest: Annotated[
-        str | None, Query(pattern=DIGEST_PATTERN, description="for this image of `repository`")
-    ] = None,
-    organization: Annotated[
-        str | None,
-        Query(max_length=255, pattern=NO_NUL, description="for every repository of it"),
-    ] = None,
-    expires_at: Annotated[
-        datetime | None,
-        BeforeValidator(_date_and_time),
-        Query(description="when its statements end (default: never)"),
-    ] = None,
-) -> VexDocumentOut:
-    """Import an OpenVEX document for an image (`repository` and `digest`), a repository, or
-    an organization (`organization`): each statement and product becomes a decision there.
-    The same `@id` again replaces the document only at a higher `version` (409 otherwise).
-    Needs read-write on the repository, or ownership of the organization."""
-    if (repository is None) == (organization is None):
-        raise Invalid("give repository (with digest for one image) or organization")
-    if digest is not None and repository is None:
-        raise Invalid("digest names an image of `repository`")
-    until = _aware(expires_at)
-    parsed = parse_document(document)
-    data = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
-    now = utc_now()
-    with write_tx(accounts.engine) as conn:
-        if organization is not None:
-            manage_org(service, conn, caller, organization)
-            scope = Scope(ORGANIZATION, organization)
-            audited = ("organization", organization, organization)
-        else:
-            assert repository is not None
-            target = _writable(conn, accounts, repositories, caller, repository)
-            if digest is not None:
-                _digest_in(conn, accounts, target.name, digest)
-            kind = IMAGE if digest is not None else REPOSITORY
-            scope = Scope(kind, target.namespace, target.id, digest)
-            audited = ("repository", target.name, target.namespace)
-        record, replaced = store.import_vex(
-            conn, parsed, data, scope, expires_at=until, imported_by=caller.name, now=now
-        )
-        _audit(
-            trail,
-            conn,
-            "vex.import",
-            audited[0],
-            audited[1],
-            audited[2],
-            {
-                "vex": record.id,
-                "document": parsed.id,
-                "version": parsed.version,
-                "replaced_version": replaced,
-                "digest": digest,
-                "decisions": record.rows,
-            },
-        )
-    response.headers["Location"] = f"/api/v1/vex/{record.id}"
-    return VexDocumentOut.of(record, replaced)
-
-
-@router.get("/vex", responses=problems(404))
-def list_vex(
-    reader: Anyone,
-    accounts: Registry,
-    repositories: Repositories,
-    store: Store,
-    limit: Limit = 100,
-    after: After = None,
-    repository: Annotated[str | None, Query(max_length=255, pattern=NO_NUL)] = None,
-    organization: Annotated[
-        str | None,
-        Query(max_length=255, pattern=NO_NUL, description="the organization's own documents"),
-    ] = None,
-) -> Page[VexDocumentOut]:
-    """The imported documents the caller may read, in import order (only those of
-    `repository`, or of `organization`'s own scope, when given)."""
-    if repository is not None and organization is not None:
-        raise Invalid("filter by repository or by organization, not both")
-    principal, scope = reader.principal, reader.scope
-    with read_tx(accounts.engine) as conn:
-        if repository is not None:
-            target = readable_repository(conn, accounts, repositories, principal, scope, repository)
-            found = store.documents(
-                conn, repository_id=target.id, limit=limit + 1, after=after or 0
-            )
-        elif organization is not None:
-            if not _may_see_org(principal, organization):
-                raise hidden("organization", organization)
-            found = store.documents(conn, namespace=organization, limit=limit + 1, after=after or 0)
-        else:
-            found, cursor = [], after or 0
-            while len(found) <= limit:
-                batch = store.documents(conn, limit=200, after=cursor)
-                found += [r for r in batch if _may_read(conn, accounts, principal, scope, r)]
-                if len(batch) < 200:
-                    break
-                cursor = batch[-1].id
-    items = [VexDocumentOut.of(record) for record in found[:limit]]
-    return Page(items=items, next=str(items[-1].id) if len(found) > limit else None)
-
-
-@router.get("/vex/{vex_id}", responses=problems(404))
-def get_vex(vex_id: VexId, reader: Anyone, accounts: Registry, store: Store) -> VexDocumentDetail:
-    """One imported document, with the document itself."""
-    with read_tx(accounts.engine) as conn:
-        record = _readable_document(conn, accounts, store, reader.principal, reader.scope, vex_id)
-        data = store.document_json(conn, vex_id)
-    return VexDocumentDetail(**VexDocumentOut.of(record).model_dump(), document=data)
-
-
-@router.delete("/vex/{vex_id}", status_code=204, responses=problems(404))
-def delete_vex(
-    vex_id: VexId,
-    caller: Caller,
-    trail: Trail,
-    accounts: Registry,
-    repositories: Repositories,
-    service: Service,
-    store: Store,
-) -> Response:
-    """Delete an imported document with its decisions. Needs what importing it needed."""
-    with write_tx(accounts.engine) as conn:
-        record = _managed_document(conn, accounts, repositories, service, store, caller, vex_id)
-        store.delete_document(conn, vex_id)
-        kind, resource = (
-            ("organization", record.namespace or "")
-            if record.scope == ORGANIZATION
-            else ("repository", record.repository or "")
-        )
-        _audit(
-            trail,
-            conn,
-            "vex.delete",
-            kind,
-            resource,
-            record.namespace,
-            {"vex": record.id, "document": record.document_id, "version": record.version},
         )
     return Response(status_code=204)
 
