@@ -342,7 +342,12 @@ def test_api_sequences_answer_as_documented(fuzzed: TrustyardServer) -> None:
     The steps draw on live answers, which a replay would not see again: hypothesis must never
     replay (or shrink) a sequence, so failures are collected, not raised, and reported at the
     end with the request that reproduces each."""
-    machine = load_schema(fuzzed, "admin", stateful=True).as_state_machine()
+    # Not POST /vulndb/updates: the job it answers moves from queued to running to dead on
+    # the worker's clock (its loopback source refuses), so the steps a sequence can take
+    # after it (retry, cancel: 200 or 409) differ between two draws of the same choices,
+    # which hypothesis refuses as FlakyStrategyDefinition. The stateless run covers it.
+    loaded = load_schema(fuzzed, "admin", stateful=True)
+    machine = loaded.exclude(method="POST", path="/api/v1/vulndb/updates").as_state_machine()
     failures: dict[str, str] = {}
 
     class Sequences(machine):  # type: ignore[valid-type,misc]
