@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, and_, case, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from trustyard.content.reads import REPOSITORY_NAME, join_repository
 from trustyard.db.tables import vex_documents, vuln_triage
@@ -124,6 +125,12 @@ class TriageRow:
             created_by=self.created_by,
             created_at=self.created_at,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    id: int
+    version: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,11 +293,7 @@ class TriageStore:
         if expires_at is not None and utc(expires_at) <= now:
             raise Invalid("expires_at is in the past")
         rows = list(_statement_rows(document, scope))
-        known = conn.execute(
-            select(vex_documents.c.id, vex_documents.c.version).where(
-                vex_documents.c.document_id == document.id
-            )
-        ).first()
+        known = self._imported(conn, document.id)
         replaced: int | None = None
         values = {
             "author": document.author,
@@ -322,11 +325,20 @@ class TriageStore:
             doc_pk = known.id
             replaced = known.version
         else:
-            doc_pk = conn.execute(
-                insert(vex_documents)
-                .values(document_id=document.id, **values)
-                .returning(vex_documents.c.id)
-            ).scalar_one()
+            try:
+                with conn.begin_nested():
+                    doc_pk = conn.execute(
+                        insert(vex_documents)
+                        .values(document_id=document.id, **values)
+                        .returning(vex_documents.c.id)
+                    ).scalar_one()
+            except IntegrityError:
+                # Another import of the same @id committed since the lookup (PostgreSQL).
+                raise VexVersionConflict(
+                    f"OpenVEX document {document.id!r} was imported meanwhile; import it "
+                    "again with a higher version to replace it",
+                    {"document": document.id},
+                ) from None
         expiry = utc(expires_at) if expires_at is not None else None
         for start in range(0, len(rows), INSERT_BATCH):
             batch = rows[start : start + INSERT_BATCH]
@@ -345,6 +357,16 @@ class TriageStore:
                 ],
             )
         return self.document(conn, doc_pk), replaced
+
+    def _imported(self, conn: Connection, document_id: str) -> _Known | None:
+        """The stored document of that @id, locked until the transaction ends on
+        PostgreSQL, so that two re-imports of it run one after the other."""
+        row = conn.execute(
+            select(vex_documents.c.id, vex_documents.c.version)
+            .where(vex_documents.c.document_id == document_id)
+            .with_for_update()
+        ).first()
+        return _Known(row.id, row.version) if row is not None else None
 
     def documents(
         self,

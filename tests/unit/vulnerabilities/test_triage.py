@@ -5,12 +5,14 @@ vulnerability's names, the component's purl), with the counts that follow."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 
 from tests.support.databases import empty, migrated_engine
 from trustyard.content.stores import ContentStore
@@ -368,3 +370,86 @@ def test_the_export_assertions_are_the_winning_decisions(db: Engine, repos: dict
         ("CVE-1", None, "new"),
         ("CVE-1", REQUESTS, "not reachable"),
     ]
+
+
+# --- two imports of one document at once (PostgreSQL: SQLite has one writer at a time) ---------
+def postgres_only(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one writer at a time: two imports cannot interleave")
+
+
+def test_a_first_import_committed_meanwhile_is_a_conflict(
+    db: Engine, repos: dict[str, int]
+) -> None:
+    """Two first imports of one @id: the one whose insert comes second is told so (409),
+    not a database error."""
+    postgres_only(db)
+    scope = Scope(REPOSITORY, "acme", repos["acme/app"])
+    data = vex({"vulnerability": "CVE-1", "status": "fixed"}, doc_id="urn:race")
+
+    class Raced(TriageStore):
+        def _imported(self, conn: Any, document_id: str) -> Any:
+            found = super()._imported(conn, document_id)
+            imported(db, data, scope)  # another request's import commits meanwhile
+            return found
+
+    with pytest.raises(VexVersionConflict), write_tx(db) as conn:
+        Raced().import_vex(conn, parse_document(data), data, scope, imported_by="x", now=NOW)
+    with read_tx(db) as conn:
+        assert [d.document_id for d in TriageStore().documents(conn)] == ["urn:race"]
+
+
+def test_two_reimports_of_one_document_run_one_after_the_other(
+    db: Engine, repos: dict[str, int]
+) -> None:
+    """A re-import waits for one of the same @id in progress and then finds its version: it
+    never mixes its rows with the other's."""
+    postgres_only(db)
+    scope = Scope(REPOSITORY, "acme", repos["acme/app"])
+    imported(db, vex({"vulnerability": "CVE-1", "status": "fixed"}, doc_id="urn:re"), scope)
+    first = vex({"vulnerability": "CVE-2", "status": "fixed"}, doc_id="urn:re", version=2)
+    second = vex({"vulnerability": "CVE-3", "status": "fixed"}, doc_id="urn:re", version=2)
+    outcome: list[BaseException | None] = []
+
+    def other(pid: list[int]) -> None:
+        try:
+            with write_tx(db) as conn:
+                pid.append(conn.connection.driver_connection.info.backend_pid)  # type: ignore[union-attr]
+                TriageStore().import_vex(
+                    conn, parse_document(second), second, scope, imported_by="y", now=NOW
+                )
+            outcome.append(None)
+        except BaseException as error:
+            outcome.append(error)
+
+    with write_tx(db) as conn:
+        TriageStore().import_vex(
+            conn, parse_document(first), first, scope, imported_by="x", now=NOW
+        )
+        pid: list[int] = []
+        thread = threading.Thread(target=other, args=(pid,))
+        thread.start()
+        waiting_for_a_lock(db, pid)
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert isinstance(outcome[0], VexVersionConflict)
+    with read_tx(db) as conn:
+        names = conn.scalars(select(vuln_triage.c.vuln_id)).all()
+    assert names == ["CVE-2"]
+
+
+def waiting_for_a_lock(db: Engine, pid: list[int]) -> None:
+    """Return once the other session (whose backend pid `pid` will hold) waits for a lock."""
+    deadline = time.monotonic() + 60
+    with db.connect() as watcher:
+        while True:
+            if pid:
+                state = watcher.scalar(
+                    text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid"),
+                    {"pid": pid[0]},
+                )
+                watcher.rollback()
+                if state == "Lock":
+                    return
+            assert time.monotonic() < deadline, "the other import never waited"
+            time.sleep(0.01)
