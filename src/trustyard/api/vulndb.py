@@ -22,6 +22,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy import Engine
 from starlette.requests import ClientDisconnect
 
 from trustyard.api.audit import Trail
@@ -201,6 +202,7 @@ async def import_bundle(
             tools.importer.import_bundle, path, source=source, sha256=sha256
         )
     except BundleInvalid as error:
+        await asyncio.to_thread(_reword, tools, accounts.engine, source, error.bundle)
         return _refused_bundle(error)
     finally:
         path.unlink(missing_ok=True)
@@ -251,6 +253,12 @@ async def _receive(request: Request, f: Any, limit: int) -> None:
         raise ApiProblem(400, "the client went away before the whole bundle came") from None
     if pending:
         await asyncio.to_thread(f.writelines, pending)
+
+
+def _reword(tools: VulnDbTools, engine: Engine, source: str, path: str) -> None:
+    """The failure the importer recorded names the temporary file: name the upload instead."""
+    with write_tx(engine) as conn:
+        tools.importer.store.reword_error(conn, source, path, "the upload")
 
 
 def _refused_bundle(error: BundleInvalid) -> JSONResponse:

@@ -18,7 +18,7 @@ from datetime import datetime
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from trustyard.db.tables import vuln_affected, vuln_database, vuln_records, vuln_sources
@@ -230,6 +230,15 @@ class VulnStore:
             update(vuln_sources)
             .where(vuln_sources.c.name == name)
             .values(failed_at=now, error=error[:4000])
+        )
+
+    def reword_error(self, conn: Connection, name: str, old: str, new: str) -> None:
+        """Replace `old` by `new` in the source's last error (an upload's temporary path by
+        what the admin sent: the status is read by every account)."""
+        conn.execute(
+            update(vuln_sources)
+            .where(vuln_sources.c.name == name, vuln_sources.c.error.is_not(None))
+            .values(error=func.replace(vuln_sources.c.error, old, new))
         )
 
     # --- the rows of a generation -------------------------------------------------------------
