@@ -9,8 +9,6 @@ deleting overrides needs read-write on the repository. Every change is audited.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -40,15 +38,13 @@ from trustyard.vulnerabilities.triage import (
     Scope,
     TriageRow,
     TriageStore,
-    assertions,
+    image_document,
 )
 from trustyard.vulnerabilities.vex import (
     MAX_NAME,
     MAX_PURL,
     MAX_TEXT,
     Justification,
-    export_document,
-    image_purl,
 )
 
 router = APIRouter(tags=["triage"])
@@ -320,18 +316,11 @@ def export_vex(
         )
         digest = _resolve(conn, accounts, repository.name, reference)
         rows = store.applicable(conn, repository.id, digest, repository.namespace, now)
-    decided = assertions(rows)
-    registry = request.url.netloc
-    product = image_purl(repository.name, digest, registry)
-    fingerprint = hashlib.sha256(
-        json.dumps(
-            [[a.vulnerability, a.component_purl, a.status, a.statement] for a in decided]
-        ).encode()
-    ).hexdigest()[:16]
     base = str(request.base_url).rstrip("/")
-    doc_id = f"{base}/api/v1/repositories/{repository.name}/manifests/{digest}/vex#{fingerprint}"
-    issued = max((a.timestamp for a in decided), default=now)
-    return export_document(doc_id, f"trustyard ({registry})", issued, product, decided)
+    url = f"{base}/api/v1/repositories/{repository.name}/manifests/{digest}/vex"
+    return image_document(
+        rows, repository.name, digest, registry=request.url.netloc, url=url, now=now
+    )
 
 
 def _resolve(conn: Connection, accounts: Accounts, repository: str, reference: str) -> str:

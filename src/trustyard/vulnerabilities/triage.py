@@ -19,6 +19,7 @@ caller's connection; nothing commits.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zlib
 from collections.abc import Iterable, Sequence
@@ -45,6 +46,8 @@ from trustyard.vulnerabilities.vex import (
     Assertion,
     VexDocument,
     VexInvalid,
+    export_document,
+    image_purl,
     normal_purl,
     purl_matches,
 )
@@ -615,3 +618,32 @@ def assertions(rows: Iterable[TriageRow]) -> list[Assertion]:
             )
         )
     return sorted(out, key=lambda a: (a.vulnerability, a.component_purl or ""))
+
+
+def image_document(
+    rows: Sequence[TriageRow],
+    repository: str,
+    digest: str,
+    *,
+    registry: str,
+    url: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """The decisions of `rows` (those that hold for the image, in precedence order:
+    `TriageStore.applicable`) as an OpenVEX document about the image `pkg:oci/...@digest`
+    (its `repository_url` on `registry`). Its @id is `url` with a digest of the decisions
+    as fragment, so a changed triage is a new document; issued at the newest decision."""
+    decided = assertions(rows)
+    fingerprint = hashlib.sha256(
+        json.dumps(
+            [
+                [a.vulnerability, a.component_purl, a.status, a.justification, a.statement]
+                for a in decided
+            ]
+        ).encode()
+    ).hexdigest()[:16]
+    issued = max((a.timestamp for a in decided), default=now)
+    product = image_purl(repository, digest, registry)
+    return export_document(
+        f"{url}#{fingerprint}", f"trustyard ({registry})", issued, product, decided
+    )

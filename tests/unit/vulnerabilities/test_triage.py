@@ -37,7 +37,9 @@ from trustyard.vulnerabilities.triage import (
     VexVersionConflict,
     apply_triage,
     assertions,
+    image_document,
 )
+from trustyard.vulnerabilities.vex import Target as VexTarget
 from trustyard.vulnerabilities.vex import VexInvalid, parse_document
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -453,3 +455,35 @@ def waiting_for_a_lock(db: Engine, pid: list[int]) -> None:
                     return
             assert time.monotonic() < deadline, "the other import never waited"
             time.sleep(0.01)
+
+
+def test_the_image_document_says_what_holds_and_changes_with_it(
+    db: Engine, repos: dict[str, int]
+) -> None:
+    override(db, repos["acme/app"], "CVE-1", component_purl=REQUESTS, digest=DIGEST)
+    url = "https://registry.example/api/v1/repositories/acme/app/manifests/x/vex"
+
+    def document() -> dict[str, Any]:
+        with read_tx(db) as conn:
+            rows = TriageStore().applicable(conn, repos["acme/app"], DIGEST, "acme", NOW)
+        return image_document(
+            rows, "acme/app", DIGEST, registry="registry.example", url=url, now=NOW
+        )
+
+    first = document()
+    parsed = parse_document(json.dumps(first))
+    [said] = parsed.statements
+    assert (said.vulnerability, said.status, said.statement) == (
+        "CVE-1",
+        TriageStatus.NOT_AFFECTED,
+        "not reachable",
+    )
+    assert said.targets == (VexTarget(DIGEST, REQUESTS),)
+    product = first["statements"][0]["products"][0]["@id"]
+    assert "repository_url=registry.example/acme/app" in product
+    assert parsed.id.startswith(f"{url}#")
+    assert (parsed.timestamp, document()["@id"]) == (NOW, first["@id"])  # stable
+    override(db, repos["acme/app"], "CVE-2", now=NOW + timedelta(hours=1))
+    changed = document()
+    assert changed["@id"] != first["@id"]
+    assert changed["timestamp"] == "2026-03-01T13:00:00Z"
