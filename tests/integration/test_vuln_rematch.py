@@ -123,6 +123,7 @@ def test_an_import_of_a_newer_bundle_announces_the_new_advisory(
     older, newer = bundles
     vulndb_import(server, older)
     repository = f"{unique('vulns')}/app"
+    path = f"/{repository}"  # the receiver serves both backends' servers
     digest, blobs = push_python_image(admin, repository)
 
     def matched() -> Any:
@@ -136,7 +137,7 @@ def test_an_import_of_a_newer_bundle_announces_the_new_advisory(
     subscribe(
         admin,
         receiver,
-        "/vulns",
+        path,
         ["VULNERABILITY_FOUND", "VULNERABILITY_RESOLVED", "SCANNER_UPDATE_COMPLETED"],
         registry=True,
     )
@@ -150,7 +151,7 @@ def test_an_import_of_a_newer_bundle_announces_the_new_advisory(
     got = receiver.wait_for(
         lambda requests: any(r.json()["type"] == "SCANNER_UPDATE_COMPLETED" for r in requests),
         timeout=120,
-        path="/vulns",
+        path=path,
     )
     types = [r.json()["type"] for r in got]
     assert types == ["VULNERABILITY_FOUND", "SCANNER_UPDATE_COMPLETED"], types
