@@ -39,7 +39,7 @@ from trustyard.vulnerabilities.interfaces import (
     SourceStatus,
 )
 from trustyard.vulnerabilities.jobs import UPDATE_DEDUPE_KEY, enqueue_update
-from trustyard.wiring.vulnerabilities import VulnDbTools
+from trustyard.vulnerabilities.service import VulnDbTools
 
 router = APIRouter(tags=["vulnerability database"])
 

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from trustyard.scanning.bom import OWNED_BY_OS_PACKAGE
 from trustyard.vulnerabilities.versions import Scheme, scheme_for
 
 # The scanner's ecosystems (scanning/model.py) that advisories cover under their own names.
@@ -51,7 +50,9 @@ LANGUAGE_ECOSYSTEMS: dict[str, str] = {
 # The scanner's OS package ecosystems, each with the version order of its distributions.
 OS_ECOSYSTEMS: dict[str, Scheme] = {"deb": Scheme.DPKG, "apk": Scheme.APK, "rpm": Scheme.RPM}
 BINARY = "binary"
-OWNED_BY_OS = OWNED_BY_OS_PACKAGE  # the property the scanner sets on such components
+# The property the scanner sets on such components (scanning.bom.OWNED_BY_OS_PACKAGE: the BOM's
+# JSON is the contract, features do not import each other; a test checks the two agree).
+OWNED_BY_OS = "owned-by-os-package"
 
 _RELEASE = re.compile(r"(\d+)(?:\.(\d+))?")
 _SOURCE_RPM = re.compile(r"(?P<name>.+)-(?P<version>[^-]+-[^-]+)\.(?:no)?src\.rpm")

@@ -16,9 +16,13 @@ import threading
 import zlib
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import Connection
 
+from trustyard.jobs.queue import SqlJobQueue
+from trustyard.vulnerabilities.importer import Importer
 from trustyard.vulnerabilities.index import Index
 from trustyard.vulnerabilities.interfaces import DatabaseStatus, Package
 from trustyard.vulnerabilities.matching import AffectedMatcher, package_key
@@ -125,3 +129,16 @@ class VulnerabilityService:
 
     def version(self, conn: Connection) -> int:
         return self.store.version(conn)
+
+
+@dataclass(frozen=True)
+class VulnDbTools:
+    """What /api/v1/vulndb works with: the importer of uploads (bounded by
+    `max_upload_bytes`, written under `uploads`), the queue updates are asked through, and
+    the read service."""
+
+    importer: Importer
+    queue: SqlJobQueue
+    service: VulnerabilityService
+    uploads: Path
+    max_upload_bytes: int

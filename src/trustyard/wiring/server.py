@@ -20,13 +20,14 @@ from trustyard.db.writer import make_writer
 from trustyard.metrics.recorder import Recorder
 from trustyard.registry.context import RegistryContext
 from trustyard.scanning.service import ScanService
+from trustyard.vulnerabilities.service import VulnDbTools
 from trustyard.webhooks.service import WebhookService
 from trustyard.wiring.accounts import make_accounts
 from trustyard.wiring.common import make_driver
 from trustyard.wiring.events import make_outbox, make_pull_recorder, make_webhook_service
 from trustyard.wiring.jobs import make_queue
 from trustyard.wiring.scanning import make_scan_service
-from trustyard.wiring.vulnerabilities import VulnDbTools, make_vulndb_tools
+from trustyard.wiring.vulnerabilities import make_vulndb_tools
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,6 @@ the service that reads it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
 from sqlalchemy import Connection, Engine
 
 from trustyard import __version__
@@ -22,7 +19,7 @@ from trustyard.vulnerabilities.images import ImageMatcher, ImageStore
 from trustyard.vulnerabilities.importer import Importer, SwitchHook
 from trustyard.vulnerabilities.interfaces import Package
 from trustyard.vulnerabilities.online import OnlineUpdater, UpdateConfig
-from trustyard.vulnerabilities.service import VulnerabilityService
+from trustyard.vulnerabilities.service import VulnDbTools, VulnerabilityService
 
 
 def bundle_limits(settings: Settings) -> BundleLimits:
@@ -133,19 +130,6 @@ def register_vulnerabilities(
         handlers.register(REMATCH_KIND, RematchImages(rematcher))
     if settings.vulnerabilities.update_cron:
         schedules.append(update_schedule(settings.vulnerabilities.update_cron))
-
-
-@dataclass(frozen=True)
-class VulnDbTools:
-    """What /api/v1/vulndb works with: the importer of uploads (bounded by
-    `max_upload_bytes`, written under `uploads`), the queue updates are asked through, and
-    the read service."""
-
-    importer: Importer
-    queue: SqlJobQueue
-    service: VulnerabilityService
-    uploads: Path
-    max_upload_bytes: int
 
 
 def make_vulndb_tools(settings: Settings, engine: Engine, queue: SqlJobQueue) -> VulnDbTools:
