@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from sqlalchemy import Connection
 
 from trustyard.events.jobs import DISPATCH_KIND
-from trustyard.events.model import Event, EventConsumer
+from trustyard.events.model import Event, EventConsumer, EventType
 from trustyard.events.stores import OutboxStore
 from trustyard.jobs.queue import SqlJobQueue
 
@@ -21,9 +21,10 @@ class Outbox:
     """What writers use: `publish` in the transaction of the change.
 
     `wanted` (given by the composition root) says, in that same transaction, whether any
-    consumer listens at all (today: an active webhook subscription exists). When none does,
-    nothing is written: a subscription only ever receives events that happen after it is
-    made, so skipping them is invisible, and a push then costs no outbox row, no dispatch job
+    consumer listens for any of the events' types (today: an active webhook subscription asks
+    for one). When none does, nothing is written: a subscription only ever receives events
+    that happen after it is made, so skipping them is invisible, and a push (or a scan's
+    SCAN_COMPLETED under a push-only subscription) then costs no outbox row, no dispatch job
     and no dispatcher run.
 
     `inline` consumers (also given by the root) see every published event, stored or not, in
@@ -33,7 +34,7 @@ class Outbox:
         self,
         queue: SqlJobQueue | None,
         store: OutboxStore | None = None,
-        wanted: Callable[[Connection], bool] | None = None,
+        wanted: Callable[[Connection, frozenset[EventType]], bool] | None = None,
         inline: Sequence[EventConsumer] = (),
     ) -> None:
         self.queue = queue  # None: store only (nothing will dispatch: tests of the store)
@@ -46,7 +47,7 @@ class Outbox:
             return
         for consumer in self.inline:
             consumer.consume(conn, events)
-        if self.wanted is not None and not self.wanted(conn):
+        if self.wanted is not None and not self.wanted(conn, frozenset(e.type for e in events)):
             return
         self.store.insert(conn, events)
         if self.queue is not None:

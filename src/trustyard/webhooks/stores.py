@@ -100,7 +100,7 @@ def _delivery(row: Any, history: Sequence[Attempt] = ()) -> Delivery:
     )
 
 
-_ANY_ACTIVE = select(subs.c.id).where(subs.c.active.is_(True)).limit(1)
+_WANTS_ONE_OF: dict[frozenset[EventType], Any] = {}
 
 
 def _record_statement(delivered: bool) -> Any:
@@ -191,9 +191,25 @@ class WebhookStore:
         query = select(subs).where(subs.c.active.is_(True), or_(*scoped)).order_by(subs.c.id)
         return [_subscription(row) for row in conn.execute(query)]
 
-    def any_active(self, conn: Connection) -> bool:
-        """Whether any subscription is active (one indexed row at most)."""
-        return conn.scalar(_ANY_ACTIVE) is not None
+    def any_wants_one_of(self, conn: Connection, event_types: frozenset[EventType]) -> bool:
+        """Whether an active subscription asks for any of `event_types` (the outbox stores
+        events only then: a registry-wide push subscription makes scans' SCAN_COMPLETED
+        events cost nothing)."""
+        query = _WANTS_ONE_OF.get(event_types)
+        if query is None:
+            query = (
+                select(subs.c.id)
+                .where(
+                    subs.c.active.is_(True),
+                    or_(
+                        *(subs.c.event_types.contains(f'"{t.value}"') for t in sorted(event_types))
+                    ),
+                )
+                .limit(1)
+            )
+            if len(_WANTS_ONE_OF) < 256:  # combinations of event types: few
+                _WANTS_ONE_OF[event_types] = query
+        return conn.scalar(query) is not None
 
     def any_wants(self, conn: Connection, event_type: EventType) -> bool:
         query = (

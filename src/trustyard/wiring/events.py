@@ -58,7 +58,7 @@ def make_webhook_service(settings: Settings, queue: SqlJobQueue) -> WebhookServi
 def make_outbox(queue: SqlJobQueue, inline: Sequence[EventConsumer] = ()) -> Outbox:
     """The outbox writers publish to: `inline` consumers react in the publishing
     transaction (a server's scan on push); nothing is stored while no webhook listens."""
-    return Outbox(queue, wanted=WebhookStore().any_active, inline=inline)
+    return Outbox(queue, wanted=WebhookStore().any_wants_one_of, inline=inline)
 
 
 def make_pull_recorder(settings: Settings, engine: Engine, outbox: Outbox) -> PullRecorder:

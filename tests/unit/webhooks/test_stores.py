@@ -141,22 +141,31 @@ def test_an_event_concerns_the_active_subscriptions_of_its_repository_namespace_
         assert len(STORE.active_for(conn, [pushed, other])) == 4
 
 
-def test_any_active_and_any_wants_see_only_active_subscriptions(engine: Engine) -> None:
+def test_any_wants_see_only_active_subscriptions_and_their_types(engine: Engine) -> None:
+    every = frozenset(EventType)
+    pushes = frozenset({EventType.TAG_PUSH, EventType.MANIFEST_PUSH})
     with read_tx(engine) as conn:
-        assert not STORE.any_active(conn)
+        assert not STORE.any_wants_one_of(conn, every)
     with write_tx(engine) as conn:
         add_subscription(conn, types=(EventType.REPO_DELETED,), active=False)
     with read_tx(engine) as conn:
-        assert not STORE.any_active(conn)
+        assert not STORE.any_wants_one_of(conn, every)
         assert not STORE.any_wants(conn, EventType.REPO_DELETED)
     with write_tx(engine) as conn:
         add_subscription(conn, types=(EventType.TAG_PUSH, EventType.TAG_DELETE))
     with read_tx(engine) as conn:
-        assert STORE.any_active(conn)
         assert STORE.any_wants(conn, EventType.TAG_PUSH)
         assert STORE.any_wants(conn, EventType.TAG_DELETE)
         assert not STORE.any_wants(conn, EventType.REPO_DELETED)
         assert not STORE.any_wants(conn, EventType.MANIFEST_PUSH)
+        # The outbox stores a batch of events only when some active subscription asks for
+        # one of their types: a scan's SCAN_COMPLETED under a push subscription is not stored.
+        assert STORE.any_wants_one_of(conn, pushes)
+        assert STORE.any_wants_one_of(conn, frozenset({EventType.TAG_DELETE}))
+        assert not STORE.any_wants_one_of(conn, frozenset({EventType.SCAN_COMPLETED}))
+        assert not STORE.any_wants_one_of(
+            conn, frozenset({EventType.REPO_DELETED, EventType.MANIFEST_PUSH})
+        )
 
 
 def test_an_update_changes_only_its_subscription_and_a_delete_takes_its_deliveries(
