@@ -45,23 +45,13 @@ from sqlalchemy import Engine
 from trustyard.db.engine import read_tx, write_tx
 from trustyard.errors import DomainError
 from trustyard.kit.clock import utc_now
+from trustyard.vulnerabilities.components import LANGUAGE_ECOSYSTEMS
 from trustyard.vulnerabilities.importer import Importer
 from trustyard.vulnerabilities.interfaces import ImportReport
 from trustyard.vulnerabilities.stores import SOURCE_CHARS, Origin, VulnStore
 
 log = logging.getLogger(__name__)
 
-# Our BOM's ecosystems (scanning/model.py) -> OSV's, for the language ecosystems.
-OSV_BASE_ECOSYSTEMS: dict[str, str] = {
-    "pypi": "PyPI",
-    "npm": "npm",
-    "golang": "Go",
-    "cargo": "crates.io",
-    "maven": "Maven",
-    "gem": "RubyGems",
-    "nuget": "NuGet",
-    "composer": "Packagist",
-}
 # OS packages: OSV has an ecosystem per distribution, named by the purl's namespace (the
 # distribution's os-release id).
 OSV_DISTRIBUTIONS: dict[str, dict[str, str]] = {
@@ -95,8 +85,8 @@ def ecosystems_of(seen: Collection[tuple[str, str]]) -> list[str]:
     ecosystems OSV has no bundle for (binary fingerprints, an unknown distribution) none."""
     found = set()
     for ecosystem, namespace in seen:
-        if ecosystem in OSV_BASE_ECOSYSTEMS:
-            found.add(OSV_BASE_ECOSYSTEMS[ecosystem])
+        if ecosystem in LANGUAGE_ECOSYSTEMS:
+            found.add(LANGUAGE_ECOSYSTEMS[ecosystem])
         elif (name := OSV_DISTRIBUTIONS.get(ecosystem, {}).get(namespace.lower())) is not None:
             found.add(name)
     return sorted(found)
