@@ -12,8 +12,14 @@ a package compiles its records' ranges (parses their versions); the cold figure 
 the warm one (the median of --repeat runs over the same list) does not, as in a worker that
 matched these packages before.
 
+With --database, also as the registry does it: the three fixture folders imported into a new
+SQLite database by the real importer (timed: the import benchmark, fsync on), then the same
+list matched through `VulnerabilityService.index_for` (one query for the list's packages)
+and `findings.match`, cold (a new record cache: every record read and parsed) and warm.
+
   .venv/bin/python bench/vuln_match.py
   .venv/bin/python bench/vuln_match.py --components 1000 --repeat 20
+  .venv/bin/python bench/vuln_match.py --database
 """
 
 from __future__ import annotations
@@ -23,13 +29,22 @@ import random
 import resource
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from trustyard.db import migrate
+from trustyard.db.engine import make_engine, read_tx
+from trustyard.vulnerabilities import findings
+from trustyard.vulnerabilities.components import Target, Via
+from trustyard.vulnerabilities.findings import packages
+from trustyard.vulnerabilities.importer import Importer
 from trustyard.vulnerabilities.index import Finding, Index
+from trustyard.vulnerabilities.interfaces import ImageComponent
 from trustyard.vulnerabilities.osv import Record, parse_record
+from trustyard.vulnerabilities.service import VulnerabilityService
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
@@ -75,6 +90,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--components", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument(
+        "--database", action="store_true", help="also import into SQLite and match from it"
+    )
     args = parser.parse_args()
 
     paths = [p for folder in ECOSYSTEMS for p in sorted((VULNDB / folder).glob("*.json"))]
@@ -114,6 +132,61 @@ def main() -> None:
         f"{sum(1 for f in found if f)} affected components, {sum(map(len, found))} findings; "
         f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
     )
+    if args.database:
+        from_database(bom, args.repeat, sum(map(len, found)))
+
+
+def from_database(bom: list[tuple[str, str, str]], repeat: int, expected: int) -> None:
+    """Import the fixture with the real importer into a new SQLite file, then match `bom`
+    through the database as the registry does."""
+    with tempfile.TemporaryDirectory(prefix="vuln-match-") as folder:
+        engine = make_engine(f"sqlite:///{Path(folder) / 'trustyard.db'}")
+        try:
+            migrate.upgrade(engine)
+            importer = Importer(engine)
+
+            def load() -> int:
+                return sum(
+                    importer.import_bundle(VULNDB / name, source=f"fixture-{name}").records
+                    for name in ECOSYSTEMS
+                )
+
+            imported, wall, cpu = timed(load)
+            print(f"import {imported} records into SQLite {wall * 1000:9.1f} {cpu * 1000:9.1f}")
+            parts = [
+                ImageComponent(
+                    "linux/amd64",
+                    eco,
+                    name,
+                    version,
+                    "",
+                    "",
+                    Target(eco, name, version, Via.PACKAGE),
+                )
+                for eco, name, version in bom
+            ]
+
+            def match(service: VulnerabilityService) -> int:
+                with read_tx(engine) as conn:
+                    index = service.index_for(conn, packages(parts))
+                return len(findings.match(index, parts))
+
+            cold = [timed(lambda: match(VulnerabilityService())) for _ in range(repeat)]
+            shared = VulnerabilityService()
+            match(shared)
+            warm = [timed(lambda: match(shared)) for _ in range(repeat)]
+            for label, runs in (("cold", cold), ("warm", warm)):
+                print(
+                    f"match {len(bom)} from SQLite, {label} "
+                    f"{statistics.median(r[1] for r in runs) * 1000:9.1f} "
+                    f"{statistics.median(r[2] for r in runs) * 1000:9.1f}"
+                    f"  (median of {repeat}; {label}: "
+                    + ("a new record cache)" if label == "cold" else "records parsed before)")
+                )
+            assert cold[0][0] == expected, (cold[0][0], expected)  # the same findings
+            print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+        finally:
+            engine.dispose()
 
 
 if __name__ == "__main__":
