@@ -24,6 +24,9 @@ select, writes the raw outputs to bench/results/<time>/ and prints a markdown ta
                (e.g. a `git worktree add ../before <commit>`'s src), named "<name>-before":
                old and new code side by side in the same run; the report adds a table of
                each new server against its old twin
+  --before-first  with --before: each old server runs just before its new twin in a round
+               (by default after it): a server's place in a round matters on a shared
+               machine (the others' scans of earlier setups run in the background)
   --quick      small counts and sizes everywhere (a smoke run, not a measurement)
   --report DIR print the tables of a past run again
 
@@ -103,6 +106,7 @@ class Servers:
         auth: bool = False,
         webhook: bool = False,
         before: Path | None = None,
+        before_first: bool = False,
     ) -> None:
         if str(REPO_ROOT) not in sys.path:
             sys.path.insert(0, str(REPO_ROOT))
@@ -125,6 +129,8 @@ class Servers:
         sources: list[tuple[str, dict[str, str]]] = [("", {})]
         if before is not None:
             sources.append((BEFORE, {"PYTHONPATH": str(before.resolve())}))
+            if before_first:  # the place in a round matters on a shared machine: swap them
+                sources.reverse()
         # (target name, server, kind): each kind from the new code, then from the old one.
         self.servers: list[tuple[str, Any, str]] = []
         for kind, env in kinds:
@@ -134,7 +140,7 @@ class Servers:
                     data_dir=workdir / name / "data", workers=workers, extra_env=env | source_env
                 )
                 self.servers.append((name, server, kind))
-        self.trustyard = self.servers[0][1]
+        self.trustyard = next(server for name, server, _ in self.servers if name == TRUSTYARD)
         self.receivers: list[Any] = []
         self.targets: list[Target] = []
 
@@ -832,6 +838,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--before", type=Path, metavar="SRC", help="also run each server from this old src"
     )
+    p.add_argument(
+        "--before-first",
+        action="store_true",
+        help="with --before: each old twin runs before its new server in a round",
+    )
     p.add_argument("--rounds", type=int, help="rounds for rates/regbench (default: theirs)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="trustyard workers")
     p.add_argument("--workdir", type=Path, help="parent of the temp folder (default: $TMPDIR)")
@@ -931,7 +942,12 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     load = LoadSampler()
     servers = Servers(
-        workdir, args.workers, auth=args.auth, webhook=args.webhook, before=args.before
+        workdir,
+        args.workers,
+        auth=args.auth,
+        webhook=args.webhook,
+        before=args.before,
+        before_first=args.before_first,
     )
     try:
         targets = servers.start()
