@@ -86,6 +86,14 @@ ROUTES = {
     ("get", "/api/v1/vulndb"),
     ("post", "/api/v1/vulndb/imports"),
     ("post", "/api/v1/vulndb/updates"),
+    ("get", "/api/v1/repositories/{name}/vulnerability-overrides"),
+    ("post", "/api/v1/repositories/{name}/vulnerability-overrides"),
+    ("delete", "/api/v1/repositories/{name}/vulnerability-overrides/{override_id}"),
+    ("get", "/api/v1/repositories/{name}/manifests/{reference}/vex"),
+    ("post", "/api/v1/vex"),
+    ("get", "/api/v1/vex"),
+    ("get", "/api/v1/vex/{vex_id}"),
+    ("delete", "/api/v1/vex/{vex_id}"),
 }
 
 

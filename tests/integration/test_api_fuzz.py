@@ -342,12 +342,23 @@ def test_api_sequences_answer_as_documented(fuzzed: TrustyardServer) -> None:
     The steps draw on live answers, which a replay would not see again: hypothesis must never
     replay (or shrink) a sequence, so failures are collected, not raised, and reported at the
     end with the request that reproduces each."""
-    # Not POST /vulndb/updates: the job it answers moves from queued to running to dead on
-    # the worker's clock (its loopback source refuses), so the steps a sequence can take
-    # after it (retry, cancel: 200 or 409) differ between two draws of the same choices,
-    # which hypothesis refuses as FlakyStrategyDefinition. The stateless run covers it.
+    # Nothing whose answer moves on the worker's clock: a step's answer decides which steps
+    # may follow it, so an answer that differs between two draws of the same choices makes
+    # hypothesis refuse the run as FlakyStrategyDefinition (it did, under load, in a full
+    # run). Left out here, covered by the stateless run: POST /vulndb/updates and POST
+    # .../scan (the jobs they queue go from queued to running to done or dead, and a rescan
+    # makes GET .../bom answer 409 until it ends), and a job's retry and cancel (200 or 409
+    # by the state the worker has moved the listed job to).
     loaded = load_schema(fuzzed, "admin", stateful=True)
-    machine = loaded.exclude(method="POST", path="/api/v1/vulndb/updates").as_state_machine()
+    moving = (
+        ("POST", "/api/v1/vulndb/updates"),
+        ("POST", "/api/v1/repositories/{name}/manifests/{reference}/scan"),
+        ("POST", "/api/v1/jobs/{job_id}/retry"),
+        ("POST", "/api/v1/jobs/{job_id}/cancel"),
+    )
+    for method, path in moving:
+        loaded = loaded.exclude(method=method, path=path)
+    machine = loaded.as_state_machine()
     failures: dict[str, str] = {}
 
     class Sequences(machine):  # type: ignore[valid-type,misc]
