@@ -390,6 +390,40 @@ def test_unreadable_range_versions_are_warnings_and_the_record_still_matches(
     }
 
 
+def test_an_unknown_ecosystem_is_a_warning_and_its_explicit_versions_still_match(
+    db: Engine, tmp_path: Path
+) -> None:
+    """An ecosystem without a known order (a new one osv.dev added) imports: its ranges are
+    left out with one warning per range, its explicit versions still match, and nothing
+    else of the bundle is lost."""
+    strange = json.loads(record("NEW-2026-1", "thing", "2.0.0", "Brand-New-Ecosystem"))
+    strange["affected"][0]["versions"] = ["1.0.0"]
+    fine = record("GHSA-aaaa-bbbb-cccc", "left-pad", "1.3.0")
+    report = Importer(db).import_bundle(
+        folder(
+            tmp_path / "n",
+            {"NEW-2026-1.json": json.dumps(strange).encode(), "GHSA.json": fine},
+        )
+    )
+    assert report.records == 2
+    assert report.warning_count == 1
+    assert report.warnings[0] == (
+        "NEW-2026-1: affected[0].ranges[0]: no version order for Brand-New-Ecosystem"
+    )
+    assert answers(
+        db,
+        [
+            ("Brand-New-Ecosystem", "thing", "1.0.0"),
+            ("Brand-New-Ecosystem", "thing", "1.5.0"),  # inside the range: not known
+            ("npm", "left-pad", "1.2.0"),
+        ],
+    ) == {
+        ("Brand-New-Ecosystem", "thing", "1.0.0"): {"NEW-2026-1"},
+        ("Brand-New-Ecosystem", "thing", "1.5.0"): set(),
+        ("npm", "left-pad", "1.2.0"): {"GHSA-aaaa-bbbb-cccc"},
+    }
+
+
 def test_a_bundle_without_records_is_refused(db: Engine, tmp_path: Path) -> None:
     with pytest.raises(BundleInvalid) as caught:
         Importer(db).import_bundle(folder(tmp_path / "x", {"README.md": b"hello"}))
