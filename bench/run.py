@@ -27,6 +27,8 @@ select, writes the raw outputs to bench/results/<time>/ and prints a markdown ta
   --before-first  with --before: each old server runs just before its new twin in a round
                (by default after it): a server's place in a round matters on a shared
                machine (the others' scans of earlier setups run in the background)
+  --scan-off   scan on push off on every server (on by default, as deployed): the request
+               path alone, without the background scans of earlier setups
   --quick      small counts and sizes everywhere (a smoke run, not a measurement)
   --report DIR print the tables of a past run again
 
@@ -107,6 +109,7 @@ class Servers:
         webhook: bool = False,
         before: Path | None = None,
         before_first: bool = False,
+        scan: bool = True,
     ) -> None:
         if str(REPO_ROOT) not in sys.path:
             sys.path.insert(0, str(REPO_ROOT))
@@ -117,7 +120,7 @@ class Servers:
         self.ref = ReferenceRegistry(base_dir=workdir)
         # Every server as deployed: scan on push is on by default in production (the tests'
         # TrustyardServer turns it off unless asked), accounts on where the kind says so.
-        scanning = {"TRUSTYARD_SCANNING__ENABLED": "true"}
+        scanning = {"TRUSTYARD_SCANNING__ENABLED": "true" if scan else "false"}
         accounts = scanning | {"TRUSTYARD_AUTH__ENABLED": "true"}
         hook = accounts | {
             "TRUSTYARD_ADMIN_PASSWORD": HOOK_ADMIN_PASSWORD,
@@ -843,6 +846,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="with --before: each old twin runs before its new server in a round",
     )
+    p.add_argument(
+        "--scan-off",
+        action="store_true",
+        help="scan on push off everywhere: the request path alone, without background scans",
+    )
     p.add_argument("--rounds", type=int, help="rounds for rates/regbench (default: theirs)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="trustyard workers")
     p.add_argument("--workdir", type=Path, help="parent of the temp folder (default: $TMPDIR)")
@@ -948,6 +956,7 @@ def main(argv: list[str] | None = None) -> int:
         webhook=args.webhook,
         before=args.before,
         before_first=args.before_first,
+        scan=not args.scan_off,
     )
     try:
         targets = servers.start()
