@@ -378,18 +378,7 @@ class ImageStore:
             values.append(_finding_values(scan.id, package_id, finding))
         for chunk in _chunks(values):
             conn.execute(insert(vuln_findings), chunk)
-        conn.execute(
-            insert(vuln_image_matches).values(
-                scan_id=scan.id,
-                repository_id=scan.repository_id,
-                manifest_digest=scan.manifest_digest,
-                status=MATCHED,
-                database_version=database_version,
-                components=len(components),
-                matched_at=now,
-                error=None,
-            )
-        )
+        _record_match(conn, scan, MATCHED, database_version, len(components), now)
 
     def first_seen(self, conn: Connection, scan: ScanView) -> dict[tuple[str, str, str], datetime]:
         """When each (platform, purl, vulnerability) of the manifest's latest matched scan
@@ -437,18 +426,7 @@ class ImageStore:
         """Matching the scan failed (a retry is queued): its earlier rows go, the image says
         failed with `error` until a match succeeds."""
         self.clear(conn, scan.id)
-        conn.execute(
-            insert(vuln_image_matches).values(
-                scan_id=scan.id,
-                repository_id=scan.repository_id,
-                manifest_digest=scan.manifest_digest,
-                status=FAILED,
-                database_version=database_version,
-                components=0,
-                matched_at=utc_now(),
-                error=error[:4000],
-            )
-        )
+        _record_match(conn, scan, FAILED, database_version, 0, utc_now(), error[:4000])
 
     # --- re-matching ---------------------------------------------------------------------------
     def touched_scans(self, conn: Connection, packages: Iterable[Package]) -> list[int]:
@@ -659,3 +637,27 @@ def hold_matching(conn: Connection) -> None:
 def hold_switch(conn: Connection) -> None:
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MATCH_LOCK})
+
+
+def _record_match(
+    conn: Connection,
+    scan: ScanView,
+    status: str,
+    database_version: int,
+    components: int,
+    at: datetime,
+    error: str | None = None,
+) -> None:
+    """The scan's one vuln_image_matches row: how its matching went, against which version."""
+    conn.execute(
+        insert(vuln_image_matches).values(
+            scan_id=scan.id,
+            repository_id=scan.repository_id,
+            manifest_digest=scan.manifest_digest,
+            status=status,
+            database_version=database_version,
+            components=components,
+            matched_at=at,
+            error=error,
+        )
+    )
