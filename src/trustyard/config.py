@@ -384,6 +384,36 @@ Networks = Annotated[
 ]
 
 
+class PoliciesSettings(BaseModel):
+    """The policy engine and promotion (trustyard.policies): the limits every rule list,
+    expression and run is held to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_depth: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        description="the most promotions one push may cause in a chain (a -> b -> c ...); a "
+        "run past it stops with a logged error (cycles are refused at creation)",
+    )
+    max_rules: int = Field(default=50, ge=1, le=1000, description="rules in one policy")
+    max_values: int = Field(default=100, ge=1, le=10000, description="values in one rule")
+    max_expression_chars: int = Field(
+        default=4096, ge=64, le=65536, description="the length of a CEL expression"
+    )
+    regex_timeout_ms: int = Field(
+        default=100,
+        ge=1,
+        le=10000,
+        description="the most one `matches` rule may spend on one value; a pattern that runs "
+        "longer fails its rule with a clear reason",
+    )
+    max_policies_per_repository: int = Field(
+        default=100, ge=1, le=10000, description="promotion policies of one source repository"
+    )
+
+
 class WebhooksSettings(BaseModel):
     """Webhooks (trustyard.webhooks): where deliveries may go, and how long they may fail."""
 
@@ -444,6 +474,7 @@ class Settings(BaseSettings):
     jobs: JobsSettings = JobsSettings()
     ldap: LdapSettings = LdapSettings()
     metrics: MetricsSettings = MetricsSettings()
+    policies: PoliciesSettings = PoliciesSettings()
     scanning: ScanningSettings = ScanningSettings()
     server: ServerSettings = ServerSettings()
     storage: StorageSettings = StorageSettings()

@@ -27,7 +27,7 @@ LAYERS: dict[str, int] = {
     # L2a: core domains
     "content": 2, "auth": 2,
     # L2b: feature domains
-    "scanning": 3, "webhooks": 3, "vulnerabilities": 3,
+    "scanning": 3, "webhooks": 3, "vulnerabilities": 3, "policies": 3,
     # L3: HTTP edges
     "registry": 4, "api": 4, "metrics_http": 4,
     # L4: composition

@@ -757,3 +757,73 @@ vuln_triage = Table(
     Index(None, "vuln_id"),
     Index(None, "repository_id"),
 )
+
+
+# --- policies and promotion (trustyard.policies) ---------------------------------------------
+
+# A promotion policy of a source repository: when an image of it meets `rules` (a JSON list of
+# {field, operator, values}) or `expression` (CEL; exactly one of the two is set), it is copied
+# into `target_repository_id` under the tag `tag_template` makes. `needs` lists the facts the
+# rules read beyond the manifest (`scan`, `vulnerabilities`, `config`, comma-separated), so a
+# push triggers at once only policies that need no scan. `revision` counts edits (a run records
+# the revision it used); `created_by` is who the policy promotes as.
+promotion_policies = Table(
+    "promotion_policies",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "source_repository_id",
+        Integer,
+        ForeignKey("repositories.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column(
+        "target_repository_id",
+        Integer,
+        ForeignKey("repositories.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("enabled", Boolean, nullable=False, server_default=true()),
+    Column("rules", Text),  # JSON list, as given (canonical field and operator names)
+    Column("expression", Text),
+    Column("tag_template", String(255), nullable=False),
+    Column("needs", String(64), nullable=False, server_default=""),
+    Column("revision", Integer, nullable=False, server_default=text("1")),
+    Column("created_by", String(128)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("last_promoted_at", DateTime(timezone=True)),
+    Column("last_error", Text),  # why the last run could not promote (None: it could)
+    Index(None, "source_repository_id"),
+    Index(None, "target_repository_id"),
+)
+
+# Every promotion that moved a tag (a repeat of the same image to the same tag writes none):
+# the image's history in its target, kept while the target repository exists. Source names are
+# stored as text: the source may be deleted later and the history still reads right.
+promotions = Table(
+    "promotions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "target_repository_id",
+        Integer,
+        ForeignKey("repositories.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("target_tag", String(128), nullable=False),
+    Column("manifest_digest", DIGEST, nullable=False),
+    Column("source_repository", String(255), nullable=False),
+    Column("source_repository_id", Integer),  # no FK: history outlives the source
+    Column("source_reference", String(255), nullable=False),  # the tag or digest promoted
+    Column("policy_id", Integer),  # None: manual; no FK, history outlives the policy
+    Column("policy_revision", Integer),
+    Column("trigger", String(16), nullable=False),  # manual | push | scan | vulnerabilities | ...
+    Column("depth", Integer, nullable=False, server_default=text("0")),
+    Column("actor", String(128)),  # who asked (manual) or who pushed (policy)
+    Column("promoted_as", String(128)),  # whose authority wrote the target (policy: its owner)
+    Column("previous_digest", DIGEST),  # what the target tag named before, if anything
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index(None, "target_repository_id", "manifest_digest"),
+    Index(None, "source_repository_id", "manifest_digest"),
+)
