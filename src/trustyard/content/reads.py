@@ -26,6 +26,16 @@ def join_repository(source: FromClause, repository_id: ColumnElement[Any]) -> Jo
     return source.join(repositories, repositories.c.id == repository_id)
 
 
+def join_repository_as(
+    source: FromClause, repository_id: ColumnElement[Any], alias: str
+) -> tuple[Join, ColumnElement[str]]:
+    """`source` joined (inner) to the repository `repository_id` names, under an alias of its
+    own, for a query naming two repositories (a promotion policy's source and target); returns
+    the join and the alias's name column."""
+    aliased = repositories.alias(alias)
+    return source.join(aliased, aliased.c.id == repository_id), aliased.c.name
+
+
 def join_manifest(
     source: FromClause, repository_id: ColumnElement[Any], digest: ColumnElement[Any]
 ) -> Join:
