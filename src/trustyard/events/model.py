@@ -41,8 +41,8 @@ class EventType(StrEnum):
     VULNERABILITY_FOUND = "VULNERABILITY_FOUND"  # an image gained vulnerabilities on re-match
     VULNERABILITY_RESOLVED = "VULNERABILITY_RESOLVED"  # ... or lost some
     SCANNER_UPDATE_COMPLETED = "SCANNER_UPDATE_COMPLETED"  # the vulnerability DB was updated
+    PROMOTION = "PROMOTION"  # an image was promoted into the repository (a tag moved)
     # Reserved for later issues: subscriptions may name them; nothing emits them yet.
-    PROMOTION = "PROMOTION"
     PUSH_MIRRORING = "PUSH_MIRRORING"
     POLL_MIRRORING = "POLL_MIRRORING"
 
@@ -67,6 +67,7 @@ EMITTED = frozenset(
         EventType.VULNERABILITY_FOUND,
         EventType.VULNERABILITY_RESOLVED,
         EventType.SCANNER_UPDATE_COMPLETED,
+        EventType.PROMOTION,
     }
 )
 RESERVED = frozenset(EventType) - EMITTED
@@ -331,6 +332,36 @@ def scanner_update_completed(
     return Event(EventType.SCANNER_UPDATE_COMPLETED, None, None, contents, at)
 
 
+def promotion(
+    repository: str,
+    tag: str,
+    digest: str,
+    source_repository: str,
+    source_reference: str,
+    actor: str | None,
+    *,
+    policy_id: int | None,
+    trigger: str,
+    at: datetime | None = None,
+    facts: Mapping[str, Any] | None = None,
+) -> Event:
+    """An image was promoted into `repository` (the target) under `tag`: copied from
+    `source_repository`, where `source_reference` (a tag or digest) named it, by hand
+    (`policy_id` None, trigger `manual`) or by a promotion policy of the source."""
+    at = at or utc_now()
+    contents = _base(repository, actor) | {
+        "sourceRepository": source_repository,
+        "sourceReference": source_reference,
+        "tag": tag,
+        "digest": digest,
+        "imageName": f"{repository}:{tag}",
+        "policyId": policy_id,
+        "trigger": trigger,
+        "promotedAt": timestamp(at),
+    }
+    return Event(EventType.PROMOTION, repository, actor, contents, at, facts=facts or {})
+
+
 # --- samples (the webhook test endpoint) ------------------------------------------------------
 
 _SAMPLE_DIGEST = "sha256:" + "0" * 64
@@ -384,6 +415,11 @@ def sample(event_type: EventType, repository: str, actor: str | None) -> Event:
             made = build(repository, _SAMPLE_DIGEST, [tag], [item], 1)
         case EventType.SCANNER_UPDATE_COMPLETED:
             made = scanner_update_completed(1, ["sample"], 1, 1, 0)
+        case EventType.PROMOTION:
+            source = f"{namespace_of(repository)}/sample-dev"
+            made = promotion(
+                repository, tag, _SAMPLE_DIGEST, source, "1.0", actor, policy_id=1, trigger="push"
+            )
         case _:
             made = _reserved_sample(event_type, repository, actor)
     return Event(
@@ -411,11 +447,6 @@ def _reserved_sample(event_type: EventType, repository: str, actor: str | None) 
             "completedAt": timestamp(at),
         },
         EventType.SCAN_FAILED: {"error": "sample failure", "failedAt": timestamp(at)},
-        EventType.PROMOTION: {
-            "promotedTo": f"{repository}-prod:latest",
-            "policy": "sample",
-            "promotedAt": timestamp(at),
-        },
         EventType.PUSH_MIRRORING: {
             "remote": "https://mirror.example/sample",
             "mirroredAt": timestamp(at),
