@@ -1,0 +1,323 @@
+"""A policy written as one CEL expression over an image's facts ("policy as code").
+
+`compile_expression` parses the text with cel-python, checks it (expression_check.py: names,
+types, bounded cost) and returns an `Expression`, a `Condition`. The variables are the facts
+of `ImageFacts` (below, `VARIABLES`) plus `now`; `version_compare(ecosystem, a, b)` compares
+two versions under the ecosystem's own order, and `matches` runs the `regex` module under
+the policies' time limit. A variable reading a fact group (components, vulnerabilities,
+labels...) makes the expression need it.
+
+Evaluation converts only the variables the expression reads, once. A group not loaded yet
+(`components` None: no finished scan) is left out of the activation: CEL's logical operators
+absorb an error when the other side decides, so an expression that is false whatever the
+scan says fails at once, and one that depends on the missing group is pending. A run-time
+error or a result other than a bool fails the expression with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+import celpy
+import lark
+import regex  # type: ignore[import-untyped]  # no stubs
+from celpy import celtypes
+from celpy.celparser import CELParseError, CELParser
+from celpy.evaluation import CELEvalError
+
+from trustyard.config import PoliciesSettings
+from trustyard.policies import expression_check as checks
+from trustyard.policies.expression_check import (
+    INT,
+    STRING,
+    TIMESTAMP,
+    CelType,
+    Signature,
+    list_of,
+    map_of,
+    record,
+)
+from trustyard.policies.interfaces import (
+    ComponentFact,
+    Evaluation,
+    ImageFacts,
+    Need,
+    PolicyInvalid,
+    RuleResult,
+    VersionOrder,
+)
+
+log = logging.getLogger(__name__)
+
+WHERE = checks.WHERE
+
+_NULLABLE_STRING = CelType("string", nullable=True)
+_NULLABLE_TIMESTAMP = CelType("timestamp", nullable=True)
+COMPONENT = record(
+    ecosystem=STRING, name=STRING, version=STRING, licenses=list_of(STRING), purl=STRING
+)
+VULNERABILITIES = record(critical=INT, major=INT, minor=INT, unknown=INT, all=INT)
+
+# name: (its type, the fact group it needs or None)
+VARIABLES: dict[str, tuple[CelType, Need | None]] = {
+    "repository": (STRING, None),
+    "digest": (STRING, None),
+    "media_type": (STRING, None),
+    "tag": (_NULLABLE_STRING, None),
+    "tags": (list_of(STRING), None),
+    "size": (INT, None),
+    "pushed_at": (_NULLABLE_TIMESTAMP, None),
+    "created_at": (_NULLABLE_TIMESTAMP, Need.CONFIG),
+    "labels": (map_of(STRING), Need.CONFIG),
+    "platforms": (list_of(STRING), None),
+    "components": (list_of(COMPONENT), Need.SCAN),
+    "vulnerabilities": (VULNERABILITIES, Need.VULNERABILITIES),
+    "signatures": (list_of(STRING), None),
+    "now": (TIMESTAMP, None),
+}
+FUNCTIONS = {"version_compare": Signature((STRING, STRING, STRING), INT)}
+
+# --- converting facts to CEL values -------------------------------------------------------
+
+_S = celtypes.StringType
+_COMPONENT_KEYS = tuple(_S(k) for k in ("ecosystem", "name", "version", "licenses", "purl"))
+_VULN_KEYS = tuple(_S(k) for k in ("critical", "major", "minor", "unknown", "all"))
+
+
+def _strings(values: tuple[str, ...]) -> celtypes.ListType:
+    return celtypes.ListType([_S(v) for v in values])
+
+
+def _time(value: datetime | None) -> celtypes.TimestampType | None:
+    if value is None:
+        return None
+    return celtypes.TimestampType(value if value.tzinfo else value.replace(tzinfo=UTC))
+
+
+def _component(c: ComponentFact) -> celtypes.MapType:
+    m = celtypes.MapType()
+    values = (_S(c.ecosystem), _S(c.name), _S(c.version), _strings(c.licenses), _S(c.purl))
+    dict.update(m, zip(_COMPONENT_KEYS, values, strict=True))
+    return m
+
+
+def _components(facts: ImageFacts, now: datetime) -> Any:
+    if facts.components is None:
+        return None
+    return celtypes.ListType([_component(c) for c in facts.components])
+
+
+def _vulnerabilities(facts: ImageFacts, now: datetime) -> Any:
+    v = facts.vulnerabilities
+    if v is None:
+        return None
+    m = celtypes.MapType()
+    counts = (v.critical, v.major, v.minor, v.unknown, v.all)
+    dict.update(m, zip(_VULN_KEYS, map(celtypes.IntType, counts), strict=True))
+    return m
+
+
+def _labels(facts: ImageFacts, now: datetime) -> Any:
+    m = celtypes.MapType()
+    dict.update(m, ((_S(k), _S(v)) for k, v in facts.labels.items()))
+    return m
+
+
+_CONVERT: dict[str, Callable[[ImageFacts, datetime], Any]] = {
+    "repository": lambda f, now: _S(f.repository),
+    "digest": lambda f, now: _S(f.digest),
+    "media_type": lambda f, now: _S(f.media_type),
+    "tag": lambda f, now: None if f.tag is None else _S(f.tag),
+    "tags": lambda f, now: _strings(f.tags),
+    "size": lambda f, now: celtypes.IntType(f.size),
+    "pushed_at": lambda f, now: _time(f.pushed_at),
+    "created_at": lambda f, now: _time(f.created_at),
+    "labels": _labels,
+    "platforms": lambda f, now: _strings(f.platforms),
+    "components": _components,
+    "vulnerabilities": _vulnerabilities,
+    "signatures": lambda f, now: _strings(f.signatures),
+    "now": lambda f, now: _time(now),
+}
+_MISSING = {
+    "components": "components are not known yet (no finished scan)",
+    "vulnerabilities": "vulnerability counts are not known yet (not matched yet)",
+}
+
+# --- the extension functions --------------------------------------------------------------
+
+
+def _version_compare(order: VersionOrder) -> Callable[..., Any]:
+    def version_compare(ecosystem: Any, a: Any, b: Any) -> Any:
+        if not all(isinstance(x, str) for x in (ecosystem, a, b)):
+            return CELEvalError("version_compare() takes three strings", TypeError, ())
+        result = order(str(ecosystem), str(a), str(b))
+        if result is None:
+            return CELEvalError(
+                f"cannot compare versions '{a}' and '{b}' under ecosystem '{ecosystem}' "
+                "(no known order, or a version that does not parse in it)",
+                ValueError,
+                (),
+            )
+        return celtypes.IntType((result > 0) - (result < 0))
+
+    return version_compare
+
+
+def _matches(timeout: float) -> Callable[..., Any]:
+    def matches(text: Any, pattern: Any) -> Any:
+        if not isinstance(text, str) or not isinstance(pattern, str):
+            return CELEvalError("matches() takes two strings", TypeError, ())
+        try:
+            return celtypes.BoolType(regex.search(pattern, text, timeout=timeout) is not None)
+        except TimeoutError:
+            return CELEvalError(
+                f"pattern '{pattern}' ran past its time limit ({timeout * 1000:g} ms)",
+                TimeoutError,
+                (),
+            )
+        except regex.error as e:
+            return CELEvalError(f"pattern '{pattern}' does not compile: {e}", ValueError, ())
+
+    return matches
+
+
+# --- compiling ----------------------------------------------------------------------------
+
+
+@cache
+def _environment() -> celpy.Environment:
+    limit = sys.getrecursionlimit()
+    environment = celpy.Environment()  # it sets the interpreter's recursion limit to 2500
+    sys.setrecursionlimit(max(limit, sys.getrecursionlimit()))
+    return environment
+
+
+def _parse(text: str) -> checks.Tree:
+    try:
+        return CELParser().parse(text)  # a parser per call: its instance keeps the text
+    except CELParseError as e:
+        near = text.splitlines()[e.line - 1] if e.line else ""
+        column = (e.column or 1) - 1
+        snippet = near[max(column - 20, 0) : column + 20]
+        raise PolicyInvalid(
+            WHERE,
+            f"does not parse: unexpected input at line {e.line}, column {e.column} "
+            f"(near '{snippet}')",
+        ) from None
+    except lark.exceptions.LarkError as e:  # pragma: no cover (the grammar's own errors)
+        raise PolicyInvalid(WHERE, f"does not parse: {e}") from None
+    except RecursionError:
+        raise PolicyInvalid(WHERE, "nests too deeply to parse") from None
+
+
+def compile_expression(text: str, limits: PoliciesSettings, order: VersionOrder) -> Expression:
+    """Parse and check a CEL expression; PolicyInvalid("expression", why) when it cannot be
+    evaluated (does not parse or check, too long, comprehensions nested...)."""
+    if not isinstance(text, str) or not text.strip():
+        raise PolicyInvalid(WHERE, "the expression is empty")
+    if len(text) > limits.max_expression_chars:
+        raise PolicyInvalid(
+            WHERE,
+            f"the expression is {len(text)} characters long, more than the "
+            f"{limits.max_expression_chars} allowed",
+        )
+    tree = _parse(text)
+    variables = {name: t for name, (t, _need) in VARIABLES.items()}
+    checked = checks.check(tree, variables, FUNCTIONS)
+    functions = {
+        "version_compare": _version_compare(order),
+        "matches": _matches(limits.regex_timeout_ms / 1000),
+    }
+    runner = celpy.InterpretedRunner(_environment(), tree, functions)
+    return Expression(text, runner, tuple(sorted(checked.identifiers)))
+
+
+# --- evaluating ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Expression:
+    """A checked CEL expression: a `Condition` with one result, index 0."""
+
+    text: str
+    runner: celpy.Runner
+    identifiers: tuple[str, ...]  # the variables it reads
+
+    @property
+    def needs(self) -> frozenset[Need]:
+        return frozenset(n for name in self.identifiers if (n := VARIABLES[name][1]) is not None)
+
+    @property
+    def canonical(self) -> str:
+        return self.text
+
+    def evaluate(self, facts: ImageFacts, now: datetime) -> Evaluation:
+        activation: dict[str, Any] = {}
+        missing: list[str] = []
+        for name in self.identifiers:
+            value = _CONVERT[name](facts, now)
+            if value is None and name in _MISSING:
+                missing.append(name)  # left out: reading it is an error CEL may absorb
+            else:
+                activation[name] = value
+        passed: bool | None
+        passed, reason = self._run(activation)
+        if reason.startswith(_ERROR) and missing:
+            passed, reason = None, "; ".join(_MISSING[name] for name in missing)
+        return Evaluation.of([RuleResult(0, {"expression": self.text}, passed, reason)])
+
+    def _run(self, activation: dict[str, Any]) -> tuple[bool, str]:
+        try:
+            value: Any = self.runner.evaluate(activation)
+        except CELEvalError as e:
+            return False, _ERROR + describe_error(e)
+        except RecursionError:
+            return False, _ERROR + "it nests too deeply"
+        if isinstance(value, CELEvalError):  # pragma: no cover (the runner raises them)
+            return False, _ERROR + describe_error(value)
+        if isinstance(value, celtypes.BoolType | bool):
+            return bool(value), f"the expression is {'true' if value else 'false'}"
+        return False, f"the expression gives {_cel_type(value)} {value!s:.80}, not true or false"
+
+    def __repr__(self) -> str:
+        return f"Expression({self.text!r})"
+
+
+_ERROR = "the expression could not be evaluated: "
+
+
+def _cel_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    name = type(value).__name__
+    return name.removesuffix("Type").lower() if name.endswith("Type") else name
+
+
+_CLASS = re.compile(r"<class '(?:celpy\.celtypes\.)?(\w+?)(?:Type)?'>")
+_TOKEN = re.compile(r"Token\('RULE', '(\w+)'\)")
+_OPERATOR_WORDS = checks.OPERATORS
+
+
+def describe_error(error: CELEvalError) -> str:
+    """A CEL run-time error in a user's words (cel-python's messages name Python classes)."""
+    message = str(error.args[0]) if error.args else "evaluation error"
+    details = error.args[2] if len(error.args) > 2 else ()
+    if message == "no such overload" and details and isinstance(details, tuple):
+        message = f"no such overload: {details[0]}"
+    if message.startswith("undeclared reference to"):
+        message = message.split(" (in activation", 1)[0]
+    message = _TOKEN.sub(lambda m: f"`{_OPERATOR_WORDS.get(m.group(1), m.group(1))}`", message)
+    message = _CLASS.sub(lambda m: _cel_class(m.group(1)), message)
+    return message[:300]
+
+
+def _cel_class(name: str) -> str:
+    return {"None": "null", "NoneType": "null", "CELEvalError": "error"}.get(name, name.lower())
