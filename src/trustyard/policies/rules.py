@@ -383,11 +383,13 @@ class _VersionRule(_Rule):
         symbol = _SYMBOLS[self.operator]
         compared: list[str] = []
         unordered: list[str] = []
+        unread: list[str] = []  # ecosystems that order the component but cannot read the value
         for component in found:
             result = self.order(component.ecosystem, component.version, self.version)
             described = f"{component.version} ({component.ecosystem})"
             if result is None:
-                unordered.append(described)
+                own = self.order(component.ecosystem, component.version, component.version)
+                (unordered if own is None else unread).append(described)
             elif self.test(result, 0):
                 return True, f"component {_quote(name)} {described} {symbol} {self.version}"
             else:
@@ -396,6 +398,11 @@ class _VersionRule(_Rule):
             return False, (
                 f"component {_quote(name)} {', '.join(compared[:_SHOWN_VALUES])} is not "
                 f"{symbol} {self.version}"
+            )
+        if unread:
+            return False, (
+                f"component {_quote(name)} {', '.join(unread[:_SHOWN_VALUES])}: "
+                f"{_quote(self.version)} is not a version of its ecosystem"
             )
         return False, (
             f"component {_quote(name)} {', '.join(unordered[:_SHOWN_VALUES])}: no known version "
