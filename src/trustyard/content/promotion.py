@@ -16,8 +16,8 @@ The target tag is then pointed at the image. A repository with immutable tags re
 tag that names another image (the same image is fine: promotion is idempotent), and a
 fallback tag the target already has for another artifact is kept (it holds the target's own
 signatures). The result names what moved, with the target's domain events: MANIFEST_PUSH per
-newly copied manifest with the facts a push gives (so the target's scan on push applies),
-TAG_PUSH per tag moved, each with `promotion_depth` among its facts. Promoting an image to a tag
+newly copied manifest and TAG_PUSH per tag moved, each with the facts a push gives (so the
+target's scan on push and policies apply) and `promotion_depth`. Promoting an image to a tag
 that already names it, with nothing new to copy, changes nothing and returns no event.
 
 The SQL lives here with the logic: it is the copy's own and touches only content's tables.
@@ -26,12 +26,13 @@ The SQL lives here with the logic: it is the copy's own and touches only content
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 
 from trustyard.content.interfaces import ManifestRecord, Repository
 from trustyard.content.manifests import FACT_REPOSITORY_ID, FACT_SCAN_ON_PUSH, FACT_SCANNABLE
@@ -145,6 +146,10 @@ class ManifestCopier:
         check_tag(tag)
         root = self.resolve(conn, source, reference)
         nodes, fallbacks = _walk(conn, source.id, root.digest)
+        if root.digest not in nodes:  # deleted since it was resolved
+            raise ManifestUnknown(
+                reference, f"{reference[:200]} is not a manifest of {source.name}"
+            )
         order = _order(nodes, root.digest)
         present = self.store.manifests_by_digest(conn, target.id, [n.digest for n in order])
         missing = [node for node in order if node.digest not in present]
@@ -154,12 +159,14 @@ class ManifestCopier:
                 f"{reference[:200]} brings {new_bytes} bytes of manifests to copy, more than"
                 f" one promotion copies ({MAX_PAYLOAD_BYTES})"
             )
-        facts = {FACT_PROMOTION_DEPTH: depth}
+        # A TAG_PUSH of a push names its repository's id; the promotion's depth is added.
+        facts = {FACT_REPOSITORY_ID: target.id, FACT_PROMOTION_DEPTH: depth}
         happened: list[Event] = []
         previous = _tag_digest(conn, target.id, tag)
         if previous is not None and previous != root.digest and target.immutable_tags:
             raise TagImmutable(target.name, tag, previous)
-        for node, parsed_facts in self._insert(conn, source, target, missing):
+        written = self._insert(conn, source, target, missing)
+        for node, parsed_facts in written:
             happened.append(
                 events.manifest_pushed(
                     target.name,
@@ -170,17 +177,15 @@ class ManifestCopier:
                     artifact_type=parsed_facts["artifact_type"],
                     subject=node.subject,
                     facts={
-                        FACT_REPOSITORY_ID: target.id,
+                        **facts,
                         FACT_SCAN_ON_PUSH: target.scan_on_push,
                         FACT_SCANNABLE: parsed_facts["scannable"],
-                        **facts,
                     },
                 )
             )
         linked = _link_blobs(conn, source.id, target.id, {b for n in order for b in n.blobs})
-        moved = previous != root.digest
+        moved, previous = self._point(conn, target, tag, root.digest, previous)
         if moved:
-            self._point(conn, target, tag, root.digest, claim=previous is None)
             tagged = events.tag_pushed(target.name, tag, root.digest, root.media_type, actor)
             happened.append(dataclasses.replace(tagged, facts=facts))
         set_tags, kept = self._fallback_tags(conn, target, fallbacks, nodes, actor, facts, happened)
@@ -190,7 +195,7 @@ class ManifestCopier:
             tag,
             moved,
             previous,
-            tuple(node.digest for node in missing),
+            tuple(node.digest for node, _ in written),
             linked,
             tuple(set_tags),
             tuple(kept),
@@ -199,13 +204,18 @@ class ManifestCopier:
 
     def _insert(
         self, conn: Connection, source: Repository, target: Repository, missing: list[_Node]
-    ) -> Iterable[tuple[_Node, dict[str, Any]]]:
+    ) -> list[tuple[_Node, dict[str, Any]]]:
         """Write the missing manifests into the target (their rows and references, as a push
-        would), yielding each with what its event needs."""
+        would): each written one with what its event needs. One a concurrent promotion or
+        push wrote first (waited for on PostgreSQL) is left to it: it sends its event."""
         if not missing:
             return []
         params = {"repository_id": source.id, "digests": [n.digest for n in missing]}
         payloads = {row.digest: bytes(row.payload) for row in conn.execute(_PAYLOADS, params)}
+        if len(payloads) < len(missing):  # deleted from the source since the walk
+            raise StateConflict(
+                f"manifests of {source.name} were deleted during the promotion; try again"
+            )
         written: list[tuple[_Node, dict[str, Any]]] = []
         for node in missing:
             payload = payloads[node.digest]
@@ -213,35 +223,52 @@ class ManifestCopier:
             record = ManifestRecord(node.digest, node.media_type, payload, node.subject)
             references = [("blob", str(d.digest)) for d in parsed.blobs if not d.foreign]
             references += [("manifest", str(d.digest)) for d in parsed.children]
-            self.store.insert_manifest(
-                conn, target.id, record, parsed.artifact_type, parsed.annotations, references
-            )
+            try:
+                with conn.begin_nested():
+                    self.store.insert_manifest(
+                        conn,
+                        target.id,
+                        record,
+                        parsed.artifact_type,
+                        parsed.annotations,
+                        references,
+                    )
+            except IntegrityError:
+                continue
             written.append(
                 (node, {"artifact_type": parsed.artifact_type, "scannable": scannable(parsed)})
             )
         return written
 
     def _point(
-        self, conn: Connection, target: Repository, tag: str, digest: str, *, claim: bool
-    ) -> None:
-        """Point `tag` at the copied manifest. In a repository with immutable tags a tag seen
-        missing is claimed with an insert that does nothing when a concurrent promotion or push
-        made it first; then what that one wrote decides."""
+        self, conn: Connection, target: Repository, tag: str, digest: str, seen: str | None
+    ) -> tuple[bool, str | None]:
+        """Point `tag` at the copied manifest: whether it moved, and what it named before.
+
+        `seen` is what the tag named when the copy began (its row locked on PostgreSQL). A tag
+        seen missing is claimed with an insert that does nothing when a concurrent promotion or
+        push made it first; that one's tag then decides, as if seen: the same image is no move,
+        another one is refused by an immutable repository and replaced by any other."""
+        manifest_id = self._target_manifest(conn, target, digest)
+        previous = seen
+        if previous is None:
+            if _claim_tag(conn, target.id, tag, manifest_id):
+                return True, None
+            previous = _tag_digest(conn, target.id, tag)  # committed by the concurrent one
+        if previous == digest:
+            return False, previous
+        if previous is not None and target.immutable_tags:
+            raise TagImmutable(target.name, tag, previous)
+        self.store.set_tag(conn, target.id, tag, manifest_id)
+        return True, previous
+
+    def _target_manifest(self, conn: Connection, target: Repository, digest: str) -> int:
         manifest_id = self.store.manifest_id(conn, target.id, digest)
-        assert manifest_id is not None  # copied above, in this transaction
-        if not (claim and target.immutable_tags):
-            self.store.set_tag(conn, target.id, tag, manifest_id)
-            return
-        values = {
-            "repository_id": target.id,
-            "name": tag,
-            "manifest_id": manifest_id,
-            "updated_at": utc_now(),
-        }
-        if conn.execute(_claim_tag_statement(conn.dialect.name), values).rowcount == 0:
-            current = _tag_digest(conn, target.id, tag)
-            if current is not None and current != digest:
-                raise TagImmutable(target.name, tag, current)
+        if manifest_id is None:  # in the target when the copy began, deleted since
+            raise StateConflict(
+                f"{digest} was deleted from {target.name} during the promotion; try again"
+            )
+        return manifest_id
 
     def _fallback_tags(
         self,
@@ -260,14 +287,15 @@ class ManifestCopier:
         for name in sorted(fallbacks):
             digest = fallbacks[name]
             current = _tag_digest(conn, target.id, name)
+            if current is None:
+                manifest_id = self._target_manifest(conn, target, digest)
+                if not _claim_tag(conn, target.id, name, manifest_id):
+                    current = _tag_digest(conn, target.id, name)  # made concurrently
             if current == digest:
                 continue
             if current is not None:
                 kept.append(name)
                 continue
-            manifest_id = self.store.manifest_id(conn, target.id, digest)
-            assert manifest_id is not None
-            self.store.set_tag(conn, target.id, name, manifest_id)
             set_tags.append(name)
             tagged = events.tag_pushed(target.name, name, digest, nodes[digest].media_type, actor)
             happened.append(dataclasses.replace(tagged, facts=facts))
@@ -352,6 +380,19 @@ def _tag_digest(conn: Connection, repository_id: int, tag: str) -> str | None:
     return conn.scalar(_TAG_DIGEST, {"repository_id": repository_id, "name": tag})
 
 
+def _claim_tag(conn: Connection, repository_id: int, tag: str, manifest_id: int) -> bool:
+    """Create the tag naming the manifest unless it exists (a concurrent writer's, waited for
+    on PostgreSQL); True when this call created it."""
+    values = {
+        "repository_id": repository_id,
+        "name": tag,
+        "manifest_id": manifest_id,
+        "updated_at": utc_now(),
+    }
+    # RETURNING says whether a row was written (with psycopg, rowcount says -1 here).
+    return conn.execute(_claim_tag_statement(conn.dialect.name), values).first() is not None
+
+
 def _link_blobs(conn: Connection, source_id: int, target_id: int, digests: set[str]) -> int:
     """Link to the target the blobs the copied manifests reference that the source holds; the
     number of links added."""
@@ -422,7 +463,12 @@ def _insert_ignoring(dialect_name: str, table_name: str, key: Sequence[str]) -> 
 
 
 def _claim_tag_statement(dialect_name: str) -> Any:
-    return _insert_ignoring(dialect_name, "tags", ("repository_id", "name"))
+    statement = _STATEMENTS.get((dialect_name, "tags-returning"))
+    if statement is None:
+        ignoring = _insert_ignoring(dialect_name, "tags", ("repository_id", "name"))
+        statement = ignoring.returning(tags.c.name)
+        _STATEMENTS[(dialect_name, "tags-returning")] = statement
+    return statement
 
 
 def _link_statement(dialect_name: str) -> Any:

@@ -127,6 +127,8 @@ class PromotionService:
         (`PromotionRefused`); an unknown reference is `ManifestUnknown`."""
         if trigger not in TRIGGERS:
             raise Invalid(f"unknown promotion trigger {trigger[:50]!r}")
+        if depth < 0:
+            raise Invalid(f"a promotion's depth is 0 or more, not {depth}")
         if policy is not None and not is_valid_tag(tag):
             raise PromotionRefused(
                 f"policy {policy.id} made the tag {tag[:200]!r}, which is not a valid tag: at"
@@ -188,9 +190,7 @@ class PromotionService:
     ) -> list[PromotionRecord]:
         """The promotions into and out of the repository (or one `direction`: in | out),
         newest first, below the id `before`."""
-        return self.store.page(
-            conn, repository_id, direction=direction, before=before, limit=limit
-        )
+        return self.store.page(conn, repository_id, direction=direction, before=before, limit=limit)
 
 
 def _values(record: PromotionRecord, target_id: int, source_id: int) -> dict[str, Any]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from tests.support.databases import migrated_engine
 from trustyard.content import promotion as promotion_module
@@ -328,7 +330,7 @@ def test_the_events_are_the_targets_in_push_order_with_the_facts_of_a_push(
         (EventType.TAG_PUSH, "stable", image.index.digest),
         (EventType.TAG_PUSH, image.fallback_tag, image.fallback.digest),
     ]
-    assert all(dict(e.facts) == {FACT_PROMOTION_DEPTH: 3} for e in moved)
+    assert all(dict(e.facts) == {FACT_REPOSITORY_ID: qa.id, FACT_PROMOTION_DEPTH: 3} for e in moved)
     assert moved[0].contents["imageName"] == f"{qa.name}:stable"
 
 
@@ -493,3 +495,83 @@ def test_an_image_beyond_the_bounds_is_refused_not_half_copied(
     assert world.tags(qa) == []
     monkeypatch.setattr(promotion_module, "MAX_PAYLOAD_BYTES", 1 << 20)
     assert len(world.copy(dev, "1.0", qa, "1.0").copied) == 3
+
+
+# --- racing promotions (PostgreSQL: SQLite runs one writer at a time) ---------------------------
+
+
+def race(world: World, first: tuple[Any, ...], second: tuple[Any, ...]) -> list[Any]:
+    """Run the copy `first` in a transaction that stays open until the copy `second`, started
+    in another session, waits for one of its locks; then commit. What each returned (or
+    raised), in that order."""
+    outcome: list[Any] = []
+    pid: list[int] = []
+
+    def other() -> None:
+        try:
+            with write_tx(world.engine) as conn:
+                pid.append(conn.scalar(text("SELECT pg_backend_pid()")))
+                outcome.append(world.copier.copy(conn, *second, actor="pat"))
+        except BaseException as error:
+            outcome.append(error)
+
+    with write_tx(world.engine) as conn:
+        mine = world.copier.copy(conn, *first, actor="pat")
+        thread = threading.Thread(target=other)
+        thread.start()
+        waiting_for_a_lock(world.engine, pid)
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    return [mine, *outcome]
+
+
+def waiting_for_a_lock(engine: Engine, pid: list[int]) -> None:
+    deadline = time.monotonic() + 60
+    with engine.connect() as watcher:
+        while True:
+            if pid:
+                state = watcher.scalar(
+                    text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid"),
+                    {"pid": pid[0]},
+                )
+                watcher.rollback()
+                if state == "Lock":
+                    return
+            assert time.monotonic() < deadline, "the other promotion never waited"
+            time.sleep(0.01)
+
+
+def test_two_promotions_of_one_image_to_a_new_tag_at_once_move_it_once(world: World) -> None:
+    if world.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one writer at a time")
+    dev, qa = world.repository("dev"), world.repository("qa")
+    image = world.image(dev, "raced", "1.0")
+    world.artifact(dev, SIGNATURE, b"signed", image)
+
+    first, second = race(world, (dev, "1.0", qa, "1.0"), (dev, image.digest, qa, "1.0"))
+
+    assert isinstance(first, CopiedImage)
+    assert isinstance(second, CopiedImage), second
+    assert (first.moved, len(first.copied)) == (True, 2)
+    assert (second.moved, second.copied, second.events) == (False, (), ())
+    assert world.pull(qa, "1.0") == image.body
+
+
+def test_an_immutable_tag_claimed_by_a_concurrent_promotion_refuses_the_other(
+    world: World,
+) -> None:
+    if world.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one writer at a time")
+    dev = world.repository("dev")
+    prod = world.repository("prod", immutable_tags=True)
+    one, two = world.image(dev, "one", "1"), world.image(dev, "two", "2")
+
+    first, second = race(world, (dev, "1", prod, "1.0"), (dev, "2", prod, "1.0"))
+
+    assert isinstance(first, CopiedImage)
+    assert first.moved
+    assert isinstance(second, TagImmutable), second
+    assert second.current == one.digest
+    assert world.pull(prod, "1.0") == one.body
+    with pytest.raises(ManifestUnknown):
+        world.pull(prod, two.digest)

@@ -266,6 +266,8 @@ def test_refusals_are_promotion_refused_or_bad_input(world: World) -> None:
         world.promote(dev, "3", prod, "3")
     with pytest.raises(Invalid, match="trigger"):
         world.promote(dev, "2", prod, "2", trigger="whenever")
+    with pytest.raises(Invalid, match="depth"):
+        world.promote(dev, "2", prod, "2", depth=-1)
     assert world.rows(prod) == 1
 
 
