@@ -29,13 +29,9 @@ its rule, saying so.
 from __future__ import annotations
 
 import math
-import operator as op
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from decimal import Decimal
-from enum import Enum
 from typing import Any
 
 import regex  # type: ignore[import-untyped]  # no stubs; typed by use here
@@ -49,24 +45,21 @@ from trustyard.policies.interfaces import (
     RuleResult,
     VersionOrder,
 )
-from trustyard.policies.quantities import (
-    format_duration,
-    format_time,
-    parse_duration,
-    parse_size,
-    parse_time,
+from trustyard.policies.judges import (
+    Facts,
+    FieldSpec,
+    Kind,
+    NumberRule,
+    Rule,
+    StringRule,
+    TimeRule,
+    VersionRule,
+    quote,
 )
+from trustyard.policies.quantities import parse_duration, parse_size, parse_time
 
 MAX_VALUE_CHARS = 1024
 MAX_LABEL_KEY_CHARS = 256
-_SHOWN_VALUES = 5  # values named in one reason
-
-
-class Kind(Enum):
-    STRING = "string"
-    NUMBER = "number"
-    VERSION = "version"
-    TIME = "time"
 
 
 STRING_OPERATORS = ("eq", "neq", "sw", "ew", "c", "oneof", "noneof", "matches")
@@ -92,15 +85,6 @@ OPERATOR_ALIASES: dict[str, str] = {
     ">": "gt", ">=": "gte", "<": "lt", "<=": "lte",
     "older_than": "olderthan", "newer_than": "newerthan",
 }  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class FieldSpec:
-    name: str  # canonical
-    kind: Kind
-    words: str  # how reasons name it
-    need: Need | None = None
-    many: bool = False  # several subjects per image (any / none)
 
 
 _SPECS: tuple[FieldSpec, ...] = (
@@ -137,330 +121,13 @@ _ECOSYSTEM_ALIASES = {
 }  # fmt: skip
 _PROBE_VERSIONS = ("1.0.0", "v1.0.0", "1.0", "1")
 
-Verdict = tuple[bool | None, str]  # passed (None: pending), reason
-_PENDING_SCAN: Verdict = (None, "waiting for a scan of the image (no BOM yet)")
-_PENDING_VULNS: Verdict = (None, "waiting for the image's vulnerability match")
-
-_PHRASES = {  # operator -> (it holds, it does not)
-    "eq": ("equals", "does not equal"),
-    "sw": ("starts with", "does not start with"),
-    "ew": ("ends with", "does not end with"),
-    "c": ("contains", "does not contain"),
-    "oneof": ("is one of", "is not one of"),
-    "matches": ("matches", "does not match"),
-}
-_NEGATED = {"neq": "eq", "noneof": "oneof"}
-_SYMBOLS = {"eq": "=", "neq": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
-_TESTS: dict[str, Callable[[Any, Any], bool]] = {
-    "eq": op.eq, "neq": op.ne, "gt": op.gt, "gte": op.ge, "lt": op.lt, "lte": op.le,
-}  # fmt: skip
-
-
-class _Timeout(Exception):
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class _Early:
-    """A verdict reached before any comparison (pending, no tag)."""
-
-    verdict: Verdict
-
-
-_NO_TAG = _Early((False, "no tag (judged by digest)"))
-
-
-def _quote(text: str) -> str:
-    return repr(text if len(text) <= 80 else text[:77] + "...")
-
-
-def _listed(values: Sequence[str]) -> str:
-    shown = ", ".join(_quote(v) for v in values[:_SHOWN_VALUES])
-    more = len(values) - _SHOWN_VALUES
-    return shown + (f" and {more} more" if more > 0 else "")
-
-
-# --- compiled rules -----------------------------------------------------------------------
-
-
-class _Rule:
-    """One compiled rule: its place, its stored form, what it needs, and its verdict."""
-
-    __slots__ = ("index", "needs", "rule", "spec")
-
-    def __init__(self, index: int, rule: dict[str, Any], spec: FieldSpec) -> None:
-        self.index = index
-        self.rule = rule
-        self.spec = spec
-        self.needs = spec.need
-
-    def judge(self, facts: ImageFacts, now: datetime) -> Verdict:
-        raise NotImplementedError
-
-
-class _StringRule(_Rule):
-    __slots__ = ("base", "label", "patterns", "positive", "timeout", "value_set", "values")
-
-    def __init__(
-        self,
-        index: int,
-        rule: dict[str, Any],
-        spec: FieldSpec,
-        label: str | None,
-        patterns: tuple[regex.Pattern[str], ...],
-        timeout: float,
-    ) -> None:
-        super().__init__(index, rule, spec)
-        self.label = label
-        operator: str = rule["operator"]
-        self.positive = operator not in _NEGATED
-        self.base = _NEGATED.get(operator, operator)
-        self.values: tuple[str, ...] = tuple(rule["values"])
-        self.value_set = frozenset(self.values)
-        self.patterns = patterns
-        self.timeout = timeout
-
-    def _subjects(self, facts: ImageFacts) -> Sequence[str] | _Early:
-        name = self.spec.name
-        if name == "tag":
-            return (facts.tag,) if facts.tag is not None else _NO_TAG
-        if name == "repository":
-            return (facts.repository,)
-        if name == "digest":
-            return (facts.digest,)
-        if name == "platform":
-            return facts.platforms
-        if self.label is not None:
-            value = facts.labels.get(self.label)
-            return () if value is None else (value,)
-        if facts.components is None:
-            return _Early(_PENDING_SCAN)
-        if name == "component.name":
-            return tuple({c.name: None for c in facts.components})
-        return tuple({lic: None for c in facts.components for lic in c.licenses})
-
-    def _hit(self, subjects: Sequence[str]) -> tuple[str, str] | None:
-        """The first (subject, value) that the base operator holds for."""
-        base = self.base
-        if base in ("eq", "oneof"):
-            for subject in subjects:
-                if subject in self.value_set:
-                    return subject, subject
-            return None
-        if base == "matches":
-            return self._search(subjects)
-        for subject in subjects:
-            if base == "sw":
-                hit = subject.startswith(self.values)
-            elif base == "ew":
-                hit = subject.endswith(self.values)
-            else:
-                hit = any(v in subject for v in self.values)
-            if hit:
-                return subject, self._which(subject)
-        return None
-
-    def _which(self, subject: str) -> str:
-        base = self.base
-        for value in self.values:
-            if (
-                (base == "sw" and subject.startswith(value))
-                or (base == "ew" and subject.endswith(value))
-                or (base == "c" and value in subject)
-            ):
-                return value
-        return self.values[0]
-
-    def _search(self, subjects: Sequence[str]) -> tuple[str, str] | None:
-        deadline = time.monotonic() + self.timeout
-        for pattern in self.patterns:
-            for subject in subjects:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise _Timeout(pattern.pattern)
-                try:
-                    found = pattern.search(subject, timeout=left)
-                except TimeoutError:
-                    raise _Timeout(pattern.pattern) from None
-                if found is not None:
-                    return subject, pattern.pattern
-        return None
-
-    def judge(self, facts: ImageFacts, now: datetime) -> Verdict:
-        subjects = self._subjects(facts)
-        if isinstance(subjects, _Early):
-            return subjects.verdict
-        try:
-            hit = self._hit(subjects)
-        except _Timeout as timeout:
-            return False, (
-                f"pattern {_quote(str(timeout))} ran past its time limit "
-                f"({self.timeout * 1000:g} ms)"
-            )
-        holds, holds_not = _PHRASES[self.base]
-        words = self.spec.words if self.label is None else f"label {self.label!r}:"
-        passed = (hit is not None) == self.positive
-        if self.base == "oneof":
-            wanted = _listed(self.values)
-        elif hit is not None:
-            wanted = _quote(hit[1])
-        else:
-            wanted = (
-                _quote(self.values[0])
-                if len(self.values) == 1
-                else "any of " + _listed(self.values)
-            )
-        if hit is not None:
-            return passed, f"{words} {_quote(hit[0])} {holds} {wanted}"
-        if self.spec.many or not subjects:
-            if self.label is not None:
-                return passed, f"no label {self.label!r}"
-            return passed, f"no {words} {holds} {wanted}"
-        return passed, f"{words} {_quote(subjects[0])} {holds_not} {wanted}"
-
-
-class _NumberRule(_Rule):
-    __slots__ = ("number", "operator", "shown", "test")
-
-    def __init__(self, index: int, rule: dict[str, Any], spec: FieldSpec, number: Decimal) -> None:
-        super().__init__(index, rule, spec)
-        self.operator: str = rule["operator"]
-        self.test = _TESTS[self.operator]
-        self.number = number
-        value: str = rule["values"][0]
-        plain = spec.name != "size" or value.strip().isdigit()
-        self.shown = value.strip() if plain else f"{value.strip()} ({int(number)} bytes)"
-
-    def judge(self, facts: ImageFacts, now: datetime) -> Verdict:
-        symbol = _SYMBOLS[self.operator]
-        if self.spec.name == "size":
-            measured = facts.size
-            shown = f"size: {measured} bytes"
-        else:
-            counts = facts.vulnerabilities
-            if counts is None:
-                return _PENDING_VULNS
-            measured = getattr(counts, self.spec.name.partition(".")[2])
-            shown = f"{self.spec.words}: {measured}"
-        if self.test(measured, self.number):
-            return True, f"{shown}, {symbol} {self.shown}"
-        return False, f"{shown}, not {symbol} {self.shown}"
-
-
-class _VersionRule(_Rule):
-    __slots__ = ("ecosystem", "name", "operator", "order", "test", "version")
-
-    def __init__(
-        self,
-        index: int,
-        rule: dict[str, Any],
-        spec: FieldSpec,
-        name: str,
-        ecosystem: str | None,
-        version: str,
-        order: VersionOrder,
-    ) -> None:
-        super().__init__(index, rule, spec)
-        self.operator: str = rule["operator"]
-        self.test = _TESTS[self.operator]
-        self.name = name
-        self.ecosystem = ecosystem
-        self.version = version
-        self.order = order
-
-    def judge(self, facts: ImageFacts, now: datetime) -> Verdict:
-        if facts.components is None:
-            return _PENDING_SCAN
-        name, ecosystem = self.name, self.ecosystem
-        found = [
-            c
-            for c in facts.components
-            if c.name == name and (ecosystem is None or c.ecosystem.casefold() == ecosystem)
-        ]
-        where = f" in {ecosystem}" if ecosystem else ""
-        if not found:
-            return False, f"no component named {_quote(name)}{where}"
-        symbol = _SYMBOLS[self.operator]
-        compared: list[str] = []
-        unordered: list[str] = []
-        unread: list[str] = []  # ecosystems that order the component but cannot read the value
-        for component in found:
-            result = self.order(component.ecosystem, component.version, self.version)
-            described = f"{component.version} ({component.ecosystem})"
-            if result is None:
-                own = self.order(component.ecosystem, component.version, component.version)
-                (unordered if own is None else unread).append(described)
-            elif self.test(result, 0):
-                return True, f"component {_quote(name)} {described} {symbol} {self.version}"
-            else:
-                compared.append(described)
-        if compared:
-            return False, (
-                f"component {_quote(name)} {', '.join(compared[:_SHOWN_VALUES])} is not "
-                f"{symbol} {self.version}"
-            )
-        if unread:
-            return False, (
-                f"component {_quote(name)} {', '.join(unread[:_SHOWN_VALUES])}: "
-                f"{_quote(self.version)} is not a version of its ecosystem"
-            )
-        return False, (
-            f"component {_quote(name)} {', '.join(unordered[:_SHOWN_VALUES])}: no known version "
-            f"order compares it with {self.version}"
-        )
-
-
-class _TimeRule(_Rule):
-    __slots__ = ("age", "moment", "operator")
-
-    def __init__(
-        self,
-        index: int,
-        rule: dict[str, Any],
-        spec: FieldSpec,
-        moment: datetime | None,
-        age: timedelta | None,
-    ) -> None:
-        super().__init__(index, rule, spec)
-        self.operator: str = rule["operator"]
-        self.moment = moment
-        self.age = age
-
-    def judge(self, facts: ImageFacts, now: datetime) -> Verdict:
-        when = facts.pushed_at if self.spec.name == "pushed" else facts.created_at
-        if when is None:
-            if self.spec.name == "pushed":
-                return False, "no push time"
-            return False, "no creation time in the image config"
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        shown = f"{self.spec.words} {format_time(when)}"
-        word = (
-            self.operator
-            if self.operator in ("before", "after")
-            else ("older than" if self.operator == "olderthan" else "newer than")
-        )
-        if self.moment is not None:
-            passed = when < self.moment if self.operator == "before" else when > self.moment
-            told = format_time(self.moment)
-        else:
-            assert self.age is not None
-            if now.tzinfo is None:
-                now = now.replace(tzinfo=UTC)
-            limit = now - self.age
-            passed = when < limit if self.operator == "olderthan" else when > limit
-            age = max(timedelta(0), now - when)
-            shown += f" ({format_duration(timedelta(seconds=int(age.total_seconds())))} ago)"
-            told = str(self.rule["values"][0]).strip()
-        return passed, f"{shown}, {'' if passed else 'not '}{word} {told}"
-
 
 class RuleList:
     """A compiled rule list: every rule must pass. A `Condition`."""
 
     __slots__ = ("_needs", "_rules")
 
-    def __init__(self, rules: Sequence[_Rule]) -> None:
+    def __init__(self, rules: Sequence[Rule]) -> None:
         self._rules = tuple(rules)
         self._needs = frozenset(r.needs for r in self._rules if r.needs is not None)
 
@@ -485,8 +152,9 @@ class RuleList:
 
     def evaluate(self, facts: ImageFacts, now: datetime) -> Evaluation:
         results = []
+        view = Facts(facts)
         for rule in self._rules:
-            passed, reason = rule.judge(facts, now)
+            passed, reason = rule.judge(view, now)
             results.append(RuleResult(rule.index, rule.rule, passed, reason))
         return Evaluation.of(results)
 
@@ -505,7 +173,7 @@ def compile_rules(data: object, limits: PoliciesSettings, order: VersionOrder) -
     return RuleList([_compile(i, item, limits, order) for i, item in enumerate(data)])
 
 
-def _compile(index: int, item: object, limits: PoliciesSettings, order: VersionOrder) -> _Rule:
+def _compile(index: int, item: object, limits: PoliciesSettings, order: VersionOrder) -> Rule:
     where = f"rules[{index}]"
     if not isinstance(item, Mapping):
         raise PolicyInvalid(where, 'a rule is an object {"field", "operator", "values"}')
@@ -513,7 +181,7 @@ def _compile(index: int, item: object, limits: PoliciesSettings, order: VersionO
     unknown = sorted(set(keys) - {"field", "operator", "values"})
     if unknown:
         raise PolicyInvalid(
-            where, f"unknown key {_quote(unknown[0])}: a rule has field, operator and values"
+            where, f"unknown key {quote(unknown[0])}: a rule has field, operator and values"
         )
     if len(keys) != len(item):
         raise PolicyInvalid(where, "a key is given twice (names are read case-insensitively)")
@@ -530,19 +198,19 @@ def _compile(index: int, item: object, limits: PoliciesSettings, order: VersionO
         patterns: tuple[regex.Pattern[str], ...] = ()
         if operator == "matches":
             patterns = tuple(_pattern(f"{vwhere}[{j}]", v) for j, v in enumerate(values))
-        return _StringRule(index, rule, spec, label, patterns, limits.regex_timeout_ms / 1000)
+        return StringRule(index, rule, spec, label, patterns, limits.regex_timeout_ms / 1000)
     if spec.kind is Kind.NUMBER:
         _count(vwhere, values, 1)
-        return _NumberRule(index, rule, spec, _number(f"{vwhere}[0]", values[0], spec))
+        return NumberRule(index, rule, spec, _number(f"{vwhere}[0]", values[0], spec))
     if spec.kind is Kind.VERSION:
         _count(vwhere, values, 2, "[name, version], such as ['openssl', '3.0.12']")
         name, ecosystem, version = _version_values(vwhere, values, order)
-        return _VersionRule(index, rule, spec, name, ecosystem, version, order)
+        return VersionRule(index, rule, spec, name, ecosystem, version, order)
     _count(vwhere, values, 1)
     try:
         if operator in ("before", "after"):
-            return _TimeRule(index, rule, spec, parse_time(values[0]), None)
-        return _TimeRule(index, rule, spec, None, parse_duration(values[0]))
+            return TimeRule(index, rule, spec, parse_time(values[0]), None)
+        return TimeRule(index, rule, spec, None, parse_duration(values[0]))
     except ValueError as error:
         raise PolicyInvalid(f"{vwhere}[0]", str(error)) from None
 
@@ -563,7 +231,7 @@ def _field(where: str, value: object) -> tuple[FieldSpec, str | None]:
     name = FIELD_ALIASES.get(lowered)
     if name is None:
         known = ", ".join([*FIELDS, "label.<key>"])
-        raise PolicyInvalid(where, f"unknown field {_quote(text)} (known: {known})")
+        raise PolicyInvalid(where, f"unknown field {quote(text)} (known: {known})")
     return FIELDS[name], None
 
 
@@ -574,7 +242,7 @@ def _operator(where: str, value: object, spec: FieldSpec) -> str:
     canonical = OPERATOR_ALIASES.get(key)
     if canonical is None:
         known = ", ".join(dict.fromkeys(OPERATOR_ALIASES.values()))
-        raise PolicyInvalid(where, f"unknown operator {_quote(value)} (known: {known})")
+        raise PolicyInvalid(where, f"unknown operator {quote(value)} (known: {known})")
     allowed = _OPERATORS_OF[spec.kind]
     if canonical not in allowed:
         raise PolicyInvalid(
@@ -618,7 +286,7 @@ def _pattern(where: str, text: str) -> regex.Pattern[str]:
     try:
         return regex.compile(text)
     except (regex.error, ValueError, OverflowError, RecursionError) as error:
-        raise PolicyInvalid(where, f"{_quote(text)} is not a regular expression: {error}") from None
+        raise PolicyInvalid(where, f"{quote(text)} is not a regular expression: {error}") from None
 
 
 def _number(where: str, text: str, spec: FieldSpec) -> Decimal:
@@ -629,7 +297,7 @@ def _number(where: str, text: str, spec: FieldSpec) -> Decimal:
             raise PolicyInvalid(where, str(error)) from None
     stripped = text.strip()
     if not (stripped.isascii() and stripped.isdigit() and len(stripped) <= 12):
-        raise PolicyInvalid(where, f"{_quote(text)} is not a count: a whole number, such as 0")
+        raise PolicyInvalid(where, f"{quote(text)} is not a count: a whole number, such as 0")
     return Decimal(int(stripped))
 
 
@@ -646,7 +314,7 @@ def _version_values(
     if colon and rest and any(order(ecosystem, p, p) is not None for p in _PROBE_VERSIONS):
         if order(ecosystem, version, version) is None:
             raise PolicyInvalid(
-                f"{where}[1]", f"{_quote(version)} is not a version of the {ecosystem} ecosystem"
+                f"{where}[1]", f"{quote(version)} is not a version of the {ecosystem} ecosystem"
             )
         return rest, ecosystem, version
     return written, None, version
