@@ -46,6 +46,10 @@ class TrustyardApp:
             self.api.state.webhooks = services.webhooks
             self.api.state.scans = services.scans
             self.api.state.vulndb = services.vulndb
+            self.api.state.policies = services.policies
+            self.api.state.promotions = services.promotions
+            self.api.state.policy_facts = services.policy_facts
+            self.api.state.policy_triggers = services.policy_triggers
         self.api_guard = (
             guarded(self.api, max_body=api_body_limit, body_timeout=ctx.body_timeout)
             if self.api is not None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import Connection
 
@@ -52,7 +52,8 @@ class DeletedManifest:
 
 # The facts a MANIFEST_PUSH event carries for consumers in the push's transaction (see
 # events.model.Event.facts): the repository's id, whether the repository asks for a scan of
-# every pushed image, and whether this manifest is one (an image or an index of images).
+# every pushed image, and whether this manifest is one (an image or an index of images). A
+# TAG_PUSH carries the repository's id too (the policies' trigger reads it).
 FACT_REPOSITORY_ID = "repository_id"
 FACT_SCAN_ON_PUSH = "scan_on_push"
 FACT_SCANNABLE = "scannable"
@@ -138,9 +139,8 @@ class ManifestService:
                 )
             )
         if tag is not None:
-            happened.append(
-                events.tag_pushed(repository, tag, str(digest), parsed.media_type, actor)
-            )
+            tagged = events.tag_pushed(repository, tag, str(digest), parsed.media_type, actor)
+            happened.append(replace(tagged, facts={FACT_REPOSITORY_ID: repository_id}))
         return PushedManifest(
             digest,
             subject,

@@ -129,6 +129,15 @@ class PolicyStore:
             query = query.where(policies.c.enabled.is_(enabled))
         return [_record(row) for row in conn.execute(keyset(query, policies.c.id, after, limit))]
 
+    def enabled_in_namespace(self, conn: Connection, namespace: str) -> list[PolicyRecord]:
+        """The enabled policies whose source repository is in `namespace`, in id order (a
+        triage decision of an organization changes the counts of all its repositories)."""
+        query = self._select().where(
+            _SOURCE_NAME.startswith(namespace + "/", autoescape=True),
+            policies.c.enabled.is_(True),
+        )
+        return [_record(row) for row in conn.execute(query.order_by(policies.c.id))]
+
     def count_of_source(self, conn: Connection, source_id: int) -> int:
         query = select(func.count()).where(policies.c.source_repository_id == source_id)
         return int(conn.scalar(query) or 0)

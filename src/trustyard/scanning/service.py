@@ -133,6 +133,13 @@ class ScanService:
         assert scan is not None
         return scan
 
+    def enqueue_scan(
+        self, conn: Connection, repository_id: int, digest: str, *, requested_by: str | None
+    ) -> int:
+        """Queue a scan of a stored manifest the caller knows is an image or index (a policy
+        that needs its components); the live scan's id when one is queued or running."""
+        return self._enqueue(conn, repository_id, digest, "request", False, requested_by)
+
     def _enqueue(
         self,
         conn: Connection,

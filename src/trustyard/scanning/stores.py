@@ -309,6 +309,37 @@ class ScanStore:
         ).order_by(scans.c.id)
         return {row.manifest_digest: _record(row).status for row in conn.execute(query)}
 
+    def latest_succeeded(
+        self, conn: Connection, repository_id: int, digests: Iterable[str]
+    ) -> dict[str, int]:
+        """The id of each manifest's latest succeeded scan (manifests without one are left
+        out), one query per 500 digests."""
+        found: dict[str, int] = {}
+        wanted = sorted(set(digests))
+        for start in range(0, len(wanted), 500):
+            query = (
+                select(scans.c.manifest_digest, func.max(scans.c.id).label("id"))
+                .where(
+                    scans.c.repository_id == repository_id,
+                    scans.c.manifest_digest.in_(wanted[start : start + 500]),
+                    scans.c.status == SUCCEEDED,
+                )
+                .group_by(scans.c.manifest_digest)
+            )
+            found.update((row.manifest_digest, row.id) for row in conn.execute(query))
+        return found
+
+    def packed_boms_of(self, conn: Connection, scan_ids: Iterable[int]) -> dict[int, bytes]:
+        """`packed_boms` of many scans (those without BOMs left out), one query per 500."""
+        found: dict[int, bytes] = {}
+        wanted = sorted(set(scan_ids))
+        for start in range(0, len(wanted), 500):
+            query = select(scans.c.id, scans.c.boms).where(
+                scans.c.id.in_(wanted[start : start + 500]), scans.c.boms.is_not(None)
+            )
+            found.update((row.id, bytes(row.boms)) for row in conn.execute(query))
+        return found
+
     def boms(self, conn: Connection, scan_id: int) -> list[dict[str, Any]]:
         data = self.packed_boms(conn, scan_id)
         return list(unpack(data)) if data else []

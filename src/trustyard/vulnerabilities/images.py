@@ -326,6 +326,39 @@ class ImageStore:
                     tally[bucket] = tally.get(bucket, 0) + row.n
         return {digest: Counts(**tally) for digest, tally in found.items()}
 
+    def latest_matched(
+        self, conn: Connection, repository_id: int, digests: Iterable[str]
+    ) -> dict[str, int]:
+        """The scan id of each manifest's latest matched scan (never matched: absent), one
+        query per 1,000 digests."""
+        found: dict[str, int] = {}
+        for chunk in _chunks(sorted(set(digests))):
+            query = (
+                select(
+                    vuln_image_matches.c.manifest_digest,
+                    func.max(vuln_image_matches.c.scan_id).label("scan_id"),
+                )
+                .where(
+                    vuln_image_matches.c.repository_id == repository_id,
+                    vuln_image_matches.c.manifest_digest.in_(chunk),
+                    vuln_image_matches.c.status == MATCHED,
+                )
+                .group_by(vuln_image_matches.c.manifest_digest)
+            )
+            found.update((row.manifest_digest, row.scan_id) for row in conn.execute(query))
+        return found
+
+    def findings_of_scans(
+        self, conn: Connection, scan_ids: Iterable[int]
+    ) -> dict[int, tuple[ImageFinding, ...]]:
+        """The findings (triage not applied) of each scan, in the order of
+        `image_vulnerabilities`, one query per 1,000 scans."""
+        found: dict[int, list[ImageFinding]] = {}
+        for chunk in _chunks(sorted(set(scan_ids))):
+            for row in conn.execute(_FINDINGS.where(vuln_findings.c.scan_id.in_(chunk))):
+                found.setdefault(row.scan_id, []).append(_image_finding(row))
+        return {scan_id: tuple(findings) for scan_id, findings in found.items()}
+
     # --- writes of a match -------------------------------------------------------------------
     def replace(
         self,

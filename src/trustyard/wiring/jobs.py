@@ -19,7 +19,8 @@ from trustyard.jobs.scheduler import Scheduler, ScheduleSpec
 from trustyard.metrics.recorder import Recorder
 from trustyard.wiring.common import make_ldap
 from trustyard.wiring.events import register_event_jobs
-from trustyard.wiring.scanning import register_scanning
+from trustyard.wiring.policies import register_policies
+from trustyard.wiring.scanning import make_scan_service, register_scanning
 from trustyard.wiring.vulnerabilities import register_vulnerabilities
 
 
@@ -64,6 +65,7 @@ def make_handlers(
     if settings.scanning.enabled:
         register_scanning(handlers, schedules, settings, engine, queue)
     register_vulnerabilities(handlers, schedules, settings, engine, queue)
+    register_policies(handlers, settings, engine, queue, make_scan_service(settings, queue))
     if settings.jobs.test_kinds:
         testkinds.register(handlers, engine)
     return handlers, schedules

@@ -15,6 +15,7 @@ from trustyard.scanning.interfaces import Limits
 from trustyard.scanning.service import SCAN_KIND, ScanService
 from trustyard.wiring.common import make_driver
 from trustyard.wiring.events import make_outbox
+from trustyard.wiring.policies import policy_consumers
 from trustyard.wiring.vulnerabilities import match_on_scan
 
 
@@ -55,7 +56,10 @@ def register_scanning(
     handler = ScanImage(
         engine,
         make_driver(settings),
-        make_outbox(queue, inline=match_on_scan(settings, queue)),
+        # matching first: the policies it triggers read the counts it stores
+        make_outbox(
+            queue, inline=[*match_on_scan(settings, queue), *policy_consumers(settings, queue)]
+        ),
         limits=scan_limits(settings),
         max_concurrent=settings.scanning.max_concurrent_scans,
         progress_seconds=settings.scanning.progress_seconds,

@@ -18,6 +18,10 @@ from trustyard.content.uploads import HashStates, UploadService
 from trustyard.db.engine import is_sqlite, make_engine
 from trustyard.db.writer import make_writer
 from trustyard.metrics.recorder import Recorder
+from trustyard.policies.facts import FactsLoader
+from trustyard.policies.promotion import PromotionService
+from trustyard.policies.service import PolicyService
+from trustyard.policies.triggers import PolicyTriggers
 from trustyard.registry.context import RegistryContext
 from trustyard.scanning.service import ScanService
 from trustyard.vulnerabilities.service import VulnDbTools
@@ -26,6 +30,12 @@ from trustyard.wiring.accounts import make_accounts
 from trustyard.wiring.common import make_driver
 from trustyard.wiring.events import make_outbox, make_pull_recorder, make_webhook_service
 from trustyard.wiring.jobs import make_queue
+from trustyard.wiring.policies import (
+    make_facts_loader,
+    make_policy_service,
+    make_policy_triggers,
+    make_promotion_service,
+)
 from trustyard.wiring.scanning import make_scan_service
 from trustyard.wiring.vulnerabilities import make_vulndb_tools
 
@@ -42,6 +52,10 @@ class Services:
     webhooks: WebhookService
     recorder: Recorder | None
     vulndb: VulnDbTools
+    policies: PolicyService
+    promotions: PromotionService
+    policy_facts: FactsLoader
+    policy_triggers: PolicyTriggers
 
 
 def make_hot_reads(engine: Engine, store: ContentStore) -> HotReads:
@@ -59,7 +73,9 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
     accounts = make_accounts(settings, engine)
     queue = make_queue(settings, engine)
     scans = make_scan_service(settings, queue)
-    outbox = make_outbox(queue, inline=[scans] if scans.enabled else [])
+    triggers = make_policy_triggers(settings, queue, driver)
+    # scan on push first: a policy that needs the scan waits for it when it is queued
+    outbox = make_outbox(queue, inline=[scans, triggers] if scans.enabled else [triggers])
     context = RegistryContext(
         engine=engine,
         store=store,
@@ -81,4 +97,8 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
         webhooks=make_webhook_service(settings, queue),
         recorder=Recorder() if settings.metrics.enabled else None,
         vulndb=make_vulndb_tools(settings, engine, queue),
+        policies=make_policy_service(settings),
+        promotions=make_promotion_service(),
+        policy_facts=make_facts_loader(settings, scans, driver),
+        policy_triggers=triggers,
     )

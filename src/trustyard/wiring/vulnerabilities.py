@@ -20,6 +20,7 @@ from trustyard.vulnerabilities.importer import Importer, SwitchHook
 from trustyard.vulnerabilities.interfaces import Package
 from trustyard.vulnerabilities.online import OnlineUpdater, UpdateConfig
 from trustyard.vulnerabilities.service import VulnDbTools, VulnerabilityService
+from trustyard.wiring.policies import policy_consumers
 
 
 def bundle_limits(settings: Settings) -> BundleLimits:
@@ -126,7 +127,8 @@ def register_vulnerabilities(
 
         matcher = make_image_matcher(settings)
         handlers.register(MATCH_KIND, MatchScan(engine, matcher))
-        rematcher = Rematcher(engine, matcher, make_outbox(queue))
+        outbox = make_outbox(queue, inline=policy_consumers(settings, queue))
+        rematcher = Rematcher(engine, matcher, outbox)
         handlers.register(REMATCH_KIND, RematchImages(rematcher))
     if settings.vulnerabilities.update_cron:
         schedules.append(update_schedule(settings.vulnerabilities.update_cron))

@@ -1,0 +1,179 @@
+"""Promotion policies as the settings describe them: the service (create, change, compile),
+promotion, the facts loader with what the other features hand it (scanning's components,
+vulnerabilities' counts after triage, a scan on request), the triggers (an outbox consumer)
+and the jobs a worker runs. Features never import each other: the adapters below turn their
+plain values into the policy engine's facts."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from sqlalchemy import Connection, Engine
+
+from trustyard.config import Settings
+from trustyard.content.images import ImageReads
+from trustyard.events.model import EventConsumer
+from trustyard.jobs.queue import SqlJobQueue
+from trustyard.jobs.registry import HandlerRegistry
+from trustyard.policies.facts import FactsLoader
+from trustyard.policies.interfaces import ComponentFact, VulnCounts
+from trustyard.policies.promotion import PromotionService
+from trustyard.policies.service import PolicyService
+from trustyard.policies.stores import PolicyStore
+from trustyard.policies.triggers import PolicyTriggers
+from trustyard.scanning.policy_facts import ComponentTuple, ScanComponents
+from trustyard.scanning.service import ScanService
+from trustyard.scanning.stores import ScanStore
+from trustyard.storage.interfaces import BlobDriver
+from trustyard.vulnerabilities.images import ImageStore
+from trustyard.vulnerabilities.ordering import component_version_order
+from trustyard.vulnerabilities.policy_counts import TriagedCounts
+from trustyard.wiring.common import make_driver
+
+# Components kept in memory per process, over all cached scans (a scan's BOM never changes).
+CACHED_COMPONENTS = 400_000
+
+
+class ScanComponentFacts:
+    """A `ComponentSource` over scanning's stored BOMs: each manifest's latest succeeded
+    scan's components, converted once per scan and kept (bounded) since a scan never
+    changes."""
+
+    def __init__(self, reader: ScanComponents, limit: int = CACHED_COMPONENTS) -> None:
+        self.reader = reader
+        self.limit = limit
+        self._held = 0
+        self._cache: OrderedDict[tuple[int, int, str], tuple[ComponentFact, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def components(
+        self, conn: Connection, repository_id: int, digests: Sequence[str]
+    ) -> Mapping[str, Sequence[ComponentFact]]:
+        latest = self.reader.latest(conn, repository_id, digests)
+        found: dict[str, tuple[ComponentFact, ...]] = {}
+        missing: dict[int, str] = {}
+        with self._lock:
+            for digest, scan_id in latest.items():
+                held = self._cache.get((scan_id, repository_id, digest))
+                if held is None:
+                    missing[scan_id] = digest
+                else:
+                    self._cache.move_to_end((scan_id, repository_id, digest))
+                    found[digest] = held
+        if missing:
+            for scan_id, listed in self.reader.components(conn, missing).items():
+                facts = tuple(_fact(item) for item in listed)
+                found[missing[scan_id]] = facts
+                self._keep((scan_id, repository_id, missing[scan_id]), facts)
+        return found
+
+    def _keep(self, key: tuple[int, int, str], facts: tuple[ComponentFact, ...]) -> None:
+        with self._lock:
+            if key in self._cache or len(facts) > self.limit:
+                return
+            self._cache[key] = facts
+            self._held += len(facts)
+            while self._held > self.limit:
+                _, dropped = self._cache.popitem(last=False)
+                self._held -= len(dropped)
+
+
+def _fact(item: ComponentTuple) -> ComponentFact:
+    ecosystem, name, version, licenses, purl = item
+    return ComponentFact(ecosystem, name, version, licenses, purl)
+
+
+class TriagedCountFacts:
+    """A `CountSource` over vulnerabilities' stored findings, after triage."""
+
+    def __init__(self, counts: TriagedCounts) -> None:
+        self.counts_after_triage = counts
+
+    def counts(
+        self,
+        conn: Connection,
+        repository_id: int,
+        namespace: str,
+        digests: Sequence[str],
+        now: datetime,
+    ) -> Mapping[str, VulnCounts]:
+        found = self.counts_after_triage.counts(conn, repository_id, namespace, digests, now)
+        return {
+            digest: VulnCounts(c.critical, c.major, c.minor, c.unknown)
+            for digest, c in found.items()
+        }
+
+
+def make_policy_service(settings: Settings) -> PolicyService:
+    return PolicyService(PolicyStore(), settings.policies, component_version_order)
+
+
+def make_promotion_service() -> PromotionService:
+    return PromotionService()
+
+
+def make_facts_loader(
+    settings: Settings, scans: ScanService, driver: BlobDriver | None = None
+) -> FactsLoader:
+    """Facts of stored images; components when scanning is on, counts when matching is."""
+    images = ImageReads(driver or make_driver(settings))
+    components = ScanComponentFacts(ScanComponents(scans)) if settings.scanning.enabled else None
+    counts = (
+        TriagedCountFacts(TriagedCounts(ImageStore(ScanStore())))
+        if settings.vulnerabilities.enabled
+        else None
+    )
+    return FactsLoader(images, components, counts)
+
+
+def make_policy_triggers(
+    settings: Settings, queue: SqlJobQueue, driver: BlobDriver | None = None
+) -> PolicyTriggers:
+    return PolicyTriggers(
+        queue, ImageReads(driver or make_driver(settings)), scan_on_push=settings.scanning.enabled
+    )
+
+
+def policy_consumers(settings: Settings, queue: SqlJobQueue) -> list[EventConsumer]:
+    """The in-transaction consumers that start policy runs (for any outbox that publishes
+    pushes, scan ends or re-matches)."""
+    return [make_policy_triggers(settings, queue)]
+
+
+def register_policies(
+    handlers: HandlerRegistry,
+    settings: Settings,
+    engine: Engine,
+    queue: SqlJobQueue,
+    scans: ScanService,
+) -> None:
+    """`policies.evaluate` and `policies.run`; their promotions are published through an
+    outbox whose in-transaction consumers are scan on push and the triggers (chains)."""
+    from trustyard.policies.jobs import EVALUATE_KIND, RUN_KIND, EvaluatePolicy, RunPolicy
+    from trustyard.policies.runner import CreatorCheck, PolicyRunner
+    from trustyard.wiring.events import make_outbox
+
+    driver = make_driver(settings)
+    triggers = make_policy_triggers(settings, queue, driver)
+    inline: list[EventConsumer] = [scans] if scans.enabled else []
+    may_push = None
+    if settings.auth.enabled:
+        from trustyard.auth.access import AccessPolicy, Authenticator
+
+        may_push = CreatorCheck(Authenticator(), AccessPolicy())
+    runner = PolicyRunner(
+        engine,
+        make_policy_service(settings),
+        make_facts_loader(settings, scans, driver),
+        make_promotion_service(),
+        make_outbox(queue, inline=[*inline, triggers]),
+        triggers,
+        max_depth=settings.policies.max_depth,
+        requester=ScanComponents(scans) if scans.enabled else None,
+        may_push=may_push,
+    )
+    handlers.register(EVALUATE_KIND, EvaluatePolicy(runner))
+    handlers.register(RUN_KIND, RunPolicy(runner))
