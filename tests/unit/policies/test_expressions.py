@@ -97,6 +97,13 @@ def judge(text: str, facts: ImageFacts = FACTS) -> tuple[Outcome, str]:
         ("size(signatures) == 0", False),
         ('now == timestamp("2026-06-01T12:00:00Z")', True),
         ("true ? size > 1 : false", True),
+        # literals and operators, as the evaluator sees them (chains of grammar levels cut)
+        ('tag in ["1.1-stable", "1.2-stable"]', True),
+        ('{"payments": 1, "search": 2}[labels.team] == 1', True),
+        ("-size < 0 && size % 2 == 0 && size / 1000 * 1000 == size", True),
+        ("!(size > 1) || !(vulnerabilities.critical > 0)", True),
+        ('double(size) >= 1.5e8 && uint(size) > 1u && string(size).startsWith("15")', True),
+        ("has(vulnerabilities.critical) && size(labels) == 2", True),
     ],
 )
 def test_every_variable(text: str, passes: bool) -> None:
