@@ -26,9 +26,10 @@ log = logging.getLogger(__name__)
 
 
 class TrustyardApp:
-    """Top-level ASGI router: /v2 to the registry, /api/v1, /auth/token, /healthz, /metrics,
-    and 404 for the rest. With metrics on, every request is counted and timed by route.
-    Behind `trusted_proxies`, the scope's client becomes the one X-Forwarded-For names."""
+    """Top-level ASGI router: /v2 to the registry, /api/v1 (and DTR's /api/v0 routes, served
+    by the same API), /auth/token, /healthz, /metrics, and 404 for the rest. With metrics
+    on, every request is counted and timed by route. Behind `trusted_proxies`, the scope's
+    client becomes the one X-Forwarded-For names."""
 
     def __init__(
         self,
@@ -101,7 +102,9 @@ class TrustyardApp:
         path: str = scope["path"]
         if path == "/v2" or path.startswith("/v2/"):
             await self.registry(scope, receive, send)
-        elif self.api_guard is not None and (path == "/api/v1" or path.startswith("/api/v1/")):
+        elif self.api_guard is not None and (
+            path == "/api/v1" or path.startswith(("/api/v1/", "/api/v0/"))
+        ):
             await self.api_guard(scope, receive, send)
         elif path == "/healthz":
             scope[ROUTE_KEY] = "healthz"

@@ -47,6 +47,7 @@ from tests.support.access_world import (
     OTHER_ORG,
     OTHER_SERVICE,
     PASSWORD,
+    PUB,
     REPOSITORIES,
     ROBOT,
     SCANNED_PACKAGE,
@@ -101,6 +102,7 @@ API_RULES = {
     "repo-read",  # the repository's readers (as on /v2); for anybody else it does not exist
     "repo-admin",  # the repository's admins: description, visibility, grants, deletion
     "repo-scan",  # start a scan: read-write on the repository (DTR's "start scans")
+    "policy-write",  # create or change a promotion policy: push on the source and the target
     "repo-create",  # create a repository in the organization: owners and administrators
     "audit",  # administrators, and owners for their own organization
 }
@@ -157,6 +159,13 @@ def expect(rule: str, who: Who, target: str, *, bearer: bool = False) -> Outcome
         if may(who, "push", target):
             return ALLOWED
         return DENIED if may(who, "pull", target) else HIDDEN
+    if rule == "policy-write":  # the source (target) first, then where the policy promotes
+        if not may(who, "push", target):
+            return DENIED if may(who, "pull", target) else HIDDEN
+        into = policy_target(target)
+        if may(who, "push", into):
+            return ALLOWED
+        return DENIED if may(who, "pull", into) else HIDDEN
     decisions = {
         "account": ALLOWED,
         "user": ALLOWED if who.credential == "password" else DENIED,
@@ -179,7 +188,7 @@ def knows(rule: str, who: Who, target: str) -> bool:
     every refusal must be the very answer a missing object gets."""
     if not who.valid:
         return False
-    if rule in ("pull", "push", "delete", "repo-read", "repo-admin", "repo-scan"):
+    if rule in ("pull", "push", "delete", "repo-read", "repo-admin", "repo-scan", "policy-write"):
         return may(who, "pull", target)
     if rule in ("org-member", "org-owner", "repo-create", "audit"):
         return who.admin or who.acme != ""
@@ -531,6 +540,88 @@ def redeliver_call(w: World, who: Who, target: str) -> Call:
     delivery = w.new_delivery(webhook)
     path = f"{A}/webhooks/{webhook}/deliveries/{delivery}/redeliver"
     return Call("POST", path).hiding(webhook, MISSING_WEBHOOK_ID)
+
+
+# Promotion policies of the matrix: disabled (no cycle between the two repositories, nothing
+# runs by itself) and with a rule no tag meets (a run on demand promotes nothing).
+NEVER = [{"field": "tag", "operator": "eq", "values": ["never-a-tag-of-the-matrix"]}]
+V0 = "/api/v0/repositories"
+_SHARED_POLICIES: dict[tuple[str, str], int] = {}
+
+
+def policy_target(source: str) -> str:
+    """Where a matrix policy of `source` promotes: the other repository of the two."""
+    return PUB if source == APP else APP
+
+
+def policy_body(source: str) -> dict[str, Any]:
+    return {"targetRepository": policy_target(source), "rules": NEVER, "enabled": False}
+
+
+def new_policy(w: World, source: str) -> int:
+    """A policy of `source` made by the administrator; returns its id."""
+    made = w.admin.post(f"{A}/repositories/{source}/promotion-policies", json=policy_body(source))
+    assert made.status_code == 201, brief(made)
+    return int(made.json()["id"])
+
+
+def shared_policy(w: World, source: str) -> int:
+    """One policy of `source` for the requests that leave it in place."""
+    key = (w.database_url, source)
+    if key not in _SHARED_POLICIES:
+        _SHARED_POLICIES[key] = new_policy(w, source)
+    return _SHARED_POLICIES[key]
+
+
+def on_policies(
+    method: str, tail: str = "", *, dtr: bool = False, fresh: bool = False, **extra: Any
+) -> Builder:
+    """A request on the target repository's promotion policies (`tail` may use {id}: a
+    shared policy, or one made for this request when `fresh`), by /api/v1 or DTR's /api/v0."""
+
+    def build(w: World, who: Who, target: str) -> Call:
+        if dtr:
+            base = f"{V0}/{target}/promotionPolicies"
+        else:
+            base = f"{A}/repositories/{target}/promotion-policies"
+        rest = tail
+        if "{id}" in tail:
+            rest = tail.format(id=new_policy(w, target) if fresh else shared_policy(w, target))
+        return Call(method, base + rest, **extra).hiding(target, GHOSTS[target])
+
+    return build
+
+
+def create_policy_call(dtr: bool) -> Builder:
+    def build(w: World, who: Who, target: str) -> Call:
+        body = policy_body(target)
+        if dtr:
+            body["tagTemplate"] = "%n"
+        return on_policies("POST", dtr=dtr, json=body)(w, who, target)
+
+    return build
+
+
+def dry_run_call(w: World, who: Who, target: str) -> Call:
+    path = f"{A}/repositories/{target}/policy-dry-run"
+    return Call("POST", path, json={"rules": NEVER}).hiding(target, GHOSTS[target])
+
+
+def judged_the_tag(w: World, who: Who, target: str, answer: httpx.Response) -> None:
+    outcomes = {item["tag"]: item for item in answer.json()["items"]}
+    item = outcomes[w.content[target].tag]
+    assert (item["digest"], item["outcome"]) == (w.content[target].digest, "failed")
+
+
+def promotes_into_the_other(w: World, who: Who, target: str, answer: httpx.Response) -> None:
+    body = answer.json()
+    body = body.get("policy", body)
+    assert (body["sourceRepository"], body["targetRepository"]) == (target, policy_target(target))
+
+
+EDIT = {"tagTemplate": "edited-%n"}
+POLICY = f"{A}/repositories/{{name}}/promotion-policies"
+DTR_POLICY = "/api/v0/repositories/{namespace}/{reponame}/promotionPolicies"
 
 
 MISSING_VEX_ID = "2147483000"  # a well-formed id no VEX document has
@@ -893,6 +984,47 @@ MANAGEMENT: dict[str, Entry] = {
     f"GET {A}/repositories/{{name}}/manifests/{{reference}}/vex": Entry(
         "repo-read", 200, on_image("GET", "vex"), REPOSITORIES, exports_vex
     ),
+    # promotion policies: managing a repository's needs read-write on it; creating or
+    # changing one needs read-write on where it promotes as well
+    f"GET {POLICY}": Entry("repo-scan", 200, on_policies("GET"), REPOSITORIES),
+    f"POST {POLICY}": Entry(
+        "policy-write", 201, create_policy_call(False), REPOSITORIES, promotes_into_the_other
+    ),
+    f"GET {POLICY}/{{policy_id}}": Entry(
+        "repo-scan", 200, on_policies("GET", "/{id}"), REPOSITORIES, promotes_into_the_other
+    ),
+    f"PATCH {POLICY}/{{policy_id}}": Entry(
+        "policy-write", 200, on_policies("PATCH", "/{id}", json=EDIT), REPOSITORIES
+    ),
+    f"DELETE {POLICY}/{{policy_id}}": Entry(
+        "repo-scan", 204, on_policies("DELETE", "/{id}", fresh=True), REPOSITORIES
+    ),
+    f"POST {POLICY}/{{policy_id}}/run": Entry(
+        "repo-scan", 202, on_policies("POST", "/{id}/run"), REPOSITORIES, promotes_into_the_other
+    ),
+    f"POST {A}/repositories/{{name}}/policy-dry-run": Entry(
+        "repo-scan", 200, dry_run_call, REPOSITORIES, judged_the_tag
+    ),
+    f"GET {DTR_POLICY}": Entry("repo-scan", 200, on_policies("GET", dtr=True), REPOSITORIES),
+    f"POST {DTR_POLICY}": Entry(
+        "policy-write", 201, create_policy_call(True), REPOSITORIES, promotes_into_the_other
+    ),
+    f"GET {DTR_POLICY}/{{promotionPolicyID}}": Entry(
+        "repo-scan",
+        200,
+        on_policies("GET", "/{id}", dtr=True),
+        REPOSITORIES,
+        promotes_into_the_other,
+    ),
+    f"PUT {DTR_POLICY}/{{promotionPolicyID}}": Entry(
+        "policy-write", 200, on_policies("PUT", "/{id}", dtr=True, json=EDIT), REPOSITORIES
+    ),
+    f"POST {DTR_POLICY}/{{promotionPolicyID}}": Entry(
+        "policy-write", 200, on_policies("POST", "/{id}", dtr=True, json=EDIT), REPOSITORIES
+    ),
+    f"DELETE {DTR_POLICY}/{{promotionPolicyID}}": Entry(
+        "repo-scan", 204, on_policies("DELETE", "/{id}", dtr=True, fresh=True), REPOSITORIES
+    ),
     # audit
     f"GET {A}/audit": Entry(
         "audit", 200, api("GET", f"{A}/audit", hide=ORG, params={"organization": ORG})
@@ -926,12 +1058,12 @@ def management_app() -> FastAPI:
 
 
 def management_routes(*, schema_only: bool = False) -> set[str]:
-    """METHOD PATH of every route the app serves below /api/v1 (the app is mounted there
-    only); `schema_only`: just those its OpenAPI document describes."""
+    """METHOD PATH of every route the app serves below /api/v1 and /api/v0 (DTR's routes;
+    the app is mounted there only); `schema_only`: just those its OpenAPI document describes."""
     found = set()
     for route in iter_route_contexts(management_app().routes):
         path = route.path_format or ""
-        if not path.startswith(f"{A}/"):
+        if not path.startswith((f"{A}/", "/api/v0/")):
             continue  # nothing routes it to the app
         if schema_only:
             original = route.original_route
@@ -1054,7 +1186,7 @@ def check_refusal(w: World, who: Who, call: Call, answer: httpx.Response, bearer
         if call.method != "HEAD":
             codes = {401: "UNAUTHORIZED", 403: "DENIED", 404: "NAME_UNKNOWN"}
             assert error_codes(answer) == [codes[status]]
-    elif call.path.startswith(A):
+    elif call.path.startswith((A, "/api/v0/")):
         assert answer.headers["content-type"] == "application/problem+json"
         assert answer.json()["status"] == status
         if status == 401:

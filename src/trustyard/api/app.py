@@ -10,6 +10,7 @@ from trustyard.api import (
     errors,
     jobs,
     organizations,
+    policies,
     repositories,
     repository_details,
     scans,
@@ -48,8 +49,8 @@ def create_api(accounts: Accounts) -> FastAPI:
     api.state.triage = TriageStore()
     errors.install(api)
     docs.install(api, PREFIX)
-    # scans, vulnerabilities, triage and repository_details before repositories: their
-    # /repositories/{name:path}/... routes would otherwise be taken by GET
+    # scans, vulnerabilities, triage, policies and repository_details before repositories:
+    # their /repositories/{name:path}/... routes would otherwise be taken by GET
     # /repositories/{name:path}.
     for module in (
         users,
@@ -59,6 +60,7 @@ def create_api(accounts: Accounts) -> FastAPI:
         vulnerabilities,
         triage,
         vex,
+        policies,
         repository_details,
         repositories,
         audit,
@@ -67,6 +69,8 @@ def create_api(accounts: Accounts) -> FastAPI:
         vulndb,
     ):
         api.include_router(module.router, prefix=PREFIX, responses=errors.COMMON)
+    # DTR's /api/v0 shape of what DTR users' scripts call (the router carries its prefix).
+    api.include_router(policies.dtr_router, responses=errors.COMMON)
     return api
 
 

@@ -25,6 +25,7 @@ from trustyard.errors import (
     Unauthenticated,
     Unavailable,
 )
+from trustyard.policies.interfaces import PolicyInvalid
 
 PROBLEM = "application/problem+json"
 CHALLENGE = {"WWW-Authenticate": 'Basic realm="trustyard"'}
@@ -111,6 +112,7 @@ def problem(status: int, detail: str, headers: dict[str, str] | None = None) -> 
 # missing object 404, a rule broken 422, any other refusal of a domain (a bad token, a refused
 # grant) 400.
 STATUSES: dict[type[DomainError], int] = {
+    PolicyInvalid: 400,  # a rule, expression or template refused at creation (as DTR answered)
     NotFound: 404,
     Conflict: 409,
     StateConflict: 409,

@@ -36,14 +36,15 @@ IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 def route_label(scope: Scope, api_prefix: str) -> str:
     """The route label of an answered request: the name the router or the registry put in
-    the scope, the path template of the /api/v1 route FastAPI chose, or 'unmatched'."""
+    the scope, the path template of the /api/v1 (or DTR's /api/v0) route FastAPI chose, or
+    'unmatched'."""
     name = scope.get(ROUTE_KEY)
     if name is not None:
         return str(name)
     route = scope.get("route")  # set by Starlette's router when a route took the request
     template = getattr(route, "path_format", None)
     if isinstance(template, str) and template:
-        return template if template.startswith(api_prefix) else api_prefix + template
+        return template if template.startswith((api_prefix, "/api/v0/")) else api_prefix + template
     return UNMATCHED
 
 

@@ -219,6 +219,8 @@ def test_route_labels() -> None:
     assert route_label({"route": relative}, API) == "/api/v1/repositories/{name}"
     absolute = SimpleNamespace(path_format="/api/v1/openapi.json")
     assert route_label({"route": absolute}, API) == "/api/v1/openapi.json"
+    dtr = SimpleNamespace(path_format="/api/v0/repositories/{namespace}/{reponame}/x")
+    assert route_label({"route": dtr}, API) == "/api/v0/repositories/{namespace}/{reponame}/x"
     assert route_label({"route": object()}, API) == metrics.UNMATCHED
     assert route_label({"path": "/v2/team/app/manifests/1.0"}, API) == metrics.UNMATCHED
 
