@@ -56,6 +56,13 @@ from trustyard.policies.judges import (
     VersionRule,
     quote,
 )
+from trustyard.policies.patterns import (
+    MAX_LIST_STEPS,
+    MAX_PATTERN_STEPS,
+    PatternInvalid,
+    compile_pattern,
+    steps,
+)
 from trustyard.policies.quantities import parse_duration, parse_size, parse_time
 
 MAX_VALUE_CHARS = 1024
@@ -170,10 +177,13 @@ def compile_rules(data: object, limits: PoliciesSettings, order: VersionOrder) -
         raise PolicyInvalid(
             "rules", f"{len(data)} rules; a policy holds at most {limits.max_rules}"
         )
-    return RuleList([_compile(i, item, limits, order) for i, item in enumerate(data)])
+    budget = [MAX_LIST_STEPS]  # what the list's patterns may still compile to
+    return RuleList([_compile(i, item, limits, order, budget) for i, item in enumerate(data)])
 
 
-def _compile(index: int, item: object, limits: PoliciesSettings, order: VersionOrder) -> Rule:
+def _compile(
+    index: int, item: object, limits: PoliciesSettings, order: VersionOrder, budget: list[int]
+) -> Rule:
     where = f"rules[{index}]"
     if not isinstance(item, Mapping):
         raise PolicyInvalid(where, 'a rule is an object {"field", "operator", "values"}')
@@ -197,7 +207,7 @@ def _compile(index: int, item: object, limits: PoliciesSettings, order: VersionO
     if spec.kind is Kind.STRING:
         patterns: tuple[regex.Pattern[str], ...] = ()
         if operator == "matches":
-            patterns = tuple(_pattern(f"{vwhere}[{j}]", v) for j, v in enumerate(values))
+            patterns = tuple(_pattern(f"{vwhere}[{j}]", v, budget) for j, v in enumerate(values))
         return StringRule(index, rule, spec, label, patterns, limits.regex_timeout_ms / 1000)
     if spec.kind is Kind.NUMBER:
         _count(vwhere, values, 1)
@@ -282,11 +292,20 @@ def _count(where: str, values: Sequence[str], count: int, shape: str = "") -> No
         raise PolicyInvalid(where, f"this rule takes {wanted}{': ' + shape if shape else ''}")
 
 
-def _pattern(where: str, text: str) -> regex.Pattern[str]:
+def _pattern(where: str, text: str, budget: list[int]) -> regex.Pattern[str]:
+    size = steps(text)
+    if size > budget[0] and size <= MAX_PATTERN_STEPS:
+        raise PolicyInvalid(
+            where,
+            f"{quote(text)} is one pattern too many: this policy's patterns together would "
+            f"compile to more than {MAX_LIST_STEPS} steps",
+        )
     try:
-        return regex.compile(text)
-    except (regex.error, ValueError, OverflowError, RecursionError) as error:
-        raise PolicyInvalid(where, f"{quote(text)} is not a regular expression: {error}") from None
+        pattern = compile_pattern(text)
+    except PatternInvalid as error:
+        raise PolicyInvalid(where, f"{quote(text)} {error}") from None
+    budget[0] -= size
+    return pattern
 
 
 def _number(where: str, text: str, spec: FieldSpec) -> Decimal:
