@@ -66,6 +66,7 @@ from trustyard.policies.patterns import (
 from trustyard.policies.quantities import parse_duration, parse_size, parse_time
 
 MAX_VALUE_CHARS = 1024
+_HUGE = 10**MAX_VALUE_CHARS
 MAX_LABEL_KEY_CHARS = 256
 
 
@@ -275,6 +276,8 @@ def _values(where: str, value: object, limits: PoliciesSettings) -> list[str]:
         if isinstance(item, str):
             text = item
         elif isinstance(item, int) and not isinstance(item, bool):
+            if abs(item) >= _HUGE:  # str() of a huge int is slow, or refused
+                raise PolicyInvalid(f"{where}[{j}]", f"longer than {MAX_VALUE_CHARS} characters")
             text = str(item)
         elif isinstance(item, float) and math.isfinite(item):
             text = str(int(item)) if item.is_integer() and abs(item) < 2**63 else repr(item)

@@ -541,6 +541,7 @@ R = {"field": "tag", "operator": "eq", "values": ["x"]}
         ([{**R, "values": [float("nan")]}], "rules[0].values[0]",
          "a value is a string or a number"),
         ([{**R, "values": ["x" * 1025]}], "rules[0].values[0]", "longer than 1024 characters"),
+        ([{**R, "values": [10**5000]}], "rules[0].values[0]", "longer than 1024 characters"),
         ([{**R, "operator": "matches", "values": ["ok", "(unclosed"]}], "rules[0].values[1]",
          "'(unclosed' is not a regular expression: missing )"),
         ([{"field": "vulnerability.critical", "operator": "lte", "values": [-1]}],
