@@ -21,9 +21,12 @@ spellings as aliases):
   or with a unit): eq neq gt gte lt lte against one number.
 - `pushed` and `created`: before / after an RFC 3339 time, olderthan / newerthan a duration.
 
+Several values: a positive operator passes when any value holds (`sw ["v", "release-"]`),
+`neq`/`noneof` when none does. An empty list passes every image (nothing is required).
+
 `matches` searches (unanchored) with the `regex` module; one rule's searches over one image
 share a time limit (settings.policies.regex_timeout_ms): a pattern that runs past it fails
-its rule, saying so.
+its rule, saying so. A pattern that would compile huge is refused (patterns.py).
 """
 
 from __future__ import annotations
@@ -131,7 +134,8 @@ _PROBE_VERSIONS = ("1.0.0", "v1.0.0", "1.0", "1")
 
 
 class RuleList:
-    """A compiled rule list: every rule must pass. A `Condition`."""
+    """A compiled rule list: every rule must pass. A `Condition`; every rule reports, and a
+    result's `rule` is the rule's stored form (shared: read it, do not change it)."""
 
     __slots__ = ("_needs", "_rules")
 
