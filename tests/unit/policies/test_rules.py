@@ -26,6 +26,7 @@ from trustyard.policies.interfaces import (
     VulnCounts,
 )
 from trustyard.policies.rules import (
+    FIELD_ALIASES,
     FIELDS,
     NUMBER_OPERATORS,
     OPERATOR_ALIASES,
@@ -734,3 +735,40 @@ def test_aliases_and_case_store_the_canonical_form(
 def test_any_junk_is_refused_or_compiled_never_an_other_error(junk: list[Any]) -> None:
     with contextlib.suppress(PolicyInvalid):
         compile_rules(junk, LIMITS, component_version_order)
+
+
+_ANY_VALUE = (
+    _text
+    | st.integers()
+    | st.floats()
+    | st.booleans()
+    | st.none()
+    | st.sampled_from(["0", "1d", "500MB", "2026-01-01", "pypi:django", "4.2", "(a|a)*$", "[z-a]"])
+)
+_ANY_RULE = st.fixed_dictionaries(
+    {
+        "field": st.sampled_from([*FIELD_ALIASES, "label.x", "labels.", "bogus"])
+        | _text
+        | st.none(),
+        "operator": st.sampled_from(sorted(OPERATOR_ALIASES)) | _text | st.integers(),
+        "values": st.lists(_ANY_VALUE, max_size=3) | _ANY_VALUE,
+    }
+)
+_BARE = replace(FACTS, tag=None, components=None, vulnerabilities=None, created_at=None)
+
+
+@given(st.lists(_ANY_RULE, max_size=4))
+def test_any_rule_is_refused_or_judges_every_image_with_a_reason(data: list[Any]) -> None:
+    try:
+        compiled = compile_rules(data, LIMITS, component_version_order)
+    except PolicyInvalid as refused:
+        where = refused.where
+        compiled = None
+    if compiled is None:
+        assert where.startswith("rules[")
+        return
+    for facts in (FACTS, _BARE):
+        for result in compiled.evaluate(facts, NOW).results:
+            assert result.reason
+    again = compile_rules(compiled.canonical, LIMITS, component_version_order)
+    assert again.canonical == compiled.canonical
