@@ -32,8 +32,10 @@ from trustyard.errors import Invalid, ManifestUnknown
 from trustyard.kit.clock import utc_now
 from trustyard.oci.digest import parse_digest
 from trustyard.oci.names import check_tag
+from trustyard.policies.triggers import PolicyTriggers
 from trustyard.vulnerabilities.triage import (
     IMAGE,
+    ORGANIZATION,
     REPOSITORY,
     Scope,
     TriageRow,
@@ -95,6 +97,33 @@ def get_triage(request: Request) -> TriageStore:
 
 
 Store = Annotated[TriageStore, Depends(get_triage)]
+
+
+def get_policy_triggers(request: Request) -> PolicyTriggers | None:
+    triggers: PolicyTriggers | None = getattr(request.app.state, "policy_triggers", None)
+    return triggers
+
+
+PolicyRuns = Annotated[PolicyTriggers | None, Depends(get_policy_triggers)]
+
+
+def counts_changed(
+    runs: PolicyTriggers | None,
+    conn: Connection,
+    scope: str,
+    *,
+    repository_id: int | None,
+    namespace: str | None,
+    digest: str | None,
+) -> None:
+    """A decision of `scope` came or went, in the change's transaction: the promotion
+    policies that judge vulnerability counts run again where it holds."""
+    if runs is None:
+        return
+    if scope == ORGANIZATION:
+        runs.counts_changed(conn, namespace=namespace, digest=digest)
+    else:
+        runs.counts_changed(conn, repository_id=repository_id, digest=digest)
 
 
 # --- bodies ------------------------------------------------------------------------------------
@@ -229,6 +258,7 @@ def create_override(
     accounts: Registry,
     repositories: Repositories,
     store: Store,
+    runs: PolicyRuns,
 ) -> TriageOut:
     """Hide a vulnerability (DTR's override): of one component (`component_purl`) or all, in
     one image (`digest`) or every image of the repository, with the reason; optionally until
@@ -250,6 +280,9 @@ def create_override(
             expires_at=expires_at,
             created_by=caller.name,
             now=now,
+        )
+        counts_changed(
+            runs, conn, kind, repository_id=repository.id, namespace=None, digest=body.digest
         )
         audit_change(
             trail,
@@ -279,11 +312,20 @@ def delete_override(
     accounts: Registry,
     repositories: Repositories,
     store: Store,
+    runs: PolicyRuns,
 ) -> Response:
     """Remove an override: the vulnerability counts again. Needs read-write on the repository."""
     with write_tx(accounts.engine) as conn:
         repository = writable_repository(conn, accounts, repositories, caller, name)
         row = store.delete_override(conn, repository.id, override_id)
+        counts_changed(
+            runs,
+            conn,
+            row.scope,
+            repository_id=repository.id,
+            namespace=None,
+            digest=row.manifest_digest,
+        )
         audit_change(
             trail,
             conn,

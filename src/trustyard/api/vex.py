@@ -26,9 +26,11 @@ from trustyard.api.schemas import MAX_ROW_ID, NO_NUL, Page
 from trustyard.api.triage import (
     DIGEST_PATTERN,
     After,
+    PolicyRuns,
     Store,
     audit_change,
     aware,
+    counts_changed,
     date_and_time,
     image_in,
     writable_repository,
@@ -167,6 +169,7 @@ def import_vex(
     repositories: Repositories,
     service: Service,
     store: Store,
+    runs: PolicyRuns,
     repository: Annotated[
         str | None,
         Query(max_length=255, pattern=NO_NUL, description="for this repository (or its image)"),
@@ -211,6 +214,14 @@ def import_vex(
             audited = ("repository", target.name, target.namespace)
         record, replaced = store.import_vex(
             conn, parsed, data, scope, expires_at=until, imported_by=caller.name, now=now
+        )
+        counts_changed(
+            runs,
+            conn,
+            scope.kind,
+            repository_id=scope.repository_id,
+            namespace=scope.namespace,
+            digest=scope.digest,
         )
         audit_change(
             trail,
@@ -291,11 +302,20 @@ def delete_vex(
     repositories: Repositories,
     service: Service,
     store: Store,
+    runs: PolicyRuns,
 ) -> Response:
     """Delete an imported document with its decisions. Needs what importing it needed."""
     with write_tx(accounts.engine) as conn:
         record = _managed_document(conn, accounts, repositories, service, store, caller, vex_id)
         store.delete_document(conn, vex_id)
+        counts_changed(
+            runs,
+            conn,
+            record.scope,
+            repository_id=record.repository_id,
+            namespace=record.namespace,
+            digest=record.digest,
+        )
         kind, resource = (
             ("organization", record.namespace or "")
             if record.scope == ORGANIZATION

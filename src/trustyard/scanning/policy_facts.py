@@ -3,9 +3,11 @@ the composition root turns them into the engine's facts).
 
 - `ScanComponents.latest(conn, repository_id, digests)` -> {digest: scan id} of each
   manifest's latest succeeded scan (one query);
-- `ScanComponents.components(conn, scan_ids)` -> {scan id: components}, each component a
-  tuple (ecosystem, name, version, licences, purl) of the image BOMs (every platform of an
-  index, each component once), the licences being the identifiers of its SPDX expression;
+- `ScanComponents.components(conn, scan_ids, make)` -> {scan id: components}, each component
+  of the image BOMs (every platform of an index, each component once) made by
+  `make(ecosystem, name, version, licences, purl)` (`as_tuple`, or the caller's record type:
+  no second pass over many components), the licences being the identifiers of its SPDX
+  expression;
 - `ScanComponents.request(conn, repository_id, digest)`: queue a scan of an image that was
   never scanned (nothing for an artifact, or when a scan is queued, running or finished).
 """
@@ -15,8 +17,9 @@ from __future__ import annotations
 import json
 import re
 import zlib
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import lru_cache
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
@@ -27,9 +30,11 @@ from trustyard.scanning.stores import ScanStore
 
 # (ecosystem, name, version, licences, purl)
 ComponentTuple = tuple[str, str, str, tuple[str, ...], str]
+T = TypeVar("T")
 
 _TOKENS = re.compile(r"[()\s]+")
 _OPERATORS = frozenset({"AND", "OR"})
+MAX_EXPRESSION = 4096  # characters of a licence expression read
 
 
 def license_ids(expression: object) -> tuple[str, ...]:
@@ -37,6 +42,11 @@ def license_ids(expression: object) -> tuple[str, ...]:
     -> MIT, Apache-2.0, BSD-3-Clause; an exception after WITH is no licence)."""
     if not isinstance(expression, str) or not expression:
         return ()
+    return _license_ids(expression[:MAX_EXPRESSION])
+
+
+@lru_cache(maxsize=4096)  # images repeat a few expressions over and over
+def _license_ids(expression: str) -> tuple[str, ...]:
     found: list[str] = []
     skip = False
     for token in _TOKENS.split(expression):
@@ -51,10 +61,13 @@ def license_ids(expression: object) -> tuple[str, ...]:
     return tuple(found)
 
 
-def bom_components(boms: Iterable[Mapping[str, Any]]) -> list[ComponentTuple]:
-    """Each component of the image BOMs once (an index's platforms share most of theirs)."""
-    seen: set[ComponentTuple] = set()
-    result: list[ComponentTuple] = []
+def bom_components(
+    boms: Sequence[Mapping[str, Any]], make: Callable[[str, str, str, tuple[str, ...], str], T]
+) -> list[T]:
+    """Each component of the image BOMs, made by `make(ecosystem, name, version, licences,
+    purl)`; once over several platforms (an index's share most of theirs)."""
+    result: list[T] = []
+    seen: set[ComponentTuple] | None = set() if len(boms) > 1 else None
     for bom in boms:
         listed = bom.get("components")
         if not isinstance(listed, list):
@@ -62,17 +75,30 @@ def bom_components(boms: Iterable[Mapping[str, Any]]) -> list[ComponentTuple]:
         for item in listed:
             if not isinstance(item, dict):
                 continue
-            component: ComponentTuple = (
-                str(item.get("ecosystem", "")),
-                str(item.get("name", "")),
-                str(item.get("version", "")),
-                license_ids(item.get("licenses")),
-                str(item.get("purl", "")),
+            ecosystem, name, version, purl = (
+                _text(item.get("ecosystem")),
+                _text(item.get("name")),
+                _text(item.get("version")),
+                _text(item.get("purl")),
             )
-            if component not in seen:
-                seen.add(component)
-                result.append(component)
+            licenses = license_ids(item.get("licenses"))
+            if seen is not None:
+                key = (ecosystem, name, version, licenses, purl)
+                if key in seen:
+                    continue
+                seen.add(key)
+            result.append(make(ecosystem, name, version, licenses, purl))
     return result
+
+
+def _text(value: object) -> str:
+    return value if type(value) is str else ("" if value is None else str(value))
+
+
+def as_tuple(
+    ecosystem: str, name: str, version: str, licenses: tuple[str, ...], purl: str
+) -> ComponentTuple:
+    return (ecosystem, name, version, licenses, purl)
 
 
 class ScanComponents:
@@ -89,15 +115,21 @@ class ScanComponents:
         return self.store.latest_succeeded(conn, repository_id, digests)
 
     def components(
-        self, conn: Connection, scan_ids: Iterable[int]
-    ) -> dict[int, list[ComponentTuple]]:
-        result: dict[int, list[ComponentTuple]] = {}
+        self,
+        conn: Connection,
+        scan_ids: Iterable[int],
+        make: Callable[[str, str, str, tuple[str, ...], str], T],
+    ) -> dict[int, list[T]]:
+        """The components of each scan's BOMs, each made by `make` (`as_tuple`, or the
+        caller's own record type)."""
+        result: dict[int, list[T]] = {}
         for scan_id, packed in self.store.packed_boms_of(conn, scan_ids).items():
             try:
                 boms = json.loads(zlib.decompress(packed))
             except (zlib.error, ValueError):
                 boms = []
-            result[scan_id] = bom_components(b for b in boms if isinstance(b, dict))
+            listed = [b for b in boms if isinstance(b, dict)] if isinstance(boms, list) else []
+            result[scan_id] = bom_components(listed, make)
         return result
 
     def request(

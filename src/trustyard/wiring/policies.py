@@ -24,7 +24,7 @@ from trustyard.policies.promotion import PromotionService
 from trustyard.policies.service import PolicyService
 from trustyard.policies.stores import PolicyStore
 from trustyard.policies.triggers import PolicyTriggers
-from trustyard.scanning.policy_facts import ComponentTuple, ScanComponents
+from trustyard.scanning.policy_facts import ScanComponents
 from trustyard.scanning.service import ScanService
 from trustyard.scanning.stores import ScanStore
 from trustyard.storage.interfaces import BlobDriver
@@ -64,8 +64,8 @@ class ScanComponentFacts:
                     self._cache.move_to_end((scan_id, repository_id, digest))
                     found[digest] = held
         if missing:
-            for scan_id, listed in self.reader.components(conn, missing).items():
-                facts = tuple(_fact(item) for item in listed)
+            for scan_id, listed in self.reader.components(conn, missing, ComponentFact).items():
+                facts = tuple(listed)
                 found[missing[scan_id]] = facts
                 self._keep((scan_id, repository_id, missing[scan_id]), facts)
         return found
@@ -79,11 +79,6 @@ class ScanComponentFacts:
             while self._held > self.limit:
                 _, dropped = self._cache.popitem(last=False)
                 self._held -= len(dropped)
-
-
-def _fact(item: ComponentTuple) -> ComponentFact:
-    ecosystem, name, version, licenses, purl = item
-    return ComponentFact(ecosystem, name, version, licenses, purl)
 
 
 class TriagedCountFacts:
