@@ -9,6 +9,7 @@ rules read of its BOM (names, licenses, components by name) is gathered once.
 from __future__ import annotations
 
 import operator as op
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -85,6 +86,16 @@ def _listed(values: Sequence[str]) -> str:
     return shown + (f" and {more} more" if more > 0 else "")
 
 
+PYPI = "pypi"
+_PEP503 = re.compile(r"[-_.]+")
+
+
+def pypi_name(name: str) -> str:
+    """A PyPI project's name in PEP 503's form: pip reads `Django`, `django` and
+    `DJANGO` (and `zope.interface`, `zope-interface`) as one project."""
+    return _PEP503.sub("-", name).lower()
+
+
 class Facts:
     """One image's facts as the rules of one list read them: what is derived from its BOM is
     gathered on first use and shared by the rules."""
@@ -102,6 +113,13 @@ class Facts:
     @cached_property
     def names(self) -> tuple[str, ...]:
         return tuple(self.by_name)
+
+    @cached_property
+    def pypi_names(self) -> dict[str, str]:
+        """PyPI components' names in PEP 503's form -> as the BOM writes them (`Django`)."""
+        return {
+            pypi_name(c.name): c.name for c in self.image.components or () if c.ecosystem == PYPI
+        }
 
     @cached_property
     def licenses(self) -> tuple[str, ...]:
@@ -127,7 +145,16 @@ class Rule:
 
 
 class StringRule(Rule):
-    __slots__ = ("base", "label", "patterns", "positive", "timeout", "value_set", "values")
+    __slots__ = (
+        "base",
+        "label",
+        "patterns",
+        "positive",
+        "pypi_values",
+        "timeout",
+        "value_set",
+        "values",
+    )
 
     def __init__(
         self,
@@ -145,8 +172,18 @@ class StringRule(Rule):
         self.base = _NEGATED.get(operator, operator)
         self.values: tuple[str, ...] = tuple(rule["values"])
         self.value_set = frozenset(self.values)
+        # a component name equal to a value in PEP 503's form, when the component is PyPI's
+        by_pypi = spec.name == "component.name" and self.base in ("eq", "oneof")
+        self.pypi_values = {pypi_name(v): v for v in self.values} if by_pypi else {}
         self.patterns = patterns
         self.timeout = timeout
+
+    def _pypi_hit(self, facts: Facts) -> tuple[str, str] | None:
+        for normal, written in facts.pypi_names.items():
+            value = self.pypi_values.get(normal)
+            if value is not None:
+                return written, value
+        return None
 
     def _subjects(self, facts: Facts) -> Sequence[str] | _Early:
         image, name = facts.image, self.spec.name
@@ -165,12 +202,12 @@ class StringRule(Rule):
             return _Early(_PENDING_SCAN)
         return facts.names if name == "component.name" else facts.licenses
 
-    def _hit(self, subjects: Sequence[str]) -> tuple[str, str] | None:
+    def _hit(self, subjects: Sequence[str], facts: Facts) -> tuple[str, str] | None:
         """The first (subject, value) that the base operator holds for."""
         base = self.base
         if base in ("eq", "oneof"):
             if self.value_set.isdisjoint(subjects):
-                return None
+                return self._pypi_hit(facts) if self.pypi_values else None
             for subject in subjects:
                 if subject in self.value_set:
                     return subject, subject
@@ -219,7 +256,7 @@ class StringRule(Rule):
         if isinstance(subjects, _Early):
             return subjects.verdict
         try:
-            hit = self._hit(subjects)
+            hit = self._hit(subjects, facts)
         except _Timeout as timeout:
             return False, (
                 f"pattern {quote(str(timeout))} ran past its time limit "
@@ -274,7 +311,7 @@ class NumberRule(Rule):
 
 
 class VersionRule(Rule):
-    __slots__ = ("ecosystem", "name", "operator", "order", "test", "version")
+    __slots__ = ("ecosystem", "name", "operator", "order", "pypi_name", "test", "version")
 
     def __init__(
         self,
@@ -290,6 +327,7 @@ class VersionRule(Rule):
         self.operator: str = rule["operator"]
         self.test = _TESTS[self.operator]
         self.name = name
+        self.pypi_name = pypi_name(name)
         self.ecosystem = ecosystem
         self.version = version
         self.order = order
@@ -303,6 +341,10 @@ class VersionRule(Rule):
             for c in facts.by_name.get(name, ())
             if ecosystem is None or c.ecosystem.casefold() == ecosystem
         ]
+        if not found and ecosystem in (None, PYPI):  # `django` names PyPI's `Django`
+            written = facts.pypi_names.get(self.pypi_name)
+            found = [c for c in facts.by_name.get(written or "", ()) if c.ecosystem == PYPI]
+            name = written or name
         where = f" in {ecosystem}" if ecosystem else ""
         if not found:
             return False, f"no component named {quote(name)}{where}"

@@ -16,7 +16,9 @@ spellings as aliases):
   label fails the positive operators and passes `neq`/`noneof`.
 - `component.version` `[name, version]` (the name may be prefixed `pypi:django`): eq neq gt
   gte lt lte, passing when a component of that name has a version that compares so under its
-  ecosystem's own order.
+  ecosystem's own order. Names are compared exactly, a PyPI component's (for these, `eq`,
+  `neq`, `oneof` and `noneof` of `component.name`) also in PEP 503's form as pip does:
+  `django` is the BOM's `Django`.
 - `vulnerability.critical|major|minor|unknown|all` (counts after triage) and `size` (bytes
   or with a unit): eq neq gt gte lt lte against one number.
 - `pushed` and `created`: before / after an RFC 3339 time, olderthan / newerthan a duration.

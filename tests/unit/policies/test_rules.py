@@ -228,7 +228,15 @@ def test_an_image_without_platforms_has_none_that_matches() -> None:
          "component 'busybox' is one of 'busybox'"),
         ("component.name", "matches", ["^lib(c|ssl)"], True,
          "component 'libc6' matches '^lib(c|ssl)'"),
-        ("component.name", "eq", ["django"], False, "no component equals 'django'"),  # exact
+        # PyPI's names in PEP 503's form (pip reads them so), the others exactly
+        ("component.name", "eq", ["django"], True, "component 'Django' equals 'django'"),
+        ("component.name", "neq", ["DJANGO"], False, "component 'Django' equals 'DJANGO'"),
+        ("component.name", "oneof", ["flask", "django"], True,
+         "component 'Django' is one of 'flask', 'django'"),
+        ("component.name", "sw", ["dj"], False, "no component starts with 'dj'"),
+        ("component.name", "eq", ["LODASH"], False, "no component equals 'LODASH'"),
+        ("component.name", "eq", ["Golang.org/x/net"], False,
+         "no component equals 'Golang.org/x/net'"),
     ],
 )  # fmt: skip
 def test_component_name(
@@ -360,6 +368,8 @@ def test_size(operator: str, value: Any, passed: bool, reason: str) -> None:
         ("gt", ["libc6", "1:2.0"], False, "component 'libc6' 2.36-9+deb12u4 (deb) is not > 1:2.0"),
         # PyPI: PEP 440 (4.2.7 > 4.2rc1 > 4.2a1; 4.10 > 4.9)
         ("gte", ["Django", "4.2"], True, "component 'Django' 4.2.7 (pypi) >= 4.2"),
+        ("gte", ["django", "4.2"], True, "component 'Django' 4.2.7 (pypi) >= 4.2"),  # PEP 503
+        ("lt", ["pypi:DJANGO", "5"], True, "component 'Django' 4.2.7 (pypi) < 5"),
         ("gt", ["pypi:Django", "4.2rc1"], True, "component 'Django' 4.2.7 (pypi) > 4.2rc1"),
         ("lt", ["Django", "4.10"], True, "component 'Django' 4.2.7 (pypi) < 4.10"),
         ("eq", ["Django", "4.2.7.0"], True, "component 'Django' 4.2.7 (pypi) = 4.2.7.0"),
@@ -389,6 +399,9 @@ def test_component_version_in_its_ecosystems_order(
 
 def test_component_version_without_such_a_component_fails() -> None:
     check("component.version", "lt", ["bash", "5"], False, "no component named 'bash'")
+    check("component.version", "lt", ["Lodash", "5.0.0"], False, "no component named 'Lodash'")
+    check("component.version", "lt", ["deb:django", "5"], False,
+          "no component named 'django' in deb")  # fmt: skip
     check("component.version", "lt", ["npm:openssl", "5.0.0"], False,
           "no component named 'openssl' in npm")  # fmt: skip
 
