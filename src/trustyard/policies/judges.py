@@ -3,7 +3,7 @@ subjects, numbers (counts, size), component versions in their ecosystem's order,
 
 rules.py reads a rule list once and builds these; `Rule.judge` is then a few comparisons per
 image. `Facts` wraps one image's `ImageFacts` for all the rules of a list, so what several
-rules read of its BOM (names, licenses, components by name) is gathered once.
+rules read of its BOM (names, licenses, PyPI names) is gathered once.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
-from functools import cached_property
+from functools import cached_property, lru_cache
+from itertools import chain
+from operator import attrgetter
 from typing import Any
 
 import regex  # type: ignore[import-untyped]  # no stubs; typed by use here
@@ -90,10 +92,15 @@ PYPI = "pypi"
 _PEP503 = re.compile(r"[-_.]+")
 
 
+@lru_cache(maxsize=65536)  # the same names recur in every image
 def pypi_name(name: str) -> str:
     """A PyPI project's name in PEP 503's form: pip reads `Django`, `django` and
     `DJANGO` (and `zope.interface`, `zope-interface`) as one project."""
     return _PEP503.sub("-", name).lower()
+
+
+_NAME = attrgetter("name")
+_LICENSES = attrgetter("licenses")
 
 
 class Facts:
@@ -104,26 +111,22 @@ class Facts:
         self.image = image
 
     @cached_property
-    def by_name(self) -> dict[str, list[ComponentFact]]:
-        out: dict[str, list[ComponentFact]] = {}
-        for component in self.image.components or ():
-            out.setdefault(component.name, []).append(component)
-        return out
-
-    @cached_property
     def names(self) -> tuple[str, ...]:
-        return tuple(self.by_name)
+        return tuple(dict.fromkeys(map(_NAME, self.image.components or ())))
 
     @cached_property
     def pypi_names(self) -> dict[str, str]:
         """PyPI components' names in PEP 503's form -> as the BOM writes them (`Django`)."""
-        return {
-            pypi_name(c.name): c.name for c in self.image.components or () if c.ecosystem == PYPI
-        }
+        written = [c.name for c in self.image.components or () if c.ecosystem == PYPI]
+        return {pypi_name(name): name for name in written}
 
     @cached_property
     def licenses(self) -> tuple[str, ...]:
-        return tuple({lic: None for c in self.image.components or () for lic in c.licenses})
+        each = map(_LICENSES, self.image.components or ())
+        return tuple(dict.fromkeys(chain.from_iterable(each)))
+
+    def named(self, name: str) -> list[ComponentFact]:
+        return [c for c in self.image.components or () if c.name == name]
 
 
 # --- compiled rules -----------------------------------------------------------------------
@@ -337,13 +340,11 @@ class VersionRule(Rule):
             return _PENDING_SCAN
         name, ecosystem = self.name, self.ecosystem
         found = [
-            c
-            for c in facts.by_name.get(name, ())
-            if ecosystem is None or c.ecosystem.casefold() == ecosystem
+            c for c in facts.named(name) if ecosystem is None or c.ecosystem.casefold() == ecosystem
         ]
         if not found and ecosystem in (None, PYPI):  # `django` names PyPI's `Django`
             written = facts.pypi_names.get(self.pypi_name)
-            found = [c for c in facts.by_name.get(written or "", ()) if c.ecosystem == PYPI]
+            found = [c for c in facts.named(written) if c.ecosystem == PYPI] if written else []
             name = written or name
         where = f" in {ecosystem}" if ecosystem else ""
         if not found:
