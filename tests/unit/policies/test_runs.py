@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +44,17 @@ from trustyard.scanning.policy_facts import ScanComponents
 from trustyard.scanning.service import SCAN_KIND, ScanService
 from trustyard.scanning.stores import ScanStore
 from trustyard.storage.filesystem import FilesystemDriver
+from trustyard.vulnerabilities.components import Target, Via
 from trustyard.vulnerabilities.images import ImageStore
+from trustyard.vulnerabilities.interfaces import ImageComponent, ImageFinding
 from trustyard.vulnerabilities.ordering import component_version_order
 from trustyard.vulnerabilities.policy_counts import TriagedCounts
+from trustyard.vulnerabilities.triage import IMAGE, REPOSITORY, Scope, TriageStore
 from trustyard.wiring.policies import ScanComponentFacts, TriagedCountFacts
 
 CREATED = "2026-03-01T10:00:00.123456789Z"
 LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+DAY = timedelta(days=1, seconds=1)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -377,3 +381,65 @@ def test_a_triage_change_and_the_initial_run_queue_what_they_should(world: World
     assert [(p["policy_id"], p["tag"]) for _, p in world.queued(EVALUATE_KIND)] == [
         (plain.id, "1.0")
     ]
+
+
+def matched(world: World, repository: Repository, digest: str, critical: list[str]) -> None:
+    """A succeeded, matched scan of the image with one critical finding per name."""
+    component = ImageComponent(
+        "linux/arm64",
+        "pypi",
+        "urllib3",
+        "1.24.1",
+        "pkg:pypi/urllib3@1.24.1",
+        "sha256:" + "1" * 64,
+        Target("PyPI", "urllib3", "1.24.1", Via.PACKAGE),
+    )
+    findings = [
+        ImageFinding(component, name, (name,), (), "critical", 9.8, None, "1.26.5")
+        for name in critical
+    ]
+    store = ScanStore()
+    with write_tx(world.engine) as conn:
+        scan_id = store.create_scan(
+            conn, repository.id, digest, job_id=None, trigger="push", force=False, requested_by=None
+        )
+        scan = store.get(conn, scan_id)
+        assert scan is not None
+        store.succeed(conn, scan, [], [])
+        ImageStore(store).replace(conn, scan, [component], findings, 1)
+
+
+def test_counts_after_triage_of_many_images(world: World) -> None:
+    repository = world.repository("app")
+    first, second = world.push(repository, "1", "a"), world.push(repository, "2", "b")
+    matched(world, repository, first, ["CVE-1", "CVE-2"])
+    matched(world, repository, second, ["CVE-1"])
+    counts = TriagedCounts(ImageStore(ScanStore()))
+    never = world.push(repository, "3", "c")
+    now = datetime.now(UTC)
+    with read_tx(world.engine) as conn:  # no decision anywhere: the stored counts
+        found = counts.counts(conn, repository.id, world.prefix, [first, second, never], now)
+    assert {d: c.critical for d, c in found.items()} == {first: 2, second: 1}
+    with write_tx(world.engine) as conn:
+        TriageStore().add_override(
+            conn,
+            Scope(IMAGE, world.prefix, repository.id, first),
+            "CVE-2",
+            statement="not reachable",
+            created_by="olga",
+            now=now,
+        )
+        TriageStore().add_override(
+            conn,
+            Scope(REPOSITORY, world.prefix, repository.id),
+            "CVE-1",
+            statement="mitigated",
+            created_by="olga",
+            now=now,
+            expires_at=now + timedelta(days=1),
+        )
+    with read_tx(world.engine) as conn:
+        found = counts.counts(conn, repository.id, world.prefix, [first, second], now)
+        later = counts.counts(conn, repository.id, world.prefix, [first, second], now + DAY)
+    assert {d: c.critical for d, c in found.items()} == {first: 0, second: 0}
+    assert {d: c.critical for d, c in later.items()} == {first: 1, second: 1}  # expired
