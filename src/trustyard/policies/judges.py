@@ -109,6 +109,8 @@ class Facts:
 
     def __init__(self, image: ImageFacts) -> None:
         self.image = image
+        # when the patterns of the list must be done with this image: they share one limit
+        self.patterns_deadline: float | None = None
 
     @cached_property
     def names(self) -> tuple[str, ...]:
@@ -216,7 +218,7 @@ class StringRule(Rule):
                     return subject, subject
             return None
         if base == "matches":
-            return self._search(subjects)
+            return self._search(subjects, facts)
         for subject in subjects:
             if base == "sw":
                 hit = subject.startswith(self.values)
@@ -239,8 +241,10 @@ class StringRule(Rule):
                 return value
         return self.values[0]
 
-    def _search(self, subjects: Sequence[str]) -> tuple[str, str] | None:
-        deadline = time.monotonic() + self.timeout
+    def _search(self, subjects: Sequence[str], facts: Facts) -> tuple[str, str] | None:
+        deadline = facts.patterns_deadline
+        if deadline is None:
+            deadline = facts.patterns_deadline = time.monotonic() + self.timeout
         for pattern in self.patterns:
             for subject in subjects:
                 left = deadline - time.monotonic()

@@ -26,9 +26,10 @@ spellings as aliases):
 Several values: a positive operator passes when any value holds (`sw ["v", "release-"]`),
 `neq`/`noneof` when none does. An empty list passes every image (nothing is required).
 
-`matches` searches (unanchored) with the `regex` module; one rule's searches over one image
-share a time limit (settings.policies.regex_timeout_ms): a pattern that runs past it fails
-its rule, saying so. A pattern that would compile huge is refused (patterns.py).
+`matches` searches (unanchored) with the `regex` module; all the searches of a rule list
+over one image share one time limit (settings.policies.regex_timeout_ms), so a policy's
+patterns cost at most that per image: a pattern that runs past it (or finds no time left)
+fails its rule, saying so. A pattern that would compile huge is refused (patterns.py).
 """
 
 from __future__ import annotations

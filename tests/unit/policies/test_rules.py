@@ -516,6 +516,25 @@ def test_a_runaway_pattern_over_the_components_fails_its_rule() -> None:
     )  # fmt: skip
 
 
+def test_the_patterns_of_a_list_share_one_limit_per_image() -> None:
+    # after a runaway, a later pattern finds no time left; the next image starts afresh
+    compiled = rules(
+        {"field": "tag", "operator": "matches", "values": ["(a|a)*$"]},
+        {"field": "repository", "operator": "matches", "values": ["^dev/"]},
+        limits=PoliciesSettings(regex_timeout_ms=20),
+    )
+    runaway = compiled.evaluate(replace(FACTS, tag="a" * 30 + "b"), NOW).results
+    assert [(r.passed, r.reason) for r in runaway] == [
+        (False, "pattern '(a|a)*$' ran past its time limit (20 ms)"),
+        (False, "pattern '^dev/' ran past its time limit (20 ms)"),
+    ]
+    calm = compiled.evaluate(replace(FACTS, tag="1.2"), NOW).results
+    assert [(r.passed, r.reason) for r in calm] == [
+        (True, "tag '1.2' matches '(a|a)*$'"),
+        (True, "repository 'dev/app' matches '^dev/'"),
+    ]
+
+
 # --- refusals at creation ----------------------------------------------------------------------
 
 R = {"field": "tag", "operator": "eq", "values": ["x"]}
