@@ -406,7 +406,8 @@ class PoliciesSettings(BaseModel):
         default=100,
         ge=1,
         le=10000,
-        description="the most one `matches` rule may spend on one value; a pattern that runs "
+        description="the time limit of patterns: the most the `matches` rules of one policy "
+        "together may spend on one image (or one CEL matches() call); a pattern that runs "
         "longer fails its rule with a clear reason",
     )
     max_policies_per_repository: int = Field(
