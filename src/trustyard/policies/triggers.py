@@ -160,11 +160,13 @@ class PolicyTriggers:
         repository_id: int | None = None,
         namespace: str | None = None,
         digest: str | None = None,
+        trigger: str = "triage",
     ) -> int:
         """A triage decision changed vulnerability counts, in the caller's transaction: of
         the image `digest` of the repository, of the whole repository (no digest), or of
         every repository of `namespace` (an organization's decision). The policies needing
-        counts run again: for the image's tags, or over every tag. Returns how many jobs."""
+        counts run again: for the image's tags, or over every tag. Returns how many jobs.
+        (`trigger` "vulnerabilities": the image was matched again after its match failed.)"""
         if repository_id is not None:
             policies = self.store.of_source(conn, repository_id, enabled=True)
         elif namespace is not None:
@@ -176,12 +178,12 @@ class PolicyTriggers:
             if Need.VULNERABILITIES not in policy.needs:
                 continue
             if digest is None:
-                self.initial(conn, policy, trigger="triage")
+                self.initial(conn, policy, trigger=trigger)
                 made += 1
                 continue
             source = policy.source_repository_id
             for tag in self._tags_of(conn, source, digest):
-                self.enqueue(conn, policy, tag, digest, trigger="triage", depth=1, actor=None)
+                self.enqueue(conn, policy, tag, digest, trigger=trigger, depth=1, actor=None)
                 made += 1
         return made
 

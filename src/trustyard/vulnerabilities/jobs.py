@@ -20,6 +20,7 @@ bundle, a 404: the next scheduled run tries again). A job that succeeds logs the
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from sqlalchemy import Connection, Engine
 
@@ -81,21 +82,32 @@ class UpdateDatabase:
 # --- matching images (rematch.py) ---------------------------------------------------------
 
 
+# Told, in the matching transaction, that an image (repository id, digest) was matched.
+Matched = Callable[[Connection, int, str], None]
+
+
 class MatchScan:
     """`vulns.match` {scan_id}: match a scan whose matching on completion failed (its own
     write transaction). Idempotent: the scan's rows are replaced; a scan gone or not
-    succeeded is left alone."""
+    succeeded is left alone. `matched` (given by the composition root) hears of the image
+    in the same transaction (promotion policies judging its counts run again)."""
 
-    def __init__(self, engine: Engine, matcher: ImageMatcher) -> None:
+    def __init__(
+        self, engine: Engine, matcher: ImageMatcher, matched: Matched | None = None
+    ) -> None:
         self.engine = engine
         self.matcher = matcher
+        self.matched = matched
 
     def __call__(self, job: JobContext) -> None:
         scan_id = job.payload.get("scan_id")
         if not isinstance(scan_id, int):
             raise PermanentJobError(f"{MATCH_KIND} needs an integer scan_id")
         with write_tx(self.engine) as conn:
-            self.matcher.match_scan(conn, scan_id)
+            done = self.matcher.match_scan(conn, scan_id)
+            scan = self.matcher.store.scans.get(conn, scan_id) if done is not None else None
+            if scan is not None and self.matched is not None:
+                self.matched(conn, scan.repository_id, scan.manifest_digest)
 
 
 class RematchImages:

@@ -20,7 +20,7 @@ from trustyard.vulnerabilities.importer import Importer, SwitchHook
 from trustyard.vulnerabilities.interfaces import Package
 from trustyard.vulnerabilities.online import OnlineUpdater, UpdateConfig
 from trustyard.vulnerabilities.service import VulnDbTools, VulnerabilityService
-from trustyard.wiring.policies import policy_consumers
+from trustyard.wiring.policies import make_policy_triggers, policy_consumers
 
 
 def bundle_limits(settings: Settings) -> BundleLimits:
@@ -126,7 +126,14 @@ def register_vulnerabilities(
         from trustyard.wiring.events import make_outbox
 
         matcher = make_image_matcher(settings)
-        handlers.register(MATCH_KIND, MatchScan(engine, matcher))
+        triggers = make_policy_triggers(settings, queue)
+
+        def matched(conn: Connection, repository_id: int, digest: str) -> None:
+            triggers.counts_changed(
+                conn, repository_id=repository_id, digest=digest, trigger="vulnerabilities"
+            )
+
+        handlers.register(MATCH_KIND, MatchScan(engine, matcher, matched))
         outbox = make_outbox(queue, inline=policy_consumers(settings, queue))
         rematcher = Rematcher(engine, matcher, outbox)
         handlers.register(REMATCH_KIND, RematchImages(rematcher))

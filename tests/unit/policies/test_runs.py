@@ -30,6 +30,7 @@ from trustyard.db.engine import read_tx, write_tx
 from trustyard.db.tables import jobs, promotions
 from trustyard.events import model as events
 from trustyard.events.outbox import Outbox
+from trustyard.jobs.interfaces import JobContext
 from trustyard.jobs.queue import SqlJobQueue
 from trustyard.oci import mediatypes as mt
 from trustyard.oci.digest import digest_bytes
@@ -45,10 +46,13 @@ from trustyard.scanning.service import SCAN_KIND, ScanService
 from trustyard.scanning.stores import ScanStore
 from trustyard.storage.filesystem import FilesystemDriver
 from trustyard.vulnerabilities.components import Target, Via
-from trustyard.vulnerabilities.images import ImageStore
+from trustyard.vulnerabilities.images import ImageMatcher, ImageStore
 from trustyard.vulnerabilities.interfaces import ImageComponent, ImageFinding
+from trustyard.vulnerabilities.jobs import MatchScan
 from trustyard.vulnerabilities.ordering import component_version_order
 from trustyard.vulnerabilities.policy_counts import TriagedCounts
+from trustyard.vulnerabilities.rematch import MATCH_KIND
+from trustyard.vulnerabilities.service import VulnerabilityService
 from trustyard.vulnerabilities.triage import IMAGE, REPOSITORY, Scope, TriageStore
 from trustyard.wiring.policies import ScanComponentFacts, TriagedCountFacts
 
@@ -443,3 +447,31 @@ def test_counts_after_triage_of_many_images(world: World) -> None:
         later = counts.counts(conn, repository.id, world.prefix, [first, second], now + DAY)
     assert {d: c.critical for d, c in found.items()} == {first: 0, second: 0}
     assert {d: c.critical for d, c in later.items()} == {first: 1, second: 1}  # expired
+
+
+def test_a_retried_match_runs_the_policies_judging_counts(world: World) -> None:
+    source, target = world.repository("dev"), world.repository("qa")
+    gate = {"field": "vulnerability.critical", "operator": "eq", "values": ["0"]}
+    policy = world.policy(source, target, [gate])
+    digest = world.push(source, "1.0", "a")
+    world.take(EVALUATE_KIND)
+    store = ScanStore()
+    with write_tx(world.engine) as conn:
+        scan_id = store.create_scan(
+            conn, source.id, digest, job_id=None, trigger="push", force=False, requested_by=None
+        )
+        scan = store.get(conn, scan_id)
+        assert scan is not None
+        store.succeed(conn, scan, [], [])
+
+    def matched(conn: Connection, repository_id: int, image: str) -> None:
+        world.triggers.counts_changed(
+            conn, repository_id=repository_id, digest=image, trigger="vulnerabilities"
+        )
+
+    matcher = ImageMatcher(ImageStore(store), VulnerabilityService())
+    job = JobContext(1, MATCH_KIND, {"scan_id": scan_id}, 1, 3, "test-worker")
+    MatchScan(world.engine, matcher, matched)(job)
+    queued = [(p["policy_id"], p["tag"], p["trigger"]) for _, p in world.queued(EVALUATE_KIND)]
+    assert queued == [(policy.id, "1.0", "vulnerabilities")]
+    assert [v.ran for v in world.drain()] == [Ran.PROMOTED]  # matched: no findings
