@@ -422,6 +422,21 @@ def test_component_version_passes_when_any_component_of_the_name_compares_so() -
           "component 'minimist' 0.0.8 (npm), 1.2.8 (npm) is not > 2.0.0", two)  # fmt: skip
 
 
+def test_a_name_with_a_colon_that_is_no_ecosystem_is_the_whole_name() -> None:
+    maven = replace(FACTS, components=(
+        ComponentFact("maven", "org.apache.commons:commons-text", "1.9"),
+    ))  # fmt: skip
+    compiled = rules({"field": "component.version", "operator": "gte",
+                      "values": ["org.apache.commons:commons-text", "1.10.0"]})  # fmt: skip
+    result = compiled.evaluate(maven, NOW).results[0]
+    assert (result.passed, result.reason) == (
+        False, "component 'org.apache.commons:commons-text' 1.9 (maven) is not >= 1.10.0"
+    )  # fmt: skip
+    prefixed = rules({"field": "component.version", "operator": "lt",
+                      "values": ["maven:org.apache.commons:commons-text", "1.10.0"]})  # fmt: skip
+    assert prefixed.evaluate(maven, NOW).passed
+
+
 def test_component_version_that_its_ecosystem_cannot_read_fails_saying_so() -> None:
     # npm's SemVer has no shorthand "2"; without an ecosystem prefix it is read at evaluation
     check("component.version", "gt", ["lodash", "2"], False,
