@@ -59,6 +59,8 @@ from trustyard.wiring.policies import ScanComponentFacts, TriagedCountFacts
 CREATED = "2026-03-01T10:00:00.123456789Z"
 LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 DAY = timedelta(days=1, seconds=1)
+PLATFORM_AMD = {"os": "linux", "architecture": "amd64"}
+PLATFORM_ARM = {"os": "linux", "architecture": "arm64", "variant": "v8"}
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -475,3 +477,35 @@ def test_a_retried_match_runs_the_policies_judging_counts(world: World) -> None:
     queued = [(p["policy_id"], p["tag"], p["trigger"]) for _, p in world.queued(EVALUATE_KIND)]
     assert queued == [(policy.id, "1.0", "vulnerabilities")]
     assert [v.ran for v in world.drain()] == [Ran.PROMOTED]  # matched: no findings
+
+
+def test_facts_of_an_index(world: World) -> None:
+    repository = world.repository("multi")
+    amd = world.push(repository, "amd", "a", {"team": "core"})
+    arm = world.push(repository, "arm", "b")
+    with read_tx(world.engine) as conn:
+        sizes = {d: world.loader.digest(conn, repository, d, frozenset()) for d in (amd, arm)}
+    entries = [
+        {"mediaType": mt.OCI_MANIFEST, "digest": amd, "size": 1, "platform": PLATFORM_AMD},
+        {"mediaType": mt.OCI_MANIFEST, "digest": arm, "size": 1, "platform": PLATFORM_ARM},
+        {  # BuildKit's attestation: no platform, and not counted as the first image
+            "mediaType": mt.OCI_MANIFEST,
+            "digest": arm,
+            "size": 1,
+            "platform": {"os": "unknown", "architecture": "unknown"},
+        },
+    ]
+    body = json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": entries})
+    with write_tx(world.engine) as conn:
+        pushed = world.manifests.put(conn, repository.name, "1.0", body.encode(), mt.OCI_INDEX)
+    with read_tx(world.engine) as conn:
+        facts = world.loader.tag(conn, repository, "1.0", frozenset({Need.CONFIG}))
+        bare = world.loader.tag(conn, repository, "1.0", frozenset())
+    assert facts is not None
+    assert bare is not None
+    assert facts.digest == str(pushed.digest)
+    assert facts.platforms == ("linux/amd64", "linux/arm64/v8")
+    children = sum(f.size for f in sizes.values() if f is not None)
+    assert facts.size == len(body) + children
+    assert facts.labels == {"team": "core"}  # the first platform image's config
+    assert bare.labels == {}  # config facts of an index are read only when needed
