@@ -129,6 +129,7 @@ class World:
     token_ids: tuple[str, ...]
     job_ids: tuple[int, ...]
     image: Image | None = None  # acme/app:v1, scanned
+    policy_ids: tuple[int, ...] = ()  # promotion policies of acme/app and acme/pub
 
 
 def scanned_image(server: TrustyardServer) -> Image:
@@ -206,7 +207,19 @@ def seed(server: TrustyardServer) -> World:
         token_ids = tuple(
             expect(answer, 201).json()["public_id"] for answer in (robot_token, user_token)
         )
-    return World(token_ids, job_ids, scanned_image(server))
+        # Disabled (no cycle between the two, nothing runs by itself), a rule no tag meets.
+        never = [{"field": "tag", "operator": "eq", "values": ["never"]}]
+        policy_ids = tuple(
+            expect(
+                admin.post(
+                    f"/repositories/{source}/promotion-policies",
+                    json={"targetRepository": target, "rules": never, "enabled": False},
+                ),
+                201,
+            ).json()["id"]
+            for source, target in (("acme/app", "acme/pub"), ("acme/pub", "acme/app"))
+        )
+    return World(token_ids, job_ids, scanned_image(server), policy_ids)
 
 
 def dictionaries(world: World, caller: str) -> dict[str, Any]:
@@ -225,6 +238,8 @@ def dictionaries(world: World, caller: str) -> dict[str, Any]:
         "references": ["v1", *([world.image.digest] if world.image else []), "nope"],
         "layers": [sha256(layer) for layer in world.image.layers] if world.image else [],
         "components": ["fuzzpkg", "openssl"],
+        "policies": [*world.policy_ids, 1],
+        "reponames": ["app", "pub", "tool", "own", "ghost"],
         "credentials": STRANGE_CREDENTIALS,
     }
     bindings = {
@@ -237,6 +252,10 @@ def dictionaries(world: World, caller: str) -> dict[str, Any]:
         "path.pattern": "patterns",
         "path.public_id": "tokens",
         "path.job_id": "jobs",
+        "path.policy_id": "policies",  # promotion policies, /api/v1 and DTR's /api/v0
+        "path.promotionPolicyID": "policies",
+        "path.namespace": "names",
+        "path.reponame": "reponames",
         "query.after": "both",
         "path.reference": "references",
         "path.digest": "layers",
@@ -348,13 +367,15 @@ def test_api_sequences_answer_as_documented(fuzzed: TrustyardServer) -> None:
     # run). Left out here, covered by the stateless run: POST /vulndb/updates and POST
     # .../scan (the jobs they queue go from queued to running to done or dead, and a rescan
     # makes GET .../bom answer 409 until it ends), and a job's retry and cancel (200 or 409
-    # by the state the worker has moved the listed job to).
+    # by the state the worker has moved the listed job to), and a promotion policy's run on
+    # demand (a job too).
     loaded = load_schema(fuzzed, "admin", stateful=True)
     moving = (
         ("POST", "/api/v1/vulndb/updates"),
         ("POST", "/api/v1/repositories/{name}/manifests/{reference}/scan"),
         ("POST", "/api/v1/jobs/{job_id}/retry"),
         ("POST", "/api/v1/jobs/{job_id}/cancel"),
+        ("POST", "/api/v1/repositories/{name}/promotion-policies/{policy_id}/run"),
     )
     for method, path in moving:
         loaded = loaded.exclude(method=method, path=path)

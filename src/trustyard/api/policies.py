@@ -58,8 +58,10 @@ InitialEvaluation = Annotated[
     bool, Query(description="judge the source's existing tags at once (DTR's initialEvaluation)")
 ]
 # Bounds of the body's shape; the settings (policies.max_rules...) hold each policy to less.
+# (A body of the longest values stays under the API's 1 MiB body limit.)
 MAX_RULES = 1000
-MAX_VALUES = 10000
+MAX_VALUES = 500
+MAX_VALUE = 1024
 MAX_EXPRESSION = 65536
 
 
@@ -92,7 +94,7 @@ class Rule(BaseModel):
         description="eq, neq, sw, ew, c, oneof, noneof, matches, gt, gte, lt, lte, before, "
         "after, olderthan, newerthan (and their long names)",
     )
-    values: list[Annotated[str, Field(max_length=4096, pattern=NO_NUL)] | int | float] = Field(
+    values: list[Annotated[str, Field(max_length=MAX_VALUE, pattern=NO_NUL)] | int | float] = Field(
         max_length=MAX_VALUES
     )
 
