@@ -546,7 +546,7 @@ def redeliver_call(w: World, who: Who, target: str) -> Call:
 # runs by itself) and with a rule no tag meets (a run on demand promotes nothing).
 NEVER = [{"field": "tag", "operator": "eq", "values": ["never-a-tag-of-the-matrix"]}]
 V0 = "/api/v0/repositories"
-_SHARED_POLICIES: dict[tuple[str, str], int] = {}
+_SHARED_POLICIES: dict[tuple[str, str, bool], int] = {}
 
 
 def policy_target(source: str) -> str:
@@ -554,27 +554,35 @@ def policy_target(source: str) -> str:
     return PUB if source == APP else APP
 
 
-def policy_body(source: str) -> dict[str, Any]:
-    return {"targetRepository": policy_target(source), "rules": NEVER, "enabled": False}
+def policy_body(source: str, enabled: bool = False) -> dict[str, Any]:
+    return {"targetRepository": policy_target(source), "rules": NEVER, "enabled": enabled}
 
 
-def new_policy(w: World, source: str) -> int:
+def new_policy(w: World, source: str, enabled: bool = False) -> int:
     """A policy of `source` made by the administrator; returns its id."""
-    made = w.admin.post(f"{A}/repositories/{source}/promotion-policies", json=policy_body(source))
+    body = policy_body(source, enabled)
+    made = w.admin.post(f"{A}/repositories/{source}/promotion-policies", json=body)
     assert made.status_code == 201, brief(made)
     return int(made.json()["id"])
 
 
-def shared_policy(w: World, source: str) -> int:
-    """One policy of `source` for the requests that leave it in place."""
-    key = (w.database_url, source)
+def shared_policy(w: World, source: str, enabled: bool = False) -> int:
+    """One policy of `source` for the requests that leave it in place (the enabled one only
+    of APP: one each way would close a cycle)."""
+    key = (w.database_url, source, enabled)
     if key not in _SHARED_POLICIES:
-        _SHARED_POLICIES[key] = new_policy(w, source)
+        _SHARED_POLICIES[key] = new_policy(w, source, enabled)
     return _SHARED_POLICIES[key]
 
 
 def on_policies(
-    method: str, tail: str = "", *, dtr: bool = False, fresh: bool = False, **extra: Any
+    method: str,
+    tail: str = "",
+    *,
+    dtr: bool = False,
+    fresh: bool = False,
+    enabled: bool = False,
+    **extra: Any,
 ) -> Builder:
     """A request on the target repository's promotion policies (`tail` may use {id}: a
     shared policy, or one made for this request when `fresh`), by /api/v1 or DTR's /api/v0."""
@@ -586,7 +594,8 @@ def on_policies(
             base = f"{A}/repositories/{target}/promotion-policies"
         rest = tail
         if "{id}" in tail:
-            rest = tail.format(id=new_policy(w, target) if fresh else shared_policy(w, target))
+            made = new_policy(w, target) if fresh else shared_policy(w, target, enabled)
+            rest = tail.format(id=made)
         return Call(method, base + rest, **extra).hiding(target, GHOSTS[target])
 
     return build
@@ -999,8 +1008,12 @@ MANAGEMENT: dict[str, Entry] = {
     f"DELETE {POLICY}/{{policy_id}}": Entry(
         "repo-scan", 204, on_policies("DELETE", "/{id}", fresh=True), REPOSITORIES
     ),
-    f"POST {POLICY}/{{policy_id}}/run": Entry(
-        "repo-scan", 202, on_policies("POST", "/{id}/run"), REPOSITORIES, promotes_into_the_other
+    f"POST {POLICY}/{{policy_id}}/run": Entry(  # an enabled policy: APP's only
+        "repo-scan",
+        202,
+        on_policies("POST", "/{id}/run", enabled=True),
+        (APP,),
+        promotes_into_the_other,
     ),
     f"POST {A}/repositories/{{name}}/policy-dry-run": Entry(
         "repo-scan", 200, dry_run_call, REPOSITORIES, judged_the_tag

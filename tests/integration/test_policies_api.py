@@ -209,6 +209,9 @@ def test_a_policy_runs_on_demand(world: World) -> None:
     assert run["policy"]["id"] == made["id"]
     assert isinstance(run["job"], int)
     assert_problem(world.call("rhea", "POST", f"{base}/{made['id']}/run"), 403)
+    world.expect(200, "wendy", "PATCH", f"{base}/{made['id']}", json={"enabled": False})
+    disabled = assert_problem(world.call("wendy", "POST", f"{base}/{made['id']}/run"), 409)
+    assert "disabled" in str(disabled["detail"])
     world.expect(204, "wendy", "DELETE", f"{base}/{made['id']}")
 
 

@@ -36,7 +36,7 @@ from trustyard.auth.permissions import Principal
 from trustyard.content.interfaces import Repository
 from trustyard.content.repositories import RepositoryService
 from trustyard.db.engine import read_tx, write_tx
-from trustyard.errors import Unavailable
+from trustyard.errors import StateConflict, Unavailable
 from trustyard.kit.clock import utc_now
 from trustyard.policies.facts import FactsLoader
 from trustyard.policies.interfaces import Outcome, PolicyRecord
@@ -63,6 +63,8 @@ MAX_RULES = 1000
 MAX_VALUES = 500
 MAX_VALUE = 1024
 MAX_EXPRESSION = 65536
+# DTR's list has no pages: all of a repository's, at most what any setting allows.
+MOST_POLICIES = 10_000
 
 
 def get_policies(request: Request) -> PolicyService:
@@ -473,7 +475,7 @@ class RunOut(BaseModel):
     job: int = Field(description="the background job judging the tags (GET /api/v1/jobs/{id})")
 
 
-@router.post(f"{POLICIES}/{{policy_id}}/run", status_code=202, responses=problems(404, 503))
+@router.post(f"{POLICIES}/{{policy_id}}/run", status_code=202, responses=problems(404, 409, 503))
 def run_policy(
     name: str,
     policy_id: PolicyId,
@@ -484,11 +486,13 @@ def run_policy(
     repositories: Repositories,
     policies: Policies,
 ) -> RunOut:
-    """Judge every tag of the repository by the policy now, in the background: the tags that
-    pass are promoted."""
+    """Judge every tag of the repository by the (enabled) policy now, in the background: the
+    tags that pass are promoted."""
     with write_tx(accounts.engine) as conn:
         source = managed_source(conn, accounts, repositories, caller, name)
         record = policies.get(conn, source, policy_id)
+        if not record.enabled:
+            raise StateConflict(f"promotion policy {record.id} is disabled: enable it to run it")
         job = _evaluate_existing(request, conn, record, "demand")
         if job is None:
             raise Unavailable("this server runs no promotion policies")
@@ -636,7 +640,7 @@ def dtr_list_policies(
         source = managed_source(
             conn, accounts, repositories, caller, _dtr_name(namespace, reponame)
         )
-        found = policies.list(conn, source, limit=policies.limits.max_policies_per_repository)
+        found = policies.list(conn, source, limit=MOST_POLICIES)
     return [DtrPolicyOut.of(record) for record in found]
 
 
