@@ -296,7 +296,8 @@ class _Checker:
         op_node, operand = _sub(tree, 0), _sub(tree, 1)
         t = self.type_of(operand)
         if op_node.data == "unary_not":
-            self._boolean(operand, "`!`")
+            if t.kind not in ("bool", "dyn"):
+                raise _refuse(operand, f"`!` needs a bool, not {_a(t)}")
             return BOOL
         if t.kind not in ("dyn", "int", "double", "duration"):
             raise _refuse(op_node, f"`-` does not take {_a(t)}")

@@ -200,7 +200,39 @@ def _environment() -> celpy.Environment:
     return environment
 
 
+def _check_strings(text: str) -> None:
+    """Refuse a string literal that does not end, before cel-python's lexer sees it: its
+    string pattern lets a backslash be an escape or a character of its own, so over a string
+    that never ends it tries every split of a run of backslashes (2**n). A short string ends
+    on its line, a triple-quoted one may span lines; `//` starts a comment to the line's end."""
+    i, n = 0, len(text)
+    while i < n:
+        if text.startswith("//", i):
+            end = text.find("\n", i)
+            i = n if end < 0 else end + 1
+            continue
+        if text[i] not in "\"'":
+            i += 1
+            continue
+        start = i
+        quote = text[i] * 3 if text.startswith(text[i] * 3, i) else text[i]
+        i += len(quote)
+        while not text.startswith(quote, i):
+            line_end = text[i : i + 1] in ("\r", "\n") or text[i : i + 2] in ("\\\r", "\\\n")
+            if i >= n or (line_end and len(quote) == 1):
+                line = text.count("\n", 0, start) + 1
+                column = start - (text.rfind("\n", 0, start) + 1) + 1
+                raise PolicyInvalid(
+                    WHERE,
+                    f"does not parse: the string opened at line {line}, column {column} "
+                    "does not end" + ("" if len(quote) == 3 else " on its line"),
+                )
+            i += 2 if text[i] == "\\" else 1
+        i += len(quote)
+
+
 def _parse(text: str) -> checks.Tree:
+    _check_strings(text)
     try:
         return CELParser().parse(text)  # a parser per call: its instance keeps the text
     except CELParseError as e:

@@ -266,6 +266,37 @@ def test_refused_at_creation_with_a_clear_message(text: str, message: str) -> No
     assert message in refused.value.reason, refused.value.reason
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # cel-python's string pattern would try 2**40 splits of these before failing
+        ('tag == "' + "\\\\" * 40, "the string opened at line 1, column 8 does not end"),
+        ("tag == '" + "\\\\" * 40 + "\n'", "does not end on its line"),
+        ('tag == "a\\\n"', "does not end on its line"),
+        ('size > 0 &&\n  tag == """' + "\\\\" * 40, "line 2, column 10 does not end"),
+    ],
+)
+def test_a_string_that_does_not_end_is_refused_at_once(text: str, message: str) -> None:
+    with pytest.raises(PolicyInvalid, match=message):
+        compiled(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "passes"),
+    [
+        ('tag != "\\\\" && tag != "\\""', True),
+        ("tag != '\"' && tag != \"'\"", True),
+        ('labels.team == """payments"""', True),
+        ('size("""pay\nments""") >= 8', True),  # a triple-quoted string spans lines
+        ('labels.team == r"payments" // a "comment\n && size > 0', True),
+        ('tag == "//" || tag == "1.2-stable"', True),
+        ("tag == ''", False),
+    ],
+)
+def test_strings_that_end_parse(text: str, passes: bool) -> None:
+    assert judge(text)[0] is (Outcome.PASSED if passes else Outcome.FAILED)
+
+
 def test_too_long_is_refused_before_parsing() -> None:
     limits = PoliciesSettings(max_expression_chars=64)
     text = "size > 0 && " * 5 + "size > 0"
@@ -283,6 +314,14 @@ def test_refusals_point_at_the_place() -> None:
 def test_a_long_chain_of_alternatives_within_the_depth_limit_evaluates() -> None:
     text = " || ".join(f'tag == "v{i}"' for i in range(150)) + ' || tag == "1.2-stable"'
     assert judge(text) == (Outcome.PASSED, "the expression is true")
+
+
+def test_a_chain_of_unary_operators_is_checked_once_per_level() -> None:
+    # each `!` used to type its operand twice: 2**200 walks, a creation that never ended
+    assert judge("!" * 200 + "true") == (Outcome.PASSED, "the expression is true")
+    assert judge("-" * 100 + "size < 0")[0] is Outcome.FAILED
+    with pytest.raises(PolicyInvalid, match="`!` needs a bool, not an int"):
+        compiled("!" * 100 + "size")
 
 
 def test_what_cel_leaves_to_run_time_still_checks() -> None:
