@@ -261,6 +261,13 @@ def test_readers_and_strangers_manage_no_policies(world: World) -> None:
             status,
         )
     assert_problem(world.call("anonymous-nobody", "GET", path), 401)
+    # The refusals are in the organization's audit log, DTR's routes too.
+    audit = {"organization": ORG, "actor": "rhea"}
+    denied = world.expect(200, "admin", "GET", f"{A}/audit", params=audit)["items"]
+    assert any(
+        e["outcome"] == "denied" and e["resource"] == f"{V0}/{DEV}/promotionPolicies"
+        for e in denied
+    ), denied
     world.expect(204, "admin", "DELETE", path)
 
 

@@ -158,7 +158,7 @@ async def _audit_denial(request: Request) -> None:
         return
     route = request.scope.get("route")
     params = request.path_params
-    namespace: str | None = params.get("org")
+    namespace: str | None = params.get("org") or params.get("namespace")  # DTR's /api/v0
     if namespace is None and "/repositories/{name" in str(getattr(route, "path", "")):
         namespace = audit.organization_of(str(params.get("name", "")))
     event = audit.AuditEvent(
