@@ -8,7 +8,8 @@ of a policy exists exactly when the change that calls for it commits.
   image (a new image in a repository that scans on push); otherwise it runs now, and asks for
   a scan if none exists. The depth of a promoted image's push is carried by the event, so
   chains are counted.
-- SCAN_COMPLETED: the policies needing the scan, for every tag naming the scanned manifest;
+- SCAN_COMPLETED: the policies needing the scan or vulnerability counts (matching happens in
+  the scan's transaction, before this consumer), for every tag naming the scanned manifest;
   VULNERABILITY_FOUND / _RESOLVED (a database update re-matched the image): the policies
   needing vulnerability counts, for the tags the event names.
 - `counts_changed`: a triage decision changed counts (of one image, a repository, or an
@@ -86,13 +87,13 @@ class PolicyTriggers:
                 continue
             if event.type is EventType.TAG_PUSH:
                 self._pushed(conn, event, scanning)
-            elif event.type is EventType.SCAN_COMPLETED:
+            elif event.type is EventType.SCAN_COMPLETED:  # matched in the same transaction
                 digest = str(event.contents["digest"])
-                self._changed(conn, event.repository, digest, None, {Need.SCAN}, "scan")
+                self._changed(conn, event.repository, digest, None, SCAN_NEEDS, "scan")
             elif event.type in (EventType.VULNERABILITY_FOUND, EventType.VULNERABILITY_RESOLVED):
                 digest = str(event.contents["digest"])
                 named = [str(t) for t in event.contents.get("tags") or ()]
-                wanted = {Need.VULNERABILITIES}
+                wanted = frozenset({Need.VULNERABILITIES})
                 self._changed(conn, event.repository, digest, named, wanted, "vulnerabilities")
 
     def _scanning(self, events: Sequence[Event]) -> set[tuple[str | None, str]]:
@@ -132,7 +133,7 @@ class PolicyTriggers:
         repository: str,
         digest: str,
         named: Sequence[str] | None,
-        wanted: set[Need],
+        wanted: frozenset[Need],
         trigger: str,
     ) -> None:
         repository_id = self.content.repository_id(conn, repository)

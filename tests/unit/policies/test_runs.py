@@ -75,14 +75,18 @@ class World:
     """Repositories of their own (a fresh namespace per test), images pushed through the
     content service with the triggers as the outbox's consumer, and the runner."""
 
-    def __init__(self, engine: Engine, blobs: Path, *, max_depth: int = 10) -> None:
+    def __init__(
+        self, engine: Engine, blobs: Path, *, max_depth: int = 10, scan_on_push: bool = False
+    ) -> None:
         self.engine = engine
         self.driver = FilesystemDriver(blobs)
         self.store = ContentStore()
         self.manifests = ManifestService(self.store, StoreHotReads(engine, self.store))
         self.queue = SqlJobQueue(engine)
         self.policies = PolicyService(PolicyStore(), PoliciesSettings(), component_version_order)
-        self.triggers = PolicyTriggers(self.queue, ImageReads(self.driver), scan_on_push=False)
+        self.triggers = PolicyTriggers(
+            self.queue, ImageReads(self.driver), scan_on_push=scan_on_push
+        )
         self.scans = ScanService(self.queue)
         self.loader = FactsLoader(
             ImageReads(self.driver),
@@ -509,3 +513,19 @@ def test_facts_of_an_index(world: World) -> None:
     assert facts.size == len(body) + children
     assert facts.labels == {"team": "core"}  # the first platform image's config
     assert bare.labels == {}  # config facts of an index are read only when needed
+
+
+def test_a_push_the_scan_will_judge_waits_for_the_scan_end(engine: Engine, tmp_path: Path) -> None:
+    world = World(engine, tmp_path / "blobs", scan_on_push=True)
+    source, target = world.repository("qa"), world.repository("prod")
+    gate = {"field": "vulnerability.all", "operator": "eq", "values": ["0"]}
+    policy = world.policy(source, target, [gate])  # needs the counts only, not the BOM
+    plain = world.policy(source, world.repository("mirror"), [TAG_1X])
+    digest = world.push(source, "1.0", "a")  # a new image: its scan is queued by the push
+    assert [p["policy_id"] for _, p in world.queued(EVALUATE_KIND)] == [plain.id]
+    world.take(EVALUATE_KIND)
+    completed = events.scan_completed(source.name, digest, ["linux/arm64"], 0, None)
+    with write_tx(world.engine) as conn:
+        world.outbox.publish(conn, completed)
+    queued = [(p["policy_id"], p["tag"], p["trigger"]) for _, p in world.queued(EVALUATE_KIND)]
+    assert queued == [(policy.id, "1.0", "scan")]
