@@ -102,6 +102,7 @@ API_RULES = {
     "repo-read",  # the repository's readers (as on /v2); for anybody else it does not exist
     "repo-admin",  # the repository's admins: description, visibility, grants, deletion
     "repo-scan",  # start a scan: read-write on the repository (DTR's "start scans")
+    "repo-promote",  # promote an image: pull on the source (the target), push where it goes
     "policy-write",  # create or change a promotion policy: push on the source and the target
     "repo-create",  # create a repository in the organization: owners and administrators
     "audit",  # administrators, and owners for their own organization
@@ -166,6 +167,11 @@ def expect(rule: str, who: Who, target: str, *, bearer: bool = False) -> Outcome
         if may(who, "push", into):
             return ALLOWED
         return DENIED if may(who, "pull", into) else HIDDEN
+    if rule == "repo-promote":
+        into = promotion_target(target)
+        if not (may(who, "pull", target) and may(who, "pull", into)):
+            return HIDDEN
+        return ALLOWED if may(who, "push", into) else DENIED
     decisions = {
         "account": ALLOWED,
         "user": ALLOWED if who.credential == "password" else DENIED,
@@ -190,6 +196,8 @@ def knows(rule: str, who: Who, target: str) -> bool:
         return False
     if rule in ("pull", "push", "delete", "repo-read", "repo-admin", "repo-scan", "policy-write"):
         return may(who, "pull", target)
+    if rule == "repo-promote":
+        return may(who, "pull", APP)  # the private one of the two: the name a call hides
     if rule in ("org-member", "org-owner", "repo-create", "audit"):
         return who.admin or who.acme != ""
     if rule == "token-owner":
@@ -540,6 +548,48 @@ def redeliver_call(w: World, who: Who, target: str) -> Call:
     delivery = w.new_delivery(webhook)
     path = f"{A}/webhooks/{webhook}/deliveries/{delivery}/redeliver"
     return Call("POST", path).hiding(webhook, MISSING_WEBHOOK_ID)
+
+
+def promotion_target(source: str) -> str:
+    """Where a matrix promotion from `source` goes: the other repository of the two."""
+    return PUB if source == APP else APP
+
+
+def promote_call(w: World, who: Who, target: str) -> Call:
+    """Promote the target repository's image into the other one under a new tag; the call
+    hides APP, the private one, wherever it is named (the path or the body)."""
+    body = {
+        "reference": w.content[target].tag,
+        "targetRepository": promotion_target(target),
+        "targetTag": unique("promoted-"),
+    }
+    call = Call("POST", f"{A}/repositories/{target}/promotions", json=body)
+    return call.hiding(APP, GHOSTS[APP])
+
+
+def promoted_the_image(w: World, who: Who, target: str, answer: httpx.Response) -> None:
+    body = answer.json()
+    assert body["moved"] is True
+    assert (body["source_repository"], body["digest"]) == (target, w.content[target].digest)
+    assert body["target_repository"] == promotion_target(target)
+    assert (body["trigger"], body["actor"]) == ("manual", who.login)
+
+
+def names_only_readable_repositories(
+    w: World, who: Who, target: str, answer: httpx.Response
+) -> None:
+    for item in answer.json()["items"]:
+        for name in (item["source_repository"], item["target_repository"]):
+            assert name is None or may(who, "pull", name), (who.key, item)
+
+
+def tells_the_history(w: World, who: Who, target: str, answer: httpx.Response) -> None:
+    body = answer.json()
+    assert (body["repository"], body["digest"]) == (target, w.content[target].digest)
+    assert "pushed" in {entry["kind"] for entry in body["entries"]}
+    for entry in body["entries"]:
+        for name in (entry["source_repository"], entry["target_repository"]):
+            assert name is None or may(who, "pull", name), (who.key, entry)
 
 
 # Promotion policies of the matrix: disabled (no cycle between the two repositories, nothing
@@ -992,6 +1042,20 @@ MANAGEMENT: dict[str, Entry] = {
     f"DELETE {A}/vex/{{vex_id}}": Entry("repo-scan", 204, on_vex("DELETE"), REPOSITORIES),
     f"GET {A}/repositories/{{name}}/manifests/{{reference}}/vex": Entry(
         "repo-read", 200, on_image("GET", "vex"), REPOSITORIES, exports_vex
+    ),
+    # promotion: pull on the source and push on the target; reading as the repository
+    f"POST {A}/repositories/{{name}}/promotions": Entry(
+        "repo-promote", 201, promote_call, REPOSITORIES, promoted_the_image
+    ),
+    f"GET {A}/repositories/{{name}}/promotions": Entry(
+        "repo-read",
+        200,
+        lambda w, who, t: Call("GET", f"{A}/repositories/{t}/promotions").hiding(t, GHOSTS[t]),
+        REPOSITORIES,
+        names_only_readable_repositories,
+    ),
+    f"GET {A}/repositories/{{name}}/manifests/{{reference}}/history": Entry(
+        "repo-read", 200, on_image("GET", "history"), REPOSITORIES, tells_the_history
     ),
     # promotion policies: managing a repository's needs read-write on it; creating or
     # changing one needs read-write on where it promotes as well

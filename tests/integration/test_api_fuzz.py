@@ -267,6 +267,8 @@ def dictionaries(world: World, caller: str) -> dict[str, Any]:
         "body.username": "names",
         "body.role": "roles",
         "body.scopes[*]": "scopes",
+        "body.reference": "references",  # a manual promotion's image
+        "body.targetRepository": "repositories",  # ... and where it goes
     }
     if caller == "anonymous":
         bindings["header.authorization"] = "credentials"

@@ -11,6 +11,7 @@ from trustyard.api import (
     jobs,
     organizations,
     policies,
+    promotions,
     repositories,
     repository_details,
     scans,
@@ -49,8 +50,8 @@ def create_api(accounts: Accounts) -> FastAPI:
     api.state.triage = TriageStore()
     errors.install(api)
     docs.install(api, PREFIX)
-    # scans, vulnerabilities, triage, policies and repository_details before repositories:
-    # their /repositories/{name:path}/... routes would otherwise be taken by GET
+    # scans, vulnerabilities, triage, policies, promotions and repository_details before
+    # repositories: their /repositories/{name:path}/... routes would otherwise be taken by GET
     # /repositories/{name:path}.
     for module in (
         users,
@@ -61,6 +62,7 @@ def create_api(accounts: Accounts) -> FastAPI:
         triage,
         vex,
         policies,
+        promotions,
         repository_details,
         repositories,
         audit,

@@ -93,22 +93,46 @@ def search(
         # Stored times are UTC (naive on SQLite): compare in UTC; a naive `since` is UTC.
         since = since.astimezone(UTC) if since.tzinfo else since.replace(tzinfo=UTC)
         query = query.where(audit_events.c.at >= since)
-    return [
-        AuditEvent(
-            row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC),
-            row.actor,
-            row.actor_kind,
-            row.action,
-            row.resource_kind,
-            row.resource,
-            row.outcome,
-            row.address,
-            row.organization,
-            json.loads(row.detail) if row.detail else None,
-            row.id,
+    return [_event(row) for row in conn.execute(query)]
+
+
+def _event(row: Any) -> AuditEvent:
+    return AuditEvent(
+        row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC),
+        row.actor,
+        row.actor_kind,
+        row.action,
+        row.resource_kind,
+        row.resource,
+        row.outcome,
+        row.address,
+        row.organization,
+        json.loads(row.detail) if row.detail else None,
+        row.id,
+    )
+
+
+def pushes(conn: Connection, repository: str, digest: str, *, limit: int) -> list[AuditEvent]:
+    """The newest `limit` pushes of manifest `digest` to `repository` (`manifest.push` events,
+    the tag in their detail), oldest first: who pushed the image, under which tags, when."""
+    # The detail is the JSON `record` wrote: {"digest": "<digest>", "tag": ...}. A digest is
+    # [a-z0-9:+._=-] only: no LIKE wildcard needs escaping but `_`, which matches itself too.
+    needle = "%" + json.dumps({"digest": digest})[1:-1] + "%"
+    query = (
+        select(audit_events)
+        .where(
+            audit_events.c.organization == organization_of(repository),
+            audit_events.c.action == "manifest.push",
+            audit_events.c.resource == repository,
+            audit_events.c.outcome == "ok",
+            audit_events.c.detail.like(needle),
         )
-        for row in conn.execute(query)
-    ]
+        .order_by(audit_events.c.id.desc())
+        .limit(limit)
+    )
+    found = [_event(row) for row in conn.execute(query)]
+    found.reverse()
+    return [event for event in found if (event.detail or {}).get("digest") == digest]
 
 
 def recent(conn: Connection, limit: int = 100, organization: str | None = None) -> list[AuditEvent]:
