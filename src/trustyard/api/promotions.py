@@ -311,8 +311,8 @@ def manifest_history(
         pushes = audit.pushes(conn, repository.name, digest, limit=MAX_PUSHES)
         moves = promotions.history(conn, repository.id, digest)
         visible = visibility(conn, accounts, reader.principal, reader.scope)
-    entries = [_pushed(event, repository.name) for event in pushes]
-    entries += [_moved(record, repository.name, visible) for record in moves]
+        entries = [_pushed(event, repository.name) for event in pushes]
+        entries += [_moved(record, repository.name, visible) for record in moves]
     entries.sort(key=lambda entry: entry.at)
     return HistoryOut(repository=repository.name, digest=digest, entries=entries)
 
