@@ -540,6 +540,22 @@ def test_the_history_says_how_the_image_got_to_prod(pipeline: Pipeline) -> None:
     assert times == sorted(times)  # oldest first
 
 
+def test_policy_promotions_are_audited_as_the_policys_creator(pipeline: Pipeline) -> None:
+    wait_promoted(pipeline, PROD, release_tag(pipeline))
+    audit = expect(
+        pipeline.admin.get(
+            f"{V1}/audit", params={"action": "manifest.promote", "organization": "prod"}
+        ),
+        200,
+    )
+    [entry] = [e for e in audit["items"] if e["resource"] == PROD]
+    assert entry["actor"] == "admin"
+    detail = entry["detail"]
+    assert (detail["source"], detail["reference"]) == (QA, f"v{BUILDS[CLEAN]}")
+    assert (detail["tag"], detail["digest"]) == (release_tag(pipeline), pipeline.digests[CLEAN])
+    assert (detail["policy"], detail["trigger"]) == (pipeline.policies["qa->prod"], "scan")
+
+
 def test_the_promotion_list_shows_both_directions(pipeline: Pipeline) -> None:
     wait_promoted(pipeline, PROD, release_tag(pipeline))
     page = expect(pipeline.admin.get(f"{V1}/repositories/{QA}/promotions"), 200)
@@ -551,7 +567,8 @@ def test_the_promotion_list_shows_both_directions(pipeline: Pipeline) -> None:
         pipeline.admin.get(f"{V1}/repositories/{QA}/promotions", params={"direction": "out"}),
         200,
     )
-    assert {p["target_repository"] for p in outgoing["items"]} == {PROD}
+    assert PROD in {p["target_repository"] for p in outgoing["items"]}
+    assert QA not in {p["target_repository"] for p in outgoing["items"]}
     # The developer may not read qa/app: it does not exist for them.
     hidden = pipeline.developer.get(f"{V1}/repositories/{QA}/promotions")
     assert hidden.status_code == 404, brief(hidden)

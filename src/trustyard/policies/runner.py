@@ -23,6 +23,7 @@ from enum import StrEnum
 
 from sqlalchemy import Connection, Engine
 
+from trustyard.auth import audit
 from trustyard.auth.access import AccessPolicy, Authenticator
 from trustyard.auth.authorize import Action
 from trustyard.content.interfaces import Repository
@@ -37,6 +38,7 @@ from trustyard.policies.interfaces import (
     Evaluation,
     Outcome,
     PolicyRecord,
+    PromotionRecord,
     PromotionRefused,
     ScanRequester,
 )
@@ -203,6 +205,8 @@ class PolicyRunner:
         except ManifestUnknown:
             return Verdict(Ran.MOVED)
         self.outbox.publish(conn, *result.events)
+        if result.record is not None:
+            _audit(conn, policy, result.record, target)
         self.store.record_run(conn, policy.id, promoted_at=now if result.moved else None)
         return Verdict(Ran.PROMOTED if result.moved else Ran.UNCHANGED, evaluation)
 
@@ -260,3 +264,36 @@ class PolicyRunner:
                     conn, policy, tag, digest, trigger=trigger, depth=1, actor=policy.created_by
                 )
         return len(chosen)
+
+
+def _audit(
+    conn: Connection, policy: PolicyRecord, record: PromotionRecord, target: Repository
+) -> None:
+    """A policy's promotion in the audit log, as its creator (whose rights it promotes with),
+    in the promotion's transaction, like a manual one (api/promotions.py)."""
+    creator = policy.created_by or ""
+    audit.record(
+        conn,
+        audit.AuditEvent(
+            record.created_at,
+            creator,
+            "robot" if "+" in creator else "user",
+            "manifest.promote",
+            "repository",
+            target.name,
+            "ok",
+            None,
+            target.namespace,
+            {
+                "promotion": record.id,
+                "source": record.source_repository,
+                "reference": record.source_reference,
+                "digest": record.digest,
+                "tag": record.target_tag,
+                "previous_digest": record.previous_digest,
+                "policy": policy.id,
+                "trigger": record.trigger,
+                "pushed_by": record.actor,
+            },
+        ),
+    )
