@@ -170,6 +170,11 @@ class ImageReads:
             ]
         return sorted(found, key=lambda image: (image.pushed_at, image.tag or ""))
 
+    def tag_list(self, conn: Connection, repository_id: int) -> list[str]:
+        """Every tag of the repository (names only), in name order."""
+        query = select(tags.c.name).where(tags.c.repository_id == repository_id)
+        return sorted(conn.scalars(query))
+
     def by_digest(self, conn: Connection, repository_id: int, digest: str) -> StoredImage | None:
         row = conn.execute(
             select(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import Connection, Engine
@@ -55,6 +56,7 @@ from trustyard.policies.triggers import (
 
 log = logging.getLogger(__name__)
 
+RUN_BATCH = 500  # tags judged at once by a run over a whole repository
 # Whether a user may push to a repository: None when they may, else why not (in words).
 PushCheck = Callable[[Connection, str | None, str], str | None]
 
@@ -242,24 +244,31 @@ class PolicyRunner:
             with write_tx(self.engine) as conn:
                 detach_dedupe_key(conn, job_id, run_key(policy_id))
         now = self.clock()
+        chosen: list[tuple[datetime, str, str]] = []
         with read_tx(self.engine) as conn:
             policy = self.store.get(conn, policy_id)
             repositories = self._repositories(conn, policy)
             if policy is None or repositories is None:
                 return 0
             condition = self.service.compiled(policy)
-            images = self.loader.tags(conn, repositories[0], condition.needs, None, now)
-            chosen = [
-                (facts.tag, facts.digest)
-                for facts in images
-                if facts.tag is not None
-                and not is_fallback_tag(facts.tag)
-                and condition.evaluate(facts, now).outcome is not Outcome.FAILED
+            names = [
+                name
+                for name in self.loader.images.tag_list(conn, repositories[0].id)
+                if not is_fallback_tag(name)
             ]
+            for start in range(0, len(names), RUN_BATCH):  # bounded memory, whatever the size
+                batch = names[start : start + RUN_BATCH]
+                images = self.loader.tags(conn, repositories[0], condition.needs, batch, now)
+                chosen += [
+                    (facts.pushed_at or now, facts.tag, facts.digest)
+                    for facts in images
+                    if facts.tag is not None
+                    and condition.evaluate(facts, now).outcome is not Outcome.FAILED
+                ]
         if not chosen:
             return 0
         with write_tx(self.engine) as conn:
-            for tag, digest in chosen:
+            for _, tag, digest in sorted(chosen):  # the least recently pushed first
                 self.triggers.enqueue(
                     conn, policy, tag, digest, trigger=trigger, depth=1, actor=policy.created_by
                 )

@@ -34,6 +34,7 @@ from trustyard.jobs.interfaces import JobContext
 from trustyard.jobs.queue import SqlJobQueue
 from trustyard.oci import mediatypes as mt
 from trustyard.oci.digest import digest_bytes
+from trustyard.policies import runner
 from trustyard.policies.facts import FactsLoader
 from trustyard.policies.interfaces import Need, PolicyRecord
 from trustyard.policies.promotion import PromotionService
@@ -529,3 +530,16 @@ def test_a_push_the_scan_will_judge_waits_for_the_scan_end(engine: Engine, tmp_p
         world.outbox.publish(conn, completed)
     queued = [(p["policy_id"], p["tag"], p["trigger"]) for _, p in world.queued(EVALUATE_KIND)]
     assert queued == [(policy.id, "1.0", "scan")]
+
+
+def test_a_run_over_a_repository_goes_by_batches_in_push_order(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner, "RUN_BATCH", 2)
+    source, target = world.repository("dev"), world.repository("qa")
+    for tag in ("1.9", "1.1", "2.0", "1.5", "sha256-" + "c" * 64 + ".sig"):
+        world.push(source, tag, tag)
+    policy = world.policy(source, target, [TAG_1X], "latest")
+    world.take(EVALUATE_KIND)
+    assert world.runner.run(policy.id, "initial") == 3
+    assert [p["tag"] for _, p in world.queued(EVALUATE_KIND)] == ["1.9", "1.1", "1.5"]
