@@ -145,12 +145,15 @@ class PolicyRunner:
 
     # --- one tag -----------------------------------------------------------------------------
     def evaluate(self, request: Evaluate, job_id: int | None = None) -> Verdict:
-        if job_id is not None:  # a push from now on queues a job of its own
-            with write_tx(self.engine) as conn:
-                key = evaluate_key(request.policy_id, request.tag, request.digest)
-                detach_dedupe_key(conn, job_id, key)
+        """One write transaction (a push shares SQLite's writer with it: one, not two). It
+        first gives up the job's dedupe key, so a push of the same image that commits from now
+        on queues a job of its own (on PostgreSQL, one enqueuing meanwhile waits for this
+        transaction, then finds the key free)."""
         try:
             with write_tx(self.engine) as conn:
+                if job_id is not None:
+                    key = evaluate_key(request.policy_id, request.tag, request.digest)
+                    detach_dedupe_key(conn, job_id, key)
                 return self._evaluate(conn, request)
         except _Moved:
             return Verdict(Ran.MOVED)

@@ -543,3 +543,15 @@ def test_a_run_over_a_repository_goes_by_batches_in_push_order(
     world.take(EVALUATE_KIND)
     assert world.runner.run(policy.id, "initial") == 3
     assert [p["tag"] for _, p in world.queued(EVALUATE_KIND)] == ["1.9", "1.1", "1.5"]
+
+
+def test_a_running_evaluation_gives_up_its_key(world: World) -> None:
+    source, target = world.repository("dev"), world.repository("qa")
+    world.policy(source, target, [TAG_1X])
+    world.push(source, "1.0", "a")
+    ((job_id, payload),) = world.queued(EVALUATE_KIND)
+    with write_tx(world.engine) as conn:  # claimed, its key kept (as the queue claims)
+        conn.execute(update(jobs).where(jobs.c.id == job_id).values(state="running"))
+    assert world.runner.evaluate(Evaluate(**payload), job_id).ran is Ran.PROMOTED
+    world.push(source, "1.0", "a")  # the same image again, while the job still runs
+    assert [p for _, p in world.queued(EVALUATE_KIND)] == [payload]
