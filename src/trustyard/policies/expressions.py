@@ -20,6 +20,7 @@ import logging
 import re
 import sys
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -34,6 +35,7 @@ from celpy.evaluation import CELEvalError
 
 from trustyard.config import PoliciesSettings
 from trustyard.policies import expression_check as checks
+from trustyard.policies.cel_runtime import LOGIC, Runner
 from trustyard.policies.expression_check import (
     INT,
     STRING,
@@ -171,18 +173,26 @@ def _version_compare(order: VersionOrder) -> Callable[..., Any]:
     return version_compare
 
 
+# the first pattern of this evaluation that ran past its time limit: every later `matches`
+# of the same evaluation fails at once (over a BOM, one runaway pattern per component would
+# otherwise spend the limit a thousand times)
+_TIMED_OUT: ContextVar[list[str] | None] = ContextVar("policy_expression_timed_out", default=None)
+
+
 def _matches(timeout: float) -> Callable[..., Any]:
     def matches(text: Any, pattern: Any) -> Any:
         if not isinstance(text, str) or not isinstance(pattern, str):
             return CELEvalError("matches() takes two strings", TypeError, ())
+        timed_out = _TIMED_OUT.get()
+        if timed_out:
+            return CELEvalError(timed_out[0], TimeoutError, ())
         try:
             return celtypes.BoolType(regex.search(pattern, text, timeout=timeout) is not None)
         except TimeoutError:
-            return CELEvalError(
-                f"pattern '{pattern}' ran past its time limit ({timeout * 1000:g} ms)",
-                TimeoutError,
-                (),
-            )
+            message = f"pattern '{pattern}' ran past its time limit ({timeout * 1000:g} ms)"
+            if timed_out is not None:
+                timed_out.append(message)
+            return CELEvalError(message, TimeoutError, ())
         except regex.error as e:
             return CELEvalError(f"pattern '{pattern}' does not compile: {e}", ValueError, ())
 
@@ -296,10 +306,11 @@ def compile_expression(text: str, limits: PoliciesSettings, order: VersionOrder)
     variables = {name: t for name, (t, _need) in VARIABLES.items()}
     checked = checks.check(tree, variables, FUNCTIONS)
     functions = {
+        **LOGIC,
         "version_compare": _version_compare(order),
         "matches": _matches(limits.regex_timeout_ms / 1000),
     }
-    runner = celpy.InterpretedRunner(_environment(), _collapse(tree), functions)
+    runner = Runner(_environment(), _collapse(tree), functions)
     return Expression(text, runner, tuple(sorted(checked.identifiers)))
 
 
@@ -338,12 +349,18 @@ class Expression:
         return Evaluation.of([RuleResult(0, {"expression": self.text}, passed, reason)])
 
     def _run(self, activation: dict[str, Any]) -> tuple[bool, str]:
+        token = _TIMED_OUT.set([])
         try:
             value: Any = self.runner.evaluate(activation)
         except CELEvalError as e:
             return False, _ERROR + describe_error(e)
         except RecursionError:
             return False, _ERROR + "it nests too deeply"
+        except Exception as e:  # cel-python's own faults: one policy fails, not the worker
+            log.exception("CEL expression %r failed in the evaluator", self.text)
+            return False, _ERROR + f"the evaluator failed ({type(e).__name__}: {e})"[:300]
+        finally:
+            _TIMED_OUT.reset(token)
         if isinstance(value, CELEvalError):  # pragma: no cover (the runner raises them)
             return False, _ERROR + describe_error(value)
         if isinstance(value, celtypes.BoolType | bool):

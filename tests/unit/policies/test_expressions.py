@@ -407,6 +407,81 @@ def test_a_runaway_pattern_is_stopped_and_fails() -> None:
     )
 
 
+def test_a_runaway_pattern_spends_its_time_limit_once_per_evaluation() -> None:
+    limits = PoliciesSettings(regex_timeout_ms=20)
+    expression = compile_expression(
+        'components.exists(c, c.name.matches("(a|aa)+$"))', limits, component_version_order
+    )
+    many = tuple(ComponentFact("npm", "a" * 60 + f"-{i}", "1") for i in range(1000))
+    for _ in range(2):  # and the next evaluation starts with the full limit again
+        (result,) = expression.evaluate(replace(FACTS, components=many), NOW).results
+        assert result.passed is False
+        assert result.reason.endswith("pattern '(a|aa)+$' ran past its time limit (20 ms)")
+
+
+UNORDERED = tuple(ComponentFact("cobol", f"lib{i}", f"{i}.0") for i in range(1000))
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        # cel-python quoted both errors into the next at each step: 2**n over the BOM
+        (
+            'components.exists(c, version_compare(c.ecosystem, c.version, "2.0") < 0)',
+            "cannot compare versions '0.0' and '2.0' under ecosystem 'cobol'",
+        ),
+        ("components.all(c, labels.owner == c.name)", "no such member in mapping: 'owner'"),
+        (" || ".join(f'labels.l{i} == "x"' for i in range(60)), "no such member in mapping: 'l0'"),
+        (" && ".join(f'labels.l{i} == "x"' for i in range(60)), "no such member in mapping: 'l0'"),
+    ],
+)
+def test_errors_over_many_elements_fail_with_the_first(text: str, reason: str) -> None:
+    outcome, said = judge(text, replace(FACTS, components=UNORDERED))
+    assert outcome is Outcome.FAILED
+    assert said == "the expression could not be evaluated: " + reason + (
+        "" if "cobol" not in reason else " (no known order, or a version that does not parse in it)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "outcome"),
+    [
+        # a decisive element wins over the errors of others, as `||` and `&&` do
+        ('components.exists(c, c.name == "django" || labels.owner == c.name)', Outcome.PASSED),
+        ('components.all(c, c.name != "django" && labels.owner == c.name)', Outcome.FAILED),
+        ('components.all(c, c.name != "" || labels.owner == c.name)', Outcome.PASSED),
+        # without one, the first error fails the expression
+        ('components.exists(c, c.name == "x" || labels.owner == c.name)', Outcome.FAILED),
+        ('components.exists_one(c, c.name == "django" || labels.owner == c.name)', Outcome.FAILED),
+        ("components.filter(c, labels.owner == c.name).size() >= 0", Outcome.FAILED),
+        ("components.map(c, labels.owner + c.name).size() >= 0", Outcome.FAILED),
+        ('components.exists_one(c, c.name == "django")', Outcome.PASSED),
+        ('components.exists_one(c, c.name != "django")', Outcome.FAILED),
+        ("components.filter(c, c.licenses.size() == 0).size() == 1", Outcome.PASSED),
+        ("dyn(size).exists(x, true)", Outcome.FAILED),
+        ("dyn(tags).exists(x, x)", Outcome.FAILED),
+        ("dyn(tags).filter(x, x).size() == 0", Outcome.FAILED),
+        ('dyn(tags).exists(x, x == "latest") || dyn(size)', Outcome.PASSED),
+        ("dyn(size) || true", Outcome.PASSED),
+        ("dyn(size) && true", Outcome.FAILED),
+    ],
+)
+def test_comprehensions_and_logic_follow_cel(text: str, outcome: Outcome) -> None:
+    assert judge(text)[0] is outcome
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("dyn(size).exists(x, true)", "exists() walks a list or a map, not int"),
+        ("dyn(tags).exists(x, x)", "the body of exists() gives string, not a bool"),
+        ("dyn(size) && true", "no matching overload for _&&_ applied to '(int, bool)'"),
+    ],
+)
+def test_type_errors_at_run_time_say_so(text: str, reason: str) -> None:
+    assert reason in judge(text)[1]
+
+
 def test_an_error_absorbed_by_the_logic_does_not_fail() -> None:
     assert judge('has(labels.owner) && labels.owner == "me"')[0] is Outcome.FAILED
     assert judge('!has(labels.owner) || labels.owner == "me"')[0] is Outcome.PASSED
