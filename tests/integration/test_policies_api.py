@@ -239,9 +239,13 @@ def test_read_write_on_the_source_without_push_on_the_target_is_refused(world: W
     )
     path = f"{V0}/{DEV}/promotionPolicies/{made['id']}"
     assert_problem(world.call("rita", "PUT", path, json={"targetRepository": PROD}), 403)
-    # QA is hidden from her: even the policy's own target refuses her changes.
+    # QA is hidden from her: even the policy's own target refuses her changes, and she
+    # reads the policy without its name.
     assert_problem(world.call("rita", "PUT", path, json={"enabled": False}), 404)
-    assert world.expect(200, "rita", "GET", path)["targetRepository"] == QA
+    assert world.expect(200, "rita", "GET", path)["targetRepository"] is None
+    listed = world.expect(200, "rita", "GET", f"{A}/repositories/{DEV}/promotion-policies")
+    assert [p["targetRepository"] for p in listed["items"] if p["id"] == made["id"]] == [None]
+    assert world.expect(200, "wendy", "GET", path)["targetRepository"] == QA
     world.expect(204, "admin", "DELETE", path)
 
 

@@ -188,7 +188,9 @@ class DtrPolicyOut(BaseModel):
 
     id: int
     sourceRepository: str
-    targetRepository: str
+    targetRepository: str | None = Field(
+        description="null: a repository the caller may not read (another's policy)"
+    )
     tagTemplate: str
     enabled: bool
     rules: list[RuleOut] | None = Field(description="null: the policy is an expression")
@@ -197,11 +199,12 @@ class DtrPolicyOut(BaseModel):
     updatedAt: datetime
 
     @classmethod
-    def of(cls, record: PolicyRecord) -> DtrPolicyOut:
+    def of(cls, record: PolicyRecord, target: str | None) -> DtrPolicyOut:
+        """`target`: the target's name as the caller may see it (`shown_target`)."""
         return cls(
             id=record.id,
             sourceRepository=record.source_repository,
-            targetRepository=record.target_repository,
+            targetRepository=target,
             tagTemplate=record.tag_template,
             enabled=record.enabled,
             rules=_rules_out(record),
@@ -219,9 +222,9 @@ class PolicyOut(DtrPolicyOut):
     lastError: str | None = Field(description="why the last run could not promote")
 
     @classmethod
-    def of(cls, record: PolicyRecord) -> PolicyOut:
+    def of(cls, record: PolicyRecord, target: str | None) -> PolicyOut:
         return cls(
-            **DtrPolicyOut.of(record).model_dump(),
+            **DtrPolicyOut.of(record, target).model_dump(),
             expression=record.expression,
             needs=sorted(need.value for need in record.needs),
             revision=record.revision,
@@ -259,6 +262,15 @@ def writable_target(
     if not accounts.policy.may(conn, caller, Action.PUSH, repository.name):
         raise forbidden(f"a policy promoting into {repository.name!r} needs read-write on it")
     return repository
+
+
+def shown_target(
+    conn: Connection, accounts: Accounts, caller: Principal, record: PolicyRecord
+) -> str | None:
+    """The policy's target as `caller` may see it: None when they may not read it (a private
+    repository someone else's policy of this source promotes into)."""
+    target = record.target_repository
+    return target if accounts.policy.may(conn, caller, Action.PULL, target) else None
 
 
 def _audit(
@@ -375,10 +387,11 @@ def _get(
     accounts: Accounts,
     repositories: RepositoryService,
     policies: PolicyService,
-) -> PolicyRecord:
+) -> tuple[PolicyRecord, str | None]:
     with read_tx(accounts.engine) as conn:
         source = managed_source(conn, accounts, repositories, caller, name)
-        return policies.get(conn, source, policy_id)
+        record = policies.get(conn, source, policy_id)
+        return record, shown_target(conn, accounts, caller, record)
 
 
 # --- /api/v1 -----------------------------------------------------------------------------------
@@ -405,7 +418,7 @@ def create_policy(
     response.headers["Location"] = f"/api/v1/repositories/{record.source_repository}" + (
         f"/promotion-policies/{record.id}"
     )
-    return PolicyOut.of(record)
+    return PolicyOut.of(record, record.target_repository)  # they may push it
 
 
 @router.get(POLICIES, responses=problems(404))
@@ -422,7 +435,10 @@ def list_policies(
     with read_tx(accounts.engine) as conn:
         source = managed_source(conn, accounts, repositories, caller, name)
         found = policies.list(conn, source, limit=limit + 1, after=after)
-    items = [PolicyOut.of(record) for record in found[:limit]]
+        items = [
+            PolicyOut.of(record, shown_target(conn, accounts, caller, record))
+            for record in found[:limit]
+        ]
     return Page(items=items, next=str(items[-1].id) if len(found) > limit else None)
 
 
@@ -436,7 +452,7 @@ def get_policy(
     policies: Policies,
 ) -> PolicyOut:
     """One promotion policy, with when it last promoted and why its last run could not."""
-    return PolicyOut.of(_get(name, policy_id, caller, accounts, repositories, policies))
+    return PolicyOut.of(*_get(name, policy_id, caller, accounts, repositories, policies))
 
 
 @router.patch(f"{POLICIES}/{{policy_id}}", responses=problems(404, 409))
@@ -452,7 +468,7 @@ def update_policy(
 ) -> PolicyOut:
     """Change a policy (its revision goes up); checked as a new one is."""
     record = _update(name, policy_id, body, caller, trail, accounts, repositories, policies)
-    return PolicyOut.of(record)
+    return PolicyOut.of(record, record.target_repository)  # they may push it
 
 
 @router.delete(f"{POLICIES}/{{policy_id}}", status_code=204, responses=problems(404))
@@ -497,7 +513,8 @@ def run_policy(
         if job is None:
             raise Unavailable("this server runs no promotion policies")
         _audit(trail, conn, "promotion_policy.run", record, {"job": job})
-    return RunOut(policy=PolicyOut.of(record), job=job)
+        shown = PolicyOut.of(record, shown_target(conn, accounts, caller, record))
+    return RunOut(policy=shown, job=job)
 
 
 # --- the dry run -------------------------------------------------------------------------------
@@ -623,7 +640,7 @@ def dtr_create_policy(
     record = _create(
         request, name, create, initialEvaluation, caller, trail, accounts, repositories, policies
     )
-    return DtrPolicyOut.of(record)
+    return DtrPolicyOut.of(record, record.target_repository)  # they may push it
 
 
 @dtr_router.get(DTR_POLICIES, responses=problems(404))
@@ -641,7 +658,10 @@ def dtr_list_policies(
             conn, accounts, repositories, caller, _dtr_name(namespace, reponame)
         )
         found = policies.list(conn, source, limit=MOST_POLICIES)
-    return [DtrPolicyOut.of(record) for record in found]
+        return [
+            DtrPolicyOut.of(record, shown_target(conn, accounts, caller, record))
+            for record in found
+        ]
 
 
 @dtr_router.get(f"{DTR_POLICIES}/{{promotionPolicyID}}", responses=problems(404))
@@ -656,8 +676,7 @@ def dtr_get_policy(
 ) -> DtrPolicyOut:
     """DTR's getPromotionPolicy."""
     name = _dtr_name(namespace, reponame)
-    record = _get(name, promotionPolicyID, caller, accounts, repositories, policies)
-    return DtrPolicyOut.of(record)
+    return DtrPolicyOut.of(*_get(name, promotionPolicyID, caller, accounts, repositories, policies))
 
 
 def _dtr_update(
@@ -679,7 +698,7 @@ def _dtr_update(
     )
     name = _dtr_name(namespace, reponame)
     record = _update(name, policy_id, change, caller, trail, accounts, repositories, policies)
-    return DtrPolicyOut.of(record)
+    return DtrPolicyOut.of(record, record.target_repository)  # they may push it
 
 
 @dtr_router.put(f"{DTR_POLICIES}/{{promotionPolicyID}}", responses=problems(404, 409))
