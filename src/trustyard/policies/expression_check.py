@@ -177,6 +177,11 @@ def _a(t: CelType) -> str:
     return ("an " if text[0] in "aeiou" else "a ") + text
 
 
+def _records(t: CelType | None) -> bool:
+    """A record, or a list of records: a fact group that may be missing (not scanned yet)."""
+    return t is not None and (t.fields is not None or (t.item is not None and bool(t.item.fields)))
+
+
 def _sub(tree: Tree, i: int) -> Tree:
     child = tree.children[i]
     if not isinstance(child, lark.Tree):  # pragma: no cover (the grammar)
@@ -312,7 +317,7 @@ class _Checker:
                 return t
         if name in self.variables:
             declared = self.variables[name]
-            if self.enclosing and declared.item is not None and declared.item.fields:
+            if self.enclosing and declared.kind == "list" and _records(declared):
                 raise _refuse(
                     tree,
                     f"`{name}` is read inside the body of {self.enclosing[-1]}(): a list "
@@ -450,7 +455,21 @@ class _Checker:
         selection = _single_chain(args[0], "member_dot")
         if selection is None:
             raise _refuse(tree, "has() takes a field selection, like has(labels.team)")
-        self.type_of(selection)
+        receiver = self.type_of(_sub(selection, 0))
+        self._select(selection, receiver, _word(selection, 1))
+        bound = {name for name, _ in self.scopes}
+        names = {
+            _word(node, 0)
+            for node in selection.iter_subtrees()
+            if node.data in ("ident", "dot_ident") and _word(node, 0) not in bound
+        }
+        if receiver.fields is not None or any(_records(self.variables.get(n)) for n in names):
+            raise _refuse(
+                tree,
+                "has() tests a key of a map such as labels; the fields of the image's "
+                "records (components, vulnerabilities) are always there once known, and "
+                "has() would answer false before a scan instead of waiting for it",
+            )
         return BOOL
 
     def _member_dot_arg(self, tree: Tree) -> CelType:

@@ -103,7 +103,7 @@ def judge(text: str, facts: ImageFacts = FACTS) -> tuple[Outcome, str]:
         ("-size < 0 && size % 2 == 0 && size / 1000 * 1000 == size", True),
         ("!(size > 1) || !(vulnerabilities.critical > 0)", True),
         ('double(size) >= 1.5e8 && uint(size) > 1u && string(size).startsWith("15")', True),
-        ("has(vulnerabilities.critical) && size(labels) == 2", True),
+        ("has(labels.team) && size(labels) == 2", True),
     ],
 )
 def test_every_variable(text: str, passes: bool) -> None:
@@ -250,6 +250,14 @@ def test_version_compare_without_an_order_fails_saying_so() -> None:
         ('tag.matches("(unclosed")', "pattern '(unclosed' does not compile"),
         ("has(size)", "has() takes a field selection"),
         ("has(vulnerabilities.high)", "no field 'high'"),
+        # has() swallows the error of a missing group: it would pass this before any scan
+        (
+            "!has(vulnerabilities.critical) || vulnerabilities.critical == 0",
+            "has() tests a key of a map such as labels",
+        ),
+        ('components.exists(c, has(c.purl) && c.purl != "")', "has() tests a key of a map"),
+        ("has(components[0].name)", "has() tests a key of a map"),
+        ("has(dyn(vulnerabilities).critical)", "has() tests a key of a map"),
         ('Image{tag: "x"} == null', "message construction"),
         ("size.getFullYear() == 2026", "getFullYear() takes a timestamp"),
         ("pushed_at.getHours(1, 2) == 0", "getHours() takes a duration or timestamp"),
