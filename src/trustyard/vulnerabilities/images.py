@@ -348,6 +348,26 @@ class ImageStore:
             found.update((row.manifest_digest, row.scan_id) for row in conn.execute(query))
         return found
 
+    def counts_of_scans(self, conn: Connection, scan_ids: Iterable[int]) -> dict[int, Counts]:
+        """Raw counts (triage NOT applied) of each scan's findings, one grouped query per
+        1,000 scans (by the findings' scan index); a scan without findings is absent."""
+        found: dict[int, dict[str, int]] = {}
+        for chunk in _chunks(sorted(set(scan_ids))):
+            query = (
+                select(
+                    vuln_findings.c.scan_id,
+                    vuln_findings.c.bucket,
+                    func.count(vuln_findings.c.id).label("n"),
+                )
+                .where(vuln_findings.c.scan_id.in_(chunk))
+                .group_by(vuln_findings.c.scan_id, vuln_findings.c.bucket)
+            )
+            for row in conn.execute(query):
+                tally = found.setdefault(row.scan_id, {})
+                bucket = row.bucket if row.bucket in ("critical", "major", "minor") else "unknown"
+                tally[bucket] = tally.get(bucket, 0) + row.n
+        return {scan_id: Counts(**tally) for scan_id, tally in found.items()}
+
     def findings_of_scans(
         self, conn: Connection, scan_ids: Iterable[int]
     ) -> dict[int, tuple[ImageFinding, ...]]:

@@ -2,7 +2,8 @@
 policy engine (which receives them through the composition root: features never import
 each other).
 
-The stored counts of each manifest's latest matched scan come in one query; then one query
+The stored counts of each manifest's latest matched scan come in two queries (which scan,
+then its findings counted by bucket through their scan index); then one query
 reads the decisions that hold in the repository (its images', its own, its organization's).
 Without any (the usual case) the stored counts are the answer. Otherwise only the images
 with findings that some decision may touch are recounted, from their findings read in one
@@ -35,7 +36,9 @@ class TriagedCounts:
         now: datetime,
     ) -> dict[str, Counts]:
         """{digest: counts after triage at `now`}; a digest never matched is absent."""
-        counts = self.images.counts_for(conn, repository_id, digests)
+        scans = self.images.latest_matched(conn, repository_id, digests)
+        raw = self.images.counts_of_scans(conn, scans.values())
+        counts = {digest: raw.get(scan_id, Counts()) for digest, scan_id in scans.items()}
         touched = [digest for digest, raw in counts.items() if raw.total]
         if not touched:
             return counts
@@ -47,9 +50,9 @@ class TriagedCounts:
         recount = [digest for digest in touched if whole or digest in by_digest]
         if not recount:
             return counts
-        scans = self.images.latest_matched(conn, repository_id, recount)
-        findings = self.images.findings_of_scans(conn, scans.values())
-        for digest, scan_id in scans.items():
+        findings = self.images.findings_of_scans(conn, (scans[d] for d in recount))
+        for digest in recount:
+            scan_id = scans[digest]
             applicable = [r for r in rows if r.manifest_digest in (None, digest)]
             counts[digest] = Counts.of(decide(findings.get(scan_id, ()), applicable))
         return counts
