@@ -8,7 +8,9 @@ that is missing) the 30th component already costs seconds, the 40th hours. Here 
 logic keeps the first error instead, CEL's commutative rules otherwise unchanged: a decisive
 operand wins whatever the other is (`false && error` is false), else an error wins, else the
 booleans combine. The quantifiers stop at the first decisive element, and `exists_one`,
-`map` and `filter` fail on an element's error instead of counting or keeping it.
+`map` and `filter` fail on an element's error instead of counting or keeping it, as a map
+literal does on an error in it. (An error must not turn into a value: over a fact group not
+loaded yet, the expression is pending only while its result is an error.)
 """
 
 from __future__ import annotations
@@ -111,6 +113,20 @@ class _Evaluator(Evaluator):
             )
         body = self.build_ss_macro_eval(tree)  # an element's value, or its error
         return _comprehend(name, ((element, body(element)) for element in over))
+
+    def mapinits(self, tree: lark.Tree) -> Any:  # type: ignore[type-arg]
+        """A map literal: an error in a key or a value is the literal's (cel-python kept it
+        as a value: `{"a": error}.size()` was 1)."""
+        items: list[Any] = self.visit_children(tree)
+        for item in items:
+            if isinstance(item, CELEvalError):
+                return item
+        result = celtypes.MapType()
+        for key, value in zip(items[0::2], items[1::2], strict=True):
+            if key in result:
+                raise ValueError(f"duplicate key {key!r} in a map literal")
+            result[key] = value
+        return result
 
 
 class Runner(celpy.InterpretedRunner):

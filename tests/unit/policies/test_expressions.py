@@ -351,6 +351,10 @@ UNSCANNED = replace(FACTS, components=None, vulnerabilities=None)
         ("size(components) == 0", "components are not known yet"),
         ("vulnerabilities.critical == 0", "vulnerability counts are not known yet"),
         ('!components.exists(c, c.name == "x")', "components are not known yet"),
+        ('{"v": vulnerabilities}.size() == 1', "vulnerability counts are not known yet"),
+        ("[vulnerabilities].size() == 1", "vulnerability counts are not known yet"),
+        ("components.map(c, c.name).size() >= 0", "components are not known yet"),
+        ("vulnerabilities != null", "vulnerability counts are not known yet"),
         (
             'tag.endsWith("stable") && vulnerabilities.all == 0 && size(components) < 500',
             "components are not known yet (no finished scan); vulnerability counts are not "
