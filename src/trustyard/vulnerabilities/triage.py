@@ -505,7 +505,6 @@ class TriageStore:
         live = [r for r in found if not r.expired(now) and (wanted is None or r.vuln_id in wanted)]
         return sorted(live, key=_precedence)
 
-
     def live_in(
         self, conn: Connection, repository_id: int, namespace: str, now: datetime
     ) -> list[TriageRow]:
