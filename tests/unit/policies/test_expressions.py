@@ -7,6 +7,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from trustyard.config import PoliciesSettings
 from trustyard.policies.expression_check import MAX_DEPTH
@@ -507,3 +509,100 @@ def test_one_compiled_expression_judges_many_images() -> None:
         for t, c in (("1-stable", 0), ("1-stable", 1), ("1-dev", 0))
     ]
     assert [e.outcome for e in outcomes] == [Outcome.PASSED, Outcome.FAILED, Outcome.FAILED]
+
+
+# --- any text: an expression or a refusal, never another error ----------------------------
+
+_PIECES = st.sampled_from(
+    [
+        "tag",
+        "tags",
+        "size",
+        "labels",
+        "components",
+        "vulnerabilities",
+        "now",
+        "c",
+        "x",
+        ".",
+        ",",
+        "(",
+        ")",
+        "[",
+        "]",
+        "{",
+        "}",
+        ":",
+        "?",
+        "!",
+        "-",
+        "+",
+        "*",
+        "/",
+        "%",
+        " && ",
+        " || ",
+        " == ",
+        " < ",
+        " in ",
+        ".exists(",
+        ".all(",
+        ".map(",
+        ".filter(",
+        ".size()",
+        ".name",
+        ".critical",
+        "has(",
+        "dyn(",
+        "size(",
+        "version_compare(",
+        "duration(",
+        "timestamp(",
+        "int(",
+        '"',
+        "'",
+        '"""',
+        "\\",
+        "\\\\",
+        "\n",
+        "//",
+        "r",
+        "b",
+        "1",
+        "0",
+        "1u",
+        "1.5",
+        "1e3",
+        "true",
+        "false",
+        "null",
+        '"a"',
+        "'b'",
+        " ",
+    ]
+)
+
+
+def compiled_or_refused(text: str) -> Expression | PolicyInvalid:
+    try:
+        return compiled(text)
+    except PolicyInvalid as refused:
+        return refused
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _evaluator_ready() -> None:
+    compiled("true")  # cel-python raises the recursion limit once, at its first use
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_PIECES, max_size=24).map("".join))
+def test_any_text_compiles_or_is_refused(text: str) -> None:
+    expression = compiled_or_refused(text)
+    if isinstance(expression, PolicyInvalid):
+        assert expression.where == "expression"
+        return
+    (result,) = expression.evaluate(UNSCANNED, NOW).results
+    assert result.reason
+    (result,) = expression.evaluate(FACTS, NOW).results
+    assert result.passed is not None or result.reason.startswith("the expression")
