@@ -10,7 +10,10 @@ from trustyard.db import migrate
 from trustyard.db.engine import make_engine
 
 
-def test_the_api_asks_the_scan_service_that_reacts_to_pushes(tmp_path: Path) -> None:
+def test_the_api_asks_the_services_that_react_to_pushes(tmp_path: Path) -> None:
+    """One scan service and one set of policy triggers per process: the API's are the very
+    objects the outbox calls in a push's transaction (scanning first: a policy run then sees
+    whether the push queued a scan)."""
     settings = Settings(data_dir=tmp_path / "data")
     settings.data_dir.mkdir()
     engine = make_engine(settings.effective_database_url)
@@ -20,7 +23,7 @@ def test_the_api_asks_the_scan_service_that_reacts_to_pushes(tmp_path: Path) -> 
     try:
         assert app.api is not None
         assert app.ctx.events is not None
-        assert app.ctx.events.inline == (app.api.state.scans,)
+        assert app.ctx.events.inline == (app.api.state.scans, app.api.state.policy_triggers)
         assert app.api.state.webhooks.queue is app.api.state.scans.queue
     finally:
         app.ctx.engine.dispose()

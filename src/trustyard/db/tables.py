@@ -796,6 +796,7 @@ promotion_policies = Table(
     Column("last_error", Text),  # why the last run could not promote (None: it could)
     Index(None, "source_repository_id"),
     Index(None, "target_repository_id"),
+    sqlite_autoincrement=True,  # ids never reused: history and job keys name policies by id
 )
 
 # Every promotion that moved a tag (a repeat of the same image to the same tag writes none):
@@ -826,4 +827,5 @@ promotions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index(None, "target_repository_id", "manifest_digest"),
     Index(None, "source_repository_id", "manifest_digest"),
+    sqlite_autoincrement=True,
 )

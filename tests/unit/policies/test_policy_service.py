@@ -110,6 +110,19 @@ def test_a_created_policy_reads_back_with_its_names_needs_and_first_revision(
         assert service().list(conn, r["qa"], limit=10) == []
 
 
+def test_a_deleted_policys_id_is_never_given_again(engine: Engine) -> None:
+    # History lines and job dedupe keys name policies by id: a new policy taking a deleted
+    # one's id would inherit its history (SQLite reuses the highest rowid without
+    # AUTOINCREMENT).
+    r = repos(engine, "dev", "qa")
+    create(engine, service(), r["dev"], r["qa"])
+    newest = create(engine, service(), r["dev"], r["qa"])
+    with write_tx(engine) as conn:
+        service().delete(conn, r["dev"], newest.id)
+    again = create(engine, service(), r["dev"], r["qa"])
+    assert again.id > newest.id
+
+
 def test_a_policy_is_found_only_under_its_own_source(engine: Engine) -> None:
     r = repos(engine, "dev", "qa")
     made = create(engine, service(), r["dev"], r["qa"])

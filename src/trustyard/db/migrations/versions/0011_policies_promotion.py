@@ -52,6 +52,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_promotion_policies")),
+        sqlite_autoincrement=True,  # ids never reused: history and job keys name them
     )
     op.create_index(
         op.f("ix_promotion_policies_source_repository_id"),
@@ -87,6 +88,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_promotions")),
+        sqlite_autoincrement=True,
     )
     op.create_index(
         op.f("ix_promotions_target_repository_id_manifest_digest"),
