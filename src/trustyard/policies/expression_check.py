@@ -16,11 +16,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import lark
-import regex  # type: ignore[import-untyped]  # no stubs
 from celpy import celtypes
 from celpy.evaluation import celstr
 
 from trustyard.policies.interfaces import PolicyInvalid
+from trustyard.policies.patterns import MAX_LIST_STEPS, PatternInvalid, compile_pattern, steps
 
 Tree = lark.Tree[lark.Token]
 WHERE = "expression"
@@ -242,6 +242,7 @@ class _Checker:
         self.used: set[str] = set()
         self.scopes: list[tuple[str, CelType]] = []  # comprehension variables, innermost last
         self.enclosing: list[str] = []  # the comprehensions whose body is being checked
+        self.pattern_steps = 0  # the literal patterns' compiled size, together
 
     def type_of(self, tree: Tree) -> CelType:
         handler = getattr(self, "_" + str(tree.data), None)
@@ -472,6 +473,21 @@ class _Checker:
             )
         return BOOL
 
+    def _pattern(self, tree: Tree, pattern: str) -> None:
+        """A literal pattern measured and compiled now (patterns.py: `regex` writes counted
+        repeats out in full); all of them together held to the budget of a rule list."""
+        try:
+            compile_pattern(pattern)
+        except PatternInvalid as e:
+            raise _refuse(tree, f"pattern '{pattern[:80]}' {e}") from None
+        self.pattern_steps += steps(pattern)
+        if self.pattern_steps > MAX_LIST_STEPS:
+            raise _refuse(
+                tree,
+                f"the patterns of this expression would compile to more than "
+                f"{MAX_LIST_STEPS} steps together",
+            )
+
     def _member_dot_arg(self, tree: Tree) -> CelType:
         name, args = _word(tree, 1), self._args(tree, 2)
         receiver = self.type_of(_sub(tree, 0))
@@ -488,10 +504,7 @@ class _Checker:
                 raise _refuse(tree, f"{name}() takes a string and a string, not {receiver}, {t}")
             pattern = _literal_string(args[0]) if name == "matches" else None
             if pattern is not None:
-                try:
-                    regex.compile(pattern)
-                except regex.error as e:
-                    raise _refuse(args[0], f"pattern '{pattern}' does not compile: {e}") from None
+                self._pattern(args[0], pattern)
             return BOOL
         if name == "size":
             self._arity(tree, name, args, 0)

@@ -23,12 +23,11 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import celpy
 import lark
-import regex  # type: ignore[import-untyped]  # no stubs
 from celpy import celtypes
 from celpy.celparser import CELParseError, CELParser
 from celpy.evaluation import CELEvalError
@@ -55,6 +54,7 @@ from trustyard.policies.interfaces import (
     RuleResult,
     VersionOrder,
 )
+from trustyard.policies.patterns import PatternInvalid, compile_pattern
 
 log = logging.getLogger(__name__)
 
@@ -187,16 +187,24 @@ def _matches(timeout: float) -> Callable[..., Any]:
         if timed_out:
             return CELEvalError(timed_out[0], TimeoutError, ())
         try:
-            return celtypes.BoolType(regex.search(pattern, text, timeout=timeout) is not None)
+            found = _pattern(pattern).search(text, timeout=timeout)
+            return celtypes.BoolType(found is not None)
+        except PatternInvalid as e:
+            return CELEvalError(f"pattern '{pattern[:80]}' {e}", ValueError, ())
         except TimeoutError:
             message = f"pattern '{pattern}' ran past its time limit ({timeout * 1000:g} ms)"
             if timed_out is not None:
                 timed_out.append(message)
             return CELEvalError(message, TimeoutError, ())
-        except regex.error as e:
-            return CELEvalError(f"pattern '{pattern}' does not compile: {e}", ValueError, ())
 
     return matches
+
+
+@lru_cache(maxsize=32)
+def _pattern(text: str) -> Any:
+    """A pattern compiled once its size is known to be bounded (a literal one was checked
+    at creation; one read from the facts, such as a label, is checked here)."""
+    return compile_pattern(text)
 
 
 # --- compiling ----------------------------------------------------------------------------

@@ -249,7 +249,13 @@ def test_version_compare_without_an_order_fails_saying_so() -> None:
         ('version_compare("pypi", 1, "2") < 0', "version_compare() takes a string here"),
         ('pushed_at < now - duration("3 months")', "duration('3 months') does not parse"),
         ('pushed_at < timestamp("yesterday")', "timestamp('yesterday') does not parse"),
-        ('tag.matches("(unclosed")', "pattern '(unclosed' does not compile"),
+        ('tag.matches("(unclosed")', "pattern '(unclosed' is not a regular expression"),
+        # `regex` writes counted repeats out in full: this one would never finish compiling
+        ('tag.matches("((a{1000}){1000}){1000}")', "repeats too much"),
+        (
+            " || ".join(f'tag.matches("a{{{9000 + i}}}")' for i in range(6)),
+            "the patterns of this expression would compile to more than 50000 steps",
+        ),
         ("has(size)", "has() takes a field selection"),
         ("has(vulnerabilities.high)", "no field 'high'"),
         # has() swallows the error of a missing group: it would pass this before any scan
@@ -400,7 +406,8 @@ def test_an_empty_bom_is_not_missing() -> None:
         ('tags[5] == "x"', "invalid_argument"),
         ("size / (size - size) == 1", "divide by zero"),
         ("int(tag) == 1", "return error for overflow"),
-        ('tag.matches(labels.team + "(")', "pattern 'payments(' does not compile"),
+        ('tag.matches(labels.team + "(")', "pattern 'payments(' is not a regular expression"),
+        ('tag.matches(labels.team + "{1000000}")', "pattern 'payments{1000000}' repeats too much"),
     ],
 )
 def test_a_run_time_error_fails_with_its_reason(text: str, reason: str) -> None:
