@@ -435,7 +435,8 @@ class _Checker:
             "type conversions int, string, timestamp, duration...)",
         )
 
-    _dot_ident_arg = _ident_arg
+    def _dot_ident_arg(self, tree: Tree) -> CelType:
+        raise _refuse(tree, "a function called with a leading dot (`.f(x)`) is not supported")
 
     def _arity(self, tree: Tree, name: str, args: Sequence[Tree], n: int) -> None:
         if len(args) != n:

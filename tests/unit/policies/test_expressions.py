@@ -98,6 +98,7 @@ def judge(text: str, facts: ImageFacts = FACTS) -> tuple[Outcome, str]:
         ('"ci@example.com" in signatures', True),
         ("size(signatures) == 0", False),
         ('now == timestamp("2026-06-01T12:00:00Z")', True),
+        ('.tag == "1.2-stable"', True),  # a leading dot names the root scope
         ("true ? size > 1 : false", True),
         # literals and operators, as the evaluator sees them (chains of grammar levels cut)
         ('tag in ["1.1-stable", "1.2-stable"]', True),
@@ -267,6 +268,7 @@ def test_version_compare_without_an_order_fails_saying_so() -> None:
         ("has(components[0].name)", "has() tests a key of a map"),
         ("has(dyn(vulnerabilities).critical)", "has() tests a key of a map"),
         ('Image{tag: "x"} == null', "message construction"),
+        (".size(tags) == 2", "a function called with a leading dot"),
         ("size.getFullYear() == 2026", "getFullYear() takes a timestamp"),
         ("pushed_at.getHours(1, 2) == 0", "getHours() takes a duration or timestamp"),
         ('size.startsWith("1")', "startsWith() takes a string and a string, not int, string"),
