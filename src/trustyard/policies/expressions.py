@@ -210,11 +210,18 @@ def _pattern(text: str) -> Any:
 # --- compiling ----------------------------------------------------------------------------
 
 
+# cel-python's evaluator recurses over the parse tree (a few frames a level, MAX_DEPTH levels
+# at most) and its Environment sets the interpreter's limit to 2500 when first made: raised
+# here once, when the module loads, it does not change later under a running caller
+_RECURSION_LIMIT = 2500
+sys.setrecursionlimit(max(sys.getrecursionlimit(), _RECURSION_LIMIT))
+
+
 @cache
 def _environment() -> celpy.Environment:
     limit = sys.getrecursionlimit()
-    environment = celpy.Environment()  # it sets the interpreter's recursion limit to 2500
-    sys.setrecursionlimit(max(limit, sys.getrecursionlimit()))
+    environment = celpy.Environment()
+    sys.setrecursionlimit(max(limit, _RECURSION_LIMIT))
     return environment
 
 

@@ -599,11 +599,6 @@ def compiled_or_refused(text: str) -> Expression | PolicyInvalid:
         return refused
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _evaluator_ready() -> None:
-    compiled("true")  # cel-python raises the recursion limit once, at its first use
-
-
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_PIECES, max_size=24).map("".join))
 def test_any_text_compiles_or_is_refused(text: str) -> None:
