@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import Connection
 
@@ -30,9 +30,10 @@ class Need(StrEnum):
     VULNERABILITIES = "vulnerabilities"  # counts after triage (a matched scan)
 
 
-@dataclass(frozen=True, slots=True)
-class ComponentFact:
-    """One component of the image's BOM (every platform of an index)."""
+class ComponentFact(NamedTuple):
+    """One component of the image's BOM (every platform of an index). A named tuple, not a
+    dataclass: a repository's worth of BOMs makes hundreds of thousands of them at once, and
+    a tuple is built (and shared, being its own key) several times faster."""
 
     ecosystem: str  # the BOM's: deb, apk, rpm, pypi, npm, golang, ...
     name: str

@@ -14,13 +14,13 @@ the composition root turns them into the engine's facts).
 
 from __future__ import annotations
 
-import json
 import re
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import TypeVar
 
+import msgspec
 from sqlalchemy import Connection
 
 from trustyard.content.reads import ContentReads
@@ -61,38 +61,53 @@ def _license_ids(expression: str) -> tuple[str, ...]:
     return tuple(found)
 
 
+class _Component(msgspec.Struct, gc=False):
+    """What policies read of a BOM component (scanning.model.Component.to_json writes these
+    as strings); every other field is skipped unread."""
+
+    ecosystem: str = ""
+    name: str = ""
+    version: str = ""
+    purl: str = ""
+    licenses: str | None = None
+
+
+class _Bom(msgspec.Struct, gc=False):
+    components: list[_Component] = []
+
+
+# Typed decoding of a stored BOM list: only the fields above become Python objects (the
+# locations, detectors, layer lists... are skipped in C), about 8x faster than json.loads of
+# the whole document (bench/policy_eval.py).
+_DECODE_BOMS = msgspec.json.Decoder(list[_Bom])
+
+
+def decode_boms(data: bytes) -> list[_Bom]:
+    """The BOM list of a scan as stored (JSON); a malformed one (a field of another type
+    than the scanner writes) reads as no BOM."""
+    try:
+        return _DECODE_BOMS.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return []
+
+
 def bom_components(
-    boms: Sequence[Mapping[str, Any]], make: Callable[[str, str, str, tuple[str, ...], str], T]
+    boms: Sequence[_Bom], make: Callable[[str, str, str, tuple[str, ...], str], T]
 ) -> list[T]:
     """Each component of the image BOMs, made by `make(ecosystem, name, version, licences,
     purl)`; once over several platforms (an index's share most of theirs)."""
     result: list[T] = []
     seen: set[ComponentTuple] | None = set() if len(boms) > 1 else None
     for bom in boms:
-        listed = bom.get("components")
-        if not isinstance(listed, list):
-            continue
-        for item in listed:
-            if not isinstance(item, dict):
-                continue
-            ecosystem, name, version, purl = (
-                _text(item.get("ecosystem")),
-                _text(item.get("name")),
-                _text(item.get("version")),
-                _text(item.get("purl")),
-            )
-            licenses = license_ids(item.get("licenses"))
+        for item in bom.components:
+            licenses = license_ids(item.licenses) if item.licenses else ()
             if seen is not None:
-                key = (ecosystem, name, version, licenses, purl)
+                key = (item.ecosystem, item.name, item.version, licenses, item.purl)
                 if key in seen:
                     continue
                 seen.add(key)
-            result.append(make(ecosystem, name, version, licenses, purl))
+            result.append(make(item.ecosystem, item.name, item.version, licenses, item.purl))
     return result
-
-
-def _text(value: object) -> str:
-    return value if type(value) is str else ("" if value is None else str(value))
 
 
 def as_tuple(
@@ -125,11 +140,10 @@ class ScanComponents:
         result: dict[int, list[T]] = {}
         for scan_id, packed in self.store.packed_boms_of(conn, scan_ids).items():
             try:
-                boms = json.loads(zlib.decompress(packed))
-            except (zlib.error, ValueError):
+                boms = decode_boms(zlib.decompress(packed))
+            except zlib.error:
                 boms = []
-            listed = [b for b in boms if isinstance(b, dict)] if isinstance(boms, list) else []
-            result[scan_id] = bom_components(listed, make)
+            result[scan_id] = bom_components(boms, make)
         return result
 
     def request(
