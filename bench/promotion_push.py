@@ -120,18 +120,22 @@ def promotions(url: str, prefix: str) -> int:
     return total
 
 
-def drained(url: str, prefix: str, settle: float = 3.0, limit: float = 1800.0) -> int:
-    """Wait until the promotion count stops moving for `settle` seconds (the worker's backlog
-    of scans, matches and evaluations is done); the final count."""
-    last, since, began = -1, time.monotonic(), time.monotonic()
-    while time.monotonic() - began < limit:
-        now = promotions(url, prefix)
-        if now != last:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since >= settle:
-            return now
+def backlog(database: Path) -> int:
+    """Jobs queued or running (scans, matches, evaluations, promotions' scans)."""
+    import sqlite3
+
+    with sqlite3.connect(database) as db:
+        row = db.execute("SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')")
+        return int(row.fetchone()[0])
+
+
+def drained(url: str, prefix: str, database: Path, limit: float = 1800.0) -> int:
+    """Wait until the worker's backlog is done (no job queued or running); the promotions
+    made by then."""
+    began = time.monotonic()
+    while backlog(database) and time.monotonic() - began < limit:
         time.sleep(0.5)
-    return last
+    return promotions(url, prefix)
 
 
 def manifest_put(doc: dict[str, Any], target: str) -> float | None:
@@ -149,6 +153,7 @@ def run_order(order: list[str], out: Path, args: argparse.Namespace) -> dict[str
         "TRUSTYARD_SCANNING__ENABLED": "true",
         "TRUSTYARD_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "TRUSTYARD_VULNERABILITIES__UPDATE_CRON": "",
+        "TRUSTYARD_JOBS__EMBEDDED_WORKERS": "1" if args.worker else "0",
     }
     name = "-".join(order)
     server = TrustyardServer(
@@ -178,7 +183,9 @@ def run_order(order: list[str], out: Path, args: argparse.Namespace) -> dict[str
         doc: dict[str, Any] = json.loads((out / f"{name}.json").read_text())
         at_end = promotions(server.url, prefix)
         began = time.monotonic()
-        final = drained(server.url, prefix)
+        final = (
+            drained(server.url, prefix, server.data_dir / "trustyard.db") if args.worker else at_end
+        )
         return {
             "order": order,
             "status": status,
@@ -196,6 +203,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small counts (a smoke run)")
     parser.add_argument("--rounds", type=int, help="regbench rounds (default: regbench's)")
+    parser.add_argument(
+        "--no-worker",
+        dest="worker",
+        action="store_false",
+        help="start no job worker: the request path alone (jobs are queued, none runs)",
+    )
     args = parser.parse_args()
     out = REPO_ROOT / "bench" / "results" / time.strftime("promotion-%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
