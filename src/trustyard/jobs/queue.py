@@ -92,6 +92,28 @@ class SqlJobQueue:
             schedule=schedule,
         )
 
+    def enqueue_many(
+        self,
+        conn: Connection,
+        kind: str,
+        jobs: Sequence[tuple[Mapping[str, Any], str | None]],
+    ) -> None:
+        """Several jobs of one kind, (payload, dedupe key) each, in the caller's transaction
+        and one statement (a push's reactions cost one round trip, whatever their number);
+        a key a live job holds adds nothing, as with `enqueue`."""
+        for _, key in jobs:
+            if key is not None and not 0 < len(key) <= 255:
+                raise InvalidJob("a dedupe key has 1 to 255 characters")
+        now = self.clock()
+        self.store.insert_many(
+            conn,
+            check_kind(kind),
+            [(encode_payload(payload), key) for payload, key in jobs],
+            max_attempts=self.max_attempts,
+            run_after=now,
+            now=now,
+        )
+
     def signal(self, conn: Connection, kind: str, dedupe_key: str) -> Enqueued:
         """Make sure a job of `kind` holding `dedupe_key` is queued or running, in the
         caller's transaction: a wake-up for work stored elsewhere (the outbox's dispatcher),

@@ -108,8 +108,47 @@ def _insert_statement(dialect_name: str) -> Any:
     )
 
 
+@functools.cache
+def _insert_many_statement(dialect_name: str) -> Any:
+    """`_insert_statement` without RETURNING, for several jobs in one execution."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    return dialect.insert(jobs).on_conflict_do_nothing(
+        index_elements=[jobs.c.dedupe_key], index_where=_LIVE_INDEX
+    )
+
+
 class JobStore:
     # -- producers -------------------------------------------------------------------------
+    def insert_many(
+        self,
+        conn: Connection,
+        kind: str,
+        items: Sequence[tuple[str, str | None]],
+        *,
+        max_attempts: int,
+        run_after: datetime,
+        now: datetime,
+    ) -> None:
+        """Jobs of one kind, (payload, dedupe key) each, in one statement; a job whose key a
+        live job (or an earlier item) holds is not added."""
+        if not items:
+            return
+        rows = [
+            {
+                "kind": kind,
+                "payload": payload,
+                "state": JobState.QUEUED.value,
+                "priority": 0,
+                "attempts": 0,
+                "max_attempts": max_attempts,
+                "run_after": run_after,
+                "dedupe_key": key,
+                "schedule": None,
+                "created_at": now,
+            }
+            for payload, key in items
+        ]
+        conn.execute(_insert_many_statement(conn.dialect.name), rows)
 
     def insert(
         self,

@@ -13,7 +13,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, delete, func, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    Select,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 
 from trustyard.content.reads import join_repository_as
 from trustyard.db.sql import keyset
@@ -35,6 +45,13 @@ _GRAPH_LOCK = int.from_bytes(b"typolicy", "big") >> 1
 
 def encode_needs(needs: Iterable[Need]) -> str:
     return ",".join(sorted(need.value for need in needs))
+
+
+_ENABLED_NEEDS = (
+    select(policies.c.id, policies.c.needs)
+    .where(policies.c.source_repository_id == bindparam("source"), policies.c.enabled.is_(True))
+    .order_by(policies.c.id)
+)
 
 
 def decode_needs(value: str | None) -> frozenset[Need]:
@@ -141,6 +158,12 @@ class PolicyStore:
     def count_of_source(self, conn: Connection, source_id: int) -> int:
         query = select(func.count()).where(policies.c.source_repository_id == source_id)
         return int(conn.scalar(query) or 0)
+
+    def enabled_needs(self, conn: Connection, source_id: int) -> list[tuple[int, frozenset[Need]]]:
+        """The id and needs of each enabled policy of the repository, in id order: what a
+        push's trigger reads (one indexed query, built once, no records made)."""
+        rows = conn.execute(_ENABLED_NEEDS, {"source": source_id})
+        return [(row.id, decode_needs(row.needs)) for row in rows]
 
     def has_enabled(self, conn: Connection, source_id: int) -> bool:
         """Whether the repository has an enabled policy (one indexed probe)."""

@@ -117,15 +117,23 @@ class PolicyTriggers:
         repository_id = self._repository_id(conn, event)
         if repository_id is None:
             return
-        policies = self.store.of_source(conn, repository_id, enabled=True)
+        policies = self.store.enabled_needs(conn, repository_id)
         if not policies:
             return
         depth = _depth(event.facts) + 1
         scan_coming = (event.repository, digest) in scanning
-        for policy in policies:
-            if scan_coming and policy.needs & SCAN_NEEDS:
-                continue  # the scan's end runs it
-            self.enqueue(conn, policy, tag, digest, trigger="push", depth=depth, actor=event.actor)
+        self.queue.enqueue_many(
+            conn,
+            EVALUATE_KIND,
+            [
+                (
+                    _payload(policy_id, tag, digest, "push", depth, event.actor),
+                    evaluate_key(policy_id, tag, digest),
+                )
+                for policy_id, needs in policies
+                if not (scan_coming and needs & SCAN_NEEDS)  # else the scan's end runs it
+            ],
+        )
 
     def _changed(
         self,
@@ -208,14 +216,7 @@ class PolicyTriggers:
         actor: str | None,
     ) -> int:
         """Queue a `policies.evaluate` of the policy for `tag` naming `digest`."""
-        payload: dict[str, Any] = {
-            "policy_id": policy.id,
-            "tag": tag,
-            "digest": digest,
-            "trigger": trigger,
-            "depth": depth,
-            "actor": actor,
-        }
+        payload = _payload(policy.id, tag, digest, trigger, depth, actor)
         key = evaluate_key(policy.id, tag, digest)
         return self.queue.enqueue(conn, EVALUATE_KIND, payload, dedupe_key=key).id
 
@@ -242,6 +243,19 @@ class PolicyTriggers:
             if record.target_repository == repository
         ]
         return into[-1] if into else 0
+
+
+def _payload(
+    policy_id: int, tag: str, digest: str, trigger: str, depth: int, actor: str | None
+) -> dict[str, Any]:
+    return {
+        "policy_id": policy_id,
+        "tag": tag,
+        "digest": digest,
+        "trigger": trigger,
+        "depth": depth,
+        "actor": actor,
+    }
 
 
 def _depth(facts: Mapping[str, Any]) -> int:

@@ -3,6 +3,7 @@ lease expiry and renewal, releases, dedupe keys, and the admin actions."""
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from datetime import timedelta
@@ -322,6 +323,32 @@ def test_enqueuing_live_work_twice_is_harmless(queue: SqlJobQueue) -> None:
         later = queue.enqueue(conn, "scan.image", {"digest": "a"}, dedupe_key="scan:a")
     assert later.created is True
     assert later.id not in {first.id, other.id}
+
+
+def test_several_jobs_enqueued_at_once_keep_their_dedupe_keys(queue: SqlJobQueue) -> None:
+    """What a push into a repository with policies queues in one statement: a key a live
+    job holds (or an earlier item of the batch) adds nothing; the others become jobs."""
+    with write_tx(queue.engine) as conn:
+        live = queue.enqueue(conn, "scan.image", {"digest": "a"}, dedupe_key="scan:a")
+        queue.enqueue_many(
+            conn,
+            "scan.image",
+            [
+                ({"digest": "a"}, "scan:a"),
+                ({"digest": "b"}, "scan:b"),
+                ({"digest": "b", "again": True}, "scan:b"),
+                ({"digest": "c"}, None),
+            ],
+        )
+        queue.enqueue_many(conn, "scan.image", [])
+    taken = [queue.claim("w1", KINDS, 10)]
+    payloads = sorted(json.dumps(claim.payload, sort_keys=True) for claim in taken[0])
+    assert payloads == [
+        '{"digest": "a"}',
+        '{"digest": "b"}',
+        '{"digest": "c"}',
+    ]
+    assert live.id in {claim.id for claim in taken[0]}
 
 
 def test_a_signal_finds_the_waiting_job_or_queues_one(queue: SqlJobQueue) -> None:
