@@ -84,15 +84,17 @@ def world(start_server: Callable[..., TrustyardServer]) -> Iterator[World]:
             engine.dispose()
 
 
-def test_a_push_queues_an_evaluation_of_each_policy(world: World) -> None:
+def test_a_push_queues_one_job_naming_each_policy(world: World) -> None:
     push_image(world.admin, SOURCE, "sha256-" + "b" * 64 + ".sig")  # a fallback tag: none
     pushed = push_image(world.admin, SOURCE, "v2")
-    found = [(kind, p["policy_id"], p["tag"], p["digest"]) for kind, p in world.taken()]
-    # Scanning is off on this server: no scan will end, so the gate runs now too (and waits).
-    assert [f for f in found if f[2] != "v1"] == [
-        ("policies.evaluate", world.gate, "v2", pushed.digest),
-        ("policies.evaluate", world.plain, "v2", pushed.digest),
+    found = [
+        (kind, p["policy_ids"], p["tag"], p["digest"], p["trigger"])
+        for kind, p in world.taken()
+        if p["tag"] != "v1"
     ]
+    # Scanning is off on this server: no scan will end, so the gate runs now too (and waits).
+    # One job for the push (one row in its transaction); the worker splits it per policy.
+    assert found == [("policies.push", [world.gate, world.plain], "v2", pushed.digest, "push")]
 
 
 def test_an_override_runs_the_gate_again(world: World) -> None:

@@ -1,5 +1,8 @@
 """The jobs of promotion policies (queued by `triggers.py`, run by `runner.py`):
 
+- `policies.push` {repository_id, tag, digest, depth, actor, policy_ids}: what a push
+  queues in its transaction (one job, whatever the number of policies), split here into a
+  `policies.evaluate` per policy;
 - `policies.evaluate` {policy_id, tag, digest, trigger, depth, actor}: judge one tag and
   promote it when it passes;
 - `policies.run` {policy_id, trigger}: judge every tag of the policy's source and queue an
@@ -14,14 +17,32 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy import Engine
+
+from trustyard.db.engine import write_tx
 from trustyard.jobs.interfaces import JobContext, PermanentJobError
 from trustyard.policies.promotion import TRIGGERS
 from trustyard.policies.runner import Evaluate, PolicyRunner
-from trustyard.policies.triggers import EVALUATE_KIND, RUN_KIND
+from trustyard.policies.triggers import EVALUATE_KIND, PUSH_KIND, RUN_KIND, PolicyTriggers
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EVALUATE_KIND", "RUN_KIND", "EvaluatePolicy", "RunPolicy"]
+__all__ = ["EVALUATE_KIND", "PUSH_KIND", "RUN_KIND", "EvaluatePolicy", "PushPolicies", "RunPolicy"]
+
+
+class PushPolicies:
+    """`policies.push`: a push's evaluations queued, one per policy (in one transaction)."""
+
+    def __init__(self, engine: Engine, triggers: PolicyTriggers) -> None:
+        self.engine = engine
+        self.triggers = triggers
+
+    def __call__(self, job: JobContext) -> None:
+        try:
+            with write_tx(self.engine) as conn:
+                self.triggers.fan_out(conn, job.payload)
+        except ValueError as bad:
+            raise PermanentJobError(str(bad)) from None
 
 
 def _request(job: JobContext) -> Evaluate:

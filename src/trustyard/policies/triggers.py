@@ -41,12 +41,17 @@ from trustyard.policies.stores import PolicyStore
 
 EVALUATE_KIND: Final = "policies.evaluate"
 RUN_KIND: Final = "policies.run"
+PUSH_KIND: Final = "policies.push"
 SCAN_NEEDS: Final = frozenset({Need.SCAN, Need.VULNERABILITIES})
 _FALLBACK = re.compile(r"sha256-[0-9a-f]{64}\..+")
 
 
 def evaluate_key(policy_id: int, tag: str, digest: str) -> str:
     return f"{EVALUATE_KIND}:{policy_id}:{digest}:{tag}"
+
+
+def push_key(repository_id: int, tag: str, digest: str) -> str:
+    return f"{PUSH_KIND}:{repository_id}:{digest}:{tag}"
 
 
 def run_key(policy_id: int) -> str:
@@ -122,18 +127,46 @@ class PolicyTriggers:
             return
         depth = _depth(event.facts) + 1
         scan_coming = (event.repository, digest) in scanning
+        chosen = [
+            policy_id
+            for policy_id, needs in policies
+            if not (scan_coming and needs & SCAN_NEEDS)  # else the scan's end runs it
+        ]
+        if not chosen:
+            return
+        # One job for the push, whatever the number of policies: the worker splits it into
+        # an evaluation per policy (`fan_out`), off the push's transaction.
+        payload = _payload(0, tag, digest, "push", depth, event.actor)
+        del payload["policy_id"]
+        payload |= {"repository_id": repository_id, "policy_ids": chosen}
+        self.queue.enqueue(
+            conn, PUSH_KIND, payload, dedupe_key=push_key(repository_id, tag, digest)
+        )
+
+    def fan_out(self, conn: Connection, payload: Mapping[str, Any]) -> int:
+        """A push's job split into a `policies.evaluate` per policy it names (one statement;
+        an evaluation already queued for the same policy, tag and image is not added).
+        Returns how many were asked for."""
+        ids, tag, digest = payload.get("policy_ids"), payload.get("tag"), payload.get("digest")
+        depth, actor = payload.get("depth"), payload.get("actor")
+        if (
+            not isinstance(ids, list)
+            or not all(isinstance(i, int) for i in ids)
+            or not isinstance(tag, str)
+            or not isinstance(digest, str)
+            or not isinstance(depth, int)
+            or not (actor is None or isinstance(actor, str))
+        ):
+            raise ValueError(f"{PUSH_KIND} needs policy_ids, tag, digest, depth and actor")
         self.queue.enqueue_many(
             conn,
             EVALUATE_KIND,
             [
-                (
-                    _payload(policy_id, tag, digest, "push", depth, event.actor),
-                    evaluate_key(policy_id, tag, digest),
-                )
-                for policy_id, needs in policies
-                if not (scan_coming and needs & SCAN_NEEDS)  # else the scan's end runs it
+                (_payload(i, tag, digest, "push", depth, actor), evaluate_key(i, tag, digest))
+                for i in ids
             ],
         )
+        return len(ids)
 
     def _changed(
         self,

@@ -189,9 +189,17 @@ def register_policies(
     queue: SqlJobQueue,
     scans: ScanService,
 ) -> None:
-    """`policies.evaluate` and `policies.run`; their promotions are published through an
-    outbox whose in-transaction consumers are scan on push and the triggers (chains)."""
-    from trustyard.policies.jobs import EVALUATE_KIND, RUN_KIND, EvaluatePolicy, RunPolicy
+    """`policies.push`, `policies.evaluate` and `policies.run`; their promotions are
+    published through an outbox whose in-transaction consumers are scan on push and the
+    triggers (chains)."""
+    from trustyard.policies.jobs import (
+        EVALUATE_KIND,
+        PUSH_KIND,
+        RUN_KIND,
+        EvaluatePolicy,
+        PushPolicies,
+        RunPolicy,
+    )
     from trustyard.policies.runner import CreatorCheck, PolicyRunner
     from trustyard.wiring.events import make_outbox
 
@@ -214,5 +222,6 @@ def register_policies(
         requester=ScanComponents(scans) if scans.enabled else None,
         may_push=may_push,
     )
+    handlers.register(PUSH_KIND, PushPolicies(engine, triggers))
     handlers.register(EVALUATE_KIND, EvaluatePolicy(runner))
     handlers.register(RUN_KIND, RunPolicy(runner))

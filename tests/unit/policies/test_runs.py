@@ -30,18 +30,19 @@ from trustyard.db.engine import read_tx, write_tx
 from trustyard.db.tables import jobs, promotions
 from trustyard.events import model as events
 from trustyard.events.outbox import Outbox
-from trustyard.jobs.interfaces import JobContext
+from trustyard.jobs.interfaces import JobContext, PermanentJobError
 from trustyard.jobs.queue import SqlJobQueue
 from trustyard.oci import mediatypes as mt
 from trustyard.oci.digest import digest_bytes
 from trustyard.policies import runner
 from trustyard.policies.facts import FactsLoader
 from trustyard.policies.interfaces import Need, PolicyRecord
+from trustyard.policies.jobs import PushPolicies
 from trustyard.policies.promotion import PromotionService
 from trustyard.policies.runner import Evaluate, PolicyRunner, PushCheck, Ran, Verdict
 from trustyard.policies.service import PolicyService
 from trustyard.policies.stores import PolicyStore
-from trustyard.policies.triggers import EVALUATE_KIND, RUN_KIND, PolicyTriggers
+from trustyard.policies.triggers import EVALUATE_KIND, PUSH_KIND, RUN_KIND, PolicyTriggers
 from trustyard.scanning.policy_facts import ScanComponents
 from trustyard.scanning.service import SCAN_KIND, ScanService
 from trustyard.scanning.stores import ScanStore
@@ -176,6 +177,8 @@ class World:
             )
 
     def queued(self, kind: str) -> list[tuple[int, dict[str, Any]]]:
+        if kind == EVALUATE_KIND:  # the pushes' jobs first become their evaluations
+            self.fan_out()
         with read_tx(self.engine) as conn:
             rows = conn.execute(
                 select(jobs.c.id, jobs.c.payload)
@@ -183,6 +186,20 @@ class World:
                 .order_by(jobs.c.id)
             )
             return [(row.id, json.loads(row.payload)) for row in rows]
+
+    def fan_out(self) -> None:
+        """Run the queued `policies.push` jobs as the worker does: each becomes an
+        evaluation per policy it names."""
+        with write_tx(self.engine) as conn:
+            rows = conn.execute(
+                select(jobs.c.id, jobs.c.payload)
+                .where(jobs.c.kind == PUSH_KIND, jobs.c.state == "queued")
+                .order_by(jobs.c.id)
+            ).all()
+            for row in rows:
+                self.triggers.fan_out(conn, json.loads(row.payload))
+                done = update(jobs).where(jobs.c.id == row.id)
+                conn.execute(done.values(state="succeeded", dedupe_key=None))
 
     def take(self, kind: str) -> list[tuple[int, dict[str, Any]]]:
         """The queued jobs of `kind`, marked running (claimed by the test) without their
@@ -555,3 +572,19 @@ def test_a_running_evaluation_gives_up_its_key(world: World) -> None:
     assert world.runner.evaluate(Evaluate(**payload), job_id).ran is Ran.PROMOTED
     world.push(source, "1.0", "a")  # the same image again, while the job still runs
     assert [p for _, p in world.queued(EVALUATE_KIND)] == [payload]
+
+
+def test_a_push_job_becomes_one_evaluation_per_policy_and_a_bad_one_fails_for_good(
+    engine: Engine, tmp_path: Path
+) -> None:
+    world = World(engine, tmp_path / "blobs")
+    handler = PushPolicies(engine, world.triggers)
+    good = {"tag": "1.0", "digest": "sha256:" + "a" * 64, "depth": 1, "actor": "olga"}
+    handler(JobContext(1, PUSH_KIND, good | {"policy_ids": [7, 9]}, 1, 3, "w"))
+    queued = [(p["policy_id"], p["tag"], p["trigger"]) for _, p in world.queued(EVALUATE_KIND)]
+    assert queued == [(7, "1.0", "push"), (9, "1.0", "push")]
+    # The same push job again (a retry): the evaluations waiting already are not doubled.
+    handler(JobContext(1, PUSH_KIND, good | {"policy_ids": [7, 9]}, 2, 3, "w"))
+    assert len(world.queued(EVALUATE_KIND)) == 2
+    with pytest.raises(PermanentJobError):
+        handler(JobContext(2, PUSH_KIND, good | {"policy_ids": ["7"]}, 1, 3, "w"))
