@@ -94,6 +94,25 @@ ROUTES = {
     ("get", "/api/v1/vex"),
     ("get", "/api/v1/vex/{vex_id}"),
     ("delete", "/api/v1/vex/{vex_id}"),
+    ("post", "/api/v1/repositories/{name}/promotion-policies"),
+    ("get", "/api/v1/repositories/{name}/promotion-policies"),
+    ("get", "/api/v1/repositories/{name}/promotion-policies/{policy_id}"),
+    ("patch", "/api/v1/repositories/{name}/promotion-policies/{policy_id}"),
+    ("delete", "/api/v1/repositories/{name}/promotion-policies/{policy_id}"),
+    ("post", "/api/v1/repositories/{name}/promotion-policies/{policy_id}/run"),
+    ("post", "/api/v1/repositories/{name}/policy-dry-run"),
+    ("post", "/api/v1/repositories/{name}/promotions"),
+    ("get", "/api/v1/repositories/{name}/promotions"),
+    ("get", "/api/v1/repositories/{name}/manifests/{reference}/history"),
+    ("post", "/api/v0/repositories/{namespace}/{reponame}/promotionPolicies"),
+    ("get", "/api/v0/repositories/{namespace}/{reponame}/promotionPolicies"),
+    ("get", "/api/v0/repositories/{namespace}/{reponame}/promotionPolicies/{promotionPolicyID}"),
+    ("put", "/api/v0/repositories/{namespace}/{reponame}/promotionPolicies/{promotionPolicyID}"),
+    ("post", "/api/v0/repositories/{namespace}/{reponame}/promotionPolicies/{promotionPolicyID}"),
+    (
+        "delete",
+        "/api/v0/repositories/{namespace}/{reponame}/promotionPolicies/{promotionPolicyID}",
+    ),
 }
 
 

@@ -27,8 +27,8 @@ from sqlalchemy import Connection
 
 from trustyard.api.audit import AuditTrail, Trail
 from trustyard.api.deps import Caller, Limit, Registry, Repositories
-from trustyard.api.errors import forbidden, problems
-from trustyard.api.repositories import readable_repository
+from trustyard.api.errors import problems
+from trustyard.api.repositories import writable_repository
 from trustyard.api.schemas import MAX_ROW_ID, NO_NUL, Page
 from trustyard.auth.authorize import Action
 from trustyard.auth.gate import Accounts
@@ -243,10 +243,8 @@ def managed_source(
 ) -> Repository:
     """The source repository, if `caller` manages its policies (read-write): 404 when they
     may not read it, 403 when they may only read it."""
-    repository = readable_repository(conn, accounts, repositories, caller, None, name)
-    if not accounts.policy.may(conn, caller, Action.PUSH, repository.name):
-        raise forbidden(f"the promotion policies of {repository.name!r} need read-write on it")
-    return repository
+    refusal = "the promotion policies of {repository!r} need read-write on it"
+    return writable_repository(conn, accounts, repositories, caller, name, refusal)
 
 
 def writable_target(
@@ -258,10 +256,8 @@ def writable_target(
 ) -> Repository:
     """The target repository, if `caller` may push to it: a policy promotes with its
     creator's authority. One they may not read is a missing repository; read-only, 403."""
-    repository = readable_repository(conn, accounts, repositories, caller, None, name)
-    if not accounts.policy.may(conn, caller, Action.PUSH, repository.name):
-        raise forbidden(f"a policy promoting into {repository.name!r} needs read-write on it")
-    return repository
+    refusal = "a policy promoting into {repository!r} needs read-write on it"
+    return writable_repository(conn, accounts, repositories, caller, name, refusal)
 
 
 def shown_target(
@@ -709,26 +705,8 @@ def _dtr_update(
 
 
 @dtr_router.put(f"{DTR_POLICIES}/{{promotionPolicyID}}", responses=problems(404, 409))
-def dtr_put_policy(
-    namespace: Component,
-    reponame: Component,
-    promotionPolicyID: PolicyId,
-    body: DtrPolicyUpdate,
-    caller: Caller,
-    trail: Trail,
-    accounts: Registry,
-    repositories: Repositories,
-    policies: Policies,
-) -> DtrPolicyOut:
-    """DTR's updatePromotionPolicy."""
-    return _dtr_update(
-        namespace, reponame, promotionPolicyID, body, caller, trail, accounts, repositories,
-        policies,
-    )  # fmt: skip
-
-
 @dtr_router.post(f"{DTR_POLICIES}/{{promotionPolicyID}}", responses=problems(404, 409))
-def dtr_post_policy(
+def dtr_update_policy(
     namespace: Component,
     reponame: Component,
     promotionPolicyID: PolicyId,
@@ -739,7 +717,7 @@ def dtr_post_policy(
     repositories: Repositories,
     policies: Policies,
 ) -> DtrPolicyOut:
-    """DTR's updatePromotionPolicy, as DTR also took it (POST)."""
+    """DTR's updatePromotionPolicy, by PUT or (as DTR also took it) POST."""
     return _dtr_update(
         namespace, reponame, promotionPolicyID, body, caller, trail, accounts, repositories,
         policies,

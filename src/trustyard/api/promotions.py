@@ -25,7 +25,7 @@ from sqlalchemy import Connection
 from trustyard.api.audit import Trail
 from trustyard.api.deps import Anyone, Publish, Registry, Repositories
 from trustyard.api.errors import forbidden, problems
-from trustyard.api.repositories import readable_repository
+from trustyard.api.repositories import readable_repository, resolve_reference
 from trustyard.api.schemas import MAX_ROW_ID, Page
 from trustyard.auth import audit
 from trustyard.auth.authorize import Action
@@ -33,10 +33,8 @@ from trustyard.auth.gate import Accounts
 from trustyard.auth.permissions import Principal
 from trustyard.auth.scopes import TokenScope
 from trustyard.db.engine import read_tx, write_tx
-from trustyard.errors import Invalid, ManifestUnknown
+from trustyard.errors import Invalid
 from trustyard.events.model import timestamp
-from trustyard.oci.digest import parse_digest
-from trustyard.oci.names import check_tag
 from trustyard.policies.interfaces import PromotionRecord
 from trustyard.policies.promotion import MANUAL, PromotionService
 
@@ -307,7 +305,7 @@ def manifest_history(
         repository = readable_repository(
             conn, accounts, repositories, reader.principal, reader.scope, name
         )
-        digest = _resolve(conn, accounts, repository.name, reference)
+        digest = resolve_reference(conn, accounts, repository.name, reference)
         pushes = audit.pushes(conn, repository.name, digest, limit=MAX_PUSHES)
         moves = promotions.history(conn, repository.id, digest)
         visible = visibility(conn, accounts, reader.principal, reader.scope)
@@ -374,18 +372,3 @@ def _place(repository: str | None, reference: str | None) -> str:
         return "a repository you may not read"
     separator = "@" if reference and ":" in reference else ":"
     return f"{repository}{separator}{reference}" if reference else repository
-
-
-def _resolve(conn: Connection, accounts: Accounts, repository: str, reference: str) -> str:
-    """The digest of the manifest `reference` (a tag or a digest) names in the repository."""
-    content = accounts.policy.content
-    try:
-        if ":" in reference:
-            record = content.get_manifest(conn, repository, str(parse_digest(reference)))
-        else:
-            record = content.resolve_tag(conn, repository, check_tag(reference))
-    except Invalid:
-        record = None
-    if record is None:
-        raise ManifestUnknown(reference)
-    return record.digest

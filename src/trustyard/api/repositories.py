@@ -35,9 +35,10 @@ from trustyard.auth.scopes import TokenScope
 from trustyard.content.interfaces import Repository
 from trustyard.content.repositories import RepositoryService, check_repository_name
 from trustyard.db.engine import read_tx, write_tx
-from trustyard.errors import Invalid, NotFound
+from trustyard.errors import Invalid, ManifestUnknown, NotFound
 from trustyard.events.model import repository_created, repository_deleted, repository_updated
-from trustyard.oci.names import is_valid_name
+from trustyard.oci.digest import parse_digest
+from trustyard.oci.names import check_tag, is_valid_name
 
 router = APIRouter(prefix="/repositories", tags=["repositories"])
 
@@ -67,6 +68,38 @@ def readable_repository(
     if repository is None:
         raise NotFound("repository", name[:300])
     return repository
+
+
+def writable_repository(
+    conn: Connection,
+    accounts: Accounts,
+    repositories: RepositoryService,
+    principal: Principal,
+    name: str,
+    refusal: str,
+) -> Repository:
+    """The repository, if `principal` may push to it: 404 when they may not even read it (as
+    a missing one), 403 with `refusal` when they may only read it."""
+    repository = readable_repository(conn, accounts, repositories, principal, None, name)
+    if not accounts.policy.may(conn, principal, Action.PUSH, repository.name):
+        raise forbidden(refusal.format(repository=repository.name))
+    return repository
+
+
+def resolve_reference(conn: Connection, accounts: Accounts, repository: str, reference: str) -> str:
+    """The digest of the manifest `reference` (a tag or a digest) names in the repository
+    (ManifestUnknown: none, or a reference no tag or digest can be)."""
+    content = accounts.policy.content
+    try:
+        if ":" in reference:
+            record = content.get_manifest(conn, repository, str(parse_digest(reference)))
+        else:
+            record = content.resolve_tag(conn, repository, check_tag(reference))
+    except Invalid:
+        record = None
+    if record is None:
+        raise ManifestUnknown(reference)
+    return record.digest
 
 
 def _administered(

@@ -19,10 +19,10 @@ from sqlalchemy import Connection
 
 from trustyard.api.audit import AuditTrail, Trail
 from trustyard.api.deps import Anyone, Caller, Limit, Registry, Repositories
-from trustyard.api.errors import forbidden, problems
-from trustyard.api.repositories import readable_repository
+from trustyard.api.errors import problems
+from trustyard.api.repositories import readable_repository, resolve_reference
+from trustyard.api.repositories import writable_repository as writable
 from trustyard.api.schemas import MAX_ROW_ID, NO_NUL, Page
-from trustyard.auth.authorize import Action
 from trustyard.auth.gate import Accounts
 from trustyard.auth.permissions import Principal
 from trustyard.content.interfaces import Repository
@@ -30,8 +30,6 @@ from trustyard.content.repositories import RepositoryService
 from trustyard.db.engine import read_tx, write_tx
 from trustyard.errors import Invalid, ManifestUnknown
 from trustyard.kit.clock import utc_now
-from trustyard.oci.digest import parse_digest
-from trustyard.oci.names import check_tag
 from trustyard.policies.triggers import PolicyTriggers
 from trustyard.vulnerabilities.triage import (
     IMAGE,
@@ -197,10 +195,8 @@ def writable_repository(
 ) -> Repository:
     """The repository, if `caller` may triage it (read-write): 404 when they may not read it,
     403 when they may only read it."""
-    repository = readable_repository(conn, accounts, repositories, caller, None, name)
-    if not accounts.policy.may(conn, caller, Action.PUSH, repository.name):
-        raise forbidden(f"triage of {repository.name!r} needs read-write on it")
-    return repository
+    refusal = "triage of {repository!r} needs read-write on it"
+    return writable(conn, accounts, repositories, caller, name, refusal)
 
 
 def image_in(conn: Connection, accounts: Accounts, repository: str, digest: str) -> str:
@@ -356,24 +352,10 @@ def export_vex(
         repository = readable_repository(
             conn, accounts, repositories, reader.principal, reader.scope, name
         )
-        digest = _resolve(conn, accounts, repository.name, reference)
+        digest = resolve_reference(conn, accounts, repository.name, reference)
         rows = store.applicable(conn, repository.id, digest, repository.namespace, now)
     base = str(request.base_url).rstrip("/")
     url = f"{base}/api/v1/repositories/{repository.name}/manifests/{digest}/vex"
     return image_document(
         rows, repository.name, digest, registry=request.url.netloc, url=url, now=now
     )
-
-
-def _resolve(conn: Connection, accounts: Accounts, repository: str, reference: str) -> str:
-    content = accounts.policy.content
-    try:
-        if ":" in reference:
-            record = content.get_manifest(conn, repository, str(parse_digest(reference)))
-        else:
-            record = content.resolve_tag(conn, repository, check_tag(reference))
-    except Invalid:
-        record = None
-    if record is None:
-        raise ManifestUnknown(reference)
-    return record.digest

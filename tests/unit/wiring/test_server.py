@@ -24,9 +24,10 @@ def services(tmp_path: Path, **settings: object) -> Services:
 def test_one_scan_service_reacts_to_pushes_and_answers_the_api(tmp_path: Path) -> None:
     built = services(tmp_path)
     try:
-        # Scan on push reacts in the push's transaction, as a consumer of the one outbox.
+        # Scan on push, then the promotion policies' triggers, react in the push's
+        # transaction, as consumers of the one outbox (the same objects the API asks).
         assert built.context.events is not None
-        assert built.context.events.inline == (built.scans,)
+        assert built.context.events.inline == (built.scans, built.policy_triggers)
         # One job queue behind the outbox, the scans and the webhooks.
         assert built.scans.queue is built.context.events.queue
         assert built.webhooks.queue is built.scans.queue
@@ -46,11 +47,11 @@ def test_metrics_decide_whether_a_recorder_is_built(tmp_path: Path, enabled: boo
         built.context.engine.dispose()
 
 
-def test_scanning_off_leaves_pushes_alone(tmp_path: Path) -> None:
+def test_scanning_off_leaves_pushes_to_the_policies_alone(tmp_path: Path) -> None:
     built = services(tmp_path, scanning={"enabled": False})
     try:
         assert built.context.events is not None
-        assert built.context.events.inline == ()
+        assert built.context.events.inline == (built.policy_triggers,)
         assert not built.scans.enabled
     finally:
         built.context.engine.dispose()
