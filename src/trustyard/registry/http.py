@@ -106,12 +106,35 @@ class Request:
             raise too_large
         parts: list[bytes] = []
         size = 0
-        async for chunk in self.chunks():
+        body = self.chunks()
+        async for chunk in body:
             size += len(chunk)
             if size > limit:
+                await _drain(body)
                 raise too_large
             parts.append(chunk)
         return b"".join(parts)
+
+
+# What is still read of a body refused as too large before the answer goes out: a little, for
+# a short while. Closing a connection with unread bytes (the chunked body's last chunk is often
+# still in flight) makes the kernel reset it, and the client may then lose the 413 itself.
+DRAIN_BYTES = 1 << 20
+DRAIN_SECONDS = 1.0
+
+
+async def _drain(body: AsyncIterator[bytes]) -> None:
+    """Read and drop what is left of `body`, up to DRAIN_BYTES or DRAIN_SECONDS, whichever
+    comes first; a client that stalls or leaves ends it too."""
+    dropped = 0
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for chunk in body:
+                dropped += len(chunk)
+                if dropped > DRAIN_BYTES:
+                    return
+    except (TimeoutError, ClientGone, DomainError):
+        return
 
 
 def public_base(request: Request) -> str:
