@@ -229,10 +229,20 @@ def test_manifest_over_4_mib_is_413(client: httpx.Client, repo: str) -> None:
         for start in range(0, len(over), MiB):
             yield over[start : start + MiB]
 
-    response = client.put(
-        f"/v2/{repo}/manifests/streamed", content=streamed(), headers={"Content-Type": OCI_MANIFEST}
-    )
-    assert response.status_code == 413, brief(response)
+    # Without Content-Length the server refuses while the body still arrives: the answer is
+    # 413, or (a race the server's drain narrows but does not close: granian may reset the
+    # connection while the last chunk is in flight) the connection closed without one.
+    # Either way the manifest must not be stored.
+    try:
+        response = client.put(
+            f"/v2/{repo}/manifests/streamed",
+            content=streamed(),
+            headers={"Content-Type": OCI_MANIFEST},
+        )
+    except httpx.RemoteProtocolError:
+        pass
+    else:
+        assert response.status_code == 413, brief(response)
     _assert_manifest_absent(client, repo, over, "over")
     _assert_manifest_absent(client, repo, over, "streamed")
 
