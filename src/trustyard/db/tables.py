@@ -547,6 +547,9 @@ scans = Table(
     Column("layers_total", Integer, nullable=False, server_default=text("0")),
     Column("error", Text),
     Column("boms", LargeBinary),  # zlib-compressed JSON list of ImageBom.to_json()
+    # What policies read of the BOMs, written with them (scanning/compact.py); NULL for a
+    # scan stored before migration 0012 (read from its BOMs then).
+    Column("components", LargeBinary),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("started_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),

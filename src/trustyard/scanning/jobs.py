@@ -30,6 +30,7 @@ from trustyard.kit.clock import utc_now
 from trustyard.oci import mediatypes as mt
 from trustyard.scanning.attach import Attachment, SbomAttacher
 from trustyard.scanning.bom import ImageBom, assemble
+from trustyard.scanning.compact import compact
 from trustyard.scanning.cyclonedx import iter_cyclonedx
 from trustyard.scanning.interfaces import Detector, Limits, check_components
 from trustyard.scanning.model import LayerScan, ScanRefused
@@ -329,6 +330,11 @@ class ScanImage:
                 scan,
                 documents,
                 components,
+                listed=compact(
+                    (part.ecosystem, part.name, part.version, part.licenses, part.purl)
+                    for bom in boms
+                    for part in (item.component for item in bom.components)
+                ),
                 started_at=progress.began,
                 bytes_total=progress.bytes_total,
                 layers_total=len(progress.sizes),

@@ -20,6 +20,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    null,
     select,
     update,
 )
@@ -30,6 +31,7 @@ from trustyard.content.reads import REPOSITORY_NAME, join_manifest, join_reposit
 from trustyard.db.sql import keyset
 from trustyard.db.tables import jobs, scan_components, scan_layers, scans
 from trustyard.kit.clock import utc_now, utc_or_none
+from trustyard.scanning.compact import compact_boms
 from trustyard.scanning.model import OS_ECOSYSTEMS, LayerScan
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
@@ -329,15 +331,22 @@ class ScanStore:
             found.update((row.manifest_digest, row.id) for row in conn.execute(query))
         return found
 
-    def packed_boms_of(self, conn: Connection, scan_ids: Iterable[int]) -> dict[int, bytes]:
-        """`packed_boms` of many scans (those without BOMs left out), one query per 500."""
-        found: dict[int, bytes] = {}
+    def compact_components_of(
+        self, conn: Connection, scan_ids: Iterable[int]
+    ) -> dict[int, tuple[bytes | None, bytes | None]]:
+        """{scan id: (compact component list, None)} of many scans, or (None, packed BOMs)
+        for a scan stored before the list existed (scans without BOMs left out); one query
+        per 500."""
+        found: dict[int, tuple[bytes | None, bytes | None]] = {}
         wanted = sorted(set(scan_ids))
+        fallback = case((scans.c.components.is_(None), scans.c.boms), else_=null())
         for start in range(0, len(wanted), 500):
-            query = select(scans.c.id, scans.c.boms).where(
+            query = select(scans.c.id, scans.c.components, fallback.label("boms")).where(
                 scans.c.id.in_(wanted[start : start + 500]), scans.c.boms.is_not(None)
             )
-            found.update((row.id, bytes(row.boms)) for row in conn.execute(query))
+            found.update(
+                (row.id, (_bytes(row.components), _bytes(row.boms))) for row in conn.execute(query)
+            )
         return found
 
     def boms(self, conn: Connection, scan_id: int) -> list[dict[str, Any]]:
@@ -415,6 +424,7 @@ class ScanStore:
         boms: Sequence[dict[str, Any]] | bytes,
         components: Iterable[dict[str, str]],
         *,
+        listed: bytes | None = None,
         started_at: datetime | None = None,
         bytes_total: int | None = None,
         layers_total: int | None = None,
@@ -422,7 +432,10 @@ class ScanStore:
         """Store the image BOMs (or their `pack`ed bytes), and make this scan's components the
         manifest's in the search index (those of its earlier scans go), inserted a batch at a
         time. False when the scan no longer exists. A scan that never said it was running (all
-        its layers were in the cache) gets its start time and totals here."""
+        its layers were in the cache) gets its start time and totals here. `listed` is the
+        compact component list policies read (`compact.compact`), made from the BOMs when
+        not given."""
+        packed = boms if isinstance(boms, bytes) else pack(list(boms))
         progress: dict[str, Any] = {
             "bytes_done": scans.c.bytes_total if bytes_total is None else bytes_total,
             "layers_done": scans.c.layers_total if layers_total is None else layers_total,
@@ -438,7 +451,8 @@ class ScanStore:
             .where(scans.c.id == scan.id)
             .values(
                 status=SUCCEEDED,
-                boms=boms if isinstance(boms, bytes) else pack(list(boms)),
+                boms=packed,
+                components=compact_boms(zlib.decompress(packed)) if listed is None else listed,
                 error=None,
                 finished_at=utc_now(),
                 **progress,
@@ -533,3 +547,8 @@ class ScanStore:
 def _fit(key: str, value: str) -> str:
     limit = _LIMITS.get(key)
     return value[:limit] if limit is not None else value
+
+
+def _bytes(value: bytes | memoryview | None) -> bytes | None:
+    """A binary column's value as bytes (PostgreSQL's driver hands a memoryview)."""
+    return None if value is None else bytes(value)

@@ -26,6 +26,7 @@ from trustyard.policies.promotion import PromotionService
 from trustyard.policies.service import PolicyService
 from trustyard.policies.stores import PolicyStore
 from trustyard.policies.triggers import PolicyTriggers
+from trustyard.scanning.compact import ComponentTuple
 from trustyard.scanning.policy_facts import ScanComponents
 from trustyard.scanning.service import ScanService
 from trustyard.scanning.stores import ScanStore
@@ -109,10 +110,8 @@ _SHARED: dict[ComponentFact, ComponentFact] = {}
 _SHARED_LIMIT = 1 << 20
 
 
-def _fact(
-    ecosystem: str, name: str, version: str, licenses: tuple[str, ...], purl: str
-) -> ComponentFact:
-    key = (ecosystem, name, version, licenses, purl)  # a named tuple equals its plain tuple
+def _fact(key: ComponentTuple) -> ComponentFact:
+    # a named tuple equals its plain tuple
     found: ComponentFact | None = _SHARED.get(key)  # type: ignore[call-overload]
     if found is None:
         if len(_SHARED) >= _SHARED_LIMIT:

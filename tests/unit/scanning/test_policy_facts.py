@@ -1,12 +1,26 @@
-"""What the policy engine reads of stored BOMs (scanning/policy_facts.py): the five fields of
-each component, once over an index's platforms, licences as the identifiers of their SPDX
-expression, and a malformed document read as no BOM (never an error out of a policy run)."""
+"""What the policy engine reads of stored BOMs (scanning/compact.py): the five fields of each
+component, once over an index's platforms, licences as the identifiers of their SPDX
+expression, the same from the compact list a scan stores as from its BOMs, and a malformed
+document read as no BOM (never an error out of a policy run)."""
 
 from __future__ import annotations
 
 import json
 
-from trustyard.scanning.policy_facts import as_tuple, bom_components, decode_boms, license_ids
+from hypothesis import given
+from hypothesis import strategies as st
+
+from trustyard.scanning.compact import (
+    compact,
+    compact_boms,
+    decode_boms,
+    license_ids,
+    read_compact,
+)
+
+
+def bom_components(data: bytes) -> list[tuple[str, str, str, tuple[str, ...], str]]:
+    return read_compact(compact_boms(data))
 
 
 def component(name: str, version: str = "1.0", **extra: object) -> dict[str, object]:
@@ -34,7 +48,7 @@ def test_each_component_is_read_with_its_licences_and_other_fields_are_skipped()
             ],
         }
     ]
-    found = bom_components(decode_boms(json.dumps(boms).encode()), as_tuple)
+    found = bom_components(json.dumps(boms).encode())
     assert found == [
         ("pypi", "django", "4.2.7", ("BSD-3-Clause",), "pkg:pypi/django@4.2.7"),
         ("pypi", "six", "1.0", ("MIT", "Apache-2.0", "GPL-2.0-only"), "pkg:pypi/six@1.0"),
@@ -45,7 +59,7 @@ def test_each_component_is_read_with_its_licences_and_other_fields_are_skipped()
 def test_an_index_lists_a_component_its_platforms_share_once() -> None:
     shared, arm_only = component("requests", "2.31.0"), component("armlib")
     boms = [{"components": [shared]}, {"components": [shared, arm_only]}]
-    found = bom_components(decode_boms(json.dumps(boms).encode()), as_tuple)
+    found = bom_components(json.dumps(boms).encode())
     assert [name for _, name, *_ in found] == ["requests", "armlib"]
 
 
@@ -54,3 +68,26 @@ def test_a_malformed_document_reads_as_no_bom() -> None:
         assert decode_boms(data) == []
     assert decode_boms(b"[]") == []
     assert license_ids("") == license_ids(None) == ()
+    for data in (b"", b"\x91\x01", b"\xff", b"\x90"):
+        assert read_compact(data) == []
+
+
+TEXT = st.text(max_size=12)
+ITEM = st.tuples(TEXT, TEXT, TEXT, st.none() | st.sampled_from(["MIT", "MIT OR Apache-2.0"]), TEXT)
+
+
+@given(st.lists(ITEM, max_size=20))
+def test_the_compact_list_reads_back_what_the_boms_say(items: list[tuple]) -> None:
+    """A scan's stored list and its BOMs give policies the same components in the same
+    order (the list is what a scan stores; the BOMs are the fallback for older scans)."""
+    boms = [
+        {
+            "components": [
+                component(name, version, ecosystem=eco, purl=purl, licenses=lic)
+                for eco, name, version, lic, purl in items
+            ]
+        }
+    ]
+    from_list = read_compact(compact(items))
+    assert from_list == bom_components(json.dumps(boms).encode())
+    assert len(from_list) == len({(e, n, v, license_ids(lic), p) for e, n, v, lic, p in items})

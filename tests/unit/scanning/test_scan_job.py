@@ -11,12 +11,13 @@ import re
 import tarfile
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, event, select, update
 
 from tests.support.databases import empty, migrated_engine
 from trustyard.content.interfaces import ManifestRecord
@@ -41,6 +42,7 @@ from trustyard.jobs.queue import SqlJobQueue
 from trustyard.jobs.registry import HandlerRegistry
 from trustyard.jobs.runner import Worker
 from trustyard.oci.digest import digest_bytes
+from trustyard.scanning.compact import compact_boms, read_compact
 from trustyard.scanning.interfaces import Limits
 from trustyard.scanning.jobs import DatabaseLayerCache, ScanImage
 from trustyard.scanning.model import ScanRefused
@@ -172,6 +174,17 @@ def test_a_scan_runs_records_its_bom_components_and_event(
     with read_tx(engine) as conn:
         [bom] = ScanStore().boms(conn, scan.id)
         rows = conn.execute(select(scan_components.c.name, scan_components.c.location)).all()
+        # the list policies read is stored with the BOMs, which they then never decode
+        listed, unread = ScanStore().compact_components_of(conn, [scan.id])[scan.id]
+    with write_tx(engine) as conn:  # as a scan stored before migration 0012
+        conn.execute(update(scans).where(scans.c.id == scan.id).values(components=None))
+        fallback = ScanStore().compact_components_of(conn, [scan.id])[scan.id]
+    assert unread is None
+    assert listed is not None
+    assert [item[1:3] for item in read_compact(listed)] == [("jobpkg", "2.0")]
+    assert fallback[0] is None  # an older scan: read from its BOMs
+    assert fallback[1] is not None
+    assert read_compact(compact_boms(zlib.decompress(fallback[1]))) == read_compact(listed)
     assert bom["platform"] == "linux/amd64"
     assert [(c["name"], c["version"]) for c in bom["components"]] == [("jobpkg", "2.0")]
     assert [tuple(row) for row in rows] == [("jobpkg", where)]
