@@ -457,6 +457,62 @@ class MetricsSettings(BaseModel):
     )
 
 
+class MirroringSettings(BaseModel):
+    """Mirroring between registries (trustyard.mirroring) and the OCI client it talks to
+    remotes with (trustyard.ociclient)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(
+        default=True, description="run mirroring policies (their API answers either way)"
+    )
+    poll_interval_seconds: int = Field(
+        default=1800,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="how often a pull mirroring policy polls its remote unless it says",
+    )
+    poll_check_seconds: int = Field(
+        default=60,
+        ge=1,
+        le=3600,
+        description="how often the scheduler looks for pull policies that are due",
+    )
+    max_policies_per_repository: int = Field(default=50, ge=1, le=10000)
+    max_concurrency: int = Field(
+        default=4, ge=1, le=64, description="a new remote's requests in flight, per process"
+    )
+    connect_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    read_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="the longest wait for a byte from a remote: a remote that hangs fails",
+    )
+    max_attempts: int = Field(
+        default=5, ge=1, le=20, description="tries of one request (retryable failures only)"
+    )
+    max_retry_after_seconds: float = Field(
+        default=120.0,
+        ge=0,
+        le=3600,
+        description="the longest Retry-After honoured; longer fails the item as rate limited",
+    )
+    chunk_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=64 * 1024,
+        le=1024 * 1024 * 1024,
+        description="one PATCH of a chunked upload to a remote (a resumed upload restarts "
+        "from the last chunk the remote acknowledged)",
+    )
+    max_tags_per_run: int = Field(
+        default=10000, ge=1, le=1_000_000, description="tags one pull run reads from a remote"
+    )
+    max_referrers: int = Field(
+        default=100, ge=0, le=10000, description="referrers carried per image (recursively)"
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TRUSTYARD_", env_nested_delimiter="__", extra="forbid"
@@ -475,6 +531,7 @@ class Settings(BaseSettings):
     jobs: JobsSettings = JobsSettings()
     ldap: LdapSettings = LdapSettings()
     metrics: MetricsSettings = MetricsSettings()
+    mirroring: MirroringSettings = MirroringSettings()
     policies: PoliciesSettings = PoliciesSettings()
     scanning: ScanningSettings = ScanningSettings()
     server: ServerSettings = ServerSettings()

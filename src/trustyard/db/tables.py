@@ -832,3 +832,131 @@ promotions = Table(
     Index(None, "source_repository_id", "manifest_digest"),
     sqlite_autoincrement=True,
 )
+
+# --- mirroring (issue 13) ------------------------------------------------------------------
+
+# Remote registries: mirroring's (and later caching's) peers. `secret` is the password or token,
+# sealed (webhooks/signing.SecretBox under auth.signing_passphrase): never stored in clear.
+remotes = Table(
+    "remotes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("url", String(2048), nullable=False),  # scheme://host[:port]
+    Column("username", String(255)),
+    Column("secret", Text),  # sealed
+    Column("tls_verify", Boolean, nullable=False, server_default=true()),
+    Column("ca_certificate", Text),  # PEM
+    Column("max_concurrency", Integer, nullable=False, server_default=text("4")),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("created_by", String(128)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    sqlite_autoincrement=True,
+)
+
+# Push and pull mirroring policies of a local repository. A remote named by a policy cannot be
+# deleted (RESTRICT: RemoteInUse). `needs`: the policy engine's Need values the rules read.
+mirror_policies = Table(
+    "mirror_policies",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("direction", String(8), nullable=False),  # push | pull
+    Column(
+        "repository_id",
+        Integer,
+        ForeignKey("repositories.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("remote_id", Integer, ForeignKey("remotes.id", ondelete="RESTRICT"), nullable=False),
+    Column("remote_repository", String(255), nullable=False),
+    Column("enabled", Boolean, nullable=False, server_default=true()),
+    Column("rules", Text),  # JSON list (canonical names), or NULL
+    Column("expression", Text),  # CEL, or NULL; neither: every tag
+    Column("tag_template", String(255), nullable=False, server_default="%n"),
+    Column("needs", String(64), nullable=False, server_default=""),
+    Column("propagate_deletes", Boolean, nullable=False, server_default=false()),
+    Column("with_referrers", Boolean, nullable=False, server_default=true()),
+    Column("poll_interval_seconds", Integer),  # pull only
+    Column("webhook_secret", Text),  # pull only, sealed
+    Column("next_poll_at", DateTime(timezone=True)),  # pull only
+    Column("revision", Integer, nullable=False, server_default=text("1")),
+    Column("created_by", String(128)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("last_run_id", Integer),
+    Column("last_run_at", DateTime(timezone=True)),
+    Column("last_error", Text),
+    Index(None, "repository_id", "direction"),
+    Index(None, "remote_id"),
+    Index(None, "direction", "next_poll_at"),
+    sqlite_autoincrement=True,
+)
+
+# One run of a policy: what it did and what it is doing (`current`: JSON of the blob in flight).
+mirror_runs = Table(
+    "mirror_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "policy_id",
+        Integer,
+        ForeignKey("mirror_policies.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("trigger", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("job_id", Integer),
+    Column("items_total", Integer, nullable=False, server_default=text("0")),
+    Column("items_done", Integer, nullable=False, server_default=text("0")),
+    Column("items_failed", Integer, nullable=False, server_default=text("0")),
+    Column("items_skipped", Integer, nullable=False, server_default=text("0")),
+    Column("bytes_moved", BigInteger, nullable=False, server_default=text("0")),
+    Column("current", Text),
+    Column("error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Index(None, "policy_id", "id"),
+    sqlite_autoincrement=True,
+)
+
+# Per (policy, source tag): what the destination should hold and how the last attempt went;
+# `synced_digest` stays after a propagated delete (a tombstone: a pull does not bring back a
+# tag deleted here while the remote still names the same image).
+mirror_items = Table(
+    "mirror_items",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "policy_id",
+        Integer,
+        ForeignKey("mirror_policies.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("tag", String(128), nullable=False),
+    Column("target_tag", String(128), nullable=False),
+    Column("digest", DIGEST),
+    Column("action", String(8), nullable=False),  # copy | delete
+    Column("status", String(16), nullable=False),
+    Column("synced_digest", DIGEST),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("last_error", Text),
+    Column("run_id", Integer),
+    Column("bytes_moved", BigInteger, nullable=False, server_default=text("0")),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("policy_id", "tag"),
+    Index(None, "policy_id", "status"),
+)
+
+# Chunked uploads in progress on a remote (push), so that a retry or another worker resumes one
+# instead of sending the blob again from its start. `key` is the remote's limit key (its id).
+mirror_uploads = Table(
+    "mirror_uploads",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("repository", String(255), primary_key=True),
+    Column("digest", DIGEST, primary_key=True),
+    Column("location", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
