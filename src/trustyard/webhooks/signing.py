@@ -45,8 +45,19 @@ class SecretBox:
     """Seals and opens secrets. The passphrase may be given lazily (a function called on
     first use), so that building a box reads no file."""
 
-    def __init__(self, passphrase: str | Callable[[], str]) -> None:
+    def __init__(
+        self,
+        passphrase: str | Callable[[], str],
+        *,
+        info: bytes = _INFO,
+        aad: bytes = _AAD,
+    ) -> None:
+        """`info` labels the key's derivation and `aad` binds each sealed value to its use:
+        another feature (mirroring's credentials) passes its own, so a value sealed for one
+        use does not open as another's; the defaults are webhooks' own."""
         self._passphrase = passphrase
+        self._info = info
+        self._aad = aad
         self._aead: AESGCM | None = None
 
     def _cipher(self) -> AESGCM:
@@ -54,7 +65,7 @@ class SecretBox:
             source = self._passphrase if isinstance(self._passphrase, str) else self._passphrase()
             if not source:
                 raise ValueError("webhook secrets need a non-empty passphrase")
-            key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(
+            key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=self._info).derive(
                 source.encode()
             )
             self._aead = AESGCM(key)
@@ -62,7 +73,7 @@ class SecretBox:
 
     def seal(self, secret: str) -> str:
         nonce = os.urandom(12)
-        sealed = self._cipher().encrypt(nonce, secret.encode(), _AAD)
+        sealed = self._cipher().encrypt(nonce, secret.encode(), self._aad)
         return _VERSION + base64.urlsafe_b64encode(nonce + sealed).decode()
 
     def open(self, sealed: str) -> str:
@@ -70,7 +81,7 @@ class SecretBox:
             raise SecretUnreadable("unknown secret format")
         try:
             raw = base64.urlsafe_b64decode(sealed[len(_VERSION) :])
-            return self._cipher().decrypt(raw[:12], raw[12:], _AAD).decode()
+            return self._cipher().decrypt(raw[:12], raw[12:], self._aad).decode()
         except (InvalidTag, ValueError) as error:
             raise SecretUnreadable(
                 "the subscription's secret cannot be decrypted (was auth.signing_passphrase "
