@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from trustyard.config import MirroringSettings
 from trustyard.db.tables import mirror_policies, remotes
@@ -202,11 +203,21 @@ class RemoteStore:
         return (_record(row), row.secret) if row is not None else None
 
     def insert(self, conn: Connection, values: dict[str, Any]) -> int:
-        result = conn.execute(insert(remotes).values(**values).returning(remotes.c.id))
-        return int(result.scalar_one())
+        """The new remote's id; Conflict when its name was taken meanwhile."""
+        try:
+            with conn.begin_nested():
+                result = conn.execute(insert(remotes).values(**values).returning(remotes.c.id))
+                return int(result.scalar_one())
+        except IntegrityError:
+            raise Conflict("remote", str(values["name"])) from None
 
     def update(self, conn: Connection, remote_id: int, values: dict[str, Any]) -> None:
-        conn.execute(update(remotes).where(remotes.c.id == remote_id).values(**values))
+        """Store `values`; Conflict when a new name was taken meanwhile."""
+        try:
+            with conn.begin_nested():
+                conn.execute(update(remotes).where(remotes.c.id == remote_id).values(**values))
+        except IntegrityError:
+            raise Conflict("remote", str(values.get("name", remote_id))) from None
 
     def delete(self, conn: Connection, remote_id: int) -> None:
         conn.execute(delete(remotes).where(remotes.c.id == remote_id))

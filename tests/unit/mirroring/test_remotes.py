@@ -114,10 +114,15 @@ def test_a_remote_is_created_read_listed_and_its_secret_is_sealed(engine: Engine
 def test_webhooks_box_keeps_its_derivation() -> None:
     """The optional info/aad of SecretBox default to webhooks' own: what a box made before
     the parameters existed sealed still opens, and the two derivations do not mix."""
-    sealed = SecretBox(PASSPHRASE).seal("whsec_value")
-    assert SecretBox(PASSPHRASE).open(sealed) == "whsec_value"
+    # sealed by SecretBox as it was before (bcdc580), under PASSPHRASE
+    sealed = "v1.iYQZvmJAWPulsUqg4FR2ZsyNeeUCYJKIFHpZhoelTOeyjoz03mElxmD9cfOgZovWyReF_khuLA=="
+    assert SecretBox(PASSPHRASE).open(sealed) == "whsec_sealed-by-the-old-box"
     with pytest.raises(SecretUnreadable):
         secret_box(PASSPHRASE).open(sealed)
+    again = secret_box(PASSPHRASE).seal("whsec_value")
+    assert secret_box(PASSPHRASE).open(again) == "whsec_value"
+    with pytest.raises(SecretUnreadable):
+        SecretBox(PASSPHRASE).open(again)
 
 
 def test_update_keeps_clears_and_renames(engine: Engine) -> None:
@@ -277,3 +282,19 @@ def test_client_limits_follow_the_settings() -> None:
 def test_check_url_forms() -> None:
     assert check_url("http://localhost:5000") == "http://localhost:5000"
     assert check_url("https://registry.example/") == "https://registry.example"
+
+
+def test_a_name_taken_meanwhile_is_a_conflict_not_an_error(engine: Engine) -> None:
+    """Two creations racing past the service's check: the store's insert (and a rename)
+    answer Conflict, and the caller's transaction stays usable (a savepoint)."""
+    remotes_ = service()
+    label, other = name(), name()
+    with write_tx(engine) as conn:
+        remotes_.create(conn, name=label, url="https://d.example", actor=None)
+        made = remotes_.create(conn, name=other, url="https://e.example", actor=None)
+        row = {"name": label, "url": "https://f.example", "created_at": T0, "updated_at": T0}
+        with pytest.raises(Conflict):
+            remotes_.store.insert(conn, row)
+        with pytest.raises(Conflict):
+            remotes_.store.update(conn, made.id, {"name": label})
+        assert remotes_.get(conn, other).id == made.id
