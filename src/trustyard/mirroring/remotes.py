@@ -357,7 +357,11 @@ class RemoteService:
         naming = self.store.policies_naming(conn, current.id)
         if naming:
             raise RemoteInUse(name, naming)
-        self.store.delete(conn, current.id)
+        try:
+            with conn.begin_nested():
+                self.store.delete(conn, current.id)
+        except IntegrityError:  # a policy naming it was created meanwhile
+            raise RemoteInUse(name, max(1, self.store.policies_naming(conn, current.id))) from None
         return current
 
     # --- reads -------------------------------------------------------------------------------

@@ -23,10 +23,12 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 
 from trustyard.content.reads import join_repository_as
 from trustyard.db.tables import mirror_policies as policies
 from trustyard.db.tables import remotes
+from trustyard.errors import StateConflict
 from trustyard.kit.clock import utc, utc_or_none
 from trustyard.mirroring.interfaces import Direction, MirrorPolicyRecord
 from trustyard.policies.interfaces import Need
@@ -197,8 +199,14 @@ class MirrorPolicyStore:
             "created_at": now,
             "updated_at": now,
         }
-        result = conn.execute(insert(policies).values(**row).returning(policies.c.id))
-        return int(result.scalar_one())
+        try:
+            with conn.begin_nested():
+                result = conn.execute(insert(policies).values(**row).returning(policies.c.id))
+                return int(result.scalar_one())
+        except IntegrityError:  # the remote or the repository was deleted meanwhile
+            raise StateConflict(
+                "the remote or the repository of this policy was deleted meanwhile"
+            ) from None
 
     def update(
         self, conn: Connection, policy_id: int, columns: dict[str, Any], *, now: datetime

@@ -32,7 +32,7 @@ from trustyard.mirroring.interfaces import (
 )
 from trustyard.mirroring.remotes import RemoteService, RemoteStore, secret_box
 from trustyard.mirroring.service import MirrorPolicyService
-from trustyard.mirroring.stores import MirrorPolicyStore
+from trustyard.mirroring.stores import MirrorPolicyStore, policy_columns
 from trustyard.policies.interfaces import Need
 from trustyard.webhooks.signing import signature
 
@@ -322,3 +322,37 @@ def test_compiled_conditions_are_cached_per_revision(
     assert second is not first
     assert second is not None
     assert second.needs == frozenset({Need.VULNERABILITIES})
+
+
+def test_a_remote_deleted_meanwhile_is_a_conflict_not_an_error(
+    engine: Engine, setup: tuple[Repository, str]
+) -> None:
+    """A policy stored after its remote went (a race past the service's check): the store
+    answers StateConflict in a savepoint, the caller's transaction stays usable."""
+    repository, _remote = setup
+    service = policies()
+    with write_tx(engine) as conn:
+        columns = policy_columns(
+            remote_id=10_000_000,
+            remote_repository="a",
+            enabled=True,
+            rules=None,
+            expression=None,
+            tag_template="%n",
+            needs=(),
+            propagate_deletes=False,
+            with_referrers=True,
+            poll_interval_seconds=None,
+        )
+        with pytest.raises(StateConflict):
+            service.store.insert(
+                conn,
+                Direction.PUSH,
+                repository.id,
+                columns,
+                webhook_secret=None,
+                next_poll_at=None,
+                created_by=None,
+                now=T0,
+            )
+        assert service.list(conn, repository.id) == []
