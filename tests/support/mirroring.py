@@ -51,12 +51,13 @@ class Site:
     """One registry of a mirroring pair, with an admin API client."""
 
     server: TrustyardServer
+    password: str = ADMIN_PASSWORD
     api: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
         self.api = httpx.Client(
             base_url=f"{self.server.url}/api/v1",
-            auth=httpx.BasicAuth("admin", ADMIN_PASSWORD),
+            auth=httpx.BasicAuth("admin", self.password),
             timeout=60,
         )
 
@@ -77,13 +78,14 @@ class Site:
         return skopeo(*args, check=check)
 
     def push_layout(self, layout: Path, repository: str, tag: str, *, all_: bool = True) -> None:
-        copy(f"oci:{layout}:latest", f"docker://{self.host}/{repository}:{tag}", all_=all_)
+        target = f"docker://{self.host}/{repository}:{tag}"
+        copy(f"oci:{layout}:latest", target, all_=all_, password=self.password)
 
     def raw_manifest(self, repository: str, reference: str) -> bytes | None:
         """The stored manifest bytes (None when the tag or digest is absent)."""
         answer = httpx.get(
             f"{self.url}/v2/{repository}/manifests/{reference}",
-            auth=httpx.BasicAuth("admin", ADMIN_PASSWORD),
+            auth=httpx.BasicAuth("admin", self.password),
             headers={"Accept": ACCEPT},
             timeout=60,
             follow_redirects=True,
@@ -100,7 +102,7 @@ class Site:
     def tags(self, repository: str) -> list[str]:
         answer = httpx.get(
             f"{self.url}/v2/{repository}/tags/list",
-            auth=httpx.BasicAuth("admin", ADMIN_PASSWORD),
+            auth=httpx.BasicAuth("admin", self.password),
             timeout=60,
         )
         if answer.status_code == 404:
@@ -111,7 +113,7 @@ class Site:
     def delete_tag(self, repository: str, tag: str) -> None:
         answer = httpx.delete(
             f"{self.url}/v2/{repository}/manifests/{tag}",
-            auth=httpx.BasicAuth("admin", ADMIN_PASSWORD),
+            auth=httpx.BasicAuth("admin", self.password),
             timeout=60,
         )
         assert answer.status_code == 202, answer.text
@@ -251,8 +253,10 @@ def skopeo(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def copy(source: str, destination: str, *, all_: bool = True) -> None:
-    creds = f"admin:{ADMIN_PASSWORD}"
+def copy(
+    source: str, destination: str, *, all_: bool = True, password: str = ADMIN_PASSWORD
+) -> None:
+    creds = f"admin:{password}"
     args = ["copy", "--src-tls-verify=false", "--dest-tls-verify=false"]
     if source.startswith("docker://"):
         args += ["--src-creds", creds]
@@ -272,4 +276,6 @@ def raw_in_layout(layout: Path) -> bytes:
 
 
 def start_site(start: Callable[..., TrustyardServer], label: str, **env: str) -> Site:
-    return Site(start(label, **{**SITE_ENV, **env}))
+    """A site; its admin password is TRUSTYARD_ADMIN_PASSWORD when `env` gives one."""
+    merged = {**SITE_ENV, **env}
+    return Site(start(label, **merged), password=merged["TRUSTYARD_ADMIN_PASSWORD"])

@@ -55,6 +55,10 @@ class CountingProxy:
         self._cut_after: int | None = None
         self._body_bytes = 0
         self.cut = threading.Event()  # set when stopped by `stop_after`
+        self._pause_after: int | None = None
+        self.paused = threading.Event()  # set while `pause_after` holds the traffic
+        self._released = threading.Event()
+        self._released.set()
 
     @property
     def host(self) -> str:
@@ -83,6 +87,17 @@ class CountingProxy:
         with self._lock:
             self._cut_after = self._body_bytes + body_bytes
             self.cut.clear()
+
+    def pause_after(self, body_bytes: int) -> None:
+        """Hold every request (no byte forwarded, no answer) once this many more request body
+        bytes have gone through, until `release`; `paused` is set then."""
+        with self._lock:
+            self._pause_after = self._body_bytes + body_bytes
+            self.paused.clear()
+
+    def release(self) -> None:
+        self.paused.clear()
+        self._released.set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -121,6 +136,7 @@ class CountingProxy:
 
     def stop(self) -> None:
         """Close the listening socket and reset every open connection (a remote gone)."""
+        self._released.set()
         server, self._server = self._server, None
         if server is None:
             return
@@ -151,6 +167,10 @@ class CountingProxy:
 
     def _count(self, n: int) -> None:
         with self._lock:
+            if self._pause_after is not None and self._body_bytes + n >= self._pause_after:
+                self._pause_after = None
+                self._released.clear()
+                self.paused.set()
             self._body_bytes += n
             over = self._cut_after is not None and self._body_bytes >= self._cut_after
             if over:
@@ -159,6 +179,7 @@ class CountingProxy:
             self.cut.set()
             threading.Thread(target=self.stop, daemon=True).start()
             raise _Cut
+        self._released.wait()
 
     def _body(self, handler: BaseHTTPRequestHandler) -> tuple[list[bytes] | None, int]:
         """The request body as chunks (None: no body) - read whole per chunk of 64 KiB."""
