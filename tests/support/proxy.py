@@ -197,7 +197,7 @@ class CountingProxy:
 
     def _forward(self, handler: BaseHTTPRequestHandler) -> None:
         method, path = handler.command, handler.path
-        sent, status = 0, 0
+        sent, status, recorded = 0, 0, False
         upstream = http.client.HTTPConnection(self.upstream_host, self.upstream_port, timeout=120)
         try:
             chunks, length = self._body(handler)
@@ -225,6 +225,10 @@ class CountingProxy:
                     self._count(len(data))
             answer = upstream.getresponse()
             status = answer.status
+            # recorded before the client has its answer: a client that saw it finish sees
+            # it counted
+            self._record(Forwarded(method, path, sent, status))
+            recorded = True
             handler.send_response_only(answer.status, answer.reason)
             for name, value in answer.getheaders():
                 if name.lower() not in HOP_BY_HOP:
@@ -244,5 +248,9 @@ class CountingProxy:
                 handler.connection.shutdown(socket.SHUT_RDWR)
         finally:
             upstream.close()
-            with self._lock:
-                self.requests.append(Forwarded(method, path, sent, status))
+            if not recorded:
+                self._record(Forwarded(method, path, sent, status))
+
+    def _record(self, forwarded: Forwarded) -> None:
+        with self._lock:
+            self.requests.append(forwarded)
