@@ -1,0 +1,90 @@
+"""The OCI client against misbehaving loopback servers: clear errors, no hang, resume."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.faultserver import FaultServer
+from trustyard.ociclient.client import RegistryClient
+from trustyard.ociclient.interfaces import (
+    ClientLimits,
+    RemoteEndpoint,
+    RemoteError,
+    RemoteProtocolError,
+    RemoteRateLimited,
+    RemoteTimeout,
+)
+
+FAST = ClientLimits(
+    connect_timeout=2, read_timeout=1, max_attempts=2, backoff_base=0.01, chunk_bytes=4096
+)
+
+
+class MemoryCheckpoints:
+    def __init__(self) -> None:
+        self.saved: dict[tuple[str, str, str], str] = {}
+
+    def load(self, key: str, repository: str, digest: str) -> str | None:
+        return self.saved.get((key, repository, digest))
+
+    def save(self, key: str, repository: str, digest: str, location: str) -> None:
+        self.saved[(key, repository, digest)] = location
+
+    def drop(self, key: str, repository: str, digest: str) -> None:
+        self.saved.pop((key, repository, digest), None)
+
+
+def test_garbage_is_a_protocol_error() -> None:
+    with (
+        FaultServer("garbage") as srv,
+        RegistryClient(RemoteEndpoint(srv.url), FAST) as c,
+        pytest.raises(RemoteProtocolError, match="not JSON"),
+    ):
+        c.tags("a", limit=5)
+
+
+def test_hang_is_a_timeout() -> None:
+    with (
+        FaultServer("hang") as srv,
+        RegistryClient(RemoteEndpoint(srv.url), FAST) as c,
+        pytest.raises(RemoteTimeout),
+    ):
+        c.ping()
+
+
+def test_long_retry_after_is_rate_limited_at_once() -> None:
+    with FaultServer("ratelimit", retry_after=300) as srv:
+        with (
+            RegistryClient(RemoteEndpoint(srv.url), FAST) as c,
+            pytest.raises(RemoteRateLimited, match="Retry-After 300 s is longer"),
+        ):
+            c.ping()
+        assert len(srv.requests) == 1
+
+
+def test_dropped_upload_resumes_from_the_checkpoint() -> None:
+    data = os.urandom(40_000)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+
+    @contextlib.contextmanager
+    def open_stream(offset: int) -> Iterator[Iterator[bytes]]:
+        yield iter([data[offset:]])
+
+    checkpoints = MemoryCheckpoints()
+    with FaultServer("upload", cut_after=10_000) as srv:
+        with RegistryClient(RemoteEndpoint(srv.url), FAST, checkpoints=checkpoints) as c:
+            with pytest.raises(RemoteError):
+                c.push_blob("x", digest, len(data), open_stream)
+            assert checkpoints.saved
+            kept = srv.body_bytes
+            sent = c.push_blob("x", digest, len(data), open_stream)
+        assert sent.how == "uploaded"
+        assert srv.blobs[digest] == data
+        assert sent.bytes_sent == len(data) - kept
+        assert srv.body_bytes == len(data)  # nothing sent twice
+        assert not checkpoints.saved
