@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.refreg import ReferenceRegistry
 from tests.support.server import TrustyardServer
 from trustyard.ociclient.client import RegistryClient
 from trustyard.ociclient.interfaces import ClientLimits, RemoteAuthFailed, RemoteEndpoint
@@ -88,3 +89,47 @@ def test_wrong_password_is_a_clear_authentication_failure(site: TrustyardServer)
         c.tags("oc/a", limit=10)
     assert "not the password" not in str(info.value)
     assert "401" in str(info.value)
+
+
+@pytest.fixture(scope="module")
+def reference() -> Iterator[ReferenceRegistry]:
+    with ReferenceRegistry() as reg:
+        yield reg
+
+
+def test_reference_registry_mount_fallback_referrers_and_delete(
+    reference: ReferenceRegistry,
+) -> None:
+    with RegistryClient(RemoteEndpoint(url=reference.url), ClientLimits(chunk_bytes=1000)) as c:
+        assert "anonymously" in c.ping()
+        layer = os.urandom(3500)
+        first = c.push_blob("rr/a", _sha(layer), len(layer), _stream(layer))  # type: ignore[arg-type]
+        assert (first.how, first.bytes_sent) == ("uploaded", len(layer))
+        mounted = c.push_blob(
+            "rr/b",
+            _sha(layer),
+            len(layer),
+            _stream(layer),  # type: ignore[arg-type]
+            mount_from=["rr/a"],
+        )
+        assert mounted.how == "mounted"
+        assert c.has_blob("rr/b", _sha(layer)) == len(layer)
+        with c.pull_blob("rr/b", _sha(layer), offset=100) as it:
+            assert b"".join(it) == layer[100:]
+        # no referrers API: the sha256-<hex> tag schema index answers
+        subject = "sha256:" + "ab" * 32
+        index = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": [],
+            }
+        ).encode()
+        assert c.referrers("rr/b", subject) == []
+        c.put_manifest(
+            "rr/b", "sha256-" + "ab" * 32, index, "application/vnd.oci.image.index.v1+json"
+        )
+        assert c.referrers("rr/b", subject) == []
+        assert c.delete_manifest("rr/b", _sha(index)) is True
+        assert c.delete_manifest("rr/b", _sha(index)) is False
+        assert c.head_manifest("rr/b", "sha256-" + "ab" * 32) is None
