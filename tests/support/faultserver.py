@@ -4,6 +4,7 @@ connection after N bytes of a PATCH (counting every body byte it received)."""
 
 from __future__ import annotations
 
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -13,7 +14,14 @@ class FaultServer:
     """mode: garbage | hang | ratelimit | upload. Counters: `body_bytes` (PATCH bytes kept),
     `requests` (method, path)."""
 
-    def __init__(self, mode: str, *, retry_after: int = 300, cut_after: int | None = None) -> None:
+    def __init__(
+        self,
+        mode: str,
+        *,
+        retry_after: int = 300,
+        cut_after: int | None = None,
+        tls: tuple[str, str] | None = None,  # (certificate file, key file): serve HTTPS
+    ) -> None:
         self.mode = mode
         self.retry_after = retry_after
         self.cut_after = cut_after  # upload: drop the connection once this many bytes are in
@@ -50,11 +58,17 @@ class FaultServer:
         self._handler = Handler
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
+        self.scheme = "http"
+        if tls is not None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+            self.scheme = "https"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self.httpd.server_address[1]}"
 
     def __enter__(self) -> FaultServer:
         self._thread.start()

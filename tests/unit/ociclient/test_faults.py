@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import hashlib
+import ipaddress
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from tests.support.faultserver import FaultServer
 from trustyard.ociclient.client import RegistryClient
@@ -18,6 +25,7 @@ from trustyard.ociclient.interfaces import (
     RemoteProtocolError,
     RemoteRateLimited,
     RemoteTimeout,
+    RemoteTLSError,
 )
 
 FAST = ClientLimits(
@@ -88,3 +96,48 @@ def test_dropped_upload_resumes_from_the_checkpoint() -> None:
         assert sent.bytes_sent == len(data) - kept
         assert srv.body_bytes == len(data)  # nothing sent twice
         assert not checkpoints.saved
+
+
+def _self_signed(tmp: Path) -> tuple[str, str, str]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    (tmp / "cert.pem").write_text(pem)
+    (tmp / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(tmp / "cert.pem"), str(tmp / "key.pem"), pem
+
+
+def test_self_signed_tls_refused_then_trusted_with_its_ca(tmp_path: Path) -> None:
+    cert, key, pem = _self_signed(tmp_path)
+    with FaultServer("upload", tls=(cert, key)) as srv:
+        with (
+            RegistryClient(RemoteEndpoint(srv.url), FAST) as c,
+            pytest.raises(RemoteTLSError, match="TLS certificate not trusted"),
+        ):
+            c.ping()
+        with RegistryClient(RemoteEndpoint(srv.url, ca_certificate=pem), FAST) as c:
+            assert "reached" in c.ping()
+        with RegistryClient(RemoteEndpoint(srv.url, tls_verify=False), FAST) as c:
+            assert "reached" in c.ping()
