@@ -11,7 +11,8 @@ from typing import Any
 
 
 class FaultServer:
-    """mode: garbage | hang | ratelimit | upload. Counters: `body_bytes` (PATCH bytes kept),
+    """mode: garbage | hang | ratelimit | ratelimit-once (then upload) | upload.
+    Counters: `body_bytes` (PATCH bytes kept),
     `requests` (method, path)."""
 
     def __init__(
@@ -87,7 +88,9 @@ class FaultServer:
         elif self.mode == "hang":
             self.release.wait()
             h.close_connection = True
-        elif self.mode == "ratelimit":
+        elif self.mode == "ratelimit" or (
+            self.mode == "ratelimit-once" and len(self.requests) == 1
+        ):
             h._answer(429, b"", Retry_After=str(self.retry_after))
         else:
             self._upload(h)

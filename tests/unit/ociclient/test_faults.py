@@ -141,3 +141,10 @@ def test_self_signed_tls_refused_then_trusted_with_its_ca(tmp_path: Path) -> Non
             assert "reached" in c.ping()
         with RegistryClient(RemoteEndpoint(srv.url, tls_verify=False), FAST) as c:
             assert "reached" in c.ping()
+
+
+def test_short_retry_after_is_honoured_and_retried() -> None:
+    with FaultServer("ratelimit-once", retry_after=0) as srv:
+        with RegistryClient(RemoteEndpoint(srv.url), FAST) as c:
+            assert "reached" in c.ping()
+        assert srv.requests == [("GET", "/v2/"), ("GET", "/v2/")]
