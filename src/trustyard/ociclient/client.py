@@ -488,11 +488,18 @@ class RegistryClient:
         resp.close()
         if resp.status_code == 404:
             return None
-        if resp.status_code in (200, 307, 302):
-            try:
-                return int(resp.headers.get("content-length", "0"))
-            except ValueError:
-                return 0
+        if resp.status_code in (307, 302):
+            return _size(resp.headers.get("content-length"))
+        if resp.status_code == 200:
+            # A registry names the blob it found; a server answering 200 to anything (an HTML
+            # page) must not make every blob look present, or a push would skip them all.
+            named = resp.headers.get("docker-content-digest")
+            if named != digest:
+                raise RemoteProtocolError(
+                    f"the remote answered 200 for the blob {digest} without naming it "
+                    "(Docker-Content-Digest missing or different): is it a registry?"
+                )
+            return _size(resp.headers.get("content-length"))
         raise self._fail(resp, f"check the blob {digest}")
 
     # --- blob upload ----------------------------------------------------------------------
@@ -755,3 +762,11 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, float(value.strip()))
     except ValueError:
         return None
+
+
+def _size(value: str | None) -> int:
+    """A Content-Length header as a size (0 when absent or not a number)."""
+    try:
+        return max(0, int(value or "0"))
+    except ValueError:
+        return 0

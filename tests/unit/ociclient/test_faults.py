@@ -56,6 +56,16 @@ def test_garbage_is_a_protocol_error() -> None:
         c.tags("a", limit=5)
 
 
+def test_a_server_answering_200_to_anything_has_no_blobs() -> None:
+    """A push would skip every blob a garbage server says it has: refused, not believed."""
+    with (
+        FaultServer("garbage") as srv,
+        RegistryClient(RemoteEndpoint(srv.url), FAST) as c,
+        pytest.raises(RemoteProtocolError, match="without naming it"),
+    ):
+        c.has_blob("a", "sha256:" + "0" * 64)
+
+
 def test_hang_is_a_timeout() -> None:
     with (
         FaultServer("hang") as srv,
